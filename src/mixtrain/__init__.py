@@ -1,0 +1,26 @@
+"""mixtrain: self-hosted, local-first ML platform.
+
+Heavy names are imported lazily so that ``import mixtrain`` (and the CLI) stay fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "MixClient":
+        from mixtrain.client import MixClient
+
+        return MixClient
+    if name in ("MixFlow", "mixparam"):
+        from mixtrain.workflows import flow
+
+        return getattr(flow, name)
+    if name == "get_model":
+        from mixtrain.client import get_model
+
+        return get_model
+    raise AttributeError(f"module 'mixtrain' has no attribute {name!r}")

@@ -1,0 +1,48 @@
+"""Shared CLI helpers: the client, JSON output, confirmation."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def client():
+    from mixtrain.client import MixClient
+
+    return MixClient()
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        from mixtrain.errors import InvalidInput
+
+        raise InvalidInput(f"refusing to {question} without confirmation", "pass -y/--yes")
+    if not typer.confirm(f"{question}?"):
+        raise typer.Exit(1)
+
+
+def fmt_time(ts) -> str:
+    if ts is None:
+        return "-"
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -1,0 +1,153 @@
+"""`mixtrain dataset ...`"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mixtrain.cli.common import client, confirm, console, print_json
+
+app = typer.Typer(help="Upload and inspect datasets (Apache Iceberg tables).", no_args_is_help=True)
+PROGRESS_MIN_BYTES = 32 << 20
+
+
+def _with_progress(path: Path, action):
+    """Run ``action(progress_callback)``, drawing a progress bar for large files."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size < PROGRESS_MIN_BYTES or not console.is_terminal:
+        return action(None)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(f"reading {path.name}", total=size)
+        return action(lambda done: bar.update(task, completed=done))
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Dataset name (lowercase letters, digits, - and _)."),
+    file_arg: Optional[Path] = typer.Argument(None, metavar="[FILE]", help="CSV, TSV, Parquet or JSONL file."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV, TSV, Parquet or JSONL file."),
+    iceberg: Optional[str] = typer.Option(None, "--iceberg", help="Register an existing Iceberg table by its metadata JSON (no copy)."),
+    description: str = typer.Option("", "--description", "-d", help="What the dataset holds."),
+):
+    """Create a dataset from a file, or register an existing Iceberg table."""
+    from mixtrain.errors import InvalidInput
+
+    sources = [s for s in (file_arg, file, iceberg) if s]
+    if len(sources) != 1:
+        raise InvalidInput("give exactly one source", "pass FILE, --file FILE or --iceberg METADATA_JSON")
+    c = client()
+    if iceberg:
+        info = c.datasets.register(name, iceberg, description)
+    else:
+        path = Path(sources[0])
+        info = _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb))
+    s = c.datasets.summary(name)
+    console.print(f"Created dataset [bold]{name}[/] — {s['rows']} rows, {len(s['columns'])} columns, version {s['version']}")
+
+
+@app.command("append")
+def append(
+    name: str = typer.Argument(..., help="Dataset name."),
+    file_arg: Optional[Path] = typer.Argument(None, metavar="[FILE]"),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="File with the same columns."),
+):
+    """Append rows from a file as a new dataset version."""
+    from mixtrain.errors import InvalidInput
+
+    path = file or file_arg
+    if path is None or (file and file_arg):
+        raise InvalidInput("give exactly one file", "pass FILE or --file FILE")
+    c = client()
+    _with_progress(Path(path), lambda cb: c.datasets.append(name, path, cb))
+    s = c.datasets.summary(name)
+    console.print(f"Appended to [bold]{name}[/] — now {s['rows']} rows, version {s['version']}")
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List datasets."""
+    c = client()
+    rows = [c.datasets.summary(n) for n in c.datasets.names()]
+    if as_json:
+        print_json([{k: r[k] for k in ("name", "description", "rows", "version", "location")} for r in rows])
+        return
+    from rich.table import Table
+
+    t = Table("name", "rows", "columns", "versions", "description")
+    for r in rows:
+        t.add_row(r["name"], str(r["rows"]), str(len(r["columns"])), str(r["versions"]), r["description"])
+    console.print(t if rows else "No datasets yet — create one with `mixtrain dataset create NAME --file data.csv`.")
+
+
+@app.command("get")
+def get(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Show a dataset's schema, row count, versions and location."""
+    s = client().datasets.summary(name)
+    if as_json:
+        print_json(s)
+        return
+    console.print(f"[bold]{s['name']}[/]  {s['description']}")
+    console.print(f"rows: {s['rows']}   versions: {s['versions']}   current version: {s['version']}")
+    console.print(f"location: {s['location']}")
+    if s["source"]:
+        console.print(f"source: {s['source']}")
+    from rich.table import Table
+
+    t = Table("column", "type")
+    for col in s["columns"]:
+        t.add_row(col["name"], col["type"])
+    console.print(t)
+
+
+@app.command("versions")
+def versions(name: str, as_json: bool = typer.Option(False, "--json")):
+    """List a dataset's versions (Iceberg snapshots)."""
+    import datetime as dt
+
+    rows = client().datasets.versions(name)
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("version", "created", "operation", "added rows", "total rows")
+    for r in rows:
+        when = dt.datetime.fromtimestamp(r["timestamp_ms"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        t.add_row(str(r["version"]), when, r["operation"], str(r["added_rows"]), str(r["total_rows"]))
+    console.print(t)
+
+
+@app.command("head")
+def head(
+    name: str,
+    n: int = typer.Option(5, "-n", "--rows", min=1, help="Rows to show."),
+    version: Optional[int] = typer.Option(None, "--version", help="Snapshot id (default: current)."),
+):
+    """Show the first rows of a dataset."""
+    table = client().datasets.get(name)
+    df = table.scan(snapshot_id=version, limit=n).to_pandas()
+    from rich.table import Table
+
+    t = Table(*[str(c) for c in df.columns])
+    for row in df.itertuples(index=False):
+        t.add_row(*[_cell(v) for v in row])
+    console.print(t)
+
+
+def _cell(v) -> str:
+    s = str(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+@app.command("delete")
+def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
+    """Delete a dataset and its data."""
+    c = client()
+    c.datasets.get(name)
+    confirm(f"delete dataset {name!r} and all its versions", yes)
+    c.datasets.delete(name)
+    console.print(f"Deleted dataset {name}")

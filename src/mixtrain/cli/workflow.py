@@ -1,0 +1,208 @@
+"""`mixtrain workflow ...` — register workflow files, run them with typed inputs, watch runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mixtrain.cli.common import client, confirm, console, err_console, fmt_duration, fmt_time, print_json
+
+app = typer.Typer(help="Register workflow files and run them.", no_args_is_help=True)
+
+STATUS_STYLE = {"completed": "green", "failed": "red", "running": "cyan", "pending": "yellow", "cancelled": "magenta", "timeout": "red"}
+
+
+@app.command("create")
+def create(
+    files: List[Path] = typer.Argument(..., help="The workflow's .py file (first) and any files it imports."),
+    name: str = typer.Option(..., "--name", "-n", help="Workflow name."),
+    description: str = typer.Option("", "--description", help="What it does."),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="MixFlow class to use when the file has several."),
+):
+    """Register a workflow from its Python file(s)."""
+    wf = client().create_workflow(files, name, description, entrypoint)
+    console.print(f"Created workflow [bold]{name}[/] (version {wf['version']}, entrypoint {wf['entrypoint']}, {len(wf['inputs'])} inputs)")
+    console.print(f"Run it: mixtrain workflow run {name} --help")
+
+
+@app.command("update")
+def update_(
+    name: str,
+    files: List[Path] = typer.Argument(..., help="The new version's files."),
+    description: Optional[str] = typer.Option(None, "--description"),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint"),
+):
+    """Register a new version of a workflow."""
+    wf = client().workflows.update(name, files, description, entrypoint)
+    console.print(f"Updated workflow [bold]{name}[/] to version {wf['version']}")
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json")):
+    """List workflows."""
+    rows = client().list_workflows()
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("name", "version", "runs", "created", "description")
+    for r in rows:
+        t.add_row(r["name"], str(r["version"]), str(r["runs"]), fmt_time(r["created_at"]), r["description"])
+    console.print(t if rows else "No workflows yet — create one with `mixtrain workflow create FILE --name NAME`.")
+
+
+@app.command("get")
+def get(name: str, as_json: bool = typer.Option(False, "--json")):
+    """Show a workflow: description, entrypoint, inputs, versions and recent runs."""
+    wf = client().get_workflow(name)
+    if as_json:
+        print_json(wf)
+        return
+    console.print(f"[bold]{wf['name']}[/]  {wf['description']}")
+    console.print(f"entrypoint: {wf['entrypoint']}   version: {wf['version']} ({len(wf['versions'])} in all)")
+    res = {k: v for k, v in wf["resources"].items() if v}
+    if res:
+        console.print("resources: " + ", ".join(f"{k}={v}" for k, v in res.items()))
+    console.print(_inputs_table(wf["inputs"]))
+    if wf["runs"]:
+        console.print(_runs_table(wf["runs"]))
+    else:
+        console.print("No runs yet.")
+
+
+@app.command("runs")
+def runs_(
+    name: str,
+    n: int = typer.Option(20, "-n", "--limit", min=1, help="How many recent runs."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """List a workflow's runs: number, status, start, end, duration."""
+    rows = client().list_runs(name, n)
+    if as_json:
+        print_json(rows)
+        return
+    console.print(_runs_table(rows) if rows else f"No runs of {name} yet.")
+
+
+@app.command("logs")
+def logs(
+    name: str,
+    run: int = typer.Argument(..., help="Run number."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the run ends."),
+):
+    """Print a run's log."""
+    from mixtrain.workflows import runner
+
+    c = client()
+    info = c.workflows.run(name, run)
+    if follow:
+        runner.follow(c.settings, name, run)
+        return
+    path = Path(info["log_path"])
+    if path.exists():
+        sys.stdout.buffer.write(path.read_bytes())
+    else:
+        err_console.print(f"run #{run} has no log yet ({info['status']})")
+
+
+@app.command("cancel")
+def cancel(name: str, run: int = typer.Argument(..., help="Run number.")):
+    """Cancel a pending or running run (its whole process tree)."""
+    from mixtrain.workflows import runner
+
+    c = client()
+    info = runner.cancel(c.settings, name, run)
+    console.print(f"Run #{run} of {name}: {info['status']}")
+
+
+@app.command("delete")
+def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
+    """Delete a workflow, its versions and run records (refused while a run is active)."""
+    c = client()
+    c.workflows.describe(name)
+    confirm(f"delete workflow {name!r} and its run history", yes)
+    c.workflows.delete(name)
+    console.print(f"Deleted workflow {name}")
+
+
+@app.command(
+    "run",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name.")):
+    """Run a workflow: mixtrain workflow run NAME --input value ... (NAME --help lists the inputs)."""
+    from mixtrain.workflows import cliargs, runner
+
+    args = list(ctx.args)
+    if name in (None, "-h", "--help"):
+        console.print(ctx.get_help())
+        return
+    c = client()
+    version = c.workflows.latest_version(name)
+    parsed = cliargs.parse(args, version["spec"])
+    if parsed.help:
+        _print_run_help(name, version["spec"])
+        return
+    info = runner.start(c.settings, name, parsed.inputs, from_text=True)
+    number = info["number"]
+    err_console.print(f"[dim]Started run #{number} of {name} — logs: mixtrain workflow logs {name} {number} -f[/]")
+    if parsed.detach:
+        console.print(f"Run #{number} of {name} started (detached).")
+        return
+    try:
+        final = runner.follow(c.settings, name, number, sys.stdout.buffer)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"\nDetached: run #{number} goes on. Follow it: mixtrain workflow logs {name} {number} -f — stop it: mixtrain workflow cancel {name} {number}"
+        )
+        raise typer.Exit(130)
+    took = fmt_duration(final["duration"])
+    if final["status"] == "completed":
+        err_console.print(f"[green]Run #{number} completed[/] in {took}")
+        return
+    from mixtrain.errors import WorkflowFailed
+
+    raise WorkflowFailed(f"run #{number} of {name} {final['status']}: {final['error'] or 'no reason recorded'}", f"see `mixtrain workflow logs {name} {number}`")
+
+
+def _print_run_help(name: str, spec: dict) -> None:
+    console.print(f"Usage: mixtrain workflow run {name} [--INPUT VALUE ...] [-i JSON|FILE] [-d]\n")
+    if spec.get("doc"):
+        console.print(spec["doc"].strip().splitlines()[0] + "\n")
+    console.print(_inputs_table(spec["inputs"]))
+    console.print("Flags override -i/--input-json/-c/--config JSON; -d/--detach returns at once; booleans take true/false or --no-NAME.")
+    example = " ".join(f"--{i['name']} {_example_value(i)}" for i in spec["inputs"] if i["required"])
+    console.print(f"\nExample:\n  mixtrain workflow run {name} {example}".rstrip())
+
+
+def _example_value(inp: dict) -> str:
+    if inp.get("choices"):
+        return str(inp["choices"][0])
+    return {"int": "1", "float": "0.1", "bool": "true", "list": "'[]'", "dict": "'{}'"}.get(inp["type"], "VALUE")
+
+
+def _inputs_table(inputs: list[dict]):
+    from rich.table import Table
+
+    t = Table("input", "required / default", "type", "description", title="Inputs", title_justify="left")
+    for i in inputs:
+        req = "[bold]required[/]" if i["required"] else repr(i["default"]) if i["default"] != "" else "''"
+        typ = i["type"] + (f" ({'|'.join(map(str, i['choices']))})" if i.get("choices") else "")
+        t.add_row("--" + i["name"], req, typ, i.get("description") or "")
+    return t
+
+
+def _runs_table(rows: list[dict]):
+    from rich.table import Table
+
+    t = Table("run", "status", "started", "finished", "duration", "error")
+    for r in rows:
+        style = STATUS_STYLE.get(r["status"], "")
+        err = (r.get("error") or "")[:60]
+        t.add_row(f"#{r['number']}", f"[{style}]{r['status']}[/]", fmt_time(r["started_at"] or r["created_at"]), fmt_time(r["finished_at"]), fmt_duration(r["duration"]), err)
+    return t

@@ -1,0 +1,104 @@
+"""MixClient: the Python SDK facade. The CLI is a thin layer over the same methods."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from mixtrain.settings import Settings, load_settings
+
+
+class MixClient:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+
+    # -- stores (lazy: each pulls in only what it needs) ---------------------------------------------
+    @cached_property
+    def datasets(self):
+        from mixtrain.datasets.store import DatasetStore
+
+        return DatasetStore(self.settings)
+
+    @cached_property
+    def secrets(self):
+        from mixtrain.secrets.store import SecretStore
+
+        return SecretStore(self.settings)
+
+    @cached_property
+    def workflows(self):
+        from mixtrain.workflows.registry import WorkflowRegistry
+
+        return WorkflowRegistry(self.settings)
+
+    @cached_property
+    def models(self):
+        from mixtrain.models.registry import ModelRegistry
+
+        return ModelRegistry(self.settings)
+
+    # -- datasets ------------------------------------------------------------------------------------
+    def create_dataset(self, name: str, file: str | Path, description: str = ""):
+        return self.datasets.create(name, file, description)
+
+    def get_dataset(self, name: str):
+        """The dataset's PyIceberg table: ``.scan(snapshot_id=...).to_pandas()`` / ``.to_arrow()``."""
+        return self.datasets.get(name)
+
+    def list_datasets(self) -> list[str]:
+        return self.datasets.names()
+
+    # -- secrets -------------------------------------------------------------------------------------
+    def create_secret(self, name: str, value: str) -> None:
+        self.secrets.set(name, value)
+
+    def get_secret(self, name: str) -> str:
+        return self.secrets.get(name)
+
+    # -- workflows -----------------------------------------------------------------------------------
+    def create_workflow(self, files, name: str, description: str = "", entrypoint: str | None = None) -> dict:
+        return self.workflows.create(name, [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)], description, entrypoint)
+
+    def get_workflow(self, name: str) -> dict:
+        return self.workflows.describe(name)
+
+    def list_workflows(self) -> list[dict]:
+        return self.workflows.list()
+
+    def run_workflow(self, name: str, inputs: dict[str, Any] | None = None, detach: bool = False) -> dict:
+        """Start a run; unless ``detach``, wait for it and return its final record."""
+        from mixtrain.workflows import runner
+
+        run = runner.start(self.settings, name, inputs or {})
+        if detach:
+            return run
+        return runner.wait(self.settings, name, run["number"])
+
+    def list_runs(self, name: str, limit: int | None = None) -> list[dict]:
+        return self.workflows.runs(name, limit)
+
+    # -- models --------------------------------------------------------------------------------------
+    def list_models(self) -> list[dict]:
+        return self.models.list()
+
+    def get_model_info(self, name: str, version: int | None = None) -> dict:
+        return self.models.get(name, version)
+
+    def run_model(self, name: str, inputs: dict, config: dict | None = None, version: int | None = None) -> dict:
+        return get_model(name, version, client=self).run(inputs, **(config or {}))
+
+
+_loaded: dict = {}
+
+
+def get_model(name: str, version: int | None = None, client: MixClient | None = None):
+    """A loaded, reusable model handle; the same (name, version) is loaded once per process."""
+    from mixtrain.models.inference import LoadedModel
+
+    client = client or MixClient()
+    info = client.models.get(name, version)
+    key = (str(client.settings.home), name, info["version"])
+    if key not in _loaded:
+        _loaded[key] = LoadedModel(info, client.settings)
+    return _loaded[key]

@@ -1,0 +1,1 @@
+"""Platform metadata (datasets, workflows, runs, models, secrets) in SQLAlchemy + Alembic."""

@@ -1,0 +1,85 @@
+"""Where state lives. Precedence: environment (MIXTRAIN_*) > ``config.toml`` in the home > default.
+
+``MIXTRAIN_HOME`` is the single root of all state. Its default is ``/data`` when that directory exists
+and is writable (the spec's shared workspace), else ``~/.mixtrain``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYS = ("database_url", "catalog_url", "warehouse")
+
+
+def default_home() -> Path:
+    data = Path("/data")
+    if data.is_dir() and os.access(data, os.W_OK):
+        return data
+    return Path.home() / ".mixtrain"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    catalog_url: str
+    warehouse: str
+    sources: dict[str, str]
+
+    @property
+    def workflows_dir(self) -> Path:
+        return self.home / "workflows"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def image_cache(self) -> Path:
+        return self.home / "cache" / "images"
+
+    @property
+    def workspace(self) -> Path:
+        """Training outputs: the spec's ``/data/axolotl_workspace`` when home is /data."""
+        return self.home / "axolotl_workspace"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.home / "secret.key"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+
+def load_settings() -> Settings:
+    env_home = os.environ.get("MIXTRAIN_HOME")
+    home = Path(env_home).expanduser() if env_home else default_home()
+    home = home.resolve()
+    file_values: dict[str, str] = {}
+    cfg = home / "config.toml"
+    if cfg.is_file():
+        with cfg.open("rb") as fh:
+            file_values = {k: str(v) for k, v in tomllib.load(fh).items() if k in KEYS}
+    defaults = {
+        "database_url": f"sqlite:///{home / 'mixtrain.db'}",
+        "catalog_url": f"sqlite:///{home / 'catalog.db'}",
+        "warehouse": (home / "warehouse").as_uri(),
+    }
+    values, sources = {}, {"home": "env" if env_home else "default"}
+    for key in KEYS:
+        env = os.environ.get(f"MIXTRAIN_{key.upper()}")
+        if env:
+            values[key], sources[key] = env, "env"
+        elif key in file_values:
+            values[key], sources[key] = file_values[key], "config file"
+        else:
+            values[key], sources[key] = defaults[key], "default"
+    return Settings(home=home, sources=sources, **values)
+
+
+def ensure_home(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)

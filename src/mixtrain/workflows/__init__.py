@@ -1,0 +1,1 @@
+"""Workflows: MixFlow classes in user files, registered with versions, run in child processes."""

@@ -1,0 +1,148 @@
+"""Start, follow and cancel runs. The run itself lives in a detached supervisor process.
+
+``start`` validates inputs against the stored spec (nothing starts on bad input), inserts the run,
+and spawns ``python -m mixtrain.workflows.supervisor RUN_ID`` in its own session: it survives the
+CLI, Ctrl-C in the terminal does not reach it, and ``cancel`` can signal its whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mixtrain.errors import Conflict, InvalidInput
+from mixtrain.settings import Settings
+from mixtrain.workflows import procs
+from mixtrain.workflows.registry import ACTIVE, WorkflowRegistry
+from mixtrain.workflows.spec import coerce
+
+POLL = 0.1
+
+
+def validate_inputs(spec: dict, given: dict, *, from_text: bool = False) -> dict:
+    """Check and type ``given`` against the spec; return the full input dict (defaults filled)."""
+    by_name = {i["name"]: i for i in spec["inputs"]}
+    unknown = [k for k in given if k not in by_name]
+    if unknown:
+        raise InvalidInput(
+            f"unknown input{'s' if len(unknown) > 1 else ''} {', '.join('--' + k for k in unknown)}",
+            f"available: {', '.join('--' + n for n in by_name) or '(none)'}",
+        )
+    out, missing = {}, []
+    for name, inp in by_name.items():
+        if name in given:
+            out[name] = coerce(inp, given[name], from_text=from_text and isinstance(given[name], str))
+        elif inp["required"]:
+            missing.append("--" + name)
+        else:
+            out[name] = inp["default"]
+    if missing:
+        raise InvalidInput(f"missing required input{'s' if len(missing) > 1 else ''} {', '.join(missing)}", "pass a value for each")
+    return out
+
+
+def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False) -> dict:
+    reg = WorkflowRegistry(settings)
+    version = reg.latest_version(name)
+    full = validate_inputs(version["spec"], inputs, from_text=from_text)
+    run = reg.new_run(name, version["version"], full)
+    env = dict(os.environ, MIXTRAIN_HOME=str(settings.home))
+    log = open(Path(run["run_dir"]) / "supervisor.err", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixtrain.workflows.supervisor", str(run["id"])],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, close_fds=True,
+    )
+    log.close()
+    started = procs.start_time(proc.pid)
+    # Record the launcher's identity so a death before it reports is detected; it may already have.
+    from sqlalchemy import update
+
+    from mixtrain.metadata.schema import runs
+
+    with reg.engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == run["id"]).where(runs.c.pid.is_(None)).values(pid=proc.pid, pid_start=started))
+    _reap_later(proc)
+    return reg.run_by_id(run["id"])
+
+
+def _reap_later(proc: subprocess.Popen) -> None:
+    """Keep a handle so the zombie is reaped when this (long-lived) process polls; harmless otherwise."""
+    _children.append(proc)
+
+
+_children: list[subprocess.Popen] = []
+
+
+def _reap() -> None:
+    for p in list(_children):
+        if p.poll() is not None:
+            _children.remove(p)
+
+
+def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_done: bool = True) -> dict:
+    """Stream the run's log to ``out`` until the run ends; returns the final run record."""
+    out = out or sys.stdout.buffer
+    reg = WorkflowRegistry(settings)
+    run = reg.run(name, number)
+    log_path = Path(run["log_path"])
+    pos = 0
+    while True:
+        _reap()
+        if log_path.exists():
+            with open(log_path, "rb") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                pos += len(chunk)
+        if run["status"] not in ACTIVE and stop_when_done:
+            # Give the supervisor a moment to write its closing line.
+            end = time.time() + 3
+            while time.time() < end and procs.alive(run["pid"], run["pid_start"]):
+                _reap()
+                time.sleep(POLL / 2)
+            with open(log_path, "rb") if log_path.exists() else open(os.devnull, "rb") as fh:
+                fh.seek(pos)
+                rest = fh.read()
+            if rest:
+                out.write(rest)
+                out.flush()
+            return run
+        time.sleep(POLL)
+        run = reg.run(name, number)
+
+
+def wait(settings: Settings, name: str, number: int) -> dict:
+    reg = WorkflowRegistry(settings)
+    while True:
+        _reap()
+        run = reg.run(name, number)
+        if run["status"] not in ACTIVE:
+            return run
+        time.sleep(POLL)
+
+
+def cancel(settings: Settings, name: str, number: int, grace: float = 10.0) -> dict:
+    reg = WorkflowRegistry(settings)
+    run = reg.run(name, number)
+    if run["status"] not in ACTIVE:
+        raise Conflict(f"run #{number} of {name!r} is already {run['status']}", "only pending or running runs can be cancelled")
+    reg.set_status(run["id"], "cancelled", error="cancelled by user")
+    # The supervisor leads the run's process group; the group outlives it while any member lives.
+    def anything_alive():
+        return procs.alive(run["pid"], run["pid_start"]) or procs.alive(run["worker_pid"], run["worker_start"])
+
+    if run["pid"] and anything_alive():
+        procs.kill_group(run["pid"], signal.SIGTERM)
+        deadline = time.time() + grace
+        while time.time() < deadline and anything_alive():
+            _reap()
+            time.sleep(POLL)
+            run = reg.run_by_id(run["id"])
+        procs.kill_group(run["pid"], signal.SIGKILL)
+    return reg.run_by_id(run["id"])

@@ -1,0 +1,63 @@
+"""Inside a run: import the user's workflow, set its inputs, call setup → run → cleanup, report.
+
+Runs in the process forked by the supervisor; stdout/stderr already point at the run log. A user
+exception prints the user's traceback (their bug, their log) and fails the run with its message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import traceback
+from pathlib import Path
+
+from mixtrain.metadata.db import now
+from mixtrain.workflows.flow import MixParam
+from mixtrain.workflows.registry import WorkflowRegistry
+
+
+def execute(settings, run: dict, version: dict) -> int:
+    reg = WorkflowRegistry(settings)
+    try:
+        from mixtrain.workflows.loader import find_flow, load_module
+
+        module = load_module(Path(version["source_dir"]) / version["main_file"])
+        cls = find_flow(module, version["entrypoint"])
+        result = call_flow(cls, version["spec"], run["inputs"])
+        output = _jsonable(result)
+    except BaseException as exc:
+        traceback.print_exc()
+        reg.set_status(run["id"], "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        return 1
+    (Path(run["run_dir"]) / "output.json").write_text(json.dumps(output, indent=2))
+    reg.set_status(run["id"], "completed", output=output, finished_at=now())
+    return 0
+
+
+def call_flow(cls, spec: dict, inputs: dict):
+    """Instantiate and run a MixFlow the way the platform always does (also used by benchmarks)."""
+    flow = cls()
+    run_params = {i["name"] for i in spec["inputs"] if i.get("style") == "run"}
+    for name, value in inputs.items():
+        if name not in run_params or isinstance(getattr(cls, name, None), MixParam):
+            setattr(flow, name, value)
+    try:
+        if _takes_argument(flow.setup):
+            flow.setup(dict(inputs))
+        else:
+            flow.setup()
+        return flow.run(**{k: v for k, v in inputs.items() if k in run_params})
+    finally:
+        flow.cleanup()
+
+
+def _takes_argument(method) -> bool:
+    params = [p for p in inspect.signature(method).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(params) >= 1
+
+
+def _jsonable(value):
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
