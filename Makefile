@@ -1,0 +1,38 @@
+# mixtrain — `make demo` runs the main job, `make test` runs the tests; both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-run setup only when what it installs changed.
+SETUP_HASH := $(shell cat requirements.lock pyproject.toml scripts/setup_venv.sh scripts/torchvision_cpu_compat.py 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.setup-$(SETUP_HASH)
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export AXOLOTL_DO_NOT_TRACK := 1
+export DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP):
+	PYTHON=$(PYTHON) bash scripts/setup_venv.sh
+	rm -f $(VENV)/.setup-*
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest tests -q -rs --durations=15
+
+test-fast: setup
+	$(PY) -m pytest tests/unit tests/cli -q -rs
+
+demo: setup
+	bash scripts/demo.sh
+
+bench: setup
+	$(PY) benchmarks/bench_datasets.py
+	$(PY) benchmarks/bench_workflow.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
