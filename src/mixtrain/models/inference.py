@@ -1,0 +1,128 @@
+"""Query a registered model: base model + LoRA adapter, one image and one prompt in, text out.
+
+Heavy imports happen here, on first use, never in the CLI's start-up path. The prompt is built with
+the processor's own chat template (the one saved with the adapter, i.e. the one it was trained
+with) and only the newly generated tokens are decoded.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mixtrain.errors import InvalidInput
+
+GENERATION_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "do_sample": None}
+
+
+def generation_settings(config: dict | None) -> dict:
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(GENERATION_DEFAULTS))
+    if unknown:
+        raise InvalidInput(f"unknown generation setting(s): {', '.join(unknown)}", f"use: {', '.join(GENERATION_DEFAULTS)}")
+    out = {**GENERATION_DEFAULTS, **config}
+    try:
+        out["max_new_tokens"] = int(out["max_new_tokens"])
+        out["temperature"] = float(out["temperature"])
+        out["top_p"] = float(out["top_p"])
+    except (TypeError, ValueError):
+        raise InvalidInput("generation settings must be numbers", 'e.g. {"temperature": 0.2, "max_new_tokens": 64}') from None
+    if out["max_new_tokens"] < 1 or out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
+        raise InvalidInput("max_new_tokens must be ≥ 1, temperature ≥ 0 and 0 < top_p ≤ 1", "fix the generation settings")
+    if out["do_sample"] is None:
+        out["do_sample"] = out["temperature"] > 0  # greedy when temperature is 0
+    return out
+
+
+def check_inputs(inputs) -> tuple[str, str]:
+    if not isinstance(inputs, dict):
+        raise InvalidInput("inputs must be a JSON object", '--inputs \'{"image": "/path/img.jpg", "prompt": "What is in this image?"}\'')
+    missing = [k for k in ("image", "prompt") if not str(inputs.get(k) or "").strip()]
+    if missing:
+        raise InvalidInput(f"inputs need {' and '.join(repr(k) for k in missing)}", '--inputs \'{"image": "/path/img.jpg", "prompt": "..."}\'')
+    extra = sorted(set(inputs) - {"image", "prompt"})
+    if extra:
+        raise InvalidInput(f"unknown input key(s): {', '.join(extra)}", "inputs take 'image' and 'prompt'")
+    return str(inputs["image"]), str(inputs["prompt"])
+
+
+class LoadedModel:
+    """A registered model loaded once and reused for many calls (``mixtrain.get_model(name).run(...)``)."""
+
+    def __init__(self, info: dict, settings, merged_dir: Path | None = None):
+        self.info, self.settings = info, settings
+        self.load_seconds = 0.0
+        t0 = time.perf_counter()
+        self._load(merged_dir)
+        self.load_seconds = time.perf_counter() - t0
+
+    def _load(self, merged_dir: Path | None) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        adapter = Path(self.info["adapter_path"])
+        if merged_dir is None and not (adapter / "adapter_config.json").is_file():
+            raise InvalidInput(f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}", "re-run the fine-tune")
+        if torch.cuda.is_available():
+            self.device = "cuda"
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            self.device, self.dtype = "cpu", torch.float32
+        processor_src = merged_dir or (adapter if (adapter / "processor_config.json").is_file() or (adapter / "preprocessor_config.json").is_file() else self.info["base_model"])
+        self.processor = AutoProcessor.from_pretrained(str(processor_src), use_fast=self.device == "cuda")
+        model = AutoModelForImageTextToText.from_pretrained(str(merged_dir or self.info["base_model"]), dtype=self.dtype)
+        if merged_dir is None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter))
+        self.model = model.to(self.device).eval()
+
+    def prompt_text(self, prompt: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def run(self, inputs: dict, **config) -> dict:
+        import torch
+
+        from mixtrain.images import load_image
+
+        image_ref, prompt = check_inputs(inputs)
+        gen = generation_settings(config)
+        image = load_image(image_ref, self.settings.image_cache)
+        t0 = time.perf_counter()
+        batch = self.processor(images=[image], text=[self.prompt_text(prompt)], return_tensors="pt").to(self.device)
+        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        kwargs = {"max_new_tokens": gen["max_new_tokens"], "do_sample": gen["do_sample"]}
+        if gen["do_sample"]:
+            kwargs.update(temperature=gen["temperature"], top_p=gen["top_p"])
+        tok = self.processor.tokenizer
+        with torch.inference_mode():
+            out = self.model.generate(**batch, **kwargs, pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        new_tokens = out[0, batch["input_ids"].shape[1] :]
+        text = tok.decode(new_tokens, skip_special_tokens=True).strip()
+        return {
+            "generated_text": text,
+            "model": self.info["name"],
+            "version": self.info["version"],
+            "latency_s": round(time.perf_counter() - t0, 4),
+        }
+
+
+def export_merged(info: dict, settings, out_dir: Path) -> Path:
+    """Merge the LoRA into the base weights and save a plain transformers model + processor."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InvalidInput(f"{out_dir} exists and is not empty", "pick a new folder")
+    loaded = LoadedModel(info, settings)
+    merged = loaded.model.merge_and_unload()
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp), safe_serialization=True)
+    loaded.processor.save_pretrained(str(tmp))
+    if out_dir.exists():
+        out_dir.rmdir()
+    tmp.rename(out_dir)
+    return out_dir

@@ -1,0 +1,93 @@
+"""Registered models: named, versioned LoRA adapters with their lineage."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from mixtrain.errors import NotFound
+from mixtrain.metadata.db import get_engine, now
+from mixtrain.metadata.schema import model_versions, models
+from mixtrain.names import check_name
+from mixtrain.settings import Settings
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = get_engine(settings.database_url)
+
+    def register(self, name: str, *, base_model: str, model_type: str, adapter_path: str, train_loss: float | None, lineage: dict) -> dict:
+        """Add a version (1 for a new name); concurrent registrations get distinct versions."""
+        check_name(name, "model")
+        for _ in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    model_id = conn.execute(select(models.c.id).where(models.c.name == name)).scalar()
+                    if model_id is None:
+                        model_id = conn.execute(insert(models).values(name=name, created_at=now())).inserted_primary_key[0]
+                    version = (conn.execute(select(func.max(model_versions.c.version)).where(model_versions.c.model_id == model_id)).scalar() or 0) + 1
+                    conn.execute(
+                        insert(model_versions).values(
+                            model_id=model_id, version=version, base_model=base_model, model_type=model_type,
+                            adapter_path=adapter_path, train_loss=train_loss, lineage=lineage, created_at=now(),
+                        )
+                    )
+                return self.get(name, version)
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not allocate a model version")
+
+    def _model_id(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            model_id = conn.execute(select(models.c.id).where(models.c.name == name)).scalar()
+        if model_id is None:
+            raise NotFound(f"model {name!r} not found", "see `mixtrain model list`")
+        return model_id
+
+    def get(self, name: str, version: int | None = None) -> dict:
+        model_id = self._model_id(name)
+        q = select(model_versions).where(model_versions.c.model_id == model_id)
+        q = q.where(model_versions.c.version == version) if version else q.order_by(model_versions.c.version.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise NotFound(f"model {name!r} has no version {version}", f"see `mixtrain model versions {name}`")
+        d = dict(row._mapping)
+        d["name"] = name
+        return d
+
+    def versions(self, name: str) -> list[dict]:
+        model_id = self._model_id(name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(model_versions).where(model_versions.c.model_id == model_id).order_by(model_versions.c.version))
+            return [dict(r._mapping, name=name) for r in rows]
+
+    def list(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            latest = (
+                select(model_versions.c.model_id, func.max(model_versions.c.version).label("version"))
+                .group_by(model_versions.c.model_id)
+                .subquery()
+            )
+            rows = conn.execute(
+                select(models.c.name, model_versions)
+                .join(latest, latest.c.model_id == models.c.id)
+                .join(model_versions, (model_versions.c.model_id == models.c.id) & (model_versions.c.version == latest.c.version))
+                .order_by(models.c.name)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def delete(self, name: str) -> None:
+        model_id = self._model_id(name)
+        paths = [v["adapter_path"] for v in self.versions(name)]
+        with self.engine.begin() as conn:
+            conn.execute(delete(model_versions).where(model_versions.c.model_id == model_id))
+            conn.execute(delete(models).where(models.c.id == model_id))
+        workspace = (self.settings.workspace / "output").resolve()
+        for p in paths:  # only delete adapters we own (under the workspace)
+            if Path(p).resolve().is_relative_to(workspace):
+                shutil.rmtree(p, ignore_errors=True)

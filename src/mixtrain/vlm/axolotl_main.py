@@ -1,0 +1,67 @@
+"""Our entry into Axolotl, run as the training process: ``python -m mixtrain.vlm.axolotl_main train|validate CONFIG...``.
+
+Why not ``python -m axolotl.cli.train`` directly: Axolotl's schema silently drops keys it does not
+know, so we validate in the same interpreter that trains (one Axolotl import) and refuse a config
+whose keys were dropped; and on CPU-only multi-process runs Axolotl pins each rank to a CUDA device,
+which we put back on the CPU after its config is normalised. Everything else is Axolotl's own path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import yaml
+
+# Keys Axolotl consumes or rewrites during validation/normalisation (legitimately absent afterwards).
+CONSUMED = {"processor_kwargs", "chat_template_jinja"}
+
+
+def dropped_keys(raw: dict, validated) -> list[str]:
+    return sorted(k for k in raw if k not in validated and k not in CONSUMED and raw[k] is not None)
+
+
+def load(path: str, capabilities: dict | None = None):
+    """Load + validate + normalise exactly as ``axolotl train`` does; refuse silently dropped keys."""
+    from axolotl.cli.config import load_cfg
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if capabilities is not None:  # validating for another machine (golden tests of GPU configs)
+        cfg = validate_config(DictDefault(dict(raw)), capabilities=capabilities, env_capabilities={"torch_version": "2.13.0"})
+    else:
+        cfg = load_cfg(path)
+    lost = dropped_keys(raw, cfg)
+    if lost:
+        raise SystemExit(f"mixtrain: Axolotl dropped config keys {lost} from {path} — a mixtrain bug, please report it")
+    return cfg
+
+
+def main(argv: list[str]) -> int:
+    mode, paths = argv[0], argv[1:]
+    if mode == "validate":
+        import json
+
+        caps = json.loads(os.environ["MIXTRAIN_VALIDATE_CAPABILITIES"]) if os.environ.get("MIXTRAIN_VALIDATE_CAPABILITIES") else None
+        for path in paths:
+            load(path, caps)
+            print(f"axolotl config OK: {path}", flush=True)
+        return 0
+    if mode != "train" or len(paths) != 1:
+        raise SystemExit("usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate CONFIG...")
+    cfg = load(paths[0])
+    import torch
+
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        cfg.device_map = "cpu"  # Axolotl set {"": LOCAL_RANK} (a CUDA index); gloo DDP trains on CPU
+    from axolotl.cli.args import TrainerCliArgs
+    from axolotl.cli.train import do_train
+
+    do_train(cfg, TrainerCliArgs())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,165 @@
+"""Step 2 — configure: the validated spec + the hardware → Axolotl YAML (+ our DeepSpeed JSON).
+
+Pure functions of their inputs, so golden tests can pin the YAML for every family and option.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from mixtrain.vlm.families import Family
+from mixtrain.vlm.hardware import Hardware
+from mixtrain.vlm.spec import FinetuneSpec
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def build_config(
+    spec: FinetuneSpec,
+    family: Family,
+    hw: Hardware,
+    *,
+    train_jsonl: Path,
+    output_dir: Path,
+    run_dir: Path,
+    deepspeed_json: Path | None = None,
+    wandb_run_name: str = "",
+    wandb_online: bool = False,
+    warn=print,
+) -> dict:
+    cfg: dict = {
+        "base_model": spec.base_model,
+        "processor_type": "AutoProcessor",
+        "trust_remote_code": spec.trust_remote_code,
+        # Multimodal: images are processed in the collator, so no pre-tokenised dataset and no packing.
+        "skip_prepare_dataset": True,
+        "remove_unused_columns": False,
+        "sample_packing": False,
+        **chat_template_settings(family),
+        "datasets": [{"path": str(train_jsonl), "ds_type": "json", "type": "chat_template", "field_messages": "messages"}],
+        "dataset_prepared_path": str(run_dir / "prepared"),
+        "val_set_size": 0,
+        "output_dir": str(output_dir),
+        "adapter": "lora",
+        "lora_r": spec.lora_r,
+        "lora_alpha": spec.lora_alpha,
+        "lora_dropout": spec.lora_dropout,
+        "lora_target_modules": family.lora_target,
+        "sequence_len": spec.max_seq_length,
+        "micro_batch_size": spec.batch_size,
+        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+        "num_epochs": spec.num_epochs,
+        "learning_rate": spec.learning_rate,
+        "optimizer": "adamw_torch",
+        "lr_scheduler": "cosine",
+        "warmup_ratio": 0.03,
+        "weight_decay": 0.0,
+        "logging_steps": 1,
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "seed": spec.seed,
+    }
+    if spec.max_steps:
+        cfg["max_steps"] = spec.max_steps
+        cfg["save_strategy"] = "steps"
+        cfg["save_steps"] = spec.max_steps
+    cfg.update(precision_settings(spec, hw, warn))
+    if deepspeed_json is not None:
+        cfg["deepspeed"] = str(deepspeed_json)
+    if spec.wandb_project:
+        cfg.update(
+            {"wandb_project": spec.wandb_project, "wandb_name": wandb_run_name or spec.output_model_name, "wandb_mode": "online" if wandb_online else "offline"}
+        )
+    return cfg
+
+
+def chat_template_settings(family: Family) -> dict:
+    """LLaVA needs our own template: Axolotl's built-in one never emits EOS after the answer."""
+    template = TEMPLATES / f"{family.name}.jinja"
+    if template.is_file():
+        out = {"chat_template": "jinja", "chat_template_jinja": template.read_text()}
+    else:
+        out = {"chat_template": family.chat_template}
+    if family.answer_start:
+        # Mask everything but the assistant's answer (and its EOS) in the loss.
+        out["role_boundaries"] = [{"role": "assistant", "start": family.answer_start, "end": "eos_token"}]
+    return out
+
+
+def precision_settings(spec: FinetuneSpec, hw: Hardware, warn=print) -> dict:
+    if not hw.cuda:
+        if spec.use_flash_attention:
+            warn("FlashAttention-2 needs a CUDA GPU — using PyTorch SDPA attention on this CPU machine")
+        return {
+            "bf16": False,
+            "fp16": False,
+            "tf32": False,
+            "attn_implementation": "sdpa",
+            "gradient_checkpointing": False,
+            # Axolotl's LoRA Triton kernels need a GPU.
+            "lora_mlp_kernel": False,
+            "lora_qkv_kernel": False,
+            "lora_o_kernel": False,
+            # The fast (torchvision) image processors are not usable beside CPU-only torch here.
+            "processor_kwargs": {"use_fast": False},
+        }
+    attn = "sdpa"
+    if spec.use_flash_attention:
+        if hw.flash_attn:
+            attn = "flash_attention_2"
+        else:
+            warn("flash_attn is not installed — using PyTorch SDPA attention (pip install flash-attn for FlashAttention-2)")
+    return {
+        "bf16": "auto" if hw.bf16 else False,
+        "fp16": not hw.bf16,
+        "tf32": hw.tf32,
+        "attn_implementation": attn,
+        "gradient_checkpointing": True,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    }
+
+
+def deepspeed_config(stage: str) -> dict:
+    """Our own ZeRO JSON (Axolotl's wheel ships none); "auto" lets the HF trainer fill batch sizes."""
+    zero: dict = {
+        "stage": 2 if stage == "zero2" else 3,
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": "auto",
+    }
+    if stage == "zero2":
+        zero.update({"allgather_partitions": True, "allgather_bucket_size": 5e8, "reduce_scatter": True})
+    else:
+        zero.update(
+            {
+                "sub_group_size": 0,
+                "stage3_prefetch_bucket_size": "auto",
+                "stage3_param_persistence_threshold": "auto",
+                "stage3_max_live_parameters": 0,
+                "stage3_max_reuse_distance": 0,
+                "stage3_gather_16bit_weights_on_model_save": True,
+            }
+        )
+    return {
+        "zero_optimization": zero,
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto", "auto_cast": False, "loss_scale": 0, "initial_scale_power": 32, "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1},
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "wall_clock_breakdown": False,
+    }
+
+
+def write_yaml(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=120))
+    return path
+
+
+def write_deepspeed(stage: str, path: Path) -> Path:
+    path.write_text(json.dumps(deepspeed_config(stage), indent=2) + "\n")
+    return path

@@ -1,0 +1,122 @@
+"""Model families the fine-tune knows, keyed by ``model_type``.
+
+Each entry says how Axolotl should treat the family: its chat template, the LoRA target (language
+model only: vLLM ignores LoRA on vision modules, and the vision tower is usually best left frozen),
+and what needs special care. The base model's own ``config.json`` is the authority on architecture:
+the spec passes ``--model_type llava`` for LLaVA-1.6, so the real family is detected and the
+correction is logged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mixtrain.errors import InvalidInput
+
+LM_LINEAR = r"(mlp|self_attn)\.(up|down|gate|q|k|v|o)_proj"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    hf_model_types: tuple[str, ...]  # config.json "model_type" values of this family
+    chat_template: str  # Axolotl's chat_template value
+    lora_target: str  # regex over module names, language model only
+    answer_start: str | None = None  # text that opens the assistant turn, when Axolotl needs it spelled out
+    trust_remote_code: bool = False
+    supported: bool = True
+    unsupported_reason: str = ""
+
+
+FAMILIES: dict[str, Family] = {
+    "llava": Family(
+        name="llava",
+        description="LLaVA-1.5 (CLIP vision tower + Llama/Vicuna)",
+        hf_model_types=("llava",),
+        chat_template="llava",
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+        answer_start=" ASSISTANT:",
+    ),
+    "llava_next": Family(
+        name="llava_next",
+        description="LLaVA-1.6 / LLaVA-NeXT (any-resolution tiling)",
+        hf_model_types=("llava_next",),
+        chat_template="llava",
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+        answer_start=" ASSISTANT:",
+    ),
+    "qwen2_vl": Family(
+        name="qwen2_vl",
+        description="Qwen2-VL and Qwen2.5-VL",
+        hf_model_types=("qwen2_vl", "qwen2_5_vl"),
+        chat_template="qwen2_vl",
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+    ),
+    "phi3_v": Family(
+        name="phi3_v",
+        description="Phi-3-Vision (remote code)",
+        hf_model_types=("phi3_v",),
+        chat_template="phi_3",
+        lora_target=rf"model\.layers\.\d+\.(mlp\.(gate_up|down)_proj|self_attn\.(qkv|o)_proj)",
+        trust_remote_code=True,
+        supported=False,
+        unsupported_reason=(
+            "Axolotl 0.19 has no multimodal support for Phi-3-Vision (its model code lives on the model hub and "
+            "Axolotl has no processing strategy for it — Axolotl issue #2791)"
+        ),
+    ),
+}
+ALIASES = {"qwen2_5_vl": "qwen2_vl", "llava-next": "llava_next", "phi3v": "phi3_v", "phi-3-vision": "phi3_v"}
+
+
+def get_family(model_type: str) -> Family:
+    key = ALIASES.get(model_type, model_type)
+    if key not in FAMILIES:
+        raise InvalidInput(
+            f"unknown model_type {model_type!r}",
+            f"use one of: {', '.join(FAMILIES)} (qwen2_vl also covers Qwen2.5-VL)",
+        )
+    return FAMILIES[key]
+
+
+def family_for_hf_type(hf_type: str) -> Family | None:
+    return next((f for f in FAMILIES.values() if hf_type in f.hf_model_types), None)
+
+
+def read_base_config(base_model: str) -> dict | None:
+    """The base model's config.json: from a local folder, else from the local HF cache / hub."""
+    local = Path(base_model).expanduser()
+    if local.is_dir():
+        cfg = local / "config.json"
+        if not cfg.is_file():
+            raise InvalidInput(f"{local} has no config.json", "pass a Hugging Face model folder or a hub id")
+        return json.loads(cfg.read_text())
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(base_model, "config.json")).read_text())
+    except Exception:
+        return None
+
+
+def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print) -> tuple[Family, dict | None]:
+    """Pick the family: the user's ``model_type``, corrected by the base model's own config when they differ."""
+    family = get_family(model_type)
+    config = read_base_config(base_model)
+    if config is None:
+        log(f"note: could not read {base_model}'s config.json; trusting model_type={family.name}")
+        return family, None
+    hf_type = config.get("model_type", "")
+    detected = family_for_hf_type(hf_type)
+    if detected is None:
+        raise InvalidInput(
+            f"{base_model} is a {hf_type or 'unknown'!r} model, which this fine-tune does not support",
+            f"use a base model of one of: {', '.join(t for f in FAMILIES.values() for t in f.hf_model_types)}",
+        )
+    if detected.name != family.name:
+        log(f"note: {base_model} is a {hf_type} model — using the {detected.name} handling instead of model_type={family.name}")
+    return detected, config

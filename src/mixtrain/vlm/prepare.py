@@ -1,0 +1,146 @@
+"""Step 1 — prepare: dataset at a pinned snapshot → verified images → Axolotl ``messages`` JSONL.
+
+Every image is resolved and decoded before training starts, so a bad path fails in seconds, not
+after the model has loaded. Bad rows are reported together (row, image, reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mixtrain.errors import InvalidInput
+from mixtrain.images import verify_images
+from mixtrain.vlm.spec import FinetuneSpec
+
+MAX_REPORTED = 20
+
+
+@dataclass
+class PreparedData:
+    jsonl: Path
+    rows: int
+    snapshot_id: int | None
+    total_rows: int
+    bad_rows: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def report(self) -> dict:
+        return {
+            "rows_total": self.total_rows,
+            "rows_used": self.rows,
+            "rows_bad": len(self.bad_rows),
+            "dataset_snapshot_id": self.snapshot_id,
+            "bad_rows": [{"row": r, "image": ref, "reason": why} for r, ref, why in self.bad_rows],
+        }
+
+
+def load_rows(client, spec: FinetuneSpec) -> tuple[list[dict], int | None, Path | None]:
+    """Read the three mapped columns at the dataset's current snapshot (recorded for lineage)."""
+    table = client.get_dataset(spec.dataset_name)
+    snapshot = table.current_snapshot()
+    available = [f.name for f in table.schema().fields]
+    wanted = {"image_column": spec.image_column, "prompt_column": spec.prompt_column, "response_column": spec.response_column}
+    missing = [f"{col} (--{param})" for param, col in wanted.items() if col not in available]
+    if missing:
+        raise InvalidInput(
+            f"dataset {spec.dataset_name!r} has no column {', '.join(missing)}",
+            f"its columns are: {', '.join(available)} — map them with --image_column/--prompt_column/--response_column",
+        )
+    if snapshot is None:
+        raise InvalidInput(f"dataset {spec.dataset_name!r} has no data", "append rows to it first")
+    cols = list(dict.fromkeys(wanted.values()))
+    data = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=tuple(cols)).to_arrow().to_pylist()
+    source = client.datasets.source(spec.dataset_name)
+    source_dir = Path(source).parent if source and Path(source).is_file() else None
+    return data, snapshot.snapshot_id, source_dir
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _image_ref(value, source_dir: Path | None) -> str:
+    """Relative paths are looked up next to the uploaded file first, then in the working directory."""
+    ref = _text(value)
+    if not ref or "://" in ref or ref.startswith(("/", "~")):
+        return ref
+    if source_dir is not None and (source_dir / ref).exists():
+        return str(source_dir / ref)
+    return str(Path(ref).resolve())
+
+
+def prepare(client, spec: FinetuneSpec, out_dir: Path, log=print) -> PreparedData:
+    rows, snapshot_id, source_dir = load_rows(client, spec)
+    log(f"dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}")
+    bad: dict[int, str] = {}
+    refs = []
+    for i, row in enumerate(rows):
+        ref = _image_ref(row[spec.image_column], source_dir)
+        refs.append(ref)
+        if not ref:
+            bad[i] = f"empty {spec.image_column}"
+        elif not _text(row[spec.prompt_column]):
+            bad[i] = f"empty {spec.prompt_column}"
+        elif not _text(row[spec.response_column]):
+            bad[i] = f"empty {spec.response_column}"
+    to_check = [r if i not in bad else "" for i, r in enumerate(refs)]
+    good, failures = verify_images(
+        [r for r in to_check if r], client.settings.image_cache, workers=min(16, (os.cpu_count() or 2) * 4), progress=_progress(log)
+    )
+    reasons = {ref: why for _, ref, why in failures}
+    for i, ref in enumerate(to_check):
+        if ref and ref in reasons:
+            bad[i] = reasons[ref]
+    bad_rows = sorted((i, refs[i], why) for i, why in bad.items())
+    result = PreparedData(out_dir / "train.jsonl", len(rows) - len(bad), snapshot_id, len(rows), bad_rows)
+    (out_dir / "data_report.json").write_text(json.dumps(result.report(), indent=2))
+    if bad_rows:
+        _log_bad(bad_rows, log)
+        if spec.on_bad_image == "fail":
+            raise InvalidInput(
+                f"{len(bad_rows)} of {len(rows)} rows are unusable (first: row {bad_rows[0][0]}: {bad_rows[0][2]})",
+                "fix them, or pass --on_bad_image skip to train without them",
+            )
+        log(f"skipping {len(bad_rows)} unusable rows (--on_bad_image skip)")
+    if result.rows == 0:
+        raise InvalidInput(f"dataset {spec.dataset_name!r} has no usable rows", "see the report above")
+    tmp = result.jsonl.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        for i, row in enumerate(rows):
+            if i not in bad:
+                fh.write(json.dumps(to_messages(str(good[refs[i]]), _text(row[spec.prompt_column]), _text(row[spec.response_column]))) + "\n")
+    os.replace(tmp, result.jsonl)
+    log(f"wrote {result.rows} training examples to {result.jsonl}")
+    return result
+
+
+def to_messages(image_path: str, prompt: str, response: str) -> dict:
+    """One Axolotl multimodal chat example: the user turn holds the image and the prompt."""
+    return {
+        "messages": [
+            {"role": "user", "content": [{"type": "image", "path": image_path}, {"type": "text", "text": prompt}]},
+            {"role": "assistant", "content": [{"type": "text", "text": response}]},
+        ]
+    }
+
+
+def _log_bad(bad_rows, log) -> None:
+    log(f"{len(bad_rows)} unusable rows:")
+    for row, ref, why in bad_rows[:MAX_REPORTED]:
+        log(f"  row {row}: {ref or '(empty)'} — {why}")
+    if len(bad_rows) > MAX_REPORTED:
+        log(f"  … and {len(bad_rows) - MAX_REPORTED} more (see data_report.json)")
+
+
+def _progress(log):
+    state = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        step = max(1, total // 10)
+        if done == total or done // step != state["last"]:
+            state["last"] = done // step
+            log(f"verifying images: {done}/{total}")
+
+    return report

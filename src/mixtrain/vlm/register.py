@@ -1,0 +1,75 @@
+"""Step 4 — register: check the adapter Axolotl wrote, surface its training state, record lineage."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+from pathlib import Path
+
+from mixtrain.errors import WorkflowFailed
+
+REQUIRED = ("adapter_model.safetensors", "adapter_config.json")
+VERSIONED = ("axolotl", "transformers", "peft", "torch", "accelerate", "mixtrain")
+
+
+def finalize_outputs(output_dir: Path) -> dict:
+    """Check the artifacts and copy the last checkpoint's trainer_state.json to the top."""
+    missing = [f for f in REQUIRED if not (output_dir / f).is_file()]
+    if missing:
+        raise WorkflowFailed(f"training finished but {', '.join(missing)} is missing in {output_dir}", "see the run log")
+    checkpoints = sorted(
+        (p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]),  # by number: checkpoint-10 after checkpoint-9
+    )
+    state: dict = {}
+    if checkpoints and (checkpoints[-1] / "trainer_state.json").is_file():
+        shutil.copy2(checkpoints[-1] / "trainer_state.json", output_dir / "trainer_state.json")
+    if (output_dir / "trainer_state.json").is_file():
+        state = json.loads((output_dir / "trainer_state.json").read_text())
+    return state
+
+
+def final_train_loss(state: dict) -> float | None:
+    history = state.get("log_history") or []
+    for entry in reversed(history):
+        if "train_loss" in entry:
+            return float(entry["train_loss"])
+    for entry in reversed(history):
+        if "loss" in entry:
+            return float(entry["loss"])
+    return None
+
+
+def versions() -> dict:
+    out = {}
+    for pkg in VERSIONED:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def register_model(client, *, spec, family_name: str, hf_model_type: str | None, output_dir: Path, snapshot_id, rows: int, state: dict, run: dict) -> dict:
+    loss = final_train_loss(state)
+    lineage = {
+        "dataset": {"name": spec.dataset_name, "snapshot_id": snapshot_id, "rows_used": rows},
+        "workflow_run": run,
+        "params": spec.model_dump(),
+        "hf_model_type": hf_model_type,
+        "global_step": state.get("global_step"),
+        "epochs": state.get("epoch"),
+        "train_loss": loss,
+        "versions": versions(),
+        "axolotl_config": run.get("config"),
+    }
+    return client.models.register(
+        spec.output_model_name,
+        base_model=spec.base_model,
+        model_type=family_name,
+        adapter_path=str(output_dir),
+        train_loss=loss,
+        lineage=lineage,
+    )

@@ -1,0 +1,85 @@
+"""The one strict schema of the fine-tune's user-facing parameters.
+
+Field defaults and help mirror the product spec's parameter tables. ``extra="forbid"``: a typo is an
+error, never silently ignored; all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mixtrain.errors import InvalidInput
+from mixtrain.names import check_name
+
+DEEPSPEED_CHOICES = ("", "zero2", "zero3")
+
+
+class FinetuneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    dataset_name: str = Field(description="Name of the mixtrain dataset")
+    output_model_name: str = Field(description="Name for the fine-tuned model")
+    base_model: str = Field("llava-hf/llava-1.5-7b-hf", description="Hugging Face model id or local folder")
+    model_type: str = Field("llava", description="Architecture: llava, llava_next, qwen2_vl, phi3_v")
+    num_epochs: int = Field(3, ge=1, description="Number of training epochs")
+    batch_size: int = Field(2, ge=1, description="Batch size per GPU")
+    learning_rate: float = Field(2e-5, gt=0, description="Learning rate")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="Gradient accumulation")
+    max_seq_length: int = Field(2048, ge=64, description="Maximum sequence length")
+    lora_r: int = Field(64, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling factor")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout rate")
+    use_flash_attention: bool = Field(True, description="Use FlashAttention-2 where CUDA and flash_attn are present")
+    deepspeed_config: str = Field("", description="DeepSpeed stage: zero2, zero3, or empty")
+    wandb_project: str = Field("", description="W&B project name (optional)")
+    image_column: str = Field("image_path", description="Column with image paths or URLs")
+    prompt_column: str = Field("prompt", description="Column with prompts")
+    response_column: str = Field("response", description="Column with responses")
+    on_bad_image: Literal["fail", "skip"] = Field("fail", description="fail the run on a bad row, or skip it")
+    dry_run: bool = Field(False, description="Stop after preparing data and validating the Axolotl config")
+    trust_remote_code: bool = Field(False, description="Allow model code from the model hub (needed by phi3_v)")
+    num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
+    seed: int = Field(42, description="Random seed")
+
+    @field_validator("dataset_name", "output_model_name")
+    @classmethod
+    def _name(cls, v: str, info) -> str:
+        try:
+            return check_name(v, info.field_name.replace("_name", "").replace("output_", ""))
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("deepspeed_config")
+    @classmethod
+    def _deepspeed(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("none", "false", "off"):
+            v = ""
+        if v not in DEEPSPEED_CHOICES:
+            raise ValueError(f"{v!r} is not a DeepSpeed stage — use zero2, zero3, or leave it empty")
+        return v
+
+    @field_validator("image_column", "prompt_column", "response_column", "base_model")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
+
+
+def parse_spec(params: dict) -> FinetuneSpec:
+    """Validate, reporting every problem in one InvalidInput."""
+    try:
+        return FinetuneSpec(**params)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "input"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown parameter"
+            problems.append(f"--{where}: {msg}")
+        raise InvalidInput("; ".join(problems), "fix the parameters listed") from None
