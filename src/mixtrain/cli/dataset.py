@@ -129,6 +129,10 @@ def head(
 ):
     """Show the first rows of a dataset."""
     table = client().datasets.get(name)
+    if version is not None and table.snapshot_by_id(version) is None:
+        from mixtrain.errors import NotFound
+
+        raise NotFound(f"dataset {name!r} has no version {version}", f"see `mixtrain dataset versions {name}`")
     df = table.scan(snapshot_id=version, limit=n).to_pandas()
     from rich.table import Table
 

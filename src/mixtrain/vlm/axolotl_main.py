@@ -39,6 +39,43 @@ def load(path: str, capabilities: dict | None = None):
     return cfg
 
 
+# What our LLaVA template renders around an answer (see templates/llava.jinja).
+LLAVA_SAMPLE = "USER: <image>\nWhat is in the image? ASSISTANT: a red circle"
+
+
+def resolve_role_boundaries(cfg) -> list:
+    """Make the answer-start marker match how this tokenizer splits it in context, and dodge a 0.19 bug.
+
+    The marker is matched on token ids, so " ASSISTANT:" (byte-level BPE) and "ASSISTANT:"
+    (sentencepiece, which adds its own word-start) are not interchangeable: a marker that never
+    matches masks every label and nothing trains. Axolotl 0.19 also crashes on its own validated
+    entries (a DictDefault's missing ``model_dump`` reads as None and is called); read-only mappings
+    are neither re-wrapped by DictDefault nor mistaken for pydantic models.
+    """
+    from types import MappingProxyType
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cfg.base_model, trust_remote_code=bool(cfg.trust_remote_code))
+    ids = tok(LLAVA_SAMPLE, add_special_tokens=False).input_ids
+    out = []
+    for spec in (dict(b) for b in cfg.role_boundaries):
+        word = spec["start"].strip()
+        for candidate in (spec["start"], " " + word, word):
+            marker = tok.encode(candidate, add_special_tokens=False)
+            if marker and _contains(ids, marker):
+                spec["start"] = candidate
+                break
+        else:
+            raise SystemExit(f"mixtrain: the answer marker {word!r} does not tokenise consistently with {cfg.base_model}'s tokenizer; refusing to train on masked labels")
+        out.append(MappingProxyType({k: v for k, v in spec.items() if v is not None}))
+    return out
+
+
+def _contains(seq: list[int], sub: list[int]) -> bool:
+    return any(seq[i : i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
+
+
 def main(argv: list[str]) -> int:
     mode, paths = argv[0], argv[1:]
     if mode == "validate":
@@ -52,6 +89,8 @@ def main(argv: list[str]) -> int:
     if mode != "train" or len(paths) != 1:
         raise SystemExit("usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate CONFIG...")
     cfg = load(paths[0])
+    if cfg.get("role_boundaries"):
+        cfg.role_boundaries = resolve_role_boundaries(cfg)
     import torch
 
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:

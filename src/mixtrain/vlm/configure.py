@@ -78,9 +78,8 @@ def build_config(
 
 def chat_template_settings(family: Family) -> dict:
     """LLaVA needs our own template: Axolotl's built-in one never emits EOS after the answer."""
-    template = TEMPLATES / f"{family.name}.jinja"
-    if template.is_file():
-        out = {"chat_template": "jinja", "chat_template_jinja": template.read_text()}
+    if family.template_file:
+        out = {"chat_template": "jinja", "chat_template_jinja": (TEMPLATES / family.template_file).read_text()}
     else:
         out = {"chat_template": family.chat_template}
     if family.answer_start:

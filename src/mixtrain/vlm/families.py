@@ -27,6 +27,7 @@ class Family:
     chat_template: str  # Axolotl's chat_template value
     lora_target: str  # regex over module names, language model only
     answer_start: str | None = None  # text that opens the assistant turn, when Axolotl needs it spelled out
+    template_file: str | None = None  # our own Jinja template (templates/), used instead of Axolotl's
     trust_remote_code: bool = False
     supported: bool = True
     unsupported_reason: str = ""
@@ -40,6 +41,7 @@ FAMILIES: dict[str, Family] = {
         chat_template="llava",
         lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
         answer_start=" ASSISTANT:",
+        template_file="llava.jinja",
     ),
     "llava_next": Family(
         name="llava_next",
@@ -48,6 +50,7 @@ FAMILIES: dict[str, Family] = {
         chat_template="llava",
         lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
         answer_start=" ASSISTANT:",
+        template_file="llava.jinja",
     ),
     "qwen2_vl": Family(
         name="qwen2_vl",

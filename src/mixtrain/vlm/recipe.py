@@ -66,7 +66,10 @@ def finetune(**params) -> dict:
     config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
     if spec.dry_run:
-        launch.run(launch.validate_command(config_path), env, run_dir, log)
+        try:
+            launch.run(launch.validate_command(config_path), env, run_dir, log)
+        finally:
+            shutil.rmtree(output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
         log("\n--- data report ---\n" + (run_dir / "data_report.json").read_text())
         log("--- axolotl config (" + str(config_path) + ") ---\n" + config_path.read_text())
         return {"dry_run": True, "config": str(config_path), "rows": data.rows, "dataset_snapshot_id": data.snapshot_id}
@@ -78,7 +81,11 @@ def finetune(**params) -> dict:
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     cmd = launch.command(config_path, dist, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=spec.num_processes)
-    launch.run(cmd, env, run_dir, log)
+    try:
+        launch.run(cmd, env, run_dir, log)
+    except BaseException:
+        _discard(output_dir, run_dir)
+        raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
         return {"node_rank": dist.machine_rank, "output_dir": str(output_dir)}
@@ -92,3 +99,11 @@ def finetune(**params) -> dict:
     )
     log(f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}")
     return {"model": model["name"], "version": model["version"], "train_loss": model["train_loss"], "output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id}
+
+
+def _discard(output_dir: Path, run_dir: Path) -> None:
+    """A failed training leaves no half-written model behind; Axolotl's debug log moves to the run folder."""
+    debug = output_dir / "debug.log"
+    if debug.is_file():
+        shutil.move(str(debug), str(run_dir / "axolotl_debug.log"))
+    shutil.rmtree(output_dir, ignore_errors=True)

@@ -284,5 +284,5 @@ def inspect_files(files: list[Path], entrypoint: str | None) -> dict:
         detail = proc.stderr.strip()
         if detail:
             sys.stderr.write(detail + "\n")
-        raise InvalidInput(result["error"], "fix the workflow file and try again")
+        raise InvalidInput(result["error"], result.get("fix") or "fix the workflow file and try again")
     return result

@@ -32,7 +32,8 @@ def describe_type(annotation: Any) -> tuple[str, list | None]:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return describe_type(args[0]) if len(args) == 1 else ("str", None)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return "str", [m.value for m in annotation]
+        values = [m.value for m in annotation]
+        return (_scalar_name(type(values[0])) if values else "str"), values
     if origin in (list, tuple, set) or annotation in (list, tuple, set):
         return "list", None
     if origin is dict or annotation is dict:

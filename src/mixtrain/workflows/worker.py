@@ -38,6 +38,7 @@ def call_flow(cls, spec: dict, inputs: dict):
     """Instantiate and run a MixFlow the way the platform always does (also used by benchmarks)."""
     flow = cls()
     run_params = {i["name"] for i in spec["inputs"] if i.get("style") == "run"}
+    inputs = _enum_members(cls, inputs)
     for name, value in inputs.items():
         if name not in run_params or isinstance(getattr(cls, name, None), MixParam):
             setattr(flow, name, value)
@@ -49,6 +50,29 @@ def call_flow(cls, spec: dict, inputs: dict):
         return flow.run(**{k: v for k, v in inputs.items() if k in run_params})
     finally:
         flow.cleanup()
+
+
+def _enum_members(cls, inputs: dict) -> dict:
+    """The spec stores an Enum input by its value; hand the workflow the member its annotation names."""
+    import enum
+    import types
+    import typing
+
+    hints: dict = {}
+    for obj in (cls, cls.run):
+        try:
+            hints.update(typing.get_type_hints(obj))
+        except Exception:
+            pass
+    out = dict(inputs)
+    for name, value in inputs.items():
+        hint = hints.get(name)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint = args[0] if len(args) == 1 else None
+        if isinstance(hint, type) and issubclass(hint, enum.Enum) and value is not None and not isinstance(value, hint):
+            out[name] = hint(value)
+    return out
 
 
 def _takes_argument(method) -> bool:
