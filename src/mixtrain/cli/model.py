@@ -116,7 +116,8 @@ def run(
         resolve_image(str(row["image"]), c.settings.image_cache)
     from mixtrain.client import get_model
 
-    model = get_model(name, info["version"], client=c)
+    with _quiet_native_logs():
+        model = get_model(name, info["version"], client=c)
     if inputs_file is None:
         result = model.run(rows[0], **gen)
         result["load_s"] = round(model.load_seconds, 3)
@@ -133,6 +134,34 @@ def run(
     finally:
         if output:
             out.close()
+
+
+import contextlib
+import os
+
+
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """Model loading makes torch/torchao/bitsandbytes print warnings straight to fd 2; keep them unless it fails."""
+    if os.environ.get("MIXTRAIN_VERBOSE"):
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            sys.stderr.buffer.write(tmp.read()[-4000:])
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _json_arg(value: Optional[str], flag: str):
@@ -170,6 +199,22 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
     return rows
 
 
+@app.command("register")
+def register(
+    name: str,
+    base_model: str = typer.Option(..., "--base_model", "--base-model", help="Local model folder or hub id."),
+    model_type: str = typer.Option("llava", "--model_type", "--model-type", help="llava, llava_next, qwen2_vl."),
+):
+    """Register a base model (no adapter) so it can be queried like a fine-tuned one."""
+    from mixtrain.vlm.families import get_family
+
+    family = get_family(model_type)
+    if Path(base_model).expanduser().is_dir():
+        base_model = str(Path(base_model).expanduser().resolve())
+    m = client().models.register_base(name, base_model, family.name)
+    console.print(f"Registered base model {name} version {m['version']} ({base_model})")
+
+
 @app.command("export")
 def export(
     name: str,
@@ -181,5 +226,6 @@ def export(
 
     c = client()
     info = c.get_model_info(name, version)
-    out = export_merged(info, c.settings, merged)
+    with _quiet_native_logs():
+        out = export_merged(info, c.settings, merged)
     console.print(f"Exported {name} v{info['version']} merged to {out}")

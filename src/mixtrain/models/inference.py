@@ -60,8 +60,10 @@ class LoadedModel:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        adapter = Path(self.info["adapter_path"])
-        if merged_dir is None and not (adapter / "adapter_config.json").is_file():
+        adapter = Path(self.info["adapter_path"]) if self.info["adapter_path"] else None
+        if adapter is None:  # a base model registered without an adapter
+            merged_dir = Path(self.info["base_model"])
+        elif merged_dir is None and not (adapter / "adapter_config.json").is_file():
             raise InvalidInput(f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}", "re-run the fine-tune")
         if torch.cuda.is_available():
             self.device = "cuda"
@@ -114,6 +116,8 @@ def export_merged(info: dict, settings, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InvalidInput(f"{out_dir} exists and is not empty", "pick a new folder")
+    if not info["adapter_path"]:
+        raise InvalidInput(f"{info['name']} v{info['version']} is a base model without an adapter", "nothing to merge")
     loaded = LoadedModel(info, settings)
     merged = loaded.model.merge_and_unload()
     tmp = out_dir.with_name(out_dir.name + ".partial")

@@ -41,6 +41,10 @@ class ModelRegistry:
                 continue
         raise RuntimeError("could not allocate a model version")
 
+    def register_base(self, name: str, base_model: str, model_type: str) -> dict:
+        """Register a base model without an adapter, to query it like any other (e.g. before fine-tuning)."""
+        return self.register(name, base_model=base_model, model_type=model_type, adapter_path="", train_loss=None, lineage={"base_only": True})
+
     def _model_id(self, name: str) -> int:
         with self.engine.connect() as conn:
             model_id = conn.execute(select(models.c.id).where(models.c.name == name)).scalar()

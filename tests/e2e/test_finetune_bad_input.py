@@ -1,0 +1,87 @@
+"""Bad input to the fine-tune fails before any training: one clear error, status failed, nothing registered."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from e2e_helpers import colour_dataset
+
+
+def _csv(path, rows, header=("image_path", "prompt", "response")):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad(e2e, tiny_models):
+    """Datasets with one problem each, on the shared e2e home."""
+    good = colour_dataset(e2e, "good-shapes", n=4)
+    first_image = next(csv.reader(open(good)))  # header
+    first_image = list(csv.reader(open(good)))[1][0]
+    d = e2e.root / "bad"
+    d.mkdir()
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (d / "notes.txt").write_text("hello")
+    sets = {
+        "missing-file": [(str(d / "nope.png"), "What colour?", "red")],
+        "corrupt-image": [(str(d / "corrupt.png"), "What colour?", "red")],
+        "not-an-image": [(str(d / "notes.txt"), "What colour?", "red")],
+        "bad-url": [("http://127.0.0.1:9/img.png", "What colour?", "red")],
+        "empty-response": [(first_image, "What colour?", "")],
+        "mixed": [(first_image, "What colour?", "red"), (str(d / "nope.png"), "What colour?", "blue")],
+    }
+    for name, rows in sets.items():
+        e2e.mix("dataset", "create", name, "--file", _csv(d / f"{name}.csv", rows), check=0)
+    return {"base": str(tiny_models["llava"]), "good": "good-shapes"}
+
+
+CASES = [
+    ("missing column", ["--dataset_name", "good-shapes", "--image_column", "img"], "has no column img (--image_column)"),
+    ("lists columns", ["--dataset_name", "good-shapes", "--prompt_column", "question"], "its columns are: image_path, prompt, response"),
+    ("missing file", ["--dataset_name", "missing-file"], "not found"),
+    ("corrupt image", ["--dataset_name", "corrupt-image"], "1 of 1 rows are unusable"),
+    ("not an image", ["--dataset_name", "not-an-image"], "rows are unusable"),
+    ("bad url", ["--dataset_name", "bad-url"], "rows are unusable"),
+    ("empty response", ["--dataset_name", "empty-response"], "empty response"),
+    ("unknown model_type", ["--dataset_name", "good-shapes", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
+    ("bad deepspeed", ["--dataset_name", "good-shapes", "--deepspeed_config", "zero1"], "'zero1' is not a DeepSpeed stage"),
+    ("no such dataset", ["--dataset_name", "nope"], "dataset 'nope' not found"),
+    ("bad output name", ["--dataset_name", "good-shapes", "--output_model_name", "Bad Name"], "invalid model name"),
+    ("phi3_v needs trust", ["--dataset_name", "good-shapes", "--model_type", "phi3_v", "--base_model", "PHI3"], "runs model code downloaded from the model hub"),
+    ("unreachable hub model", ["--dataset_name", "good-shapes", "--base_model", "llava-hf/llava-1.5-7b-hf"], "cannot read base model 'llava-hf/llava-1.5-7b-hf'"),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("why,args,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_before_training(e2e, bad, why, args, message, tmp_path):
+    base = bad["base"]
+    if "PHI3" in args:  # a local folder that claims to be Phi-3-Vision
+        (tmp_path / "config.json").write_text('{"model_type": "phi3_v"}')
+        args = [a if a != "PHI3" else str(tmp_path) for a in args]
+        base = None
+    argv = ["workflow", "run", "vlm-finetune", "--output_model_name", "never-registered", *args]
+    if base and "--base_model" not in args:
+        argv += ["--base_model", base]
+    res = e2e.mix(*argv, env={"HF_HUB_OFFLINE": "1"}, check=1)
+    assert message in res.stdout + res.stderr, res.stdout[-3000:] + res.stderr
+    assert "Starting trainer" not in res.stdout  # failed before any training
+    run = e2e.last_run()
+    assert run["status"] == "failed" and message.split("'")[0] in (run["error"] or "") or message in (run["error"] or "")
+    assert all(m["name"] != "never-registered" for m in e2e.json("model", "list"))
+
+
+@pytest.mark.e2e
+def test_skip_policy_drops_bad_rows_and_dry_run_stops(e2e, bad):
+    res = e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "mixed", "--output_model_name", "dry",
+                  "--base_model", bad["base"], "--on_bad_image", "skip", "--dry_run", "true", check=0)
+    assert "skipping 1 unusable rows" in res.stdout
+    assert "axolotl config OK" in res.stdout and "adapter: lora" in res.stdout
+    assert '"rows_used": 1' in res.stdout
+    assert e2e.last_run()["output"]["dry_run"] is True
+    assert all(m["name"] != "dry" for m in e2e.json("model", "list"))
