@@ -9,5 +9,8 @@ PYTHON=${PYTHON:-python3}
 PY=.venv/bin/python
 $PY -m pip install -q --disable-pip-version-check -r requirements.lock
 $PY -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+# DeepSpeed (for --deepspeed_config zero2|zero3) builds against the installed torch, so it needs
+# --no-build-isolation; its ops compile just-in-time on a GPU machine, never at install.
+$PY -m pip show deepspeed >/dev/null 2>&1 || DS_BUILD_OPS=0 $PY -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps deepspeed==0.18.9
 $PY scripts/torchvision_cpu_compat.py
 AXOLOTL_DO_NOT_TRACK=1 $PY -c "import axolotl, transformers, peft, pyiceberg; print('setup ok: axolotl', axolotl.__version__, '| transformers', transformers.__version__)"

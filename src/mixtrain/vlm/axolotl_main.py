@@ -81,13 +81,19 @@ def main(argv: list[str]) -> int:
     if mode == "validate":
         import json
 
+        # Capabilities of the machine the configs are for (default: this one). `--capabilities=JSON` applies to
+        # the configs after it, so one Axolotl import validates configs for several machines; `--capabilities=`
+        # switches back to this machine.
         caps = json.loads(os.environ["MIXTRAIN_VALIDATE_CAPABILITIES"]) if os.environ.get("MIXTRAIN_VALIDATE_CAPABILITIES") else None
         for path in paths:
+            if path.startswith("--capabilities="):
+                caps = json.loads(path.partition("=")[2] or "null")
+                continue
             load(path, caps)
             print(f"axolotl config OK: {path}", flush=True)
         return 0
     if mode != "train" or len(paths) != 1:
-        raise SystemExit("usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate CONFIG...")
+        raise SystemExit("usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate [--capabilities=JSON] CONFIG...")
     cfg = load(paths[0])
     if cfg.get("role_boundaries"):
         cfg.role_boundaries = resolve_role_boundaries(cfg)

@@ -88,6 +88,13 @@ def chat_template_settings(family: Family) -> dict:
     return out
 
 
+# Axolotl's fused LoRA Triton kernels, stated explicitly on every machine: left unset, Axolotl 0.19 turns them
+# on for any CUDA LoRA run, then fails to load every family here — it derives the attention class from the
+# top-level model_type ("LlavaAttention", "Qwen2VlAttention" do not exist) — and on CPU they need Triton.
+# Setting any one of them also stops the auto-enable of lora_embedding_kernel.
+LORA_KERNELS_OFF = {"lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False}
+
+
 def precision_settings(spec: FinetuneSpec, hw: Hardware, warn=print) -> dict:
     if not hw.cuda:
         if spec.use_flash_attention:
@@ -98,16 +105,15 @@ def precision_settings(spec: FinetuneSpec, hw: Hardware, warn=print) -> dict:
             "tf32": False,
             "attn_implementation": "sdpa",
             "gradient_checkpointing": False,
-            # Axolotl's LoRA Triton kernels need a GPU.
-            "lora_mlp_kernel": False,
-            "lora_qkv_kernel": False,
-            "lora_o_kernel": False,
+            **LORA_KERNELS_OFF,
             # The fast (torchvision) image processors are not usable beside CPU-only torch here.
             "processor_kwargs": {"use_fast": False},
         }
     attn = "sdpa"
     if spec.use_flash_attention:
-        if hw.flash_attn:
+        if not hw.tf32:  # hardware.detect sets tf32 exactly for compute capability >= 8.0 (Ampere+), FA2's minimum
+            warn(f"FlashAttention-2 needs an Ampere or newer GPU (compute capability 8.0+), not {hw.gpu_name or 'this one'} — using PyTorch SDPA attention")
+        elif hw.flash_attn:
             attn = "flash_attention_2"
         else:
             warn("flash_attn is not installed — using PyTorch SDPA attention (pip install flash-attn for FlashAttention-2)")
@@ -118,6 +124,7 @@ def precision_settings(spec: FinetuneSpec, hw: Hardware, warn=print) -> dict:
         "attn_implementation": attn,
         "gradient_checkpointing": True,
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        **LORA_KERNELS_OFF,
     }
 
 
@@ -130,7 +137,7 @@ def deepspeed_config(stage: str) -> dict:
         "reduce_bucket_size": "auto",
     }
     if stage == "zero2":
-        zero.update({"allgather_partitions": True, "allgather_bucket_size": 5e8, "reduce_scatter": True})
+        zero.update({"allgather_partitions": True, "allgather_bucket_size": 500_000_000, "reduce_scatter": True})
     else:
         zero.update(
             {

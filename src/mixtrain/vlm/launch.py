@@ -20,11 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixtrain.errors import WorkflowFailed
+from mixtrain.errors import InvalidInput, WorkflowFailed
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "NUM_NODES", "GROUP_RANK", "ROLE_RANK")
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUBLAS_STATUS_ALLOC_FAILED")
-OOM_REMEDIES = "reduce --batch_size (e.g. 1), use --deepspeed_config zero3, lower --max_seq_length (e.g. 1024) or --lora_r (e.g. 32)"
+OOM_REMEDIES = "try, one at a time: --batch_size 1, --deepspeed_config zero3, --max_seq_length 1024, --lora_r 32"
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,22 @@ def distributed_from_env(env=os.environ) -> Distributed | None:
         return None
     return Distributed(
         master_addr=env["MASTER_ADDR"],
-        master_port=int(env.get("MASTER_PORT") or 29500),
-        machine_rank=int(env.get("NODE_RANK") or env.get("RANK") or 0),
-        num_machines=int(env.get("NUM_NODES") or env.get("WORLD_SIZE") or 1),
-        local_rank=int(env.get("LOCAL_RANK") or 0),
+        master_port=_env_int(env, ("MASTER_PORT",), 29500),
+        machine_rank=_env_int(env, ("NODE_RANK", "RANK"), 0),
+        num_machines=_env_int(env, ("NUM_NODES", "WORLD_SIZE"), 1),
+        local_rank=_env_int(env, ("LOCAL_RANK",), 0),
     )
+
+
+def _env_int(env, names: tuple[str, ...], default: int) -> int:
+    """The first of ``names`` that is set, as an integer; a malformed value is the user's mistake, not a traceback."""
+    for name in names:
+        if env.get(name):
+            try:
+                return int(env[name])
+            except ValueError:
+                raise InvalidInput(f"environment variable {name}={env[name]!r} is not an integer", f"set {name} to a whole number or unset it") from None
+    return default
 
 
 def banner(dist: Distributed | None) -> list[str]:
@@ -104,6 +115,7 @@ def training_env(base: dict, *, wandb: bool, run_dir: Path) -> dict:
 def run(cmd: list[str], env: dict, cwd: Path, log=print) -> None:
     """Stream the trainer's output into our log; on failure raise with its last lines."""
     tail: collections.deque[str] = collections.deque(maxlen=40)
+    env = {**env, "PYTHONUNBUFFERED": "1"}  # else a traceback (stderr) overtakes buffered stdout and the "last line" is wrong
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     out = sys.stdout.buffer

@@ -101,9 +101,9 @@ def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_do
                 out.flush()
                 pos += len(chunk)
         if run["status"] not in ACTIVE and stop_when_done:
-            # Give the supervisor a moment to write its closing line.
+            # Give the supervisor a moment to write its closing line (no need to wait for its exit).
             end = time.time() + 3
-            while time.time() < end and procs.alive(run["pid"], run["pid_start"]):
+            while time.time() < end and procs.alive(run["pid"], run["pid_start"]) and not _closed(log_path, number):
                 _reap()
                 time.sleep(POLL / 2)
             with open(log_path, "rb") if log_path.exists() else open(os.devnull, "rb") as fh:
@@ -115,6 +115,16 @@ def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_do
             return run
         time.sleep(POLL)
         run = reg.run(name, number)
+
+
+def _closed(log_path: Path, number: int) -> bool:
+    """Whether the supervisor has written the run's closing line (``■ run #N <status>``)."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 512))
+            return f"\u25a0 run #{number} ".encode() in fh.read()
+    except OSError:
+        return False
 
 
 def wait(settings: Settings, name: str, number: int) -> dict:

@@ -120,7 +120,7 @@ def _relay(fd: int, log, redact, child: int, deadline: float | None) -> str:
                         log.write(redact(pending[:end]))
                         pending = pending[end:]
         else:
-            time.sleep(wait)
+            time.sleep(min(wait, 0.01))  # output closed: the worker is exiting, so look again soon
         if not open_ and _exited(child):
             break
         if open_ and _exited(child) and not select.select([fd], [], [], 0.2)[0]:

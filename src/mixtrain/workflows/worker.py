@@ -11,6 +11,7 @@ import json
 import traceback
 from pathlib import Path
 
+from mixtrain.errors import MixtrainError
 from mixtrain.metadata.db import now
 from mixtrain.workflows.flow import MixParam
 from mixtrain.workflows.registry import WorkflowRegistry
@@ -26,8 +27,12 @@ def execute(settings, run: dict, version: dict) -> int:
         result = call_flow(cls, version["spec"], run["inputs"])
         output = _jsonable(result)
     except BaseException as exc:
-        traceback.print_exc()
-        reg.set_status(run["id"], "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        if isinstance(exc, MixtrainError):  # an expected, explained failure: the message says it all
+            print(f"Error: {exc}", flush=True)
+        else:  # the workflow's own bug: its traceback belongs in its log
+            traceback.print_exc()
+        reason = str(exc) if isinstance(exc, MixtrainError) else f"{type(exc).__name__}: {exc}"
+        reg.set_status(run["id"], "failed", error=reason[:4000])
         return 1
     (Path(run["run_dir"]) / "output.json").write_text(json.dumps(output, indent=2))
     reg.set_status(run["id"], "completed", output=output, finished_at=now())

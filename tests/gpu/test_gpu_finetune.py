@@ -1,0 +1,47 @@
+"""GPU checks (marker `gpu`): skipped without CUDA. On a GPU the same fine-tune uses bf16/fp16 and FA2 where present."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+
+def _cuda() -> bool:
+    if not shutil.which("nvidia-smi"):
+        return False
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True)
+    return out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_hardware_detection_on_gpu():
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, dataclasses; from mixtrain.vlm.hardware import detect; print(json.dumps(dataclasses.asdict(detect())))"],
+        capture_output=True, text=True, check=True,
+    )
+    hw = json.loads(out.stdout)
+    assert hw["cuda"] and hw["n_gpu"] >= 1
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_llava_finetune_on_gpu(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+    from e2e_helpers import REPO, Env, colour_dataset
+
+    from mixtrain.testing.tiny_vlm import build_tiny_vlm
+
+    base = build_tiny_vlm("llava", tmp_path / "llava")
+    env = Env(tmp_path)
+    env.mix("workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune", cwd=REPO / "src/mixtrain/examples", check=0)
+    colour_dataset(env, "gpu-shapes", n=8)
+    res = env.mix("workflow", "run", "vlm-finetune", "--dataset_name", "gpu-shapes", "--output_model_name", "gpu-llava",
+                  "--base_model", base, "--max_steps", "3", "--batch_size", "2", "--gradient_accumulation_steps", "1", check=0)
+    assert "CPU only" not in res.stdout
+    assert env.json("model", "get", "gpu-llava")["lineage"]["global_step"] == 3
