@@ -39,8 +39,11 @@ def load(path: str, capabilities: dict | None = None):
     return cfg
 
 
-# What our LLaVA template renders around an answer (see templates/llava.jinja).
-LLAVA_SAMPLE = "USER: <image>\nWhat is in the image? ASSISTANT: a red circle"
+# What our templates render around an answer (templates/llava.jinja, templates/llava_mistral.jinja).
+SAMPLES = {
+    "ASSISTANT:": "USER: <image>\nWhat is in the image? ASSISTANT: a red circle",
+    "[/INST]": "[INST] <image>\nWhat is in the image? [/INST] a red circle",
+}
 
 
 def resolve_role_boundaries(cfg) -> list:
@@ -57,10 +60,10 @@ def resolve_role_boundaries(cfg) -> list:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(cfg.base_model, trust_remote_code=bool(cfg.trust_remote_code))
-    ids = tok(LLAVA_SAMPLE, add_special_tokens=False).input_ids
     out = []
     for spec in (dict(b) for b in cfg.role_boundaries):
         word = spec["start"].strip()
+        ids = tok(SAMPLES[word], add_special_tokens=False).input_ids
         for candidate in (spec["start"], " " + word, word):
             marker = tok.encode(candidate, add_special_tokens=False)
             if marker and _contains(ids, marker):

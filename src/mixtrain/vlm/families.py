@@ -9,6 +9,7 @@ correction is logged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,4 +123,9 @@ def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print
         )
     if detected.name != family.name:
         log(f"note: {base_model} is a {hf_type} model — using the {detected.name} handling instead of model_type={family.name}")
+    text_type = (config.get("text_config") or {}).get("model_type", "")
+    if detected.template_file == "llava.jinja" and text_type == "mistral":
+        # e.g. llava-v1.6-mistral-7b-hf: its conversation format is Mistral's [INST] ... [/INST]
+        log(f"note: {base_model} has a Mistral language model — using the [INST] ... [/INST] conversation format")
+        detected = dataclasses.replace(detected, template_file="llava_mistral.jinja", answer_start=" [/INST]")
     return detected, config
