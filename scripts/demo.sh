@@ -35,11 +35,11 @@ mixtrain workflow run vlm-finetune \
   --dataset_name vlm-training-data \
   --output_model_name my-custom-llava \
   --base_model "$DEMO/tiny-llava" \
-  --num_epochs ${DEMO_EPOCHS:-10} \
+  --num_epochs ${DEMO_EPOCHS:-15} \
   --batch_size 4 \
   --gradient_accumulation_steps 1 \
   --learning_rate ${DEMO_LR:-3e-3} \
-  --lora_r 8 --lora_alpha 16 --lora_dropout 0.0 \
+  --lora_r 16 --lora_alpha 32 --lora_dropout 0.0 \
   --max_seq_length 256 2>&1 | grep -v -E '^\s+("|[]}])|Failed to load .*torchao|_pytree.py|UserWarning|super\(\).__init__' || true
 
 step "4. mixtrain workflow runs vlm-finetune"

@@ -21,7 +21,6 @@ def _csv(path, rows, header=("image_path", "prompt", "response")):
 def bad(e2e, tiny_models):
     """Datasets with one problem each, on the shared e2e home."""
     good = colour_dataset(e2e, "good-shapes", n=4)
-    first_image = next(csv.reader(open(good)))  # header
     first_image = list(csv.reader(open(good)))[1][0]
     d = e2e.root / "bad"
     d.mkdir()
@@ -32,7 +31,7 @@ def bad(e2e, tiny_models):
         "corrupt-image": [(str(d / "corrupt.png"), "What colour?", "red")],
         "not-an-image": [(str(d / "notes.txt"), "What colour?", "red")],
         "bad-url": [("http://127.0.0.1:9/img.png", "What colour?", "red")],
-        "empty-response": [(first_image, "What colour?", "")],
+        "empty-response": [(first_image, "What colour?", "red"), (first_image, "What colour?", "")],
         "mixed": [(first_image, "What colour?", "red"), (str(d / "nope.png"), "What colour?", "blue")],
     }
     for name, rows in sets.items():
@@ -47,7 +46,7 @@ CASES = [
     ("corrupt image", ["--dataset_name", "corrupt-image"], "1 of 1 rows are unusable"),
     ("not an image", ["--dataset_name", "not-an-image"], "rows are unusable"),
     ("bad url", ["--dataset_name", "bad-url"], "rows are unusable"),
-    ("empty response", ["--dataset_name", "empty-response"], "empty response"),
+    ("empty response", ["--dataset_name", "empty-response"], "row 1: empty response"),
     ("unknown model_type", ["--dataset_name", "good-shapes", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
     ("bad deepspeed", ["--dataset_name", "good-shapes", "--deepspeed_config", "zero1"], "'zero1' is not a DeepSpeed stage"),
     ("no such dataset", ["--dataset_name", "nope"], "dataset 'nope' not found"),
