@@ -1,0 +1,47 @@
+"""`mixtrain model run` bad input: one-line error, exit 1, no traceback — all caught before any model loads."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def registered(mix, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "rows.jsonl").write_text('{"image": "x.png"}\n')
+    (tmp_path / "broken.jsonl").write_text("{not json\n")
+    mix("model", "register", "base", "--base_model", str(tmp_path / "no-such-model"), "--model_type", "llava", check=0)
+    return tmp_path
+
+
+CASES = [
+    (["model", "run", "nope", "--inputs", '{"image": "a.png", "prompt": "hi"}'], "model 'nope' not found"),
+    (["model", "run", "base", "--version", "7", "--inputs", '{"image": "a.png", "prompt": "hi"}'], "has no version 7"),
+    (["model", "run", "base", "--inputs", '{"image": "{tmp}/missing.png", "prompt": "hi"}'], "not found"),
+    (["model", "run", "base", "--inputs", '{"image": "{tmp}/notes.txt", "prompt": "hi"}'], "does not decode as an image"),
+    (["model", "run", "base", "--inputs", '{"image": "http://127.0.0.1:9/x.png", "prompt": "hi"}'], "http://127.0.0.1:9/x.png"),
+    (["model", "run", "base", "--inputs", '{"prompt": "hi"}'], "inputs need 'image'"),
+    (["model", "run", "base", "--inputs", '{"image": "a.png"}'], "inputs need 'prompt'"),
+    (["model", "run", "base", "--inputs", '{"image": "a.png", "prompt": "hi"'], "--inputs: invalid JSON"),
+    (["model", "run", "base", "--inputs", '["a.png"]'], "inputs must be a JSON object"),
+    (["model", "run", "base", "--inputs", '{"image": "a.png", "prompt": "hi", "colour": 1}'], "unknown input key(s): colour"),
+    (["model", "run", "base", "--image", "a.png", "--prompt", "hi", "--config", '{"temperature": -1}'], "temperature ≥ 0"),
+    (["model", "run", "base", "--image", "a.png", "--prompt", "hi", "--config", '{"beams": 4}'], "unknown generation setting(s): beams"),
+    (["model", "run", "base"], "give the inputs one way"),
+    (["model", "run", "base", "--inputs-file", "{tmp}/rows.jsonl"], "row 1 of"),
+    (["model", "run", "base", "--inputs-file", "{tmp}/broken.jsonl"], "line 1: invalid JSON"),
+    (["model", "run", "base", "--inputs-file", "{tmp}/none.jsonl"], "inputs file not found"),
+    (["model", "get", "nope"], "model 'nope' not found"),
+    (["model", "delete", "nope", "-y"], "model 'nope' not found"),
+    (["model", "export", "base", "--merged", "{tmp}/out"], "base model without an adapter"),
+    (["model", "register", "x", "--base_model", "y", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
+]
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[f"{i}-{c[1][:30]}" for i, c in enumerate(CASES)])
+def test_model_bad_input(mix, registered, argv, message):
+    argv = [a.replace("{tmp}", str(registered)) for a in argv]
+    res = mix(*argv)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert message in res.stderr, res.stderr
+    assert res.stderr.startswith("Error: ") and "Traceback" not in res.stderr
