@@ -108,6 +108,8 @@ def precision_settings(spec: FinetuneSpec, hw: Hardware, warn=print) -> dict:
             **LORA_KERNELS_OFF,
             # The fast (torchvision) image processors are not usable beside CPU-only torch here.
             "processor_kwargs": {"use_fast": False},
+            # A loader worker process only competes with training for the few CPU cores.
+            "dataloader_num_workers": 0,
         }
     attn = "sdpa"
     if spec.use_flash_attention:

@@ -222,6 +222,11 @@ class WorkflowRegistry:
         with self.engine.begin() as conn:
             return conn.execute(q.values(**values)).rowcount == 1
 
+    def record_worker(self, run_id: int, pid: int, started: str | None) -> None:
+        """Note the worker's identity (whatever the status by now: a quick worker may have finished)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(worker_pid=pid, worker_start=started))
+
     def reconcile(self, run_id: int) -> None:
         run = self.run_by_id(run_id)
         if run["status"] not in ACTIVE:

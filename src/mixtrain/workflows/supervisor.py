@@ -42,6 +42,14 @@ def main(run_id: int) -> int:
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cancel/timeout signal the group; we finish the bookkeeping
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Mark the run running before the worker exists: a quick worker's result must not land first (the
+    # late "running" would then be refused and the run would have no start time). A cancel that came
+    # in meanwhile makes this refuse, and nothing starts.
+    if not reg.set_status(run["id"], "running", started_at=now(), pid=pid, pid_start=pid_start):
+        final = reg.run_by_id(run["id"])
+        log.write(f"■ run #{run['number']} {final['status']}\n".encode())
+        log.close()
+        return 0
     get_engine(settings.database_url).dispose()  # no DB connection may cross the fork
     read_fd, write_fd = os.pipe()
     child = os.fork()
@@ -75,7 +83,7 @@ def main(run_id: int) -> int:
             os._exit(code)
     # ---- supervisor ----
     os.close(write_fd)
-    reg.set_status(run["id"], "running", started_at=now(), pid=pid, pid_start=pid_start, worker_pid=child, worker_start=procs.start_time(child))
+    reg.record_worker(run["id"], child, procs.start_time(child))
     deadline = time.monotonic() + timeout if timeout else None
     status = _relay(read_fd, log, redact, child, deadline)
     if status == "timeout":

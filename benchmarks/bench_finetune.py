@@ -1,0 +1,225 @@
+"""What the fine-tune workflow adds to an Axolotl run, side by side with raw Axolotl in the same run.
+
+    .venv/bin/python benchmarks/bench_finetune.py [--runs 3] [--steps 8] [--threads N] [--keep]
+
+Setup (untimed): a tiny random ``qwen2_vl`` (``python -m mixtrain.testing.tiny_vlm``), a 16-row colour
+dataset (``mixtrain dataset create``) and the spec's workflow (``mixtrain workflow create``), all in a
+fresh temporary ``MIXTRAIN_HOME``. Then, interleaved (A, B, A, B, ...), each a fresh process:
+
+  A  ``mixtrain workflow run vlm-finetune ... --max_steps 8 --batch_size 2`` — the whole command:
+     reading the dataset, verifying images, writing the JSONL, building + validating the YAML,
+     training, registering the model.
+  B  ``python -m axolotl.cli.train CFG`` on the very YAML run A #1 generated (its ``axolotl.yml``, same
+     ``train.jsonl``), with ``output_dir`` and ``dataset_prepared_path`` pointed at fresh folders.
+
+Both sides get the same environment (offline, no telemetry, W&B disabled, as the workflow's trainer
+gets). Prints min/median/max per side, the ratio A/B (target <= 1.05) and where A's time goes, from
+the arrival time of marker lines in each command's output. Prints numbers only; asserts nothing.
+
+On a CPU shared with other work, torch's default intra-op threads (one per core) oversubscribe the
+cores and tiny-model training steps slow down by up to ~10x; ``--threads 1`` (OMP_NUM_THREADS for both
+sides) gives steadier figures there. The default leaves it unset, as a user's run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MIXTRAIN = str(BIN / "mixtrain")
+EXAMPLES = REPO / "src" / "mixtrain" / "examples"
+
+# Marker lines (substring → phase boundary name), in the order they appear.
+A_MARKS = [
+    ("▶ run #", "supervisor wrote the run header"),
+    ("training examples to", "prepare done (dataset read, images verified, JSONL written)"),
+    ("Single GPU mode", "config built, trainer about to start"),
+    ("Starting trainer", "trainer: Axolotl imported, cfg/model/data loaded"),
+    ("Model successfully saved", "trainer: training done, adapter saved"),
+    ("registered model", "trainer exited, model registered"),
+    ("■ run #", "supervisor closed the run"),
+]
+B_MARKS = [
+    ("Starting trainer", "trainer: Axolotl imported, cfg/model/data loaded"),
+    ("Model successfully saved", "trainer: training done, adapter saved"),
+]
+
+
+def base_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
+    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "NUM_NODES"):
+        env.pop(key, None)
+    env.update(
+        MIXTRAIN_HOME=str(home), HF_HUB_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", HF_HUB_DISABLE_TELEMETRY="1",
+        DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
+        COLUMNS="200", NO_COLOR="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+    )
+    return env
+
+
+def check(cmd, env, cwd) -> str:
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def timed_stream(cmd, env, cwd, marks, log_path: Path) -> tuple[float, dict[str, float]]:
+    """Run ``cmd``; wall seconds, and the seconds (from start) at which each marker line first arrived."""
+    seen: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            now = time.perf_counter() - t0
+            log.write(raw)
+            line = raw.decode(errors="replace")
+            for marker, _ in marks:
+                if marker not in seen and marker in line:
+                    seen[marker] = now
+        code = proc.wait()
+    took = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({code}); output in {log_path}:\n{log_path.read_text(errors='replace')[-4000:]}")
+    return took, seen
+
+
+def summary(values: list[float]) -> tuple[float, float, float]:
+    return min(values), statistics.median(values), max(values)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    ap.add_argument("--steps", type=int, default=8, help="--max_steps per training (default 8)")
+    ap.add_argument("--threads", type=int, default=0, help="set OMP_NUM_THREADS/MKL_NUM_THREADS for both sides (default: unset, torch's own choice)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
+    args = ap.parse_args()
+
+    t_script = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="mixtrain-bench-ft-"))
+    home = tmp / "home"
+    env = base_env(home)
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    try:
+        print(f"setup in {tmp} (load average {os.getloadavg()[0]:.2f}) ...", flush=True)
+        model_dir = tmp / "tiny-qwen2-vl"
+        check([sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "qwen2_vl", "--out", str(model_dir)], env, tmp)
+        sys.path.insert(0, str(REPO / "src"))
+        from mixtrain.testing.colour_task import make_task
+
+        task = make_task(tmp / "task", n_train=16, n_test=4)
+        check([MIXTRAIN, "dataset", "create", "colours", "--file", str(task["train_csv"])], env, tmp)
+        check([MIXTRAIN, "workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune"], env, EXAMPLES)
+        print(f"setup took {time.perf_counter() - t_script:.1f} s\n", flush=True)
+
+        a_cmd = [
+            MIXTRAIN, "workflow", "run", "vlm-finetune", "--dataset_name", "colours", "--output_model_name", "bench-ft",
+            "--base_model", str(model_dir), "--model_type", "qwen2_vl", "--max_steps", str(args.steps), "--batch_size", "2",
+            "--gradient_accumulation_steps", "1", "--num_epochs", "1", "--max_seq_length", "512",
+        ]
+        a_times, b_times, a_marks, b_marks = [], [], [], []
+        base_cfg: dict | None = None
+        for i in range(args.runs):
+            took, seen = timed_stream(a_cmd, env, tmp, A_MARKS, tmp / f"a{i + 1}.log")
+            a_times.append(took)
+            a_marks.append(seen)
+            if base_cfg is None:
+                yml = home / "runs" / "vlm-finetune" / "1" / "axolotl.yml"
+                base_cfg = yaml.safe_load(yml.read_text())
+                shutil.copy2(yml, tmp / "axolotl.from-run-1.yml")
+
+            cfg = dict(base_cfg)
+            cfg["output_dir"] = str(tmp / "raw" / f"b{i + 1}" / "out")
+            cfg["dataset_prepared_path"] = str(tmp / "raw" / f"b{i + 1}" / "prepared")
+            cfg_path = tmp / "raw" / f"b{i + 1}" / "axolotl.yml"
+            cfg_path.parent.mkdir(parents=True)
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            took, seen = timed_stream([sys.executable, "-m", "axolotl.cli.train", str(cfg_path)], env, cfg_path.parent,
+                                      B_MARKS, tmp / f"b{i + 1}.log")
+            b_times.append(took)
+            b_marks.append(seen)
+            print(f"  run {i + 1}: A workflow run {a_times[-1]:6.2f} s   B axolotl.cli.train {b_times[-1]:6.2f} s", flush=True)
+
+        # ------------------------------------------------------------------ results
+        print(f"\nqwen2_vl tiny, 16 rows, max_steps {args.steps}, batch 2; {args.runs} runs per side, interleaved A,B,...; "
+              f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', '(unset)')}")
+        print("\n| side                                         |  min s | median s |  max s |")
+        print("|----------------------------------------------|--------|----------|--------|")
+        for name, vals in (("A  mixtrain workflow run (whole command)", a_times), ("B  python -m axolotl.cli.train (same YAML)", b_times)):
+            lo, med, hi = summary(vals)
+            print(f"| {name:<44} | {lo:6.2f} | {med:8.2f} | {hi:6.2f} |")
+        ma, mb = statistics.median(a_times), statistics.median(b_times)
+        ratio = ma / mb
+        print(f"\nratio A/B (medians) = {ratio:.3f}  (target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'}); "
+              f"A adds {ma - mb:+.2f} s")
+
+        def phases(marks_list, marks, totals):
+            rows = []
+            prev_name = "command start"
+            for j, (marker, name) in enumerate(marks + [(None, "command exit")]):
+                vals = []
+                for seen, total in zip(marks_list, totals):
+                    prev = 0.0 if j == 0 else seen.get(marks[j - 1][0])
+                    cur = total if marker is None else seen.get(marker)
+                    if prev is not None and cur is not None:
+                        vals.append(cur - prev)
+                rows.append((f"{prev_name} → {name}", statistics.median(vals) if vals else float("nan")))
+                prev_name = name.split(" (")[0]
+            return rows
+
+        print("\nwhere A's time goes (median seconds between marker lines of `workflow run` output):")
+        print("| phase                                                                                          |     s |")
+        print("|------------------------------------------------------------------------------------------------|-------|")
+        for name, v in phases(a_marks, A_MARKS, a_times):
+            print(f"| {name:<94} | {v:5.2f} |")
+        print("\nand B's (median seconds between marker lines of `axolotl.cli.train` output):")
+        print("| phase                                                                                          |     s |")
+        print("|------------------------------------------------------------------------------------------------|-------|")
+        for name, v in phases(b_marks, B_MARKS, b_times):
+            print(f"| {name:<94} | {v:5.2f} |")
+
+        def span(marks_list, start, end):
+            vals = [s[end] - s[start] for s in marks_list if start in s and end in s]
+            return statistics.median(vals) if vals else float("nan")
+
+        a_train = span(a_marks, "Starting trainer", "Model successfully saved")
+        b_train = span(b_marks, "Starting trainer", "Model successfully saved")
+        a_before = statistics.median(s["Single GPU mode"] for s in a_marks if "Single GPU mode" in s)
+        b_load = statistics.median(s["Starting trainer"] for s in b_marks if "Starting trainer" in s)
+        a_load = span(a_marks, "Single GPU mode", "Starting trainer")
+        a_after = statistics.median(t - s["Model successfully saved"] for s, t in zip(a_marks, a_times) if "Model successfully saved" in s)
+        b_after = statistics.median(t - s["Model successfully saved"] for s, t in zip(b_marks, b_times) if "Model successfully saved" in s)
+        print(f"\n| {'side by side (medians, s)':<56} |     A |     B | A - B |")
+        print("|----------------------------------------------------------|-------|-------|-------|")
+        for label, a, b in (
+            ("before the trainer process starts (CLI, prepare, config)", a_before, 0.0),
+            ("trainer start-up until 'Starting trainer'", a_load, b_load),
+            ("'Starting trainer' → 'Model successfully saved'", a_train, b_train),
+            ("'Model successfully saved' → command exit", a_after, b_after),
+        ):
+            print(f"| {label:<56} | {a:5.2f} | {b:5.2f} | {a - b:+5.2f} |")
+        print(f"\nload average now {os.getloadavg()[0]:.2f} (2 cores are shared with other work: train times are noisy)")
+        print(f"total script time {time.perf_counter() - t_script:.1f} s")
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
