@@ -33,6 +33,8 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_datasets.py
 	$(PY) benchmarks/bench_workflow.py
+	$(PY) benchmarks/bench_finetune.py
+	$(PY) benchmarks/bench_inference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
