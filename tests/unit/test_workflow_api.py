@@ -6,6 +6,7 @@ Runs are real: a detached supervisor process and a forked worker, as from the CL
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from mixtrain.errors import AlreadyExists, InvalidInput, NotFound, WorkflowFaile
 FLOW = '''
 import os
 import time
+from pathlib import Path
 from mixtrain import MixFlow, mixparam
 
 class Train(MixFlow):
@@ -81,3 +83,27 @@ def test_api_errors(client, tmp_path):
         client.create_workflow(tmp_path / "train.py", "train")
     assert client.list_runs("train") == [], "nothing starts on bad input"
     assert issubclass(WorkflowFailed, Exception)
+
+
+def test_every_run_has_a_start_time(client):
+    """A run so quick that its worker reports before the supervisor looks up still gets started_at."""
+    for _ in range(3):
+        done = client.run_workflow("train", {"dataset_name": "d"})
+        assert done["status"] == "completed"
+        assert done["started_at"] is not None and done["started_at"] <= done["finished_at"], done
+        assert done["duration"] is not None and done["worker_pid"]
+
+
+def test_cancel_before_start_runs_nothing(client, tmp_path):
+    from mixtrain.workflows import procs, runner
+
+    started = client.run_workflow("train", {"dataset_name": "d", "pause": 5.0}, detach=True)
+    cancelled = runner.cancel(client.settings, "train", started["number"], grace=10)
+    assert cancelled["status"] == "cancelled"
+    deadline = time.monotonic() + 15
+    while procs.alive(started["pid"], started["pid_start"]):
+        assert time.monotonic() < deadline, "the supervisor outlived its cancel"
+        time.sleep(0.05)
+    final = client.list_runs("train", 1)[0]
+    assert final["status"] == "cancelled" and final["output"] is None
+    assert not (Path(final["run_dir"]) / "output.json").exists()

@@ -1,0 +1,109 @@
+"""CLI conventions: --version, fast --help that imports nothing heavy, exit codes and error format."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("pandas", "pyarrow", "torch", "transformers", "pyiceberg", "axolotl")
+
+# Runs the CLI's real entry point in-process with the given argv, then reports which heavy modules
+# the process had imported by the time it exited.
+PROBE = """
+import json, sys
+sys.argv = ["mixtrain", *json.loads(sys.argv[1])]
+from mixtrain.cli.main import main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+sys.__stderr__.write("\\nPROBE " + json.dumps({{"code": code, "heavy": sorted({{m.split(".")[0] for m in heavy}})}}) + "\\n")
+""".format(heavy=set(HEAVY))
+
+
+def _probe(env, *argv):
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(argv))], capture_output=True, text=True, env=env, timeout=120)
+    line = [l for l in proc.stderr.splitlines() if l.startswith("PROBE ")][-1]
+    return json.loads(line[len("PROBE "):]), proc
+
+
+def test_version(mix):
+    from mixtrain import __version__
+
+    proc = mix("--version", check=0)
+    assert proc.stdout.strip() == f"mixtrain {__version__}"
+    alias = subprocess.run([str(Path(sys.executable).parent / "mix"), "--version"], capture_output=True, text=True, env=mix.env, timeout=60)
+    assert alias.returncode == 0 and alias.stdout == proc.stdout, "`mix` is the same command"
+
+
+def test_no_args_shows_help(mix):
+    proc = mix()
+    assert proc.returncode in (0, 2)
+    assert "dataset" in proc.stdout + proc.stderr and "workflow" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--help",),
+        ("dataset", "--help"),
+        ("workflow", "--help"),
+        ("secret", "--help"),
+        ("model", "--help"),
+        ("dataset", "list"),  # a real command touching the catalog still needs no pandas/torch at list time
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_help_imports_nothing_heavy(mix, argv):
+    result, proc = _probe(mix.env, *argv)
+    assert result["code"] in (0, None), proc.stderr
+    allowed = {"pyiceberg", "pyarrow"} if argv == ("dataset", "list") else set()
+    heavy = set(result["heavy"]) - allowed
+    assert not heavy, f"`mixtrain {' '.join(argv)}` imported {sorted(heavy)}"
+    if argv == ("dataset", "list"):
+        assert not {"torch", "transformers", "axolotl"} & set(result["heavy"])
+
+
+def test_help_importtime_has_no_heavy_module(mix):
+    """The same check the way a human would profile it: `python -X importtime -m mixtrain.cli.main --help`."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mixtrain.cli.main", "--help"], capture_output=True, text=True, env=mix.env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"pandas", "pyarrow", "torch", "transformers"}, sorted(imported & set(HEAVY))
+    assert "Usage" in proc.stdout
+
+
+def test_workflow_run_help_imports_nothing_heavy(mix, tmp_path):
+    flow = tmp_path / "hello.py"
+    flow.write_text("from mixtrain import MixFlow\nclass Hello(MixFlow):\n    def run(self, who: str):\n        return who\n")
+    mix("workflow", "create", flow, "--name", "hello", check=0)
+    result, proc = _probe(mix.env, "workflow", "run", "hello", "--help")
+    assert result["code"] in (0, None), proc.stderr
+    assert not result["heavy"], result["heavy"]
+    assert "--who" in proc.stdout
+
+
+def test_usage_error_exits_2_without_traceback(mix):
+    """One through the installed script here; the rest are rows of tests/cli/test_cli_bad_input.py."""
+    proc = mix("dataset", "create")
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Usage:" in proc.stderr and "Missing argument 'NAME'" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_user_error_format(mix):
+    proc = mix("dataset", "get", "nope", check=1)
+    assert proc.stderr.startswith("Error: ")
+    what, sep, fix = proc.stderr.strip()[len("Error: "):].partition(" — ")
+    assert sep and what and fix, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
