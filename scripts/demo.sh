@@ -35,7 +35,7 @@ mixtrain workflow run vlm-finetune \
   --dataset_name vlm-training-data \
   --output_model_name my-custom-llava \
   --base_model "$DEMO/tiny-llava" \
-  --num_epochs ${DEMO_EPOCHS:-15} \
+  --num_epochs ${DEMO_EPOCHS:-20} \
   --batch_size 4 \
   --gradient_accumulation_steps 1 \
   --learning_rate ${DEMO_LR:-3e-3} \

@@ -14,7 +14,7 @@ import pytest
 from mixtrain.testing.colour_task import accuracy, make_task
 
 # Documented in the README ("How the demo learns"); the same as `make demo`.
-HYPER = ["--num_epochs", "15", "--batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "3e-3",
+HYPER = ["--num_epochs", "20", "--batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "3e-3",
          "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0.0", "--max_seq_length", "256"]
 
 

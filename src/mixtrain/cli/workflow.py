@@ -148,7 +148,7 @@ def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name
     if parsed.help:
         _print_run_help(name, version["spec"])
         return
-    info = runner.start(c.settings, name, parsed.inputs, from_text=True)
+    info = runner.start(c.settings, name, parsed.inputs, from_text=True, fork=True)
     number = info["number"]
     err_console.print(f"[dim]Started run #{number} of {name} — logs: mixtrain workflow logs {name} {number} -f[/]")
     if parsed.detach:

@@ -45,28 +45,82 @@ def validate_inputs(spec: dict, given: dict, *, from_text: bool = False) -> dict
     return out
 
 
-def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False) -> dict:
+def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False, fork: bool = False) -> dict:
+    """Create the run and launch its supervisor, detached in its own session.
+
+    ``fork=True`` (the CLI) forks the supervisor from this process, reusing its imports, which saves a
+    Python start-up and the SQLAlchemy import (~0.25 s). The Python API spawns a fresh interpreter:
+    forking a user's (possibly threaded) process is not safe.
+    """
     reg = WorkflowRegistry(settings)
     version = reg.latest_version(name)
     full = validate_inputs(version["spec"], inputs, from_text=from_text)
     run = reg.new_run(name, version["version"], full)
-    env = dict(os.environ, MIXTRAIN_HOME=str(settings.home))
-    log = open(Path(run["run_dir"]) / "supervisor.err", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mixtrain.workflows.supervisor", str(run["id"])],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, close_fds=True,
-    )
-    log.close()
-    started = procs.start_time(proc.pid)
+    err_log = Path(run["run_dir"]) / "supervisor.err"
+    if fork:
+        pid = _fork_supervisor(settings, run["id"], err_log)
+    else:
+        with open(err_log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mixtrain.workflows.supervisor", str(run["id"])],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env=dict(os.environ, MIXTRAIN_HOME=str(settings.home)), close_fds=True,
+            )
+        _reap_later(proc)
+        pid = proc.pid
+    started = procs.start_time(pid)
     # Record the launcher's identity so a death before it reports is detected; it may already have.
     from sqlalchemy import update
 
     from mixtrain.metadata.schema import runs
 
     with reg.engine.begin() as conn:
-        conn.execute(update(runs).where(runs.c.id == run["id"]).where(runs.c.pid.is_(None)).values(pid=proc.pid, pid_start=started))
-    _reap_later(proc)
+        conn.execute(update(runs).where(runs.c.id == run["id"]).where(runs.c.pid.is_(None)).values(pid=pid, pid_start=started))
     return reg.run_by_id(run["id"])
+
+
+def _fork_supervisor(settings: Settings, run_id: int, err_log: Path) -> int:
+    """Double fork + setsid: the supervisor is re-parented to init and leads its own session and process group."""
+    from mixtrain.metadata.db import get_engine
+
+    get_engine(settings.database_url).dispose()  # no DB connection may cross the fork
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    first = os.fork()
+    if first == 0:
+        code = 1
+        try:
+            os.close(read_fd)
+            second = os.fork()
+            if second:
+                os.write(write_fd, str(second).encode())
+                os._exit(0)
+            os.close(write_fd)
+            os.setsid()  # new session and process group, led by the supervisor (cancel signals the group)
+            log_fd = os.open(err_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            null_fd = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null_fd, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.environ["MIXTRAIN_HOME"] = str(settings.home)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            from mixtrain.workflows.supervisor import main
+
+            code = main(run_id)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        pid = int(fh.read() or 0)
+    os.waitpid(first, 0)
+    if not pid:
+        raise RuntimeError("could not start the run's supervisor")
+    return pid
 
 
 def _reap_later(proc: subprocess.Popen) -> None:
@@ -90,6 +144,7 @@ def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_do
     run = reg.run(name, number)
     log_path = Path(run["log_path"])
     pos = 0
+    started = time.monotonic()
     while True:
         _reap()
         if log_path.exists():
@@ -105,7 +160,7 @@ def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_do
             end = time.time() + 3
             while time.time() < end and procs.alive(run["pid"], run["pid_start"]) and not _closed(log_path, number):
                 _reap()
-                time.sleep(POLL / 2)
+                time.sleep(0.01)
             with open(log_path, "rb") if log_path.exists() else open(os.devnull, "rb") as fh:
                 fh.seek(pos)
                 rest = fh.read()
@@ -113,8 +168,13 @@ def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_do
                 out.write(rest)
                 out.flush()
             return run
-        time.sleep(POLL)
+        time.sleep(_poll_interval(started))
         run = reg.run(name, number)
+
+
+def _poll_interval(started: float) -> float:
+    """Poll briskly while a run is young (short runs end sooner), then settle to POLL."""
+    return 0.02 if time.monotonic() - started < 5 else POLL
 
 
 def _closed(log_path: Path, number: int) -> bool:
