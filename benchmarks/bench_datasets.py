@@ -18,14 +18,11 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-MIXTRAIN = str(BIN / "mixtrain")
+from common import MIXTRAIN, timed
 
 RAW = r"""
 import json, sys, time
@@ -72,15 +69,6 @@ def make_csv(path: Path, rows: int, seed: int = 0) -> int:
                 response += "\nSecond line of the answer."  # a newline inside a quoted field
             w.writerow([f"/data/images/{subject.replace(' ', '_')}_{i:07d}.jpg", rng.choice(PROMPTS), response])
     return path.stat().st_size
-
-
-def timed(cmd, env, cwd=None) -> tuple[float, subprocess.CompletedProcess]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{proc.stderr[-3000:]}")
-    return took, proc
 
 
 def clean_env(home: Path) -> dict:

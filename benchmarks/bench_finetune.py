@@ -35,10 +35,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-MIXTRAIN = str(BIN / "mixtrain")
-EXAMPLES = REPO / "src" / "mixtrain" / "examples"
+from common import EXAMPLES, MIXTRAIN, REPO, timed
+from common import bench_env as base_env
 
 # Marker lines (substring → phase boundary name), in the order they appear.
 A_MARKS = [
@@ -54,25 +52,6 @@ B_MARKS = [
     ("Starting trainer", "trainer: Axolotl imported, cfg/model/data loaded"),
     ("Model successfully saved", "trainer: training done, adapter saved"),
 ]
-
-
-def base_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "NUM_NODES"):
-        env.pop(key, None)
-    env.update(
-        MIXTRAIN_HOME=str(home), HF_HUB_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", HF_HUB_DISABLE_TELEMETRY="1",
-        DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
-        COLUMNS="200", NO_COLOR="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}",
-    )
-    return env
-
-
-def check(cmd, env, cwd) -> str:
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 def timed_stream(cmd, env, cwd, marks, log_path: Path) -> tuple[float, dict[str, float]]:
@@ -96,6 +75,10 @@ def timed_stream(cmd, env, cwd, marks, log_path: Path) -> tuple[float, dict[str,
     return took, seen
 
 
+def _check(cmd, env, cwd) -> str:
+    return timed(cmd, env, cwd)[1].stdout
+
+
 def summary(values: list[float]) -> tuple[float, float, float]:
     return min(values), statistics.median(values), max(values)
 
@@ -117,13 +100,13 @@ def main() -> None:
     try:
         print(f"setup in {tmp} (load average {os.getloadavg()[0]:.2f}) ...", flush=True)
         model_dir = tmp / "tiny-qwen2-vl"
-        check([sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "qwen2_vl", "--out", str(model_dir)], env, tmp)
+        _check([sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "qwen2_vl", "--out", str(model_dir)], env, tmp)
         sys.path.insert(0, str(REPO / "src"))
         from mixtrain.testing.colour_task import make_task
 
         task = make_task(tmp / "task", n_train=16, n_test=4)
-        check([MIXTRAIN, "dataset", "create", "colours", "--file", str(task["train_csv"])], env, tmp)
-        check([MIXTRAIN, "workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune"], env, EXAMPLES)
+        _check([MIXTRAIN, "dataset", "create", "colours", "--file", str(task["train_csv"])], env, tmp)
+        _check([MIXTRAIN, "workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune"], env, EXAMPLES)
         print(f"setup took {time.perf_counter() - t_script:.1f} s\n", flush=True)
 
         a_cmd = [

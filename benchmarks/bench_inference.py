@@ -29,16 +29,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-MIXTRAIN = str(BIN / "mixtrain")
-EXAMPLES = REPO / "src" / "mixtrain" / "examples"
+from common import EXAMPLES, MIXTRAIN, REPO, timed
+from common import bench_env as base_env
 PROMPT = "What colour is the shape?"
 GEN = '{"max_new_tokens": 8}'
 
@@ -66,24 +63,8 @@ print(json.dumps({
 """
 
 
-def base_env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "NUM_NODES"):
-        env.pop(key, None)
-    env.update(
-        MIXTRAIN_HOME=str(home), HF_HUB_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", HF_HUB_DISABLE_TELEMETRY="1",
-        DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", COLUMNS="200", NO_COLOR="1",
-        PATH=f"{BIN}:{os.environ.get('PATH', '')}",
-    )
-    return env
-
-
 def run(cmd, env, cwd) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    took = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    took, proc = timed(cmd, env, cwd)
     return took, proc.stdout
 
 

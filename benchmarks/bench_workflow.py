@@ -24,8 +24,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-MIXTRAIN = str(BIN / "mixtrain")
+from common import MIXTRAIN
+from common import timed as _timed
 
 FLOW = '''
 from mixtrain import MixFlow
@@ -57,12 +57,7 @@ assert call_flow(cls, spec, {"x": 1}) == 2
 
 
 def timed(cmd, env, cwd) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return took
+    return _timed(cmd, env, cwd)[0]
 
 
 def ts(value: str) -> float:
