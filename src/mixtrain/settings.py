@@ -62,8 +62,7 @@ def load_settings() -> Settings:
     file_values: dict[str, str] = {}
     cfg = home / "config.toml"
     if cfg.is_file():
-        with cfg.open("rb") as fh:
-            file_values = {k: str(v) for k, v in tomllib.load(fh).items() if k in KEYS}
+        file_values = _read_config(cfg)
     defaults = {
         "database_url": f"sqlite:///{home / 'mixtrain.db'}",
         "catalog_url": f"sqlite:///{home / 'catalog.db'}",
@@ -81,5 +80,16 @@ def load_settings() -> Settings:
     return Settings(home=home, sources=sources, **values)
 
 
-def ensure_home(settings: Settings) -> None:
-    settings.home.mkdir(parents=True, exist_ok=True)
+def _read_config(path: Path) -> dict[str, str]:
+    """config.toml is strict like every user config: a typo is an error, not a silently ignored key."""
+    from mixtrain.errors import InvalidInput
+
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid TOML: {exc}", "fix or remove the file") from None
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise InvalidInput(f"{path} has unknown setting(s): {', '.join(unknown)}", f"known settings: {', '.join(KEYS)}")
+    return {k: str(v) for k, v in data.items()}

@@ -100,7 +100,10 @@ CASES = [
     ("secret-set-existing-no-update", ["secret", "set", "EXISTING", "other"], 1, "--update"),
     ("secret-bad-name-dash", ["secret", "create", "bad-name", "v"], 1, "invalid secret name"),
     ("secret-bad-name-digit", ["secret", "create", "1ABC", "v"], 1, "invalid secret name"),
-    ("secret-empty-value", ["secret", "create", "EMPTY_ONE", ""], 1, "empty value"),
+    ("secret-empty-value", ["secret", "create", "EMPTY_ONE", ""], 1, "shorter than 4 characters"),
+    ("secret-short-value", ["secret", "create", "SHORT_ONE", "abc"], 1, "shorter than 4 characters"),
+    ("secret-reserved-name", ["secret", "create", "PATH", "/evil/bin"], 1, "would replace a variable runs depend on"),
+    ("secret-reserved-prefix", ["secret", "create", "MIXTRAIN_HOME", "/elsewhere"], 1, "would replace a variable runs depend on"),
     ("secret-delete-unknown", ["secret", "delete", "NOPE", "-y"], 1, "not found"),
     # -- workflow create -----------------------------------------------------------------------------
     ("wf-missing-file", ["workflow", "create", "missing.py", "--name", "w1"], 1, "not found"),

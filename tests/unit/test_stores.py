@@ -131,7 +131,7 @@ def test_secrets_encrypted_at_rest(client, home):
     assert client.get_secret("WANDB_API_KEY") == "very-secret-value-123"
     assert [s["name"] for s in client.secrets.list()] == ["WANDB_API_KEY"]
     with pytest.raises(AlreadyExists):
-        client.secrets.set("WANDB_API_KEY", "x")
+        client.secrets.set("WANDB_API_KEY", "another-value")
     assert client.secrets.set("WANDB_API_KEY", "new-value-456", update_existing=True)
     key = load_settings().secret_key_file
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600

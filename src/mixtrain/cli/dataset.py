@@ -41,10 +41,10 @@ def create(
         raise InvalidInput("give exactly one source", "pass FILE, --file FILE or --iceberg METADATA_JSON")
     c = client()
     if iceberg:
-        info = c.datasets.register(name, iceberg, description)
+        c.datasets.register(name, iceberg, description)
     else:
         path = Path(sources[0])
-        info = _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb))
+        _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb))
     s = c.datasets.summary(name)
     console.print(f"Created dataset [bold]{name}[/] — {s['rows']} rows, {len(s['columns'])} columns, version {s['version']}")
 

@@ -74,7 +74,9 @@ def _read_csv(path: Path, delimiter: str, progress):
     read = pc.ReadOptions(block_size=BLOCK_SIZE, use_threads=True)
     parse = pc.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     # Keep text as text: "" stays an empty string, only real null markers become null.
-    convert = pc.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
+    # Keep text as text: every CSV cell is stored as written ("007" stays "007", "true" stays "true",
+    # "" stays ""). Types only come from self-describing formats (Parquet, JSONL).
+    convert = pc.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=False, quoted_strings_can_be_null=False)
     if progress is None:
         return pc.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     with open(path, "rb") as raw:
@@ -118,14 +120,24 @@ def _check_columns(names: list[str], path: Path) -> None:
 
 
 def check_table(table, path: Path) -> None:
-    import pyarrow as pa
-
     _check_columns(table.column_names, path)
     if table.num_rows == 0:
         raise InvalidInput(f"{path} has a header but no data rows", "add at least one row")
-    all_null = [f.name for f in table.schema if pa.types.is_null(f.type) or table.column(f.name).null_count == table.num_rows]
+    all_null = [f.name for f in table.schema if _empty(table.column(f.name), f.type)]
     if all_null:
         raise InvalidInput(
             f"{path} has columns with no values: {', '.join(all_null)}",
             "fill them or remove them (an all-empty column has no type)",
         )
+
+
+def _empty(column, typ) -> bool:
+    """No value in any row: all null, or (text) all empty strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_null(typ) or column.null_count == len(column):
+        return True
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return not pc.any(pc.greater(pc.utf8_length(column), 0)).as_py()
+    return False

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
 from mixtrain.metadata.db import get_engine, now
@@ -98,10 +98,19 @@ class DatasetStore:
 
         table = self.get(name)
         data = read_table(file, progress)
-        _check_compatible(table.schema().as_arrow(), data.schema, name)
+        target = table.schema().as_arrow()
+        _check_compatible(target, data.schema, name)
+        try:  # same columns in any order; types must convert losslessly
+            data = data.select(target.names).cast(target)
+        except (ValueError, TypeError, ArithmeticError) as exc:  # pyarrow's errors derive from these
+            raise InvalidInput(
+                f"file column types do not match dataset {name!r}: {str(exc).splitlines()[0]}",
+                "append a file whose columns hold the same kinds of values",
+            ) from None
         for attempt in range(COMMIT_RETRIES):
             try:
-                table.append(data.cast(table.schema().as_arrow()) if data.schema != table.schema().as_arrow() else data)
+                table.append(data)
+                self._add_source(name, str(Path(file).resolve()))
                 return table
             except CommitFailedException:
                 time.sleep(0.05 * (attempt + 1))
@@ -112,6 +121,13 @@ class DatasetStore:
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
             conn.execute(insert(datasets).values(name=name, description=description, source=source, created_at=now()))
+
+    def _add_source(self, name: str, source: str) -> None:
+        """Remember every file a dataset came from: relative image paths are relative to their file."""
+        with self.engine.begin() as conn:
+            current = conn.execute(select(datasets.c.source).where(datasets.c.name == name)).scalar()
+            if current is not None and source not in current.splitlines():
+                conn.execute(update(datasets).where(datasets.c.name == name).values(source=f"{current}\n{source}"))
 
     # -- read --------------------------------------------------------------------------------------
     def get(self, name: str):
@@ -125,9 +141,10 @@ class DatasetStore:
     def names(self) -> list[str]:
         return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
 
-    def source(self, name: str) -> str:
+    def sources(self, name: str) -> list[str]:
+        """The files a dataset was created and appended from (or the Iceberg metadata it was registered from)."""
         with self.engine.connect() as conn:
-            return conn.execute(select(datasets.c.source).where(datasets.c.name == name)).scalar() or ""
+            return (conn.execute(select(datasets.c.source).where(datasets.c.name == name)).scalar() or "").splitlines()
 
     def summary(self, name: str) -> dict:
         table = self.get(name)
@@ -141,7 +158,7 @@ class DatasetStore:
             "versions": len(table.snapshots()),
             "location": table.location(),
             "metadata_location": table.metadata_location,
-            "source": self.source(name),
+            "source": ", ".join(self.sources(name)),
         }
 
     def versions(self, name: str) -> list[dict]:

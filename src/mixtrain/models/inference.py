@@ -124,8 +124,12 @@ def export_merged(info: dict, settings, out_dir: Path) -> Path:
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp), safe_serialization=True)
-    loaded.processor.save_pretrained(str(tmp))
+    try:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        loaded.processor.save_pretrained(str(tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written export left behind
+        raise
     if out_dir.exists():
         out_dir.rmdir()
     tmp.rename(out_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from mixtrain.errors import NotFound
+from mixtrain.errors import MixtrainError, NotFound
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.metadata.schema import model_versions, models
 from mixtrain.names import check_name
@@ -39,7 +39,7 @@ class ModelRegistry:
                 return self.get(name, version)
             except IntegrityError:
                 continue
-        raise RuntimeError("could not allocate a model version")
+        raise MixtrainError(f"could not allocate a version of model {name!r} (too many concurrent registrations)", "try again")
 
     def register_base(self, name: str, base_model: str, model_type: str) -> dict:
         """Register a base model without an adapter, to query it like any other (e.g. before fine-tuning)."""
@@ -55,7 +55,7 @@ class ModelRegistry:
     def get(self, name: str, version: int | None = None) -> dict:
         model_id = self._model_id(name)
         q = select(model_versions).where(model_versions.c.model_id == model_id)
-        q = q.where(model_versions.c.version == version) if version else q.order_by(model_versions.c.version.desc()).limit(1)
+        q = q.where(model_versions.c.version == version) if version is not None else q.order_by(model_versions.c.version.desc()).limit(1)
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         if row is None:

@@ -164,7 +164,7 @@ def deepspeed_config(stage: str) -> dict:
 
 
 def write_yaml(cfg: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=120))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
     return path
 
 

@@ -36,9 +36,9 @@ class PreparedData:
         }
 
 
-def load_rows(client, spec: FinetuneSpec) -> tuple[list[dict], int | None, Path | None]:
+def load_rows(datasets, spec: FinetuneSpec) -> tuple[list[dict], int | None, list[Path]]:
     """Read the three mapped columns at the dataset's current snapshot (recorded for lineage)."""
-    table = client.get_dataset(spec.dataset_name)
+    table = datasets.get(spec.dataset_name)
     snapshot = table.current_snapshot()
     available = [f.name for f in table.schema().fields]
     wanted = {"image_column": spec.image_column, "prompt_column": spec.prompt_column, "response_column": spec.response_column}
@@ -52,32 +52,33 @@ def load_rows(client, spec: FinetuneSpec) -> tuple[list[dict], int | None, Path 
         raise InvalidInput(f"dataset {spec.dataset_name!r} has no data", "append rows to it first")
     cols = list(dict.fromkeys(wanted.values()))
     data = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=tuple(cols)).to_arrow().to_pylist()
-    source = client.datasets.source(spec.dataset_name)
-    source_dir = Path(source).parent if source and Path(source).is_file() else None
-    return data, snapshot.snapshot_id, source_dir
+    source_dirs = list(dict.fromkeys(Path(s).parent for s in datasets.sources(spec.dataset_name) if Path(s).is_file()))
+    return data, snapshot.snapshot_id, source_dirs
 
 
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _image_ref(value, source_dir: Path | None) -> str:
+def _image_ref(value, source_dirs: list[Path]) -> str:
     """Relative paths are looked up next to the uploaded file first, then in the working directory."""
     ref = _text(value)
     if not ref or "://" in ref or ref.startswith(("/", "~")):
         return ref
-    if source_dir is not None and (source_dir / ref).exists():
-        return str(source_dir / ref)
+    for folder in source_dirs:
+        if (folder / ref).exists():
+            return str(folder / ref)
     return str(Path(ref).resolve())
 
 
-def prepare(client, spec: FinetuneSpec, out_dir: Path, log=print) -> PreparedData:
-    rows, snapshot_id, source_dir = load_rows(client, spec)
+def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print) -> PreparedData:
+    """``datasets`` is the DatasetStore; images are cached under its settings' image cache."""
+    rows, snapshot_id, source_dirs = load_rows(datasets, spec)
     log(f"dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}")
     bad: dict[int, str] = {}
     refs = []
     for i, row in enumerate(rows):
-        ref = _image_ref(row[spec.image_column], source_dir)
+        ref = _image_ref(row[spec.image_column], source_dirs)
         refs.append(ref)
         if not ref:
             bad[i] = f"empty {spec.image_column}"
@@ -87,7 +88,7 @@ def prepare(client, spec: FinetuneSpec, out_dir: Path, log=print) -> PreparedDat
             bad[i] = f"empty {spec.response_column}"
     to_check = [r if i not in bad else "" for i, r in enumerate(refs)]
     good, failures = verify_images(
-        [r for r in to_check if r], client.settings.image_cache, workers=min(16, (os.cpu_count() or 2) * 4), progress=_progress(log)
+        [r for r in to_check if r], datasets.settings.image_cache, workers=min(16, (os.cpu_count() or 2) * 4), progress=_progress(log)
     )
     reasons = {ref: why for _, ref, why in failures}
     for i, ref in enumerate(to_check):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
@@ -22,39 +23,39 @@ def log(msg: str) -> None:
 
 
 def finetune(**params) -> dict:
-    from mixtrain.client import MixClient
+    from mixtrain.datasets.store import DatasetStore
+    from mixtrain.models.registry import ModelRegistry
+    from mixtrain.settings import load_settings
 
     spec = parse_spec(params)
-    client = MixClient()
+    settings = load_settings()
     run_dir = Path(os.environ.get("MIXTRAIN_RUN_DIR") or tempfile.mkdtemp(prefix="mixtrain-run-"))
     run_number = os.environ.get("MIXTRAIN_RUN_NUMBER", "0")
     if Path(spec.base_model).expanduser().is_dir():
         spec.base_model = str(Path(spec.base_model).expanduser().resolve())
 
     # -- 0. what are we training? ----------------------------------------------------------------
+    check_family(families.get_family(spec.model_type), spec)  # what the user asked for, before any download
     family, base_config = families.resolve(spec.model_type, spec.base_model, log)
     if base_config is None:
         raise InvalidInput(
             f"cannot read base model {spec.base_model!r}: not a local folder, and its config is not in the Hugging Face cache or reachable on the hub",
             "download it first (`huggingface-cli download MODEL`) or pass a local model folder as --base_model",
         )
-    if family.trust_remote_code and not spec.trust_remote_code:
-        raise InvalidInput(
-            f"{family.description} runs model code downloaded from the model hub",
-            "pass --trust_remote_code true if you trust that code",
-        )
-    if not family.supported:
-        raise InvalidInput(f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}", "use llava, llava_next or qwen2_vl")
+    check_family(family, spec)  # what the base model really is
 
     # -- 1. prepare ----------------------------------------------------------------------------------
-    data = prepare(client, spec, run_dir, log)
+    data = prepare(DatasetStore(settings), spec, run_dir, log)
 
     # -- 2. configure --------------------------------------------------------------------------------
     from mixtrain.vlm.hardware import detect
 
     hw = detect()
     log(f"hardware: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}")
-    output_dir = client.settings.workspace / "output" / spec.output_model_name / f"run-{os.environ.get('MIXTRAIN_WORKFLOW', 'local')}-{run_number}"
+    # Unique per run, even across a re-created workflow or a direct SDK call: a registered version's
+    # adapter folder is never reused or wiped by a later run.
+    run_tag = f"{os.environ.get('MIXTRAIN_WORKFLOW', 'local')}-{run_number}-{uuid.uuid4().hex[:8]}"
+    output_dir = settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"
     ds_json = configure.write_deepspeed(spec.deepspeed_config, run_dir / f"deepspeed_{spec.deepspeed_config}.json") if spec.deepspeed_config else None
     wandb_online = bool(spec.wandb_project and os.environ.get("WANDB_API_KEY"))
     if spec.wandb_project and not wandb_online:
@@ -94,11 +95,21 @@ def finetune(**params) -> dict:
     state = register.finalize_outputs(output_dir)
     run = {"workflow": os.environ.get("MIXTRAIN_WORKFLOW"), "number": int(run_number), "id": os.environ.get("MIXTRAIN_RUN_ID"), "config": str(config_path)}
     model = register.register_model(
-        client, spec=spec, family_name=family.name, hf_model_type=base_config.get("model_type"), output_dir=output_dir,
+        ModelRegistry(settings), spec=spec, family_name=family.name, hf_model_type=base_config.get("model_type"), output_dir=output_dir,
         snapshot_id=data.snapshot_id, rows=data.rows, state=state, run=run,
     )
     log(f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}")
     return {"model": model["name"], "version": model["version"], "train_loss": model["train_loss"], "output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id}
+
+
+def check_family(family, spec) -> None:
+    if family.trust_remote_code and not spec.trust_remote_code:
+        raise InvalidInput(
+            f"{family.description} runs model code downloaded from the model hub",
+            "pass --trust_remote_code true if you trust that code",
+        )
+    if not family.supported:
+        raise InvalidInput(f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}", "use llava, llava_next or qwen2_vl")
 
 
 def _discard(output_dir: Path, run_dir: Path) -> None:

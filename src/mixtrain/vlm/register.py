@@ -52,7 +52,7 @@ def versions() -> dict:
     return out
 
 
-def register_model(client, *, spec, family_name: str, hf_model_type: str | None, output_dir: Path, snapshot_id, rows: int, state: dict, run: dict) -> dict:
+def register_model(models, *, spec, family_name: str, hf_model_type: str | None, output_dir: Path, snapshot_id, rows: int, state: dict, run: dict) -> dict:
     loss = final_train_loss(state)
     lineage = {
         "dataset": {"name": spec.dataset_name, "snapshot_id": snapshot_id, "rows_used": rows},
@@ -65,7 +65,7 @@ def register_model(client, *, spec, family_name: str, hf_model_type: str | None,
         "versions": versions(),
         "axolotl_config": run.get("config"),
     }
-    return client.models.register(
+    return models.register(
         spec.output_model_name,
         base_model=spec.base_model,
         model_type=family_name,

@@ -17,7 +17,7 @@ DEEPSPEED_CHOICES = ("", "zero2", "zero3")
 
 
 class FinetuneSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
 
     dataset_name: str = Field(description="Name of the mixtrain dataset")
     output_model_name: str = Field(description="Name for the fine-tuned model")
@@ -27,8 +27,8 @@ class FinetuneSpec(BaseModel):
     batch_size: int = Field(2, ge=1, description="Batch size per GPU")
     learning_rate: float = Field(2e-5, gt=0, description="Learning rate")
     gradient_accumulation_steps: int = Field(4, ge=1, description="Gradient accumulation")
-    max_seq_length: int = Field(2048, ge=64, description="Maximum sequence length")
-    lora_r: int = Field(64, ge=1, description="LoRA rank")
+    max_seq_length: int = Field(2048, ge=64, le=1_048_576, description="Maximum sequence length")
+    lora_r: int = Field(64, ge=1, le=65_536, description="LoRA rank")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling factor")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout rate")
     use_flash_attention: bool = Field(True, description="Use FlashAttention-2 where CUDA and flash_attn are present")
@@ -42,7 +42,7 @@ class FinetuneSpec(BaseModel):
     trust_remote_code: bool = Field(False, description="Allow model code from the model hub (needed by phi3_v)")
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
-    seed: int = Field(42, description="Random seed")
+    seed: int = Field(42, ge=0, lt=2**32, description="Random seed")
 
     @field_validator("dataset_name", "output_model_name")
     @classmethod

@@ -6,7 +6,9 @@ while a process with that pid *and* that start time exists and is not a zombie.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import signal
 
 
@@ -22,8 +24,24 @@ def start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def alive(pid: int | None, started: str | None) -> bool:
-    return bool(pid) and start_time(pid) == started
+# Which machine a recorded process lives on: with a shared PostgreSQL metadata DB, another machine
+# cannot see this one's /proc, so it must not judge (and fail) a run that is alive here.
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def identity(pid: int) -> str | None:
+    """``host:start-time`` of a live process (what a run records), None if it is gone."""
+    start = start_time(pid)
+    return f"{HOST}:{start}" if start else None
+
+
+def alive(pid: int | None, ident: str | None) -> bool:
+    if not pid or not ident:
+        return False
+    host, _, start = ident.rpartition(":")
+    if host and host != HOST:
+        return True  # another machine's process: only that machine can tell, and its run reports itself
+    return start_time(pid) == start
 
 
 def kill_group(pgid: int, sig: int = signal.SIGTERM) -> bool:

@@ -211,16 +211,19 @@ class WorkflowRegistry:
                 rows = [_run_dict(r) for r in conn.execute(q)]
         return rows
 
-    def set_status(self, run_id: int, status: str, *, only_if_active: bool = True, **values) -> bool:
+    def set_status(self, run_id: int, status: str, **values) -> bool:
         """Move a run to ``status``; terminal states are final, so a late writer cannot overwrite them."""
         values["status"] = status
         if status in TERMINAL:
             values.setdefault("finished_at", now())
-        q = update(runs).where(runs.c.id == run_id)
-        if only_if_active:
-            q = q.where(runs.c.status.in_(ACTIVE))
+        q = update(runs).where(runs.c.id == run_id).where(runs.c.status.in_(ACTIVE))
         with self.engine.begin() as conn:
             return conn.execute(q.values(**values)).rowcount == 1
+
+    def record_launcher(self, run_id: int, pid: int, ident: str | None) -> None:
+        """Note the supervisor's identity, so a death before it reports is detected (it may have already)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).where(runs.c.pid.is_(None)).values(pid=pid, pid_start=ident))
 
     def record_worker(self, run_id: int, pid: int, started: str | None) -> None:
         """Note the worker's identity (whatever the status by now: a quick worker may have finished)."""

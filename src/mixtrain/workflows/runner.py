@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mixtrain.errors import Conflict, InvalidInput
+from mixtrain.errors import Conflict, InvalidInput, MixtrainError
 from mixtrain.settings import Settings
 from mixtrain.workflows import procs
 from mixtrain.workflows.registry import ACTIVE, WorkflowRegistry
@@ -68,14 +68,7 @@ def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = Fals
             )
         _reap_later(proc)
         pid = proc.pid
-    started = procs.start_time(pid)
-    # Record the launcher's identity so a death before it reports is detected; it may already have.
-    from sqlalchemy import update
-
-    from mixtrain.metadata.schema import runs
-
-    with reg.engine.begin() as conn:
-        conn.execute(update(runs).where(runs.c.id == run["id"]).where(runs.c.pid.is_(None)).values(pid=pid, pid_start=started))
+    reg.record_launcher(run["id"], pid, procs.identity(pid))
     return reg.run_by_id(run["id"])
 
 
@@ -119,7 +112,7 @@ def _fork_supervisor(settings: Settings, run_id: int, err_log: Path) -> int:
         pid = int(fh.read() or 0)
     os.waitpid(first, 0)
     if not pid:
-        raise RuntimeError("could not start the run's supervisor")
+        raise MixtrainError("could not start the run's supervisor process", "check the machine's process limits and try again")
     return pid
 
 
@@ -137,7 +130,7 @@ def _reap() -> None:
             _children.remove(p)
 
 
-def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_done: bool = True) -> dict:
+def follow(settings: Settings, name: str, number: int, out=None) -> dict:
     """Stream the run's log to ``out`` until the run ends; returns the final run record."""
     out = out or sys.stdout.buffer
     reg = WorkflowRegistry(settings)
@@ -155,7 +148,7 @@ def follow(settings: Settings, name: str, number: int, out=None, *, stop_when_do
                 out.write(chunk)
                 out.flush()
                 pos += len(chunk)
-        if run["status"] not in ACTIVE and stop_when_done:
+        if run["status"] not in ACTIVE:
             # Give the supervisor a moment to write its closing line (no need to wait for its exit).
             end = time.time() + 3
             while time.time() < end and procs.alive(run["pid"], run["pid_start"]) and not _closed(log_path, number):

@@ -28,7 +28,7 @@ def main(run_id: int) -> int:
     run = reg.run_by_id(run_id)
     if run["status"] != "pending":
         return 0  # cancelled before it started
-    pid, pid_start = os.getpid(), procs.start_time(os.getpid())
+    pid, pid_start = os.getpid(), procs.identity(os.getpid())
     version = _version(reg, run)
     spec = version["spec"]
     secrets = _secrets(settings)
@@ -68,6 +68,7 @@ def main(run_id: int) -> int:
             "MIXTRAIN_WORKFLOW": run["workflow"],
             "MIXTRAIN_RUN_DIR": str(run_dir),
             "PYTHONUNBUFFERED": "1",
+            "MIXTRAIN_SECRET_NAMES": ",".join(sorted(secrets)),  # names only: the worker redacts its error/output
         }
         os.environ.update(env)
         code = 1
@@ -83,15 +84,16 @@ def main(run_id: int) -> int:
             os._exit(code)
     # ---- supervisor ----
     os.close(write_fd)
-    reg.record_worker(run["id"], child, procs.start_time(child))
+    reg.record_worker(run["id"], child, procs.identity(child))
     deadline = time.monotonic() + timeout if timeout else None
     status = _relay(read_fd, log, redact, child, deadline)
     if status == "timeout":
         msg = f"timed out after {timeout}s (_mixflow_timeout)"
         reg.set_status(run["id"], "timeout", error=msg)
         log.write(f"✖ {msg}\n".encode())
-        procs.kill_group(os.getpgrp(), signal.SIGTERM)
-        _wait_child(child, 10) or procs.kill_group(os.getpgrp(), signal.SIGKILL)
+        procs.kill_group(os.getpgrp(), signal.SIGTERM)  # we ignore SIGTERM ourselves
+        if not _wait_child(child, 10):
+            os.kill(child, signal.SIGKILL)  # not the group: we still have the closing line to write
     _, wstatus = os.waitpid(child, 0)
     final = reg.run_by_id(run["id"])
     if final["status"] in ("pending", "running"):
@@ -105,6 +107,8 @@ def main(run_id: int) -> int:
     log.write(f"■ run #{run['number']} {final['status']}\n".encode())
     log.close()
     procs.kill_group(os.getpgrp(), signal.SIGTERM)  # leftovers of the run (e.g. orphaned dataloaders)
+    if status == "timeout":
+        procs.kill_group(os.getpgrp(), signal.SIGKILL)  # whatever ignored SIGTERM; all is recorded, so this may end us too
     return 0
 
 
@@ -124,7 +128,8 @@ def _relay(fd: int, log, redact, child: int, deadline: float | None) -> str:
                     pending += chunk
                     cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
                     if cut >= 0 or len(pending) > 8192:
-                        end = cut + 1 if cut >= 0 else len(pending)
+                        # Without a line end, hold back enough bytes that a secret split here is still caught.
+                        end = cut + 1 if cut >= 0 else len(pending) - redact.keep
                         log.write(redact(pending[:end]))
                         pending = pending[end:]
         else:
@@ -169,6 +174,7 @@ def _redactor(values):
             data = data.replace(s, b"***")
         return data
 
+    redact.keep = max((len(s) for s in secrets), default=1) - 1
     return redact
 
 

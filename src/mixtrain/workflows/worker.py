@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import traceback
 from pathlib import Path
 
@@ -32,11 +33,21 @@ def execute(settings, run: dict, version: dict) -> int:
         else:  # the workflow's own bug: its traceback belongs in its log
             traceback.print_exc()
         reason = str(exc) if isinstance(exc, MixtrainError) else f"{type(exc).__name__}: {exc}"
-        reg.set_status(run["id"], "failed", error=reason[:4000])
+        reg.set_status(run["id"], "failed", error=redact(reason)[:4000])
         return 1
+    output = json.loads(redact(json.dumps(output)))
     (Path(run["run_dir"]) / "output.json").write_text(json.dumps(output, indent=2))
     reg.set_status(run["id"], "completed", output=output, finished_at=now())
     return 0
+
+
+def redact(text: str) -> str:
+    """Secret values never reach the run's stored error or output (the log is redacted by the supervisor)."""
+    names = [n for n in os.environ.get("MIXTRAIN_SECRET_NAMES", "").split(",") if n]
+    for value in sorted((os.environ.get(n, "") for n in names), key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
 
 
 def call_flow(cls, spec: dict, inputs: dict):
