@@ -1,7 +1,7 @@
 """A small visual task whose answer depends only on the image: the colour of a drawn shape.
 
 A fine-tune that ignores the image, trains on the wrong tokens or saves the wrong adapter still
-"runs"; held-out accuracy on this task does not lie. Eight colours (chance 12.5%), three shapes,
+"runs"; held-out accuracy on this task does not lie. Six colours (chance 1/6), three shapes,
 varied size, position, background and prompt wording; held-out images are new renderings.
 
     python -m mixtrain.testing.colour_task --out DIR [--train 96] [--test 48] [--size 64]
@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from mixtrain.testing.tiny_vlm import COLOUR_RGB, COLOURS, SHAPES
+from mixtrain.testing.tiny_vlm import COLOUR_RGB, SHAPES
 
 PROMPTS = (
     "What colour is the shape?",
@@ -50,7 +50,12 @@ def render(colour: str, shape: str, size: int, rng: random.Random):
     return img
 
 
-def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 64, seed: int = 0, colours=COLOURS) -> dict:
+# Six well-separated colours (chance 1/6): orange and purple sit between red/yellow and blue/red in
+# hue, which a frozen random vision tower blurs; they are available through `colours=` for a harder task.
+TASK_COLOURS = ("red", "green", "blue", "yellow", "white", "black")
+
+
+def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 64, seed: int = 0, colours=TASK_COLOURS) -> dict:
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
