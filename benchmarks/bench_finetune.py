@@ -29,14 +29,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from common import EXAMPLES, MIXTRAIN, REPO, timed
-from common import bench_env as base_env
+from common import EXAMPLES, MIXTRAIN, REPO, timed, workspace
 
 # Marker lines (substring → phase boundary name), in the order they appear.
 A_MARKS = [
@@ -92,11 +90,8 @@ def main() -> None:
     args = ap.parse_args()
 
     t_script = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="mixtrain-bench-ft-"))
+    tmp, env = workspace("mixtrain-bench-ft-", args.threads)
     home = tmp / "home"
-    env = base_env(home)
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     try:
         print(f"setup in {tmp} (load average {os.getloadavg()[0]:.2f}) ...", flush=True)
         model_dir = tmp / "tiny-qwen2-vl"

@@ -30,12 +30,9 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from common import EXAMPLES, MIXTRAIN, REPO, timed
-from common import bench_env as base_env
+from common import EXAMPLES, MIXTRAIN, REPO, timed, workspace
 PROMPT = "What colour is the shape?"
 GEN = '{"max_new_tokens": 8}'
 
@@ -83,11 +80,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t_script = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="mixtrain-bench-inf-"))
-    home = tmp / "home"
-    env = base_env(home)
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    tmp, env = workspace("mixtrain-bench-inf-", args.threads)
     try:
         print(f"setup in {tmp} (load average {os.getloadavg()[0]:.2f}) ...", flush=True)
         model_dir = tmp / "tiny-llava"

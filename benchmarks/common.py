@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,3 +35,12 @@ def timed(cmd, env, cwd=None) -> tuple[float, subprocess.CompletedProcess]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return took, proc
+
+
+def workspace(prefix: str, threads: int = 0) -> tuple[Path, dict]:
+    """A temporary folder with a fresh home inside, and the environment for every timed command."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    env = bench_env(tmp / "home")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return tmp, env

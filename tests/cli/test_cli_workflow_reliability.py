@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from workflow_helpers import gone, registry, wait_for
+
 from conftest import CLI
 
 SECRET = "sk-live-0123456789abcdef"
@@ -110,32 +112,6 @@ def rel(tmp_path_factory):
     cli("secret", "set", "API_TOKEN", input=SECRET, check=0)
     cli.root = root
     return cli
-
-
-def registry(cli):
-    from unittest import mock
-
-    from mixtrain.settings import load_settings
-    from mixtrain.workflows.registry import WorkflowRegistry
-
-    with mock.patch.dict(os.environ, {"MIXTRAIN_HOME": cli.env["MIXTRAIN_HOME"]}):
-        return WorkflowRegistry(load_settings())
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def gone(pid: int) -> bool:
-    from mixtrain.workflows.procs import start_time
-
-    return start_time(pid) is None
 
 
 def start_and_wait_running(cli, name):

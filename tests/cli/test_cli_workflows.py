@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from workflow_helpers import gone, registry, wait_for
+
 from conftest import CLI
 
 ATTR_FLOW = '''
@@ -139,33 +141,6 @@ def last_run(cli, name) -> dict:
 def newest(cli, name) -> dict:
     """The newest run read from the metadata DB in this process (a CLI call costs ~0.5 s)."""
     return registry(cli).runs(name, 1)[0]
-
-
-def registry(cli):
-    """The run table read in this process (cheaper than a CLI call per poll)."""
-    from unittest import mock
-
-    from mixtrain.settings import load_settings
-    from mixtrain.workflows.registry import WorkflowRegistry
-
-    with mock.patch.dict(os.environ, {"MIXTRAIN_HOME": cli.env["MIXTRAIN_HOME"]}):
-        return WorkflowRegistry(load_settings())
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def gone(pid: int) -> bool:
-    from mixtrain.workflows.procs import start_time
-
-    return start_time(pid) is None  # no such process, or a zombie (dead, not yet reaped)
 
 
 # -- registration and help --------------------------------------------------------------------------
