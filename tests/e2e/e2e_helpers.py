@@ -42,6 +42,11 @@ class Env:
     def last_run(self, workflow="vlm-finetune") -> dict:
         return self.json("workflow", "runs", workflow, "-n", "1")[0]
 
+    def run_log(self, workflow="vlm-finetune", number: int | None = None) -> str:
+        """The run's full log (an attached run shows a compact view; the trainer's output is only here)."""
+        number = number or self.last_run(workflow)["number"]
+        return self.mix("workflow", "logs", workflow, str(number), check=0).stdout
+
 
 def colour_dataset(env: Env, name: str, n: int = 16, size: int = 64) -> Path:
     from mixtrain.testing.colour_task import make_task

@@ -23,7 +23,7 @@ def test_two_process_ddp_on_loopback(e2e, tiny_models):
     res = e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "ddp-shapes", "--output_model_name", "ddp-llava",
                   "--base_model", tiny_models["llava"], "--num_processes", "2", "--num_epochs", "1", "--batch_size", "1",
                   "--gradient_accumulation_steps", "1", "--max_steps", "2", "--max_seq_length", "256", env=env, check=0)
-    log = res.stdout
+    log = e2e.run_log()
     assert "🌐 Detected distributed environment - using accelerate launch" in log
     assert "MASTER_ADDR: 127.0.0.1" in log and "WORLD_SIZE: 1" in log
     assert "world_size" in log.lower()

@@ -29,7 +29,7 @@ def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_typ
     model = f"tuned-{folder.replace('_', '-')}"
     run = e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", dataset, "--output_model_name", model,
                   "--base_model", tiny_models[folder], "--model_type", model_type, *TRAIN_ARGS, check=0)
-    log = run.stdout
+    log = e2e.run_log()
     assert "Single GPU mode - running without distributed setup" in log
     assert "FlashAttention-2 needs a CUDA GPU" in log  # use_flash_attention defaults to true; CPU falls back
     if family != model_type:

@@ -159,6 +159,25 @@ def _num(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+@app.command("resume")
+def resume(
+    name: str,
+    run: int = typer.Argument(..., help="Number of the failed or cancelled run."),
+    detach: bool = typer.Option(False, "-d", "--detach", help="Return at once."),
+):
+    """Continue a failed or cancelled run from its latest complete checkpoint, as a new run with the same inputs."""
+    from mixtrain.workflows import runner
+
+    c = client()
+    info = runner.resume(c.settings, name, run, fork=True)
+    origin = info["resumed_from"]
+    err_console.print(f"[dim]Started run #{info['number']} of {name}, resuming run #{run} from step {origin['step']} — logs: mixtrain workflow logs {name} {info['number']} -f[/]")
+    if detach:
+        console.print(f"Run #{info['number']} of {name} started (detached).")
+        return
+    _attach(c, name, info)
+
+
 @app.command("cancel")
 def cancel(name: str, run: int = typer.Argument(..., help="Run number.")):
     """Cancel a pending or running run (its whole process tree)."""

@@ -44,6 +44,7 @@ class AxolotlVLMFinetune(MixFlow):
     num_processes: int = mixparam(default=0, description="Training processes per node (0: one per GPU; 1 on CPU)")
     max_steps: int = mixparam(default=0, description="Stop after this many optimizer steps (0: run all epochs)")
     seed: int = mixparam(default=42, description="Random seed")
+    save_steps: int = mixparam(default=0, description="Save a checkpoint every N steps (0: each epoch); `workflow resume` continues from the latest")
 
     def run(self):
         from mixtrain.vlm.recipe import finetune

@@ -66,6 +66,9 @@ def build_config(
         cfg["max_steps"] = spec.max_steps
         cfg["save_strategy"] = "steps"
         cfg["save_steps"] = spec.max_steps
+    if spec.save_steps:  # checkpoints to resume from (`mixtrain workflow resume`); the last one is kept
+        cfg["save_strategy"] = "steps"
+        cfg["save_steps"] = spec.save_steps
     cfg.update(precision_settings(spec, hw, warn))
     if deepspeed_json is not None:
         cfg["deepspeed"] = str(deepspeed_json)

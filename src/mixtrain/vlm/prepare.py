@@ -38,10 +38,15 @@ class PreparedData:
         }
 
 
-def load_rows(datasets, spec: FinetuneSpec) -> tuple[list[dict], int | None, list[Path]]:
-    """Read the three mapped columns at the dataset's current snapshot (recorded for lineage)."""
+def load_rows(datasets, spec: FinetuneSpec, snapshot_id: int | None = None) -> tuple[list[dict], int | None, list[Path]]:
+    """Read the three mapped columns at the dataset's current snapshot, or at ``snapshot_id`` (a resumed run)."""
     table = datasets.get(spec.dataset_name)
-    snapshot = table.current_snapshot()
+    snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
+    if snapshot_id is not None and snapshot is None:
+        raise InvalidInput(
+            f"dataset {spec.dataset_name!r} no longer has snapshot {snapshot_id}, which the interrupted run trained on",
+            "start a new run with `mixtrain workflow run` on the dataset as it is now",
+        )
     available = [f.name for f in table.schema().fields]
     wanted = {"image_column": spec.image_column, "prompt_column": spec.prompt_column, "response_column": spec.response_column}
     missing = [f"{col} (--{param})" for param, col in wanted.items() if col not in available]
@@ -73,10 +78,10 @@ def _image_ref(value, source_dirs: list[Path]) -> str:
     return str(Path(ref).resolve())
 
 
-def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print) -> PreparedData:
+def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id: int | None = None) -> PreparedData:
     """``datasets`` is the DatasetStore; images are cached under its settings' image cache."""
     t0 = time.monotonic()
-    rows, snapshot_id, source_dirs = load_rows(datasets, spec)
+    rows, snapshot_id, source_dirs = load_rows(datasets, spec, snapshot_id)
     log(phase_line(f"read dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}", time.monotonic() - t0))
     t0 = time.monotonic()
     bad: dict[int, str] = {}

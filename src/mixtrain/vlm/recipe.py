@@ -6,6 +6,7 @@ heavy libraries; Axolotl itself runs in a child process.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from mixtrain.vlm import configure, families, launch, register
 from mixtrain.vlm.prepare import prepare
 from mixtrain.vlm.spec import parse_spec
 from mixtrain.workflows.progress import phase_line
+from mixtrain.workflows.resume import CHECKPOINTS_FILE, checkpoints
 
 
 def log(msg: str) -> None:
@@ -47,7 +49,10 @@ def finetune(**params) -> dict:
     check_family(family, spec)  # what the base model really is
 
     # -- 1. prepare ----------------------------------------------------------------------------------
-    data = prepare(DatasetStore(settings), spec, run_dir, log)
+    origin = resumed_from(settings)  # `workflow resume`: continue another run's checkpoint, on its data
+    if origin:
+        log(phase_line(f"resume run #{origin['run']} from step {origin['step']} ({origin['checkpoint']})"))
+    data = prepare(DatasetStore(settings), spec, run_dir, log, snapshot_id=origin.get("dataset_snapshot_id") if origin else None)
 
     # -- 2. configure --------------------------------------------------------------------------------
     from mixtrain.vlm.hardware import detect
@@ -66,6 +71,8 @@ def finetune(**params) -> dict:
         spec, family, hw, train_jsonl=data.jsonl, output_dir=output_dir, run_dir=run_dir, deepspeed_json=ds_json,
         wandb_run_name=f"{spec.output_model_name}-run{run_number}", wandb_online=wandb_online, warn=lambda m: log(f"warning: {m}"),
     )
+    if origin:
+        cfg["resume_from_checkpoint"] = origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
     config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
     log(phase_line(f"configure: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}, Axolotl config {config_path}", time.monotonic() - t0))
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
@@ -84,11 +91,13 @@ def finetune(**params) -> dict:
         log(line)
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
+    # Where this run's checkpoints go, so `mixtrain workflow resume` can find them if the run dies.
+    (run_dir / CHECKPOINTS_FILE).write_text(json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id}))
     cmd = launch.command(config_path, dist, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=spec.num_processes)
     try:
         launch.run(cmd, env, run_dir, log)
     except BaseException:
-        _discard(output_dir, run_dir)
+        _keep_checkpoints(output_dir, run_dir, log)
         raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
@@ -97,6 +106,8 @@ def finetune(**params) -> dict:
     # -- 4. register ---------------------------------------------------------------------------------
     state = register.finalize_outputs(output_dir)
     run = {"workflow": os.environ.get("MIXTRAIN_WORKFLOW"), "number": int(run_number), "id": os.environ.get("MIXTRAIN_RUN_ID"), "config": str(config_path)}
+    if origin:
+        run["resumed_from"] = {"run": origin["run"], "step": origin["step"]}
     model = register.register_model(
         ModelRegistry(settings), spec=spec, family_name=family.name, hf_model_type=base_config.get("model_type"), output_dir=output_dir,
         snapshot_id=data.snapshot_id, rows=data.rows, state=state, run=run,
@@ -115,9 +126,27 @@ def check_family(family, spec) -> None:
         raise InvalidInput(f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}", "use llava, llava_next or qwen2_vl")
 
 
-def _discard(output_dir: Path, run_dir: Path) -> None:
-    """A failed training leaves no half-written model behind; Axolotl's debug log moves to the run folder."""
+def resumed_from(settings) -> dict | None:
+    """This run's ``resumed_from`` record (set by `mixtrain workflow resume`), if any."""
+    run_id = os.environ.get("MIXTRAIN_RUN_ID")
+    if not run_id:
+        return None
+    from mixtrain.workflows.registry import WorkflowRegistry
+
+    return WorkflowRegistry(settings).run_by_id(int(run_id)).get("resumed_from")
+
+
+def _keep_checkpoints(output_dir: Path, run_dir: Path, log) -> None:
+    """A failed training keeps its checkpoints (to resume) and drops the rest; Axolotl's debug log moves to the run folder."""
     debug = output_dir / "debug.log"
     if debug.is_file():
         shutil.move(str(debug), str(run_dir / "axolotl_debug.log"))
-    shutil.rmtree(output_dir, ignore_errors=True)
+    kept = checkpoints(output_dir)
+    if not kept:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        return
+    for p in output_dir.iterdir():
+        if p not in kept:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    run = f"{os.environ.get('MIXTRAIN_WORKFLOW', 'WORKFLOW')} {os.environ.get('MIXTRAIN_RUN_NUMBER', 'RUN')}"
+    log(f"kept {len(kept)} checkpoint(s) in {output_dir} — continue with `mixtrain workflow resume {run}`")

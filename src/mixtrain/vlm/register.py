@@ -64,6 +64,8 @@ def register_model(models, *, spec, family_name: str, hf_model_type: str | None,
         "train_loss": loss,
         "versions": versions(),
         "axolotl_config": run.get("config"),
+        "seed": spec.seed,
+        "resumed_from": run.get("resumed_from"),  # {"run": N, "step": S} when `workflow resume` continued a run
     }
     return models.register(
         spec.output_model_name,

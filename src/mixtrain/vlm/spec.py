@@ -43,6 +43,7 @@ class FinetuneSpec(BaseModel):
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
     seed: int = Field(42, ge=0, lt=2**32, description="Random seed")
+    save_steps: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: at the end of each epoch)")
 
     @field_validator("dataset_name", "output_model_name")
     @classmethod

@@ -154,7 +154,7 @@ class WorkflowRegistry:
         shutil.rmtree(self.settings.workflows_dir / name, ignore_errors=True)
 
     # -- runs --------------------------------------------------------------------------------------
-    def new_run(self, name: str, version: int, inputs: dict) -> dict:
+    def new_run(self, name: str, version: int, inputs: dict, resumed_from: dict | None = None) -> dict:
         """Insert a pending run with the next number; concurrent callers get distinct numbers."""
         wf = self._workflow(name)
         for _ in range(50):
@@ -165,7 +165,7 @@ class WorkflowRegistry:
                     run_id = conn.execute(
                         insert(runs).values(
                             workflow_id=wf["id"], number=number, version=version, status="pending",
-                            inputs=inputs, run_dir=str(run_dir), created_at=now(),
+                            inputs=inputs, run_dir=str(run_dir), created_at=now(), resumed_from=resumed_from,
                         )
                     ).inserted_primary_key[0]
                 break

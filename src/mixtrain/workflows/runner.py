@@ -56,6 +56,23 @@ def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = Fals
     version = reg.latest_version(name)
     full = validate_inputs(version["spec"], inputs, from_text=from_text)
     run = reg.new_run(name, version["version"], full)
+    return _launch(settings, reg, run, fork)
+
+
+def resume(settings: Settings, name: str, number: int, *, fork: bool = False) -> dict:
+    """A new run of the same workflow version with the same inputs, continuing ``number`` from its checkpoint."""
+    from mixtrain.workflows import resume as resuming
+    from mixtrain.workflows.metrics import MetricsStore
+
+    reg = WorkflowRegistry(settings)
+    old = reg.run(name, number)
+    origin = resuming.plan(old)
+    run = reg.new_run(name, old["version"], old["inputs"], resumed_from=origin)
+    MetricsStore(settings.database_url).copy(old["id"], run["id"], up_to_step=origin["step"])
+    return _launch(settings, reg, run, fork)
+
+
+def _launch(settings: Settings, reg: WorkflowRegistry, run: dict, fork: bool) -> dict:
     err_log = Path(run["run_dir"]) / "supervisor.err"
     if fork:
         pid = _fork_supervisor(settings, run["id"], err_log)

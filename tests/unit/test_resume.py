@@ -1,0 +1,78 @@
+"""Which checkpoint a resumed run continues from, and the runs that cannot be resumed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mixtrain.errors import Conflict, InvalidInput
+from mixtrain.workflows import resume
+
+
+def checkpoint(root, step: int, *, state: str | None = "ok", skip: tuple = ()) -> None:
+    d = root / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    for f in resume.CHECKPOINT_FILES[:-1]:
+        if f not in skip:
+            (d / f).write_bytes(b"x" * 8)
+    if state == "ok":
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+    elif state is not None:
+        (d / "trainer_state.json").write_text(state)
+
+
+def test_checkpoints_sort_by_number_not_by_name(tmp_path):
+    for step in (100, 20, 3):
+        checkpoint(tmp_path, step)
+    (tmp_path / "checkpoint-final").mkdir()
+    (tmp_path / "checkpoint-7.tmp").mkdir()
+    assert [p.name for p in resume.checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-20", "checkpoint-100"]
+    assert resume.latest_complete(tmp_path).name == "checkpoint-100"
+
+
+@pytest.mark.parametrize("broken", [
+    {"state": None},  # killed before trainer_state.json (written last)
+    {"state": '{"global_step": 1'},  # truncated JSON
+    {"state": json.dumps({"global_step": 99})},  # a state from another step
+    {"skip": ("optimizer.pt",)},  # a file missing
+])
+def test_a_half_written_checkpoint_is_skipped(tmp_path, broken):
+    checkpoint(tmp_path, 20)
+    checkpoint(tmp_path, 100, **broken)
+    assert resume.latest_complete(tmp_path).name == "checkpoint-20"
+
+
+def test_an_empty_file_is_not_complete(tmp_path):
+    checkpoint(tmp_path, 4)
+    (tmp_path / "checkpoint-4" / "scheduler.pt").write_bytes(b"")
+    assert resume.latest_complete(tmp_path) is None
+
+
+def _run(tmp_path, status: str, output_dir=None) -> dict:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    if output_dir is not None:
+        (run_dir / resume.CHECKPOINTS_FILE).write_text(json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": 7}))
+    return {"number": 3, "workflow": "vlm-finetune", "status": status, "run_dir": str(run_dir)}
+
+
+def test_plan_names_run_step_checkpoint_and_snapshot(tmp_path):
+    out = tmp_path / "out"
+    checkpoint(out, 4)
+    checkpoint(out, 8, state=None)
+    assert resume.plan(_run(tmp_path, "failed", out)) == {"run": 3, "step": 4, "checkpoint": str(out / "checkpoint-4"), "dataset_snapshot_id": 7}
+
+
+@pytest.mark.parametrize("status,has_dir,error,message", [
+    ("running", True, Conflict, "is still running"),
+    ("pending", True, Conflict, "is still pending"),
+    ("completed", True, InvalidInput, "completed; there is nothing to resume"),
+    ("failed", False, InvalidInput, "never started training"),
+    ("cancelled", True, InvalidInput, "left no complete checkpoint"),
+])
+def test_runs_that_cannot_be_resumed(tmp_path, status, has_dir, error, message):
+    out = tmp_path / "out"
+    checkpoint(out, 2, state=None)
+    with pytest.raises(error, match=message):
+        resume.plan(_run(tmp_path, status, out if has_dir else None))
