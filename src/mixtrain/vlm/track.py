@@ -32,7 +32,8 @@ class RunTracker(TrainerCallback):
             return
         self.t_begin = time.monotonic()
         self.first_step = state.global_step  # > 0 when resuming from a checkpoint
-        print(phase_line(f"load model and data: {state.max_steps} steps to train", self.t_begin - self.started), flush=True)
+        todo = f"steps {state.global_step + 1}-{state.max_steps} to train (resumed)" if state.global_step else f"{state.max_steps} steps to train"
+        print(phase_line(f"load model and data: {todo}", self.t_begin - self.started), flush=True)
         self._progress(state, {})
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -1,0 +1,128 @@
+"""Runs you can watch, reproduce and resume — real CLI, real runner, real Axolotl on a tiny Qwen2-VL.
+
+Four short trainings in all, with the same inputs: A (attached: the compact view, recorded metrics),
+B (same seed: identical loss series), C (SIGKILLed after its first checkpoint) and its resume D
+(ends at A's step with A's losses, no gap, no duplicate step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import colour_dataset
+
+STEPS = 24
+ARGS = ["--dataset_name", "runs-colours", "--model_type", "qwen2_vl", "--max_steps", str(STEPS), "--save_steps", "4",
+        "--num_epochs", "4", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--learning_rate", "0.001",
+        "--lora_r", "8", "--lora_dropout", "0.1", "--max_seq_length", "256"]
+
+
+@pytest.fixture(scope="module")
+def trained(e2e, tiny_models):
+    """Run A, attached, as a user would; its output and metrics."""
+    colour_dataset(e2e, "runs-colours")
+    base = ["--base_model", str(tiny_models["qwen2_vl"])]
+    res = e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *base, "--output_model_name", "runs-a", check=0)
+    run = e2e.last_run()
+    return {"out": res.stdout, "err": res.stderr, "run": run, "base": base, "metrics": e2e.json("workflow", "metrics", "vlm-finetune", str(run["number"]))}
+
+
+def losses(rows):
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+@pytest.mark.e2e
+def test_attached_run_is_compact_and_every_step_is_recorded(e2e, trained):
+    out = trained["out"]
+    assert len(out.splitlines()) < 30, out
+    assert "● read dataset runs-colours: 16 rows" in out and "● verify images: 16 usable" in out and "● configure:" in out
+    assert "● load model and data: 24 steps to train" in out and f"● train: {STEPS} steps" in out
+    assert f"  step {STEPS}/{STEPS} (100%)" in out and "loss" in out
+    assert "'loss'" not in out and "[INFO]" not in out  # the trainer's stream is not in the terminal...
+    log = e2e.run_log(number=trained["run"]["number"])
+    assert "'loss'" in log and "Model successfully saved" in log  # ...but all of it is in the run log
+
+    rows = trained["metrics"]
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert all(isinstance(r["loss"], float) and r["learning_rate"] > 0 and "grad_norm" in r and r["epoch"] > 0 for r in rows)
+    from mixtrain.client import MixClient
+    from mixtrain.settings import load_settings
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"MIXTRAIN_HOME": str(e2e.home)}):
+        assert MixClient(load_settings()).get_run_metrics("vlm-finetune", trained["run"]["number"]) == rows
+    lineage = e2e.json("model", "get", "runs-a")["lineage"]
+    assert lineage["seed"] == 42 and lineage["resumed_from"] is None and lineage["global_step"] == STEPS
+
+
+@pytest.mark.e2e
+def test_same_inputs_and_seed_give_the_same_loss_series(e2e, trained):
+    e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *trained["base"], "--output_model_name", "runs-b", "-d", check=0)
+    number = e2e.last_run()["number"]
+    _wait(e2e, number)
+    assert e2e.last_run()["status"] == "completed"
+    again = e2e.json("workflow", "metrics", "vlm-finetune", str(number))
+    assert losses(again) == losses(trained["metrics"])  # bit for bit, LoRA dropout 0.1 included
+
+
+@pytest.mark.e2e
+def test_kill_after_a_checkpoint_then_resume_matches_the_uninterrupted_run(e2e, trained):
+    e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *trained["base"], "--output_model_name", "runs-c", "-d", check=0)
+    run = e2e.last_run()
+    run_dir = Path(run["run_dir"])
+    _until(lambda: (run_dir / "checkpoints.json").is_file())
+    output_dir = Path(json.loads((run_dir / "checkpoints.json").read_text())["output_dir"])
+    _until(lambda: (output_dir / "checkpoint-4" / "trainer_state.json").is_file())
+    trainer = _trainer_pid(e2e.last_run()["worker_pid"])
+    os.kill(trainer, signal.SIGKILL)
+    _wait(e2e, run["number"])
+    killed = e2e.last_run()
+    assert killed["status"] == "failed" and "code -9" in killed["error"], killed
+    runs_table = e2e.mix("workflow", "runs", "vlm-finetune", check=0).stdout
+    assert f"#{run['number']}" in runs_table and "failed" in runs_table
+    kept = sorted(p.name for p in output_dir.iterdir())
+    assert kept and all(k.startswith("checkpoint-") for k in kept), kept  # checkpoints kept, nothing else
+    assert int(kept[-1].split("-")[1]) < STEPS  # killed before the end
+
+    res = e2e.mix("workflow", "resume", "vlm-finetune", str(run["number"]), check=0)
+    assert "● resume run #" in res.stdout and "(resumed)" in res.stdout
+    resumed = e2e.last_run()
+    step = resumed["resumed_from"]["step"]
+    assert resumed["status"] == "completed" and resumed["resumed_from"]["run"] == run["number"] and step >= 4 and step % 4 == 0
+    rows = e2e.json("workflow", "metrics", "vlm-finetune", str(resumed["number"]))
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # no gap, no duplicate
+    assert losses(rows) == losses(trained["metrics"])  # same data order, optimizer, scheduler and RNG state
+    info = e2e.json("model", "get", "runs-c")
+    assert info["lineage"]["resumed_from"] == {"run": run["number"], "step": step}
+    assert info["lineage"]["global_step"] == STEPS
+
+    again = e2e.mix("workflow", "resume", "vlm-finetune", str(resumed["number"]), check=1)
+    assert again.stderr.startswith("Error: run #") and "completed; there is nothing to resume" in again.stderr
+    assert "not found" in e2e.mix("workflow", "resume", "vlm-finetune", "99", check=1).stderr
+    assert "not found" in e2e.mix("workflow", "resume", "no-such-flow", "1", check=1).stderr
+
+
+def _until(predicate, timeout=600.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def _wait(e2e, number):
+    _until(lambda: e2e.json("workflow", "runs", "vlm-finetune", "-n", "1")[0]["status"] not in ("pending", "running"))
+
+
+def _trainer_pid(worker: int) -> int:
+    """The training process: the worker's child running our Axolotl entry."""
+    for task in os.listdir(f"/proc/{worker}/task"):
+        for child in Path(f"/proc/{worker}/task/{task}/children").read_text().split():
+            if b"mixtrain.vlm.axolotl_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("no training process found")
