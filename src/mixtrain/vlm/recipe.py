@@ -52,18 +52,13 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     # -- 0. what are we training? ----------------------------------------------------------------
     check_family(families.get_family(spec.model_type), spec)  # what the user asked for, before any download
     family, base_config = families.resolve(spec.model_type, spec.base_model, log)
-    if base_config is None:
-        raise InvalidInput(
-            f"cannot read base model {spec.base_model!r}: not a local folder, and its config is not in the Hugging Face cache or reachable on the hub",
-            "download it first (`huggingface-cli download MODEL`) or pass a local model folder as --base_model",
-        )
     check_family(family, spec)  # what the base model really is
 
     # -- 1. prepare ----------------------------------------------------------------------------------
     data = prepare(DatasetStore(settings), spec, run_dir, log)
 
     # -- 2. configure --------------------------------------------------------------------------------
-    from mixtrain.vlm.hardware import detect
+    from mixtrain.hardware import detect
 
     hw = detect()
     log(f"hardware: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}")
