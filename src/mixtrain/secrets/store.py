@@ -88,7 +88,15 @@ def _read_key(path: Path) -> bytes | None:
 class SecretStore:
     def __init__(self, settings: Settings):
         self.engine = get_engine(settings.database_url)
-        self.fernet = Fernet(_load_key(settings.secret_key_file, self._count))
+        self.key_file = settings.secret_key_file
+        self._fernet: Fernet | None = None
+
+    @property
+    def fernet(self) -> Fernet:
+        """Loaded on first use: list and delete work even when the key file is lost or broken."""
+        if self._fernet is None:
+            self._fernet = Fernet(_load_key(self.key_file, self._count))
+        return self._fernet
 
     def _count(self) -> int:
         with self.engine.connect() as conn:

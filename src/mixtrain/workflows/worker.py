@@ -26,7 +26,13 @@ def execute(settings, run: dict, version: dict) -> int:
     try:
         from mixtrain.workflows.loader import find_flow, load_module
 
-        module = load_module(Path(version["source_dir"]) / version["main_file"])
+        source = Path(version["source_dir"]) / version["main_file"]
+        if not source.is_file():  # the platform's copy is gone: not the workflow's bug, no traceback
+            raise MixtrainError(
+                f"the stored file of workflow {run['workflow']!r} version {version['version']} is missing: {source}",
+                f"register it again with `mixtrain workflow update {run['workflow']} FILE`",
+            )
+        module = load_module(source)
         cls = find_flow(module, version["entrypoint"])
         result = call_flow(cls, version["spec"], run["inputs"])
         output = json.loads(redactor.text(json.dumps(_jsonable(result))))
