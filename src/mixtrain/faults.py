@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -23,14 +24,23 @@ class StorageError(MixtrainError):
     @classmethod
     def from_os_error(cls, exc: OSError, path, what: str, needed: int | None = None) -> StorageError:
         where = str(getattr(exc, "filename", None) or path)
-        if exc.errno in FULL:
+        code = exc.errno if exc.errno is not None else _errno_in_text(str(exc))
+        if code in FULL:
             free = free_bytes(path)
             need = f"; about {human(needed)} needed" if needed else ""
             have = f", {human(free)} free" if free is not None else ""
             return cls(f"disk full writing {what} to {where}{need}{have}", "free space on that disk (or point MIXTRAIN_HOME elsewhere) and try again")
-        if exc.errno in READ_ONLY:
-            return cls(f"cannot write {what} to {where}: {exc.strerror.lower() if exc.strerror else 'permission denied'}", "the mixtrain home is read-only here: reads work, writes need a writable home")
+        if code in READ_ONLY:
+            return cls(f"cannot write {what} to {where}: {os.strerror(code).lower()}", "the mixtrain home is read-only here: reads work, writes need a writable home")
         return cls(f"cannot write {what} to {where}: {exc.strerror or exc}", "check the disk and the path's permissions")
+
+
+def _errno_in_text(text: str) -> int | None:
+    """pyarrow raises OSError without errno; its message carries "[errno N]"."""
+    import re
+
+    m = re.search(r"errno[ :]*(\d+)", text, re.I)
+    return int(m.group(1)) if m else None
 
 
 def is_disk_full(exc: BaseException) -> bool:

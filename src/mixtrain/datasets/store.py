@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, select, update
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
 from mixtrain.faults import StorageError, guard, is_disk_full
-from mixtrain.metadata.db import _translate_error, check_not_lost, get_engine, mark_in_use, now, sqlite_fault
+from mixtrain.metadata.db import _translate_error, check_not_lost, get_engine, mark_in_use, now, read_only_dir, sqlite_fault, sqlite_read_only_url
 from mixtrain.metadata.schema import datasets
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -44,11 +44,14 @@ class DatasetStore:
                 self._check_catalog_file(db_file)
             wh = self.warehouse_dir()
             try:
-                if db_file is not None:
+                if db_file is not None and not db_file.parent.is_dir():
                     db_file.parent.mkdir(parents=True, exist_ok=True)
-                if wh is not None:
+                if wh is not None and not wh.is_dir():
                     wh.mkdir(parents=True, exist_ok=True)
-                catalog = SqlCatalog("mixtrain", uri=self.settings.catalog_url, warehouse=self.settings.warehouse)
+                uri = self.settings.catalog_url
+                if db_file is not None and read_only_dir(db_file):
+                    uri = sqlite_read_only_url(db_file)  # a read-only home: reads work, writes say so
+                catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
                 event.listen(catalog.engine, "handle_error", _translate_error)
                 try:
                     catalog.create_namespace_if_not_exists(NAMESPACE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import os
 import threading
 from pathlib import Path
 
@@ -47,8 +48,11 @@ def get_engine(url: str) -> Engine:
                 check_not_lost(db_file, "metadata database")
                 with guard(db_file.parent, "the mixtrain home"):
                     db_file.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            if db_file is not None and read_only_dir(db_file):
+                engine = create_engine(sqlite_read_only_url(db_file))  # reads work; writes say "read-only"
+            else:
+                engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
         event.listen(engine, "handle_error", _translate_error)
@@ -72,6 +76,19 @@ def get_engine(url: str) -> Engine:
 
 
 # -- faults: a full disk, a corrupt or lost SQLite file, a read-only home --------------------------------
+
+
+def read_only_dir(db_file: Path) -> bool:
+    """A home on a read-only mount (or without write permission) whose database already exists."""
+    return db_file.exists() and not os.access(db_file.parent, os.W_OK)
+
+
+def sqlite_read_only_url(db_file: Path) -> str:
+    """Open a WAL database where its -shm file cannot be created: read-only, and immutable when no
+    WAL is pending (a clean shutdown checkpoints it away), since SQLite cannot coordinate locks there."""
+    wal = db_file.with_name(db_file.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    return f"sqlite:///file:{db_file}?mode=ro&uri=true" + ("" if pending else "&immutable=1")
 
 
 def marker(db_file: Path) -> Path:
@@ -115,7 +132,7 @@ def _translate_error(ctx) -> None:
 
 def sqlite_fault(exc: BaseException, db: str | None) -> MixtrainError | None:
     text = str(exc).lower()
-    where = db or "the database"
+    where = (db or "the database").removeprefix("file:")
     if "database or disk is full" in text or "no space left" in text:
         return StorageError(
             f"disk full writing the database {where} ({human(free_bytes(where))} free)",
@@ -126,7 +143,7 @@ def sqlite_fault(exc: BaseException, db: str | None) -> MixtrainError | None:
             f"the database {where} is corrupt ({str(exc).splitlines()[0]})",
             "restore it from a backup; `mixtrain doctor` checks the whole home",
         )
-    if "readonly database" in text or "read-only" in text:
+    if "readonly database" in text or "read-only" in text or "attempt to write" in text:
         return StorageError(f"cannot write to {where}: it is read-only", "reads work; writes need a writable mixtrain home")
     if "disk i/o error" in text:
         return StorageError(f"disk I/O error on the database {where}", "check the disk (full, removed or failing) and try again")
