@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.vlm import configure, families, launch, register
 from mixtrain.vlm.prepare import prepare
-from mixtrain.vlm.spec import parse_spec
+from mixtrain.vlm.spec import FinetuneSpec
+from mixtrain.workflows.context import RunContext, current_run
 from mixtrain.workflows.progress import phase_line
 from mixtrain.workflows.resume import CHECKPOINTS_FILE, checkpoints
 
@@ -26,42 +27,51 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def finetune(**params) -> dict:
+@dataclass
+class FinetuneResult:
+    """What a fine-tune run returns (its recorded output): one shape for a dry run, a worker node and a registration."""
+
+    dataset_snapshot_id: int | None
+    rows: int
+    config: str
+    output_dir: str | None = None
+    model: str | None = None
+    version: int | None = None
+    train_loss: float | None = None
+    dry_run: bool = False
+    node_rank: int = 0
+
+
+def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResult:
     from mixtrain.datasets.store import DatasetStore
     from mixtrain.models.registry import ModelRegistry
     from mixtrain.settings import load_settings
 
-    spec = parse_spec(params)
+    ctx = ctx or current_run() or RunContext.local()
     settings = load_settings()
-    run_dir = Path(os.environ.get("MIXTRAIN_RUN_DIR") or tempfile.mkdtemp(prefix="mixtrain-run-"))
-    run_number = os.environ.get("MIXTRAIN_RUN_NUMBER", "0")
+    run_dir, run_number = ctx.run_dir, ctx.number
     if Path(spec.base_model).expanduser().is_dir():
         spec.base_model = str(Path(spec.base_model).expanduser().resolve())
 
     # -- 0. what are we training? ----------------------------------------------------------------
     check_family(families.get_family(spec.model_type), spec)  # what the user asked for, before any download
     family, base_config = families.resolve(spec.model_type, spec.base_model, log)
-    if base_config is None:
-        raise InvalidInput(
-            f"cannot read base model {spec.base_model!r}: not a local folder, and its config is not in the Hugging Face cache or reachable on the hub",
-            "download it first (`huggingface-cli download MODEL`) or pass a local model folder as --base_model",
-        )
     check_family(family, spec)  # what the base model really is
 
     # -- 1. prepare ----------------------------------------------------------------------------------
-    origin = resumed_from(settings)  # `workflow resume`: continue another run's checkpoint, on its data
+    origin = resumed_from(settings, ctx)  # `workflow resume`: continue another run's checkpoint, on its data
     if origin:
         log(phase_line(f"resume run #{origin['run']} from step {origin['step']} ({origin['checkpoint']})"))
     data = prepare(DatasetStore(settings), spec, run_dir, log, snapshot_id=origin.get("dataset_snapshot_id") if origin else None)
 
     # -- 2. configure --------------------------------------------------------------------------------
-    from mixtrain.vlm.hardware import detect
+    from mixtrain.hardware import detect
 
     t0 = time.monotonic()
     hw = detect()
     # Unique per run, even across a re-created workflow or a direct SDK call: a registered version's
     # adapter folder is never reused or wiped by a later run.
-    run_tag = f"{os.environ.get('MIXTRAIN_WORKFLOW', 'local')}-{run_number}-{uuid.uuid4().hex[:8]}"
+    run_tag = f"{ctx.workflow}-{run_number}-{uuid.uuid4().hex[:8]}"
     output_dir = settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"
     ds_json = configure.write_deepspeed(spec.deepspeed_config, run_dir / f"deepspeed_{spec.deepspeed_config}.json") if spec.deepspeed_config else None
     wandb_online = bool(spec.wandb_project and os.environ.get("WANDB_API_KEY"))
@@ -76,6 +86,8 @@ def finetune(**params) -> dict:
     config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
     log(phase_line(f"configure: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}, Axolotl config {config_path}", time.monotonic() - t0))
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
+    env.pop("MIXTRAIN_RUN_ID", None)
+    env.update(track_env(ctx))
     if spec.dry_run:
         try:
             launch.run(launch.validate_command(config_path), env, run_dir, log)
@@ -83,7 +95,7 @@ def finetune(**params) -> dict:
             shutil.rmtree(output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
         log("\n--- data report ---\n" + (run_dir / "data_report.json").read_text())
         log("--- axolotl config (" + str(config_path) + ") ---\n" + config_path.read_text())
-        return {"dry_run": True, "config": str(config_path), "rows": data.rows, "dataset_snapshot_id": data.snapshot_id}
+        return FinetuneResult(data.snapshot_id, data.rows, str(config_path), dry_run=True)
 
     # -- 3. launch -----------------------------------------------------------------------------------
     dist = launch.distributed_from_env()
@@ -97,15 +109,15 @@ def finetune(**params) -> dict:
     try:
         launch.run(cmd, env, run_dir, log)
     except BaseException:
-        _keep_checkpoints(output_dir, run_dir, log)
+        _keep_checkpoints(output_dir, run_dir, log, f"{ctx.workflow} {ctx.number}")
         raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
-        return {"node_rank": dist.machine_rank, "output_dir": str(output_dir)}
+        return FinetuneResult(data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir), node_rank=dist.machine_rank)
 
     # -- 4. register ---------------------------------------------------------------------------------
     state = register.finalize_outputs(output_dir)
-    run = {"workflow": os.environ.get("MIXTRAIN_WORKFLOW"), "number": int(run_number), "id": os.environ.get("MIXTRAIN_RUN_ID"), "config": str(config_path)}
+    run = {"workflow": ctx.workflow if ctx.id is not None else None, "number": run_number, "id": ctx.id, "config": str(config_path)}
     if origin:
         run["resumed_from"] = {"run": origin["run"], "step": origin["step"]}
     model = register.register_model(
@@ -113,7 +125,10 @@ def finetune(**params) -> dict:
         snapshot_id=data.snapshot_id, rows=data.rows, state=state, run=run,
     )
     log(f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}")
-    return {"model": model["name"], "version": model["version"], "train_loss": model["train_loss"], "output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id}
+    return FinetuneResult(
+        data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir),
+        model=model["name"], version=model["version"], train_loss=model["train_loss"],
+    )
 
 
 def check_family(family, spec) -> None:
@@ -126,17 +141,24 @@ def check_family(family, spec) -> None:
         raise InvalidInput(f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}", "use llava, llava_next or qwen2_vl")
 
 
-def resumed_from(settings) -> dict | None:
+def track_env(ctx: RunContext) -> dict:
+    """What the training process's metrics tracker (vlm/track.py) needs to know about this run."""
+    out = {"MIXTRAIN_RUN_DIR": str(ctx.run_dir)}
+    if ctx.id is not None:
+        out["MIXTRAIN_RUN_ID"] = str(ctx.id)
+    return out
+
+
+def resumed_from(settings, ctx: RunContext) -> dict | None:
     """This run's ``resumed_from`` record (set by `mixtrain workflow resume`), if any."""
-    run_id = os.environ.get("MIXTRAIN_RUN_ID")
-    if not run_id:
+    if ctx.id is None:
         return None
     from mixtrain.workflows.registry import WorkflowRegistry
 
-    return WorkflowRegistry(settings).run_by_id(int(run_id)).get("resumed_from")
+    return WorkflowRegistry(settings).run_by_id(ctx.id).get("resumed_from")
 
 
-def _keep_checkpoints(output_dir: Path, run_dir: Path, log) -> None:
+def _keep_checkpoints(output_dir: Path, run_dir: Path, log, run: str) -> None:
     """A failed training keeps its checkpoints (to resume) and drops the rest; Axolotl's debug log moves to the run folder."""
     debug = output_dir / "debug.log"
     if debug.is_file():
@@ -148,5 +170,4 @@ def _keep_checkpoints(output_dir: Path, run_dir: Path, log) -> None:
     for p in output_dir.iterdir():
         if p not in kept:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    run = f"{os.environ.get('MIXTRAIN_WORKFLOW', 'WORKFLOW')} {os.environ.get('MIXTRAIN_RUN_NUMBER', 'RUN')}"
     log(f"kept {len(kept)} checkpoint(s) in {output_dir} — continue with `mixtrain workflow resume {run}`")
