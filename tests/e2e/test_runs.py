@@ -126,3 +126,17 @@ def _trainer_pid(worker: int) -> int:
             if b"mixtrain.vlm.axolotl_main" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return int(child)
     raise AssertionError("no training process found")
+
+
+@pytest.mark.e2e
+def test_eval_loss_on_a_separate_dataset_is_recorded_and_in_the_lineage(e2e, trained):
+    colour_dataset(e2e, "runs-eval", n=4)
+    e2e.mix("workflow", "run", "vlm-finetune", *ARGS[ARGS.index("--model_type"):], *trained["base"], "--dataset_name", "runs-colours",
+            "--output_model_name", "runs-e", "--eval_dataset_name", "runs-eval", "--eval_steps", "8", check=0)
+    rows = e2e.json("workflow", "metrics", "vlm-finetune", str(e2e.last_run()["number"]))
+    evals = [r["step"] for r in rows if "eval_loss" in r]
+    assert evals[:3] == [8, 16, 24], evals
+    info = e2e.json("model", "get", "runs-e")
+    assert info["lineage"]["eval_loss"] == next(r["eval_loss"] for r in reversed(rows) if "eval_loss" in r)
+    assert info["lineage"]["eval"]["source"] == "dataset" and info["lineage"]["eval"]["rows"] == 4
+    assert "eval loss:" in e2e.mix("model", "get", "runs-e", check=0).stdout

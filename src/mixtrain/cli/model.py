@@ -52,8 +52,13 @@ def get(
     console.print(f"dataset:      {ds.get('name')} @ snapshot {ds.get('snapshot_id')} ({ds.get('rows_used')} rows)")
     run = lin.get("workflow_run") or {}
     if run.get("workflow"):
-        console.print(f"workflow run: {run['workflow']} #{run['number']}")
-    console.print(f"train loss:   {_loss(m['train_loss'])}   steps: {lin.get('global_step')}   epochs: {lin.get('epochs')}")
+        resumed = run.get("resumed_from") or lin.get("resumed_from")
+        console.print(f"workflow run: {run['workflow']} #{run['number']}" + (f" (resumed run #{resumed['run']} from step {resumed['step']})" if resumed else ""))
+    console.print(f"train loss:   {_loss(m['train_loss'])}   steps: {lin.get('global_step')}   epochs: {lin.get('epochs')}   seed: {lin.get('seed', '-')}")
+    if lin.get("eval_loss") is not None:
+        ev = lin.get("eval") or {}
+        where = f"dataset {ev.get('dataset')}" if ev.get("source") == "dataset" else "held-out rows"
+        console.print(f"eval loss:    {_loss(lin['eval_loss'])}   ({ev.get('rows')} {where})")
     console.print("versions:     " + ", ".join(f"{k} {v}" for k, v in (lin.get("versions") or {}).items() if v))
     params = lin.get("params") or {}
     console.print("params:       " + " ".join(f"{k}={v}" for k, v in params.items() if k not in ("dataset_name", "output_model_name")))

@@ -23,6 +23,7 @@ def build_config(
     hw: Hardware,
     *,
     train_jsonl: Path,
+    eval_jsonl: Path | None = None,
     output_dir: Path,
     run_dir: Path,
     deepspeed_json: Path | None = None,
@@ -66,6 +67,11 @@ def build_config(
         cfg["max_steps"] = spec.max_steps
         cfg["save_strategy"] = "steps"
         cfg["save_steps"] = spec.max_steps
+    if eval_jsonl is not None:  # eval loss on held-out rows or a separate dataset, each epoch or every eval_steps
+        cfg["test_datasets"] = [{"path": str(eval_jsonl), "ds_type": "json", "type": "chat_template", "field_messages": "messages", "split": "train"}]
+        cfg["eval_strategy"] = "steps" if spec.eval_steps else "epoch"
+        if spec.eval_steps:
+            cfg["eval_steps"] = spec.eval_steps
     if spec.save_steps:  # checkpoints to resume from (`mixtrain workflow resume`); the last one is kept
         cfg["save_strategy"] = "steps"
         cfg["save_steps"] = spec.save_steps

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ class PreparedData:
     snapshot_id: int | None
     total_rows: int
     bad_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    eval_jsonl: Path | None = None
+    eval: dict | None = None  # where the eval rows came from, how many, which (held-out row numbers)
 
     def report(self) -> dict:
         return {
@@ -35,6 +38,7 @@ class PreparedData:
             "rows_bad": len(self.bad_rows),
             "dataset_snapshot_id": self.snapshot_id,
             "bad_rows": [{"row": r, "image": ref, "reason": why} for r, ref, why in self.bad_rows],
+            "eval": self.eval,
         }
 
 
@@ -78,8 +82,14 @@ def _image_ref(value, source_dirs: list[Path]) -> str:
     return str(Path(ref).resolve())
 
 
-def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id: int | None = None) -> PreparedData:
-    """``datasets`` is the DatasetStore; images are cached under its settings' image cache."""
+def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id: int | None = None, split: str = "train") -> PreparedData:
+    """``datasets`` is the DatasetStore; images are cached under its settings' image cache.
+
+    ``split="train"`` also prepares the eval rows: held out by --val_set_size (drawn with --seed, so
+    the same inputs hold out the same rows) or read from --eval_dataset_name (prepared as ``split="eval"``).
+    """
+    if split == "train" and spec.eval_dataset_name:
+        ev = prepare(datasets, spec.model_copy(update={"dataset_name": spec.eval_dataset_name, "eval_dataset_name": ""}), out_dir, log, split="eval")
     t0 = time.monotonic()
     rows, snapshot_id, source_dirs = load_rows(datasets, spec, snapshot_id)
     log(phase_line(f"read dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}", time.monotonic() - t0))
@@ -105,8 +115,16 @@ def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id:
             bad[i] = reasons[ref]
     bad_rows = sorted((i, refs[i], why) for i, why in bad.items())
     log(phase_line(f"verify images: {len(rows) - len(bad_rows)} usable, {len(bad_rows)} unusable rows", time.monotonic() - t0))
-    result = PreparedData(out_dir / "train.jsonl", len(rows) - len(bad), snapshot_id, len(rows), bad_rows)
-    (out_dir / "data_report.json").write_text(json.dumps(result.report(), indent=2))
+    heldout = _held_out([i for i in range(len(rows)) if i not in bad], spec) if split == "train" else set()
+    result = PreparedData(out_dir / f"{split}.jsonl", len(rows) - len(bad) - len(heldout), snapshot_id, len(rows), bad_rows)
+    if heldout:
+        result.eval_jsonl = out_dir / "eval.jsonl"
+        result.eval = {"source": "val_set_size", "val_set_size": spec.val_set_size, "seed": spec.seed, "rows": len(heldout), "held_out_rows": sorted(heldout)}
+    elif split == "train" and spec.eval_dataset_name:
+        result.eval_jsonl = ev.jsonl
+        result.eval = {"source": "dataset", "dataset": spec.eval_dataset_name, "snapshot_id": ev.snapshot_id, "rows": ev.rows}
+    if split == "train":
+        (out_dir / "data_report.json").write_text(json.dumps(result.report(), indent=2))
     if bad_rows:
         _log_bad(bad_rows, log)
         if spec.on_bad_image == "fail":
@@ -117,14 +135,36 @@ def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id:
         log(f"skipping {len(bad_rows)} unusable rows (--on_bad_image skip)")
     if result.rows == 0:
         raise InvalidInput(f"dataset {spec.dataset_name!r} has no usable rows", "see the report above")
-    tmp = result.jsonl.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        for i, row in enumerate(rows):
-            if i not in bad:
-                fh.write(json.dumps(to_messages(str(good[refs[i]]), _text(row[spec.prompt_column]), _text(row[spec.response_column]))) + "\n")
-    os.replace(tmp, result.jsonl)
+    def example(i: int) -> str:
+        return json.dumps(to_messages(str(good[refs[i]]), _text(rows[i][spec.prompt_column]), _text(rows[i][spec.response_column]))) + "\n"
+
+    _write(result.jsonl, (example(i) for i in range(len(rows)) if i not in bad and i not in heldout))
+    if heldout:
+        _write(result.eval_jsonl, (example(i) for i in sorted(heldout)))
+    if split == "eval":
+        log(f"wrote {result.rows} eval examples to {result.jsonl}")
+        return result
     log(f"wrote {result.rows} training examples to {result.jsonl}")  # benchmarks time the preparation by this line
+    if result.eval:
+        log(phase_line(f"eval set: {result.eval['rows']} rows ({'held out by --val_set_size' if heldout else 'dataset ' + spec.eval_dataset_name})"))
     return result
+
+
+def _held_out(usable: list[int], spec: FinetuneSpec) -> set[int]:
+    """Rows held out for eval loss: a seeded draw, so the same inputs hold out the same rows."""
+    if not spec.val_set_size:
+        return set()
+    k = max(1, round(len(usable) * spec.val_set_size))
+    if k >= len(usable):
+        raise InvalidInput(f"--val_set_size {spec.val_set_size} leaves no training rows out of {len(usable)}", "use a smaller fraction or more rows")
+    return set(random.Random(spec.seed).sample(usable, k))
+
+
+def _write(path: Path, lines) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        fh.writelines(lines)
+    os.replace(tmp, path)
 
 
 def to_messages(image_path: str, prompt: str, response: str) -> dict:

@@ -78,7 +78,7 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     if spec.wandb_project and not wandb_online:
         log(f"W&B: no WANDB_API_KEY secret — logging offline under {run_dir}/wandb (`mixtrain secret create WANDB_API_KEY ...` to sync live)")
     cfg = configure.build_config(
-        spec, family, hw, train_jsonl=data.jsonl, output_dir=output_dir, run_dir=run_dir, deepspeed_json=ds_json,
+        spec, family, hw, train_jsonl=data.jsonl, eval_jsonl=data.eval_jsonl, output_dir=output_dir, run_dir=run_dir, deepspeed_json=ds_json,
         wandb_run_name=f"{spec.output_model_name}-run{run_number}", wandb_online=wandb_online, warn=lambda m: log(f"warning: {m}"),
     )
     if origin:
@@ -123,6 +123,7 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     model = register.register_model(
         ModelRegistry(settings), spec=spec, family_name=family.name, hf_model_type=base_config.get("model_type"), output_dir=output_dir,
         snapshot_id=data.snapshot_id, rows=data.rows, state=state, run=run,
+        eval_info={k: v for k, v in data.eval.items() if k != "held_out_rows"} if data.eval else None,
     )
     log(f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}")
     return FinetuneResult(

@@ -42,6 +42,14 @@ def final_train_loss(state: dict) -> float | None:
     return None
 
 
+def final_eval_loss(state: dict) -> float | None:
+    """The last eval loss the trainer logged (None when the run did not evaluate)."""
+    for entry in reversed(state.get("log_history") or []):
+        if "eval_loss" in entry:
+            return float(entry["eval_loss"])
+    return None
+
+
 def versions() -> dict:
     out = {}
     for pkg in VERSIONED:
@@ -52,7 +60,7 @@ def versions() -> dict:
     return out
 
 
-def register_model(models, *, spec, family_name: str, hf_model_type: str | None, output_dir: Path, snapshot_id, rows: int, state: dict, run: dict) -> dict:
+def register_model(models, *, spec, family_name: str, hf_model_type: str | None, output_dir: Path, snapshot_id, rows: int, state: dict, run: dict, eval_info: dict | None = None) -> dict:
     loss = final_train_loss(state)
     lineage = {
         "dataset": {"name": spec.dataset_name, "snapshot_id": snapshot_id, "rows_used": rows},
@@ -62,6 +70,8 @@ def register_model(models, *, spec, family_name: str, hf_model_type: str | None,
         "global_step": state.get("global_step"),
         "epochs": state.get("epoch"),
         "train_loss": loss,
+        "eval_loss": final_eval_loss(state),
+        "eval": eval_info,
         "versions": versions(),
         "axolotl_config": run.get("config"),
         "seed": spec.seed,

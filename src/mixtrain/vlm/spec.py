@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mixtrain.errors import InvalidInput
 from mixtrain.names import check_name
@@ -47,7 +47,27 @@ class FinetuneSpec(BaseModel):
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
     seed: int = Field(42, ge=0, lt=2**32, description="Random seed")
-    save_steps: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: at the end of each epoch)")
+    save_steps: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: at the end of each epoch); `workflow resume` continues from the latest")
+    val_set_size: float = Field(0.0, ge=0, le=0.5, description="Fraction of rows held out for eval loss (0-0.5), chosen from --seed")
+    eval_dataset_name: str = Field("", description="A separate mixtrain dataset (same columns) to compute eval loss on")
+    eval_steps: int = Field(0, ge=0, description="Eval loss every N steps (0: at the end of each epoch) when evaluating")
+
+    @field_validator("eval_dataset_name")
+    @classmethod
+    def _eval_name(cls, v: str) -> str:
+        v = v.strip()
+        if v:
+            try:
+                check_name(v, "dataset")
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_eval_source(self):
+        if self.val_set_size and self.eval_dataset_name:
+            raise ValueError("--val_set_size and --eval_dataset_name both choose the eval rows — pass only one")
+        return self
 
     @field_validator("dataset_name", "output_model_name")
     @classmethod
