@@ -1,0 +1,96 @@
+"""Step 2½ — will it fit? A per-GPU memory estimate for a LoRA fine-tune, before any GPU time is spent.
+
+Parameters are counted exactly by building the model from its ``config.json`` on PyTorch's meta
+device (shapes, no weights, no memory). The rest is arithmetic, part by part, so a user sees what
+to change:
+  weights       every parameter at the training dtype (bf16/fp16 on GPU: 2 bytes; fp32 on CPU: 4),
+                divided over the processes under ZeRO-3;
+  lora          LoRA A/B matrices in fp32 (PEFT keeps adapters in fp32) + their grads + AdamW's two
+                moments = 16 bytes per LoRA parameter; grads and moments sharded by ZeRO-2/3;
+  activations   per micro-batch of the longest measured sequence: with gradient checkpointing, each
+                decoder layer's input (L·h) is kept plus one layer recomputed at a time (~34·L·h bytes
+                and the MLP's intermediate, Korthikanti et al. 2022, without the attention-score term
+                since SDPA/FlashAttention never materialise it); without checkpointing, every layer's;
+  logits        the LM head's output upcast to fp32 for the loss, and its gradient (2 · L · vocab · 4);
+  overhead      CUDA context and allocator fragmentation (~1 GiB; 0 on CPU).
+Measured against published figures in tests/e2e/test_memory_estimate.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class Architecture:
+    params: int  # every parameter of the model
+    lora_params: int  # LoRA parameters at the rank it was counted for
+    lora_rank: int
+    layers: int  # language-model decoder layers
+    hidden: int
+    intermediate: int
+    vocab: int
+
+
+@dataclass
+class Estimate:
+    parts: dict[str, float]  # GiB per part
+    total: float
+
+    def lines(self) -> list[str]:
+        return [f"{k} {v:.1f}" for k, v in self.parts.items()]
+
+
+def _text_config(config):
+    return getattr(config, "text_config", None) or config
+
+
+def architecture(config, lora_target: str, lora_rank: int) -> Architecture:
+    """Count parameters exactly from a transformers config (no weights are read or allocated)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    pattern = re.compile(lora_target)
+    lora = sum(lora_rank * (m.in_features + m.out_features) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name))
+    text = _text_config(config)
+    return Architecture(
+        params=sum(p.numel() for p in model.parameters()), lora_params=lora, lora_rank=lora_rank,
+        layers=text.num_hidden_layers, hidden=text.hidden_size, intermediate=text.intermediate_size, vocab=text.vocab_size,
+    )
+
+
+def estimate(arch: Architecture, *, lora_rank: int, micro_batch: int, seq_len: int, dtype_bytes: int = 2,
+             gradient_checkpointing: bool = True, zero_stage: int = 0, processes: int = 1, cuda: bool = True) -> Estimate:
+    n = max(1, processes)
+    lora = arch.lora_params * lora_rank / arch.lora_rank
+    weights = arch.params * dtype_bytes / (n if zero_stage == 3 else 1)
+    lora_bytes = lora * 4 + lora * 12 / (n if zero_stage >= 2 else 1)  # fp32 weights; grads + 2 Adam moments sharded
+    tokens = micro_batch * seq_len
+    per_layer = tokens * (34 * arch.hidden + 4 * arch.intermediate) * dtype_bytes / 2  # one layer's saved tensors (Korthikanti, no L² term)
+    if gradient_checkpointing:
+        acts = arch.layers * tokens * arch.hidden * dtype_bytes + per_layer
+    else:
+        acts = arch.layers * per_layer
+    logits = 2 * tokens * arch.vocab * 4
+    parts = {"weights": weights, "lora+optimizer": lora_bytes, "activations": acts, "logits": logits, "overhead": GiB if cuda else 0}
+    parts = {k: v / GiB for k, v in parts.items()}
+    return Estimate(parts, sum(parts.values()))
+
+
+def verdict(est: Estimate, available_gib: float | None) -> tuple[str, bool]:
+    """A word for the dry run, and whether the run should be refused (clearly over: >110% of the GPU)."""
+    if not available_gib:
+        return "no GPU detected: estimate only", False
+    if est.total > available_gib * 1.10:
+        return f"does NOT fit ({est.total:.1f} GiB > {available_gib:.0f} GiB)", True
+    if est.total > available_gib * 0.90:
+        return "tight: may run out of memory", False
+    return "fits", False
+
+
+REMEDIES = "lower --batch_size, lower --max_pixels (Qwen2-VL) or --max_seq_length, or use --deepspeed_config zero3 over more GPUs"
