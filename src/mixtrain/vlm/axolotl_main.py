@@ -82,6 +82,17 @@ def _contains(seq: list[int], sub: list[int]) -> bool:
     return any(seq[i : i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
 
 
+def _preflight(cfg, path: str) -> None:
+    from mixtrain.vlm import preflight
+
+    request = preflight.requested(path)
+    if request is None:
+        return
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    preflight.run(cfg, raw, path, request)
+
+
 def seed_everything(seed) -> None:
     """Seed Python, NumPy and torch before the model loads.
 
@@ -107,8 +118,9 @@ def main(argv: list[str]) -> int:
             if path.startswith("--capabilities="):
                 caps = json.loads(path.partition("=")[2] or "null")
                 continue
-            load(path, caps)
+            cfg = load(path, caps)
             print(f"axolotl config OK: {path}", flush=True)
+            _preflight(cfg, path)  # a dry run checks every row too
         return 0
     if mode != "train" or len(paths) != 1:
         raise SystemExit("usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate [--capabilities=JSON] CONFIG...")
@@ -119,6 +131,8 @@ def main(argv: list[str]) -> int:
 
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cfg.device_map = "cpu"  # Axolotl set {"": LOCAL_RANK} (a CUDA index); gloo DDP trains on CPU
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (multi-process runs would race on the training file)
+        _preflight(cfg, paths[0])
     seed_everything(cfg.seed)
     from axolotl.cli.args import TrainerCliArgs
     from axolotl.cli.train import do_train

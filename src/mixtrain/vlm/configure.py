@@ -76,6 +76,11 @@ def build_config(
         cfg["save_strategy"] = "steps"
         cfg["save_steps"] = spec.save_steps
     cfg.update(precision_settings(spec, hw, warn))
+    if spec.max_pixels:
+        if family.name.startswith("qwen2"):
+            cfg["processor_kwargs"] = {**cfg.get("processor_kwargs", {}), "max_pixels": spec.max_pixels}
+        else:
+            warn(f"--max_pixels applies to Qwen2-VL/2.5-VL; {family.name} resizes every image to its fixed size — ignored")
     if deepspeed_json is not None:
         cfg["deepspeed"] = str(deepspeed_json)
     if spec.wandb_project:

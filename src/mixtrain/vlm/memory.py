@@ -41,7 +41,12 @@ class Estimate:
     total: float
 
     def lines(self) -> list[str]:
-        return [f"{k} {v:.1f}" for k, v in self.parts.items()]
+        return [f"{k} {_gib(v)}" for k, v in self.parts.items()]
+
+
+def _gib(v: float) -> str:
+    """GiB with enough digits to be read (a tiny test model needs three)."""
+    return f"{v:.1f}" if v >= 1 else f"{v:.3f}"
 
 
 def _text_config(config):

@@ -139,6 +139,8 @@ def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id:
         return json.dumps(to_messages(str(good[refs[i]]), _text(rows[i][spec.prompt_column]), _text(rows[i][spec.response_column]))) + "\n"
 
     _write(result.jsonl, (example(i) for i in range(len(rows)) if i not in bad and i not in heldout))
+    # Dataset row number of each JSONL line, so the preflight names rows as the user knows them.
+    (out_dir / f"{split}_rows.json").write_text(json.dumps([i for i in range(len(rows)) if i not in bad and i not in heldout]))
     if heldout:
         _write(result.eval_jsonl, (example(i) for i in sorted(heldout)))
     if split == "eval":

@@ -84,6 +84,9 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     if origin:
         cfg["resume_from_checkpoint"] = origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
     config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
+    # What the training process's preflight (vlm/preflight.py) needs beyond the YAML.
+    (run_dir / "preflight_request.json").write_text(json.dumps({"on_long_row": spec.on_long_row, "lora_target": family.lora_target,
+                                                                 "processes": spec.num_processes or max(1, hw.n_gpu)}))
     log(phase_line(f"configure: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}, Axolotl config {config_path}", time.monotonic() - t0))
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
     env.pop("MIXTRAIN_RUN_ID", None)
@@ -93,8 +96,9 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
             launch.run(launch.validate_command(config_path), env, run_dir, log)
         finally:
             shutil.rmtree(output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
-        log("\n--- data report ---\n" + (run_dir / "data_report.json").read_text())
-        log("--- axolotl config (" + str(config_path) + ") ---\n" + config_path.read_text())
+        report = json.loads((run_dir / "data_report.json").read_text())
+        log(phase_line(f"dry run: {report['rows_used']} of {report['rows_total']} rows usable ({report['rows_bad']} unusable); "
+                       f"report {run_dir / 'data_report.json'}; Axolotl config {config_path} (validated by Axolotl, not trained)"))
         return FinetuneResult(data.snapshot_id, data.rows, str(config_path), dry_run=True)
 
     # -- 3. launch -----------------------------------------------------------------------------------

@@ -51,6 +51,8 @@ class FinetuneSpec(BaseModel):
     val_set_size: float = Field(0.0, ge=0, le=0.5, description="Fraction of rows held out for eval loss (0-0.5), chosen from --seed")
     eval_dataset_name: str = Field("", description="A separate mixtrain dataset (same columns) to compute eval loss on")
     eval_steps: int = Field(0, ge=0, description="Eval loss every N steps (0: at the end of each epoch) when evaluating")
+    on_long_row: Literal["fail", "skip"] = Field("fail", description="A row longer than --max_seq_length with its image tokens: fail before training, or skip it")
+    max_pixels: int | None = Field(None, gt=0, description="Qwen2-VL/2.5-VL: most pixels per image (sets its image tokens; default: the processor's)")
 
     @field_validator("eval_dataset_name")
     @classmethod
