@@ -26,6 +26,7 @@ class RunTracker(TrainerCallback):
         self.started = started or time.monotonic()
         self.t_begin = None
         self.first_step = 0
+        self.spent = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -39,6 +40,13 @@ class RunTracker(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        t0 = time.perf_counter()
+        try:
+            self._on_log(state, logs)
+        finally:
+            self.spent += time.perf_counter() - t0  # what recording costs the training (benchmarks/bench_finetune.py)
+
+    def _on_log(self, state, logs):
         if SUMMARY in logs:
             self._progress(state, {})
             return
@@ -68,7 +76,7 @@ class RunTracker(TrainerCallback):
         self._last = last
         write_progress(self.run_dir, {
             "step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, "num_epochs": state.num_train_epochs,
-            "steps_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, **last,
+            "steps_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "tracking_s": self.spent, **last,
         })
 
 
