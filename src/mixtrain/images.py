@@ -81,6 +81,10 @@ def load_image(ref: str, cache_dir: Path | str, **limits):
         return ImageOps.exif_transpose(im).convert("RGB")
 
 
+VERIFIED_FILE = "verified-local.json"
+POOL_MIN = 256  # below this many local files to decode, a process pool costs more than it saves
+
+
 def verify_images(
     refs: list[str],
     cache_dir: Path | str,
@@ -92,23 +96,101 @@ def verify_images(
     """Resolve many refs in parallel so a dataset's bad rows are all reported at once.
 
     Identical refs are resolved once. Returns ``({ref: path}, [(row_index, ref, reason), ...])``;
-    ``progress(done, total)`` counts distinct refs.
+    ``progress(done, total)`` counts distinct refs. Decoding is CPU-bound and holds the GIL, so many
+    local files are decoded in a process pool; URLs (network-bound) in threads. A local file already
+    verified with the same path, size and mtime is not decoded again (``verified-local.json`` in the
+    cache; downloads are content-addressed already).
     """
     unique = list(dict.fromkeys(refs))
     good: dict[str, Path] = {}
     reasons: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(resolve_image, r, cache_dir, **limits): r for r in unique}
-        for done, fut in enumerate(as_completed(futures), 1):
-            ref = futures[fut]
-            try:
-                good[ref] = fut.result()
-            except MixtrainError as err:
-                reasons[ref] = " ".join(str(err).split())
-            if progress:
-                progress(done, len(unique))
+    cache = Path(cache_dir).expanduser()
+    verified = _load_verified(cache) if not limits else {}  # custom limits: decide afresh
+    keys = {r: _local_key(r) for r in unique}
+    todo = []
+    for r in unique:
+        if keys[r] is not None and keys[r] in verified:
+            good[r] = Path(verified[keys[r]])
+        else:
+            todo.append(r)
+    done = len(unique) - len(todo)
+    if progress and done:
+        progress(done, len(unique))
+    local = [r for r in todo if keys[r] is not None]
+    cpus = os.cpu_count() or 1
+    pooled = local if len(local) >= POOL_MIN and cpus > 1 else []
+    in_pool = set(pooled)
+    threaded = [r for r in todo if r not in in_pool]
+
+    def record(ref: str, path, reason) -> None:
+        nonlocal done
+        done += 1
+        if path is not None:
+            good[ref] = Path(path)
+        else:
+            reasons[ref] = reason
+        if progress:
+            progress(done, len(unique))
+
+    if pooled:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=cpus) as pool:
+            chunk = max(16, len(pooled) // (cpus * 8))  # few, large tasks: per-task pickling dominates small images
+            for ref, path, reason in pool.map(_resolve_quietly, [(r, str(cache), limits) for r in pooled], chunksize=chunk):
+                record(ref, path, reason)
+    if threaded:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(_resolve_quietly, (r, str(cache), limits)) for r in threaded]
+            for fut in as_completed(futures):
+                record(*fut.result())
+    fresh = {keys[r]: str(good[r]) for r in todo if r in good and keys[r] is not None}
+    if fresh and not limits:
+        _save_verified(cache, {**_load_verified(cache), **fresh})
     bad = [(i, r, reasons[r]) for i, r in enumerate(refs) if r in reasons]
     return good, bad
+
+
+def _resolve_quietly(job) -> tuple[str, str | None, str | None]:
+    """(ref, path, None) or (ref, None, reason): picklable, for the process pool."""
+    ref, cache_dir, limits = job
+    try:
+        return ref, str(resolve_image(ref, cache_dir, **limits)), None
+    except MixtrainError as err:
+        return ref, None, " ".join(str(err).split())
+
+
+def _local_key(ref: str) -> str | None:
+    """``path|size|mtime_ns`` of a plain local file reference; None for URLs or anything not a file."""
+    ref = (ref or "").strip()
+    if not ref or "://" in ref:
+        return None
+    import stat
+
+    try:
+        path = os.path.abspath(os.path.expanduser(ref))  # cheap: no symlink walk, one stat below
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
+
+
+def _load_verified(cache: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((cache / VERIFIED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_verified(cache: Path, entries: dict) -> None:
+    import json
+
+    try:
+        _write_atomic(cache / VERIFIED_FILE, json.dumps(entries))
+    except OSError:
+        pass  # only a cache: a read-only home still verifies, just again next time
 
 
 def _inspect(path: Path, ref: str, max_pixels: int, served_as: str | None = None) -> str:

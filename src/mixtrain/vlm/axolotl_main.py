@@ -139,9 +139,10 @@ def main(argv: list[str]) -> int:
 
     from mixtrain.vlm import track
 
-    track.install(STARTED)
+    tracker = track.install(STARTED)
     rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
     do_train(cfg, TrainerCliArgs())
+    tracker.flush()  # every recorded step is in the DB before this process exits (it may skip teardown below)
     # One line per training process: the log shows which ranks trained to the end.
     print(f"mixtrain: training process rank {rank} of {world} finished", flush=True)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not cfg.get("use_wandb"):

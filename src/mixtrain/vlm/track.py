@@ -54,10 +54,34 @@ class RunTracker(TrainerCallback):
         if state.epoch is not None:
             values.setdefault("epoch", state.epoch)
         if self.store is not None and self.run_id is not None:
-            self.store.record(self.run_id, state.global_step, values)
+            self._writer().put((state.global_step, values))
         self._progress(state, values)
 
+    def _writer(self):
+        """DB writes happen on a background thread: the training loop only enqueues (a step's rows are
+        written within milliseconds; a SIGKILL can lose at most the steps still queued)."""
+        if getattr(self, "_queue", None) is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue()
+
+            def drain():
+                while (item := self._queue.get()) is not None:
+                    self.store.record(self.run_id, *item)
+
+            self._thread = threading.Thread(target=drain, name="mixtrain-metrics", daemon=True)
+            self._thread.start()
+        return self._queue
+
+    def flush(self) -> None:
+        if getattr(self, "_queue", None) is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+
     def on_train_end(self, args, state, control, **kwargs):
+        self.flush()
         if state.is_world_process_zero and self.t_begin is not None:
             print(phase_line(f"train: {state.global_step} steps", time.monotonic() - self.t_begin), flush=True)
 
@@ -92,7 +116,7 @@ def make_tracker(started: float | None = None) -> RunTracker:
     return RunTracker(int(run_id) if run_id else None, os.environ.get("MIXTRAIN_RUN_DIR"), store, started)
 
 
-def install(started: float | None = None) -> None:
+def install(started: float | None = None) -> RunTracker:
     """Hand the tracker to Axolotl: its trainer builder asks every registered plugin for callbacks."""
     from axolotl.integrations.base import BasePlugin, PluginManager
 
@@ -104,3 +128,4 @@ def install(started: float | None = None) -> None:
 
     PluginManager.get_instance().plugins["mixtrain.vlm.track"] = MixtrainTracking()
     sys.stdout.flush()
+    return tracker
