@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import colour_dataset
 
 STEPS = 24
@@ -51,9 +50,10 @@ def test_attached_run_is_compact_and_every_step_is_recorded(e2e, trained):
     rows = trained["metrics"]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     assert all(isinstance(r["loss"], float) and r["learning_rate"] > 0 and "grad_norm" in r and r["epoch"] > 0 for r in rows)
+    from unittest import mock
+
     from mixtrain.client import MixClient
     from mixtrain.settings import load_settings
-    from unittest import mock
 
     with mock.patch.dict(os.environ, {"MIXTRAIN_HOME": str(e2e.home)}):
         assert MixClient(load_settings()).get_run_metrics("vlm-finetune", trained["run"]["number"]) == rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mixtrain.images import POOL_MIN, VERIFIED_FILE, verify_images
 
@@ -35,13 +36,13 @@ def test_a_verified_unchanged_file_is_not_decoded_again_and_a_changed_one_is(tmp
     assert (cache / VERIFIED_FILE).is_file()
     # Same size and mtime, different bytes: the cache vouches for it (proof that it did not decode).
     st = os.stat(refs[0])
-    data = bytearray(open(refs[0], "rb").read())
+    data = bytearray(Path(refs[0]).read_bytes())
     data[-20:] = b"\0" * 20
-    open(refs[0], "wb").write(bytes(data))
+    Path(refs[0]).write_bytes(bytes(data))
     os.utime(refs[0], ns=(st.st_atime_ns, st.st_mtime_ns))
     assert verify_images(refs, cache)[1] == []
     # A file written again (new mtime) is decoded again, and its damage is found.
-    open(refs[1], "wb").write(b"garbage")
+    Path(refs[1]).write_bytes(b"garbage")
     good, bad = verify_images(refs, cache)
     assert [i for i, _, _ in bad] == [1] and len(good) == 2
 
@@ -49,5 +50,5 @@ def test_a_verified_unchanged_file_is_not_decoded_again_and_a_changed_one_is(tmp
 def test_custom_limits_bypass_the_cache(tmp_path):
     refs = images(tmp_path / "img", 2)
     verify_images(refs, tmp_path / "cache")
-    good, bad = verify_images(refs, tmp_path / "cache", max_pixels=10)  # 8x8 = 64 pixels > 10
+    _, bad = verify_images(refs, tmp_path / "cache", max_pixels=10)  # 8x8 = 64 pixels > 10
     assert [i for i, _, _ in bad] == [0, 1]

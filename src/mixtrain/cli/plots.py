@@ -15,7 +15,7 @@ def plot_loss(rows: list[dict], path: Path, title: str = "") -> Path:
     for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "eval loss", "o--")):
         pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
-            ax.plot(*zip(*pts), style, label=label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
