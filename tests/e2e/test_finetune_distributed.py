@@ -31,3 +31,6 @@ def test_two_process_ddp_on_loopback(e2e, tiny_models):
     assert "mixtrain: training process rank 1 of 2 finished" in log, log[-3000:]
     info = e2e.json("model", "get", "ddp-llava")
     assert info["lineage"]["global_step"] == 2
+    # Both ranks log; only rank 0 records, so each step is in the DB once.
+    rows = e2e.json("workflow", "metrics", "vlm-finetune", str(e2e.last_run()["number"]))
+    assert [r["step"] for r in rows] == [1, 2] and all("loss" in r for r in rows)
