@@ -99,8 +99,10 @@ def run(
 ):
     """Ask a fine-tuned model about an image."""
     from mixtrain.errors import InvalidInput
+    from mixtrain.models import _fastimport
     from mixtrain.models.inference import check_inputs, generation_settings
 
+    _fastimport.enable()  # this process is ours: skip the optional integrations inference never uses
     gen = generation_settings(_json_arg(config, "--config"))
     rows = _rows(inputs, image, prompt, inputs_file)
     for i, row in enumerate(rows):
@@ -222,8 +224,10 @@ def export(
     version: Optional[int] = typer.Option(None, "--version", "-v"),
 ):
     """Merge the LoRA adapter into the base model and save a model plain transformers loads."""
+    from mixtrain.models import _fastimport
     from mixtrain.models.inference import export_merged
 
+    _fastimport.enable()
     c = client()
     info = c.get_model_info(name, version)
     with _quiet_native_logs():

@@ -57,6 +57,12 @@ class LoadedModel:
         self.load_seconds = time.perf_counter() - t0
 
     def _load(self, merged_dir: Path | None) -> None:
+        from mixtrain.models._fastimport import lean_imports
+
+        with lean_imports(merged_dir or self.info["base_model"]):  # the weights loaded: quantized or not
+            self._load_model(merged_dir)
+
+    def _load_model(self, merged_dir: Path | None) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
