@@ -22,6 +22,7 @@ app.add_typer(dataset.app, name="dataset")
 app.add_typer(workflow.app, name="workflow")
 app.add_typer(model.app, name="model")
 app.add_typer(secret.app, name="secret")
+app.command("doctor")(__import__("mixtrain.cli.doctor", fromlist=["doctor"]).doctor)
 
 
 def _version(value: bool):
