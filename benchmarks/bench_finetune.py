@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from common import EXAMPLES, MIXTRAIN, REPO, timed, workspace
 
 # Marker lines (substring → phase boundary name), in the order they appear.
@@ -82,7 +83,9 @@ def timed_stream(cmd, env, cwd, marks, log_path: Path) -> tuple[float, dict[str,
     seen: dict[str, float] = {}
     t0 = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             now = time.perf_counter() - t0
@@ -94,7 +97,9 @@ def timed_stream(cmd, env, cwd, marks, log_path: Path) -> tuple[float, dict[str,
         code = proc.wait()
     took = time.perf_counter() - t0
     if code != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({code}); output in {log_path}:\n{log_path.read_text(errors='replace')[-4000:]}")
+        raise SystemExit(
+            f"{' '.join(map(str, cmd))} failed ({code}); output in {log_path}:\n{log_path.read_text(errors='replace')[-4000:]}"
+        )
     return took, seen
 
 
@@ -113,7 +118,10 @@ def raw_config(base_cfg: dict, family: str) -> tuple[dict, str]:
         for key in OUR_TEMPLATE_KEYS:
             cfg.pop(key, None)
         cfg["chat_template"] = "llava"
-        return cfg, "A's YAML with Axolotl's own `chat_template: llava` (no EOS after the answer, trains on prompt tokens too)"
+        return (
+            cfg,
+            "A's YAML with Axolotl's own `chat_template: llava` (no EOS after the answer, trains on prompt tokens too)",
+        )
     return cfg, "exactly A's YAML"
 
 
@@ -131,9 +139,28 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
     print(f"[{family}] setup took {time.perf_counter() - t_setup:.1f} s", flush=True)
 
     a_cmd = [
-        MIXTRAIN, "workflow", "run", "vlm-finetune", "--dataset_name", "colours", "--output_model_name", "bench-ft",
-        "--base_model", str(model_dir), "--model_type", family, "--max_steps", str(args.steps), "--batch_size", "2",
-        "--gradient_accumulation_steps", "1", "--num_epochs", "1", "--max_seq_length", "512",
+        MIXTRAIN,
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "colours",
+        "--output_model_name",
+        "bench-ft",
+        "--base_model",
+        str(model_dir),
+        "--model_type",
+        family,
+        "--max_steps",
+        str(args.steps),
+        "--batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--num_epochs",
+        "1",
+        "--max_seq_length",
+        "512",
     ]
     a_times, b_times, a_marks, b_marks = [], [], [], []
     how = ""
@@ -153,17 +180,24 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
         cfg_path = tmp / "raw" / f"b{i + 1}" / "axolotl.yml"
         cfg_path.parent.mkdir(parents=True)
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        took, seen = timed_stream([sys.executable, "-c", RAW_TRAIN, str(cfg_path)], env, cfg_path.parent, B_MARKS, tmp / f"b{i + 1}.log")
+        took, seen = timed_stream(
+            [sys.executable, "-c", RAW_TRAIN, str(cfg_path)], env, cfg_path.parent, B_MARKS, tmp / f"b{i + 1}.log"
+        )
         b_times.append(took)
         b_marks.append(seen)
-        print(f"  [{family}] run {i + 1}: A workflow run {a_times[-1]:6.2f} s   B axolotl.cli.train {b_times[-1]:6.2f} s "
-              f"(main returned at {seen.get(RETURNED, float('nan')):6.2f} s)", flush=True)
+        print(
+            f"  [{family}] run {i + 1}: A workflow run {a_times[-1]:6.2f} s   B axolotl.cli.train {b_times[-1]:6.2f} s "
+            f"(main returned at {seen.get(RETURNED, float('nan')):6.2f} s)",
+            flush=True,
+        )
 
     # ------------------------------------------------------------------ results
-    b_nt = [s.get(RETURNED, t) for s, t in zip(b_marks, b_times)]  # B without its interpreter teardown
-    teardown = [t - s[RETURNED] for s, t in zip(b_marks, b_times) if RETURNED in s]
-    print(f"\n{family} tiny, 16 rows, max_steps {args.steps}, batch 2; {args.runs} runs per side, interleaved A,B,...; "
-          f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', '(unset)')}")
+    b_nt = [s.get(RETURNED, t) for s, t in zip(b_marks, b_times, strict=True)]  # B without its interpreter teardown
+    teardown = [t - s[RETURNED] for s, t in zip(b_marks, b_times, strict=True) if RETURNED in s]
+    print(
+        f"\n{family} tiny, 16 rows, max_steps {args.steps}, batch 2; {args.runs} runs per side, interleaved A,B,...; "
+        f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', '(unset)')}"
+    )
     print(f"B = raw Axolotl on {how}")
     print("\n| side                                                        |  min s | median s |  max s |")
     print("|-------------------------------------------------------------|--------|----------|--------|")
@@ -177,16 +211,20 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
         print(f"| {name:<59} | {lo:6.2f} | {med:8.2f} | {hi:6.2f} |")
     ma, mb, mbw = statistics.median(a_times), statistics.median(b_nt), statistics.median(b_times)
     ratio = ma / mb
-    print(f"\nratio A/B, both without interpreter teardown (medians) = {ratio:.3f}  (target <= 1.05: "
-          f"{'met' if ratio <= 1.05 else 'MISSED'}); A adds {ma - mb:+.2f} s")
-    print(f"ratio A/B against B's whole process (B pays ~{statistics.median(teardown):.2f} s teardown, A does not) = {ma / mbw:.3f}")
+    print(
+        f"\nratio A/B, both without interpreter teardown (medians) = {ratio:.3f}  (target <= 1.05: "
+        f"{'met' if ratio <= 1.05 else 'MISSED'}); A adds {ma - mb:+.2f} s"
+    )
+    print(
+        f"ratio A/B against B's whole process (B pays ~{statistics.median(teardown):.2f} s teardown, A does not) = {ma / mbw:.3f}"
+    )
 
     def phases(marks_list, marks, totals):
         rows = []
         prev_name = "command start"
-        for j, (marker, name) in enumerate(marks + [(None, "command exit")]):
+        for j, (marker, name) in enumerate([*marks, (None, "command exit")]):
             vals = []
-            for seen, total in zip(marks_list, totals):
+            for seen, total in zip(marks_list, totals, strict=True):
                 prev = 0.0 if j == 0 else seen.get(marks[j - 1][0])
                 cur = total if marker is None else seen.get(marker)
                 if prev is not None and cur is not None:
@@ -215,8 +253,14 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
     a_before = statistics.median(s["Single GPU mode"] for s in a_marks if "Single GPU mode" in s)
     b_load = statistics.median(s["Starting trainer"] for s in b_marks if "Starting trainer" in s)
     a_load = span(a_marks, "Single GPU mode", "Starting trainer")
-    a_after = statistics.median(t - s["Model successfully saved"] for s, t in zip(a_marks, a_times) if "Model successfully saved" in s)
-    b_after = statistics.median(t - s["Model successfully saved"] for s, t in zip(b_marks, b_nt) if "Model successfully saved" in s)
+    a_after = statistics.median(
+        t - s["Model successfully saved"]
+        for s, t in zip(a_marks, a_times, strict=True)
+        if "Model successfully saved" in s
+    )
+    b_after = statistics.median(
+        t - s["Model successfully saved"] for s, t in zip(b_marks, b_nt, strict=True) if "Model successfully saved" in s
+    )
     print(f"\n| {'side by side (medians, s; B without teardown)':<56} |     A |     B | A - B |")
     print("|----------------------------------------------------------|-------|-------|-------|")
     for label, a, b in (
@@ -231,10 +275,20 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", choices=("qwen2_vl", "llava", "both"), default="both", help="which tiny model(s) to fine-tune (default both)")
+    ap.add_argument(
+        "--family",
+        choices=("qwen2_vl", "llava", "both"),
+        default="both",
+        help="which tiny model(s) to fine-tune (default both)",
+    )
     ap.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
     ap.add_argument("--steps", type=int, default=8, help="--max_steps per training (default 8)")
-    ap.add_argument("--threads", type=int, default=0, help="set OMP_NUM_THREADS/MKL_NUM_THREADS for both sides (default: unset, torch's own choice)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="set OMP_NUM_THREADS/MKL_NUM_THREADS for both sides (default: unset, torch's own choice)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders (printed)")
     args = ap.parse_args()
 
@@ -252,11 +306,15 @@ def main() -> None:
         print("| family   |     A | B no teardown | A/B   | B whole | A/B whole | B teardown |")
         print("|----------|-------|---------------|-------|---------|-----------|------------|")
         for r in results:
-            print(f"| {r['family']:<8} | {r['a']:5.2f} | {r['b']:13.2f} | {r['a'] / r['b']:5.3f} | {r['b_whole']:7.2f} | "
-                  f"{r['a'] / r['b_whole']:9.3f} | {r['teardown']:10.2f} |")
+            print(
+                f"| {r['family']:<8} | {r['a']:5.2f} | {r['b']:13.2f} | {r['a'] / r['b']:5.3f} | {r['b_whole']:7.2f} | "
+                f"{r['a'] / r['b_whole']:9.3f} | {r['teardown']:10.2f} |"
+            )
         for r in results:
             print(f"  {r['family']}: B = raw Axolotl on {r['how']}")
-        print(f"\nload average now {os.getloadavg()[0]:.2f} (2 cores are shared with other work: train times are noisy)")
+        print(
+            f"\nload average now {os.getloadavg()[0]:.2f} (2 cores are shared with other work: train times are noisy)"
+        )
         print(f"total script time {time.perf_counter() - t_script:.1f} s")
     finally:
         for tmp in tmps:

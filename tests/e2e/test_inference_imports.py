@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-
 from e2e_helpers import REPO
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +53,9 @@ AutoProcessor.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
 
 def _probe(tmp_path, base, lean: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), MIXTRAIN_LEAN_IMPORTS=lean)
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), str(base)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path), str(base)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
@@ -62,7 +63,12 @@ def _probe(tmp_path, base, lean: str) -> dict:
 def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path):
     base = tiny_models["llava"]
     # A LoRA adapter with non-zero weights (init_lora_weights=False), so the adapter changes the answer path.
-    subprocess.run([sys.executable, "-c", ADAPTER, str(base), str(tmp_path / "adapter")], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-c", ADAPTER, str(base), str(tmp_path / "adapter")],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
     full = _probe(tmp_path, base, "0")
     lean = _probe(tmp_path, base, "1")

@@ -46,7 +46,10 @@ def test_unreadable_config_hides_no_quantization_library(lean, tmp_path):
     assert "torchao" not in hidden and "bitsandbytes" not in hidden
 
 
-@pytest.mark.parametrize("value, enabled, active", [("0", True, False), ("off", True, False), ("1", False, True), ("", True, True), ("", False, False)])
+@pytest.mark.parametrize(
+    "value, enabled, active",
+    [("0", True, False), ("off", True, False), ("1", False, True), ("", True, True), ("", False, False)],
+)
 def test_env_switch(lean, value, enabled, active):
     lean.setenv(_fastimport.ENV, value)
     lean.setattr(_fastimport, "_enabled", enabled)
