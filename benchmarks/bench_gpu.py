@@ -299,7 +299,8 @@ lora = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cf
 args = SFTConfig(
     output_dir=out_dir, max_steps=cfg["max_steps"], num_train_epochs=cfg.get("num_epochs", 1),
     per_device_train_batch_size=cfg["micro_batch_size"], gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
-    learning_rate=cfg["learning_rate"], lr_scheduler_type=cfg["lr_scheduler"], warmup_ratio=cfg["warmup_ratio"],
+    learning_rate=cfg["learning_rate"], lr_scheduler_type=cfg["lr_scheduler"],
+    warmup_steps=cfg.get("warmup_steps") or cfg.get("warmup_ratio") or 0,  # transformers 5: a float < 1 is a ratio
     weight_decay=cfg["weight_decay"], optim=cfg["optimizer"], bf16=bf16, fp16=fp16, tf32=bool(cfg.get("tf32")) or None,
     gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
     gradient_checkpointing_kwargs=cfg.get("gradient_checkpointing_kwargs"), max_length=cfg["sequence_len"],
@@ -402,6 +403,7 @@ def bench_family(family: str, args, root: Path) -> dict:
             "peak_gib": mem_a.peak_gib,
             "attn": a_cfg.get("attn_implementation"),
             "steps": _last_step(a_log),
+            "torch_peak_reserved_gib": _axolotl_reserved(a_log),
         }
 
         b_cfg = dict(a_cfg)
@@ -467,6 +469,21 @@ def yaml_load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def _axolotl_reserved(log: str) -> float | None:
+    """Axolotl's own end-of-training ``memory/device_reserved (GiB)`` (torch's allocator, like B's figure)."""
+    found = re.findall(r"'memory/device_reserved \(GiB\)': '?([0-9.]+)", log)
+    return float(found[-1]) if found and torch_cuda() else None
+
+
+def torch_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
 def _last_step(log: str) -> int | None:
     steps = re.findall(r"(\d+)/(\d+) \[", log)
     return int(steps[-1][0]) if steps else None
@@ -505,7 +522,8 @@ def report(family, args, a, b, tokens, flops, peak) -> None:
     mem = (a["peak_gib"] / b["peak_gib"]) if a["peak_gib"] and b["peak_gib"] else None
     print(
         f"ratios A/B: samples/s {ratio:.3f}, wall {a['wall'] / b['wall']:.3f}, peak GPU memory {_fmt(mem, '.3f')} "
-        f"(B's own torch.cuda.max_memory_reserved: {_fmt(b['torch_peak_reserved_gib'])} GiB)",
+        f"(torch's peak reserved: A {_fmt(a['torch_peak_reserved_gib'])} GiB as Axolotl logs it, "
+        f"B {_fmt(b['torch_peak_reserved_gib'])} GiB)",
         flush=True,
     )
 
