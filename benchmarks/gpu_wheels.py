@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+)
 
 
 def download(req: str, dest: Path, python_version: str) -> None:
@@ -69,7 +75,7 @@ def main() -> None:
         d.mkdir(parents=True)
         for f in part:
             shutil.copy2(f, d / f.name)
-        print(f"wheels/gpu-{i}: {len(part)} files, {sum(f.stat().st_size for f in part) / 2**20:.1f} MiB")
+        print(f"{d}: {len(part)} files, {sum(f.stat().st_size for f in part) / 2**20:.1f} MiB")
     total = sum(f.stat().st_size for f in files)
     print(f"total {len(files)} files, {total / 2**20:.1f} MiB in {len(parts)} parts (one warm-machine call each)")
 
