@@ -7,6 +7,7 @@ with the table as a property. The metadata DB keeps where each dataset came from
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -17,7 +18,7 @@ from sqlalchemy import delete, insert, select, update
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
 from mixtrain.faults import StorageError, guard, is_disk_full
-from mixtrain.metadata.db import _translate_error, check_not_lost, get_engine, mark_in_use, now, read_only_dir, sqlite_fault, sqlite_read_only_url
+from mixtrain.metadata.db import _disk_full_at, _translate_error, check_not_lost, get_engine, mark_in_use, now, read_only_dir, sqlite_fault, sqlite_read_only_url
 from mixtrain.metadata.schema import datasets
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -36,9 +37,6 @@ class DatasetStore:
     @property
     def catalog(self):
         if self._catalog is None:
-            from pyiceberg.catalog.sql import SqlCatalog
-            from sqlalchemy import event
-
             db_file = self._catalog_file()
             if db_file is not None:
                 self._check_catalog_file(db_file)
@@ -51,13 +49,13 @@ class DatasetStore:
                 uri = self.settings.catalog_url
                 if db_file is not None and read_only_dir(db_file):
                     uri = sqlite_read_only_url(db_file)  # a read-only home: reads work, writes say so
-                catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
-                event.listen(catalog.engine, "handle_error", _translate_error)
                 try:
-                    catalog.create_namespace_if_not_exists(NAMESPACE)
-                except Exception as exc:  # a concurrent creator won the race (anything else shows on first use)
-                    if sqlite_fault(exc, str(db_file)) is not None or isinstance(exc, MixtrainError):
+                    catalog = self._open_catalog(uri, db_file)
+                except Exception as exc:
+                    if db_file is None or not _disk_full_at(db_file, exc):
                         raise
+                    # A completely full disk: SQLite cannot create its WAL index even to read.
+                    catalog = self._open_catalog(sqlite_read_only_url(db_file), db_file)
             except MixtrainError:
                 raise
             except Exception as exc:
@@ -71,6 +69,19 @@ class DatasetStore:
                 mark_in_use(db_file)
             self._catalog = catalog
         return self._catalog
+
+    def _open_catalog(self, uri: str, db_file: Path | None):
+        from pyiceberg.catalog.sql import SqlCatalog
+        from sqlalchemy import event
+
+        catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
+        event.listen(catalog.engine, "handle_error", _translate_error)
+        try:
+            catalog.create_namespace_if_not_exists(NAMESPACE)
+        except Exception as exc:  # a concurrent creator won the race (anything else shows on first use)
+            if sqlite_fault(exc, str(db_file)) is not None or isinstance(exc, MixtrainError):
+                raise
+        return catalog
 
     def _catalog_file(self) -> Path | None:
         url = self.settings.catalog_url
@@ -182,7 +193,7 @@ class DatasetStore:
                 "append a file whose columns hold the same kinds of values",
             ) from None
         location = table.location()
-        with self._write_lock(name), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
+        with self._write_lock(location), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
             before = _local_files(location)
             try:
                 for attempt in range(COMMIT_RETRIES):
@@ -201,20 +212,26 @@ class DatasetStore:
         self._add_source(name, str(Path(file).resolve()))
         return table
 
-    def _write_lock(self, name: str):
-        """Serialise this machine's appends to one table, so a failed append can tell its own files apart."""
+    def _write_lock(self, location: str):
+        """Serialise this machine's appends to one table, so a failed append can tell its own files apart.
+
+        The lock is the table folder itself (flock on a directory): no lock file to leave behind.
+        """
         import contextlib
         import fcntl
 
         @contextlib.contextmanager
         def lock():
-            d = self.settings.home / "locks"
-            with guard(d, "a lock file"):
-                d.mkdir(parents=True, exist_ok=True)
-                fh = open(d / f"dataset-{name}.lock", "a")
-            with fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
+            root = _local_path(location)
+            if root is None or not root.is_dir():
                 yield
+                return
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
 
         return lock()
 

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput, MixtrainError, NotFound
+from mixtrain.faults import guard
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
@@ -71,11 +72,18 @@ class WorkflowRegistry:
         dest = self.settings.workflows_dir / name / f"v{version}"
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for f in files:
-            shutil.copy2(f, tmp / f.name)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        try:
+            with guard(dest.parent, f"workflow {name!r}", sum(f.stat().st_size for f in files)):
+                tmp.mkdir(parents=True)
+                for f in files:
+                    shutil.copy2(f, tmp / f.name)
+                shutil.rmtree(dest, ignore_errors=True)
+                os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # the DB transaction rolls back; leave no copy either
+            if not any(dest.parent.iterdir()):
+                dest.parent.rmdir()
+            raise
         conn.execute(
             insert(workflow_versions).values(
                 workflow_id=wf_id,
@@ -174,7 +182,13 @@ class WorkflowRegistry:
         else:
             raise MixtrainError("could not allocate a run number", "try again")
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale folder from a deleted workflow of the same name
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with guard(run_dir.parent, "the run's folder"):
+                run_dir.mkdir(parents=True, exist_ok=True)
+        except MixtrainError:
+            with self.engine.begin() as conn:  # no run without its folder
+                conn.execute(delete(runs).where(runs.c.id == run_id))
+            raise
         return self.run_by_id(run_id)
 
     def run_by_id(self, run_id: int) -> dict:
