@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "__version__"]
+__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "current_run", "RunContext", "__version__"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from mixtrain.workflows import flow
 
         return getattr(flow, name)
+    if name in ("current_run", "RunContext"):
+        from mixtrain.workflows import context
+
+        return getattr(context, name)
     if name == "get_model":
         from mixtrain.client import get_model
 

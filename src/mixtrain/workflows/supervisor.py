@@ -253,11 +253,11 @@ def _version(reg: WorkflowRegistry, run: dict) -> dict:
 
 def resource_warnings(resources: dict) -> list[str]:
     """Compare the workflow's resource hints with this machine; hints are advice, not gates."""
-    import shutil
+    from mixtrain.hardware import nvidia_driver_present
 
     out = []
     gpu = resources.get("gpu")
-    if gpu and not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
+    if gpu and not nvidia_driver_present():
         out.append(f"this workflow asks for a GPU ({gpu}) but none is available here — running on CPU (slow)")
     memory = resources.get("memory")
     total = _mem_total_mib()

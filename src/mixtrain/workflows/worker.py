@@ -16,8 +16,10 @@ from pathlib import Path
 from mixtrain.errors import MixtrainError
 from mixtrain.metadata.db import now
 from mixtrain.workflows.flow import MixParam
+from mixtrain.workflows.context import RunContext, enter
 from mixtrain.workflows.redact import Redactor
 from mixtrain.workflows.registry import WorkflowRegistry
+from mixtrain.workflows.spec import input_model, to_jsonable, validate_model
 
 
 def execute(settings, run: dict, version: dict) -> int:
@@ -34,8 +36,9 @@ def execute(settings, run: dict, version: dict) -> int:
             )
         module = load_module(source)
         cls = find_flow(module, version["entrypoint"])
-        result = call_flow(cls, version["spec"], run["inputs"])
-        output = json.loads(redactor.text(json.dumps(_jsonable(result))))
+        ctx = RunContext(workflow=run["workflow"], number=run["number"], id=run["id"], run_dir=Path(run["run_dir"]))
+        result = call_flow(cls, version["spec"], run["inputs"], context=ctx)
+        output = json.loads(redactor.text(json.dumps(to_jsonable(result))))
         _write_output(Path(run["run_dir"]) / "output.json", output)
     except BaseException as exc:
         if isinstance(exc, MixtrainError):  # an expected, explained failure: the message says it all
@@ -62,19 +65,29 @@ def _write_output(path: Path, output) -> None:
         raise StorageError.from_os_error(exc, path, "the run's output") from None
 
 
-def call_flow(cls, spec: dict, inputs: dict):
-    """Instantiate and run a MixFlow the way the platform always does (also used by benchmarks)."""
+def call_flow(cls, spec: dict, inputs: dict, context: RunContext | None = None):
+    """Instantiate and run a MixFlow the way the platform always does (also used by benchmarks).
+
+    A workflow declaring ``run(self, params: Model)`` gets the validated model instance; the others
+    get their ``run()`` arguments and ``mixparam`` attributes.
+    """
     flow = cls()
+    flow.run_context = context
+    enter(context)
     run_params = {i["name"] for i in spec["inputs"] if i.get("style") == "run"}
+    model_params = {i["name"] for i in spec["inputs"] if i.get("style") == "model"}
     inputs = _enum_members(cls, inputs)
     for name, value in inputs.items():
-        if name not in run_params or isinstance(getattr(cls, name, None), MixParam):
+        if name not in run_params | model_params or isinstance(getattr(cls, name, None), MixParam):
             setattr(flow, name, value)
+    model = input_model(cls) if model_params else None
     try:
         if _takes_argument(flow.setup):
             flow.setup(dict(inputs))
         else:
             flow.setup()
+        if model is not None:
+            return flow.run(validate_model(model, {k: v for k, v in inputs.items() if k in model_params}))
         return flow.run(**{k: v for k, v in inputs.items() if k in run_params})
     finally:
         flow.cleanup()
@@ -106,10 +119,3 @@ def _enum_members(cls, inputs: dict) -> dict:
 def _takes_argument(method) -> bool:
     params = [p for p in inspect.signature(method).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(params) >= 1
-
-
-def _jsonable(value):
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return str(value)
