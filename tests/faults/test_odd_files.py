@@ -65,7 +65,10 @@ ODD = {
 @pytest.fixture
 def base_model(fmix):
     """A registered base model whose weights are never loaded: every case fails before that."""
-    fmix("model", "register", "base", "--base_model", str(fmix.root / "no-such-model"), "--model_type", "llava", check=0)
+    folder = fmix.root / "fake-llava"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llava"}')  # config only: register reads no weights
+    fmix("model", "register", "base", "--base_model", str(folder), "--model_type", "llava", check=0)
     return fmix
 
 
