@@ -8,8 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, files_under, fill, fmix, tmpfs  # noqa: F401  (fixtures)
+from fault_helpers import clean_error, files_under, fill
 
 FLOW = '''
 import os

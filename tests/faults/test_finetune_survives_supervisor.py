@@ -13,9 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-import fault_helpers  # noqa: E402,F401  (puts tests/cli on the path)
-from e2e_helpers import REPO, Env, colour_dataset  # noqa: E402
-from workflow_helpers import gone, registry, wait_for  # noqa: E402
+import fault_helpers  # noqa: F401  (puts tests/cli on the path)
+from e2e_helpers import REPO, Env, colour_dataset
+from workflow_helpers import gone, registry, wait_for
 
 
 @pytest.mark.e2e

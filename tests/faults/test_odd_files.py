@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, fmix  # noqa: F401  (fixture)
+from fault_helpers import clean_error
 from workflow_helpers import gone, wait_for
 
 
@@ -88,7 +86,7 @@ def test_verify_images_reports_odd_files_as_bad_rows(tmp_path):
     found, bad = verify_images(refs, tmp_path / "cache")
     assert list(found) == [good]
     assert [i for i, _, _ in bad] == list(range(1, len(ODD) + 1))
-    for (_, _, reason), (_, needle) in zip(bad, ODD.values()):
+    for (_, _, reason), (_, needle) in zip(bad, ODD.values(), strict=True):
         assert needle in reason, reason
 
 

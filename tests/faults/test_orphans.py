@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, files_under, fmix  # noqa: F401  (fixture)
+from fault_helpers import clean_error, files_under
 
 
 def _big_csv(path: Path, rows: int = 400_000) -> Path:

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, fmix  # noqa: F401  (fixture)
+from fault_helpers import clean_error
 
 FLOW = '''
 from mixtrain import MixFlow

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from fault_helpers import CLI
 from workflow_helpers import gone, registry, wait_for
 

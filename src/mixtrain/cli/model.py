@@ -98,7 +98,6 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print generated_text, model, version and latency as JSON."),
 ):
     """Ask a fine-tuned model about an image."""
-    from mixtrain.errors import InvalidInput
     from mixtrain.models.inference import check_inputs, generation_settings
 
     gen = generation_settings(_json_arg(config, "--config"))
@@ -106,7 +105,7 @@ def run(
         _rows(inputs, image, prompt, inputs_file)  # only one way of giving inputs
         return _run_file(name, version, inputs_file, output, gen)
     rows = _rows(inputs, image, prompt, inputs_file)
-    for i, row in enumerate(rows):
+    for row in rows:
         check_inputs(row)
     c = client()
     info = c.get_model_info(name, version)

@@ -17,8 +17,18 @@ from typing import Callable
 from sqlalchemy import delete, insert, select, update
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
-from mixtrain.faults import StorageError, guard, is_disk_full
-from mixtrain.metadata.db import _disk_full_at, _translate_error, check_not_lost, get_engine, mark_in_use, now, read_only_dir, sqlite_fault, sqlite_read_only_url
+from mixtrain.faults import StorageError, is_disk_full
+from mixtrain.metadata.db import (
+    _disk_full_at,
+    _translate_error,
+    check_not_lost,
+    get_engine,
+    mark_in_use,
+    now,
+    read_only_dir,
+    sqlite_fault,
+    sqlite_read_only_url,
+)
 from mixtrain.metadata.schema import datasets
 from mixtrain.names import check_name
 from mixtrain.settings import Settings

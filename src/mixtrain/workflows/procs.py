@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import signal
+import socket
 
 
 def start_time(pid: int) -> str | None:
