@@ -100,3 +100,20 @@ def test_delete_removes_every_file_of_the_table_including_strays(fmix):
     fmix("dataset", "delete", "pets", "-y", check=0)
     assert files_under(fmix.home / "warehouse") == set()
     assert not table_dir.exists()
+
+
+@pytest.mark.parametrize("lost", ["metadata", "data"])
+def test_damaged_dataset_is_one_line_reported_by_doctor_and_deletable(fmix, lost):
+    (fmix.root / "a.csv").write_text("image,text\na.png,one\n")
+    fmix("dataset", "create", "pets", str(fmix.root / "a.csv"), check=0)
+    table_dir = next((fmix.home / "warehouse" / "mixtrain").iterdir())
+    shutil.rmtree(table_dir / lost)
+    if lost == "metadata":
+        clean_error(fmix("dataset", "head", "pets"), "dataset 'pets' is damaged")
+        clean_error(fmix("dataset", "create", "pets", str(fmix.root / "a.csv")), "dataset 'pets' already exists")
+    doc = fmix("doctor")
+    assert doc.returncode == 1 and "pets" in doc.stdout and "Traceback" not in doc.stdout + doc.stderr, doc.stdout
+    proc = fmix("dataset", "delete", "pets", "-y", check=0)
+    assert "Traceback" not in proc.stderr and "Failed to delete" not in proc.stderr, proc.stderr
+    assert files_under(fmix.home / "warehouse") == set()
+    fmix("dataset", "create", "pets", str(fmix.root / "a.csv"), check=0)

@@ -93,6 +93,26 @@ class DatasetStore:
                 raise
         return catalog
 
+    def require(self, name: str) -> None:
+        """NotFound unless the catalog lists the dataset (reads no table file: a damaged one can be deleted)."""
+        if not self._exists(self._ident(name)[-1]):
+            raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`")
+
+    def _exists(self, name: str) -> bool:
+        """Whether the catalog lists the table (without reading its files: a damaged table still exists)."""
+        return bool(self._location_from_catalog(name))
+
+    def _location_from_catalog(self, name: str) -> str:
+        """The table folder from the catalog row's metadata location (``<table>/metadata/<file>.json``)."""
+        from sqlalchemy import text
+
+        with self.catalog.engine.connect() as conn:
+            meta = conn.execute(
+                text("SELECT metadata_location FROM iceberg_tables WHERE table_namespace = :ns AND table_name = :t"),
+                {"ns": NAMESPACE, "t": name},
+            ).scalar()
+        return meta.rsplit("/metadata/", 1)[0] if meta else ""
+
     def _catalog_file(self) -> Path | None:
         url = self.settings.catalog_url
         if url.startswith("sqlite"):
@@ -137,7 +157,7 @@ class DatasetStore:
         from mixtrain.datasets.files import read_table
 
         ident = self._ident(name)
-        if self.catalog.table_exists(ident):
+        if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name, or `mixtrain dataset append`")
         data = read_table(file, progress)
         location = f"{self.settings.warehouse.rstrip('/')}/{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"
@@ -149,7 +169,7 @@ class DatasetStore:
                     txn.append(data)
                     txn.commit_transaction()
                 except (TableAlreadyExistsError, CommitFailedException) as exc:
-                    if isinstance(exc, TableAlreadyExistsError) or self.catalog.table_exists(ident):
+                    if isinstance(exc, TableAlreadyExistsError) or self._exists(name):
                         raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from None
                     raise
                 committed = True
@@ -169,7 +189,7 @@ class DatasetStore:
         from pyiceberg.exceptions import TableAlreadyExistsError
 
         ident = self._ident(name)
-        if self.catalog.table_exists(ident):
+        if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name")
         if "://" not in metadata_location and not Path(metadata_location).is_file():
             raise InvalidInput(f"Iceberg metadata file not found: {metadata_location}", "pass the table's metadata JSON path")
@@ -265,6 +285,13 @@ class DatasetStore:
             return self.catalog.load_table(self._ident(name))
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
+        except MixtrainError:
+            raise
+        except Exception as exc:  # the catalog knows it, but its metadata file is gone or unreadable
+            raise MixtrainError(
+                f"dataset {name!r} is damaged: its table metadata cannot be read ({_first_line(exc)})",
+                f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
@@ -308,16 +335,37 @@ class DatasetStore:
     def delete(self, name: str) -> None:
         from pyiceberg.exceptions import NoSuchTableError
 
+        import logging
+
         try:
             location = self.catalog.load_table(self._ident(name)).location()
-            self.catalog.purge_table(self._ident(name))
+            quiet = logging.getLogger("pyiceberg")
+            level, quiet.level = quiet.level, logging.ERROR  # a file already gone is no news when deleting
+            try:
+                self.catalog.purge_table(self._ident(name))
+            finally:
+                quiet.setLevel(level)
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
+        except (MixtrainError, OSError, ValueError) as exc:
+            if not self._exists(name):
+                raise
+            # A damaged table (its metadata gone): forget it, and remove its folder, found from the catalog row.
+            location = self._location_from_catalog(name)
+            try:
+                self.catalog.drop_table(self._ident(name))
+            except NoSuchTableError as exc2:
+                raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc2
         wh = self.warehouse_dir()
         if wh is not None and location.startswith(self.settings.warehouse.rstrip("/") + "/"):
             _remove_location(location)  # purge deletes the files it knows; this also takes orphans and folders
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _check_compatible(current, new, name: str) -> None:
