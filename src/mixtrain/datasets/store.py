@@ -333,9 +333,9 @@ class DatasetStore:
         return out
 
     def delete(self, name: str) -> None:
-        from pyiceberg.exceptions import NoSuchTableError
-
         import logging
+
+        from pyiceberg.exceptions import NoSuchTableError
 
         try:
             location = self.catalog.load_table(self._ident(name)).location()
@@ -347,7 +347,7 @@ class DatasetStore:
                 quiet.setLevel(level)
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
-        except (MixtrainError, OSError, ValueError) as exc:
+        except (MixtrainError, OSError, ValueError):
             if not self._exists(name):
                 raise
             # A damaged table (its metadata gone): forget it, and remove its folder, found from the catalog row.
