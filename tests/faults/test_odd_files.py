@@ -161,3 +161,26 @@ def test_workflow_create_of_a_module_that_starts_a_process(fmix, case):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the background pid"))
     wait_for(lambda: gone(pid), timeout=10, what="the background process to be ended")
+
+
+@pytest.mark.e2e
+def test_inputs_file_answers_good_rows_and_reports_the_bad_one(fmix, tmp_path):
+    """A real tiny LLaVA: the good rows get answers, the odd one an error record with its line; exit 1."""
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom mixtrain.testing.tiny_vlm import build_tiny_vlm\nbuild_tiny_vlm('llava', sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "llava")], check=True, timeout=600, env=fmix.env)
+    fmix("model", "register", "tiny", "--base_model", str(tmp_path / "llava"), "--model_type", "llava", check=0)
+    good = str(_png(tmp_path / "ok.png"))
+    rows = [{"image": good, "prompt": "colour?"}, {"image": str(_loop(tmp_path)), "prompt": "colour?"}, {"image": good, "prompt": "shape?"}]
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    proc = fmix("model", "run", "tiny", "--inputs-file", str(f), "-o", str(out), "--config", '{"max_new_tokens": 3}', timeout=900)
+    clean_error(proc, "row 2 of", "line 2", "symlink loop", "the other 2 row(s) were answered")
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3]
+    assert "error" not in records[0] and "error" not in records[2]
+    assert isinstance(records[0]["generated_text"], str) and isinstance(records[2]["generated_text"], str)
+    assert "symlink loop" in records[1]["error"] and "generated_text" not in records[1]
