@@ -59,15 +59,44 @@ def resolve_image(
         )
     else:
         path = Path(ref).expanduser()
-    path = path.resolve()
-    if not path.exists():
-        raise InvalidInput(f"image {ref!r} not found (looked at {path})", "check the path")
-    if not path.is_file():
-        raise InvalidInput(f"image {ref!r} is not a file", "point to an image file, not a directory")
-    if not os.access(path, os.R_OK):
-        raise InvalidInput(f"image {ref!r} is not readable", "fix the file's permissions")
+    path = _local_file(path, ref)
     _inspect(path, ref, max_pixels)
     return path
+
+
+def _local_file(path: Path, ref: str) -> Path:
+    """The regular file ``path`` names, or InvalidInput saying what it is instead.
+
+    Odd files are bad rows like any other: a symlink loop, a dangling link, a FIFO (opening it would
+    block forever), a device, a directory or an unreadable file.
+    """
+    import stat
+
+    try:
+        resolved = path.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise InvalidInput(f"image {ref!r} is a broken symlink (to {os.readlink(path)})", "fix the link or the path") from None
+        raise InvalidInput(f"image {ref!r} not found (looked at {path.absolute()})", "check the path") from None
+    except RuntimeError:  # Python's "Symlink loop" for a link cycle
+        raise InvalidInput(f"image {ref!r} is a symlink loop", "point the link at a real image file") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise InvalidInput(f"image {ref!r} is a symlink loop", "point the link at a real image file") from None
+        raise InvalidInput(f"image {ref!r} cannot be read: {exc.strerror}", "check the path and its permissions") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+        )
+        raise InvalidInput(f"image {ref!r} is {kind}, not a file", "point to an image file")
+    try:
+        with open(resolved, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise InvalidInput(f"image {ref!r} is not readable: {exc.strerror}", "fix the file's permissions") from None
+    return resolved
 
 
 def load_image(ref: str, cache_dir: Path | str, **limits):
@@ -105,6 +134,8 @@ def verify_images(
                 good[ref] = fut.result()
             except MixtrainError as err:
                 reasons[ref] = " ".join(str(err).split())
+            except Exception as err:  # an odd file must be one bad row, never a crash of the whole check
+                reasons[ref] = f"image {ref!r} cannot be used: {type(err).__name__}: {err}"
             if progress:
                 progress(done, len(unique))
     bad = [(i, r, reasons[r]) for i, r in enumerate(refs) if r in reasons]

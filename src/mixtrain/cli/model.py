@@ -98,18 +98,17 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print generated_text, model, version and latency as JSON."),
 ):
     """Ask a fine-tuned model about an image."""
-    from mixtrain.errors import InvalidInput
     from mixtrain.models import _fastimport
     from mixtrain.models.inference import check_inputs, generation_settings
 
     _fastimport.enable()  # this process is ours: skip the optional integrations inference never uses
     gen = generation_settings(_json_arg(config, "--config"))
+    if inputs_file is not None:
+        _rows(inputs, image, prompt, inputs_file)  # only one way of giving inputs
+        return _run_file(name, version, inputs_file, output, gen)
     rows = _rows(inputs, image, prompt, inputs_file)
-    for i, row in enumerate(rows):
-        try:
-            check_inputs(row)
-        except InvalidInput as exc:
-            raise InvalidInput(f"row {i + 1} of {inputs_file}: {exc.what}" if inputs_file else exc.what, exc.fix) from None
+    for row in rows:
+        check_inputs(row)
     c = client()
     info = c.get_model_info(name, version)
     from mixtrain.images import resolve_image
@@ -128,14 +127,78 @@ def run(
         else:
             print(result["generated_text"])
         return
+
+
+BATCH = 8  # rows per generate call for --inputs-file (greedy answers equal one-at-a-time ones)
+
+
+def _answer(model, recs: list[dict], gen: dict) -> None:
+    """Answer ``recs`` in one batch; if the batch fails, row by row so one bad row fails alone."""
+    from mixtrain.errors import MixtrainError
+
+    if not recs:
+        return
+    try:
+        for rec, res in zip(recs, model.run_batch([r["input"] for r in recs], batch_size=len(recs), **gen), strict=True):
+            rec.update(res)
+        return
+    except MixtrainError:
+        pass
+    for rec in recs:
+        try:
+            rec.update(model.run(rec["input"], **gen))
+        except MixtrainError as exc:
+            rec["error"] = str(exc)
+
+
+def _run_file(name, version, inputs_file: Path, output, gen) -> None:
+    """A batch answers every usable row; each unusable one gets an error record with its line number.
+
+    Exit 1 when any row failed (after the good rows are answered), so a script notices.
+    """
+    from mixtrain.errors import InvalidInput, MixtrainError
+    from mixtrain.images import resolve_image
+    from mixtrain.models.inference import check_inputs
+
+    c = client()
+    info = c.get_model_info(name, version)
+    records: list[dict] = []  # in file order: {"line", "input"} plus "error" for a bad row
+    for n, row, problem in _file_rows(inputs_file):
+        if problem is None:
+            try:
+                check_inputs(row)
+                resolve_image(str(row["image"]), c.settings.image_cache)  # a bad image fails before the model loads
+            except MixtrainError as exc:
+                problem = str(exc)
+        records.append({"line": n, "input": row, **({"error": problem} if problem else {})})
+    good = [r for r in records if "error" not in r]
+    model = None
+    if good:
+        from mixtrain.client import get_model
+
+        with _quiet_native_logs():
+            model = get_model(name, info["version"], client=c)
     out = open(output, "w") if output else sys.stdout
     try:
-        for row in rows:
-            out.write(json.dumps({"input": row, **model.run(row, **gen)}) + "\n")
+        for start in range(0, len(records), BATCH):  # one batched generate per BATCH rows, written in file order
+            chunk = records[start : start + BATCH]
+            _answer(model, [r for r in chunk if "error" not in r], gen)
+            for rec in chunk:
+                out.write(json.dumps(rec) + "\n")
             out.flush()
     finally:
         if output:
             out.close()
+    bad = [(k, r) for k, r in enumerate(records, 1) if "error" in r]
+    if bad:
+        k, first = bad[0]
+        where = f"row {k} of {inputs_file}, line {first['line']}: {first['error']}"
+        answered = len(records) - len(bad)
+        summary = where if len(bad) == 1 else f"{len(bad)} of {len(records)} rows failed (lines {', '.join(str(r['line']) for _, r in bad[:10])}); first: {where}"
+        raise InvalidInput(
+            summary + (f" — the other {answered} row(s) were answered" if answered else ""),
+            "see the \"error\" record of each failed line in the output",
+        )
 
 
 import contextlib
@@ -189,16 +252,29 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
         return [{"image": image, "prompt": prompt}]
     if not inputs_file.is_file():
         raise InvalidInput(f"inputs file not found: {inputs_file}", "pass a JSONL file")
-    rows = []
-    for n, line in enumerate(inputs_file.read_text().splitlines(), 1):
+    return []
+
+
+def _file_rows(inputs_file: Path) -> list[tuple[int, object, str | None]]:
+    """(line number, row, problem) for each non-blank line; a bad line is a problem, not a crash."""
+    from mixtrain.errors import InvalidInput
+
+    try:
+        text = inputs_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {inputs_file}: {exc}", "pass a UTF-8 JSONL file") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{inputs_file} line {n}: invalid JSON ({exc.msg})", "one JSON object per line") from None
-    if not rows:
+                out.append((n, line[:200], f"invalid JSON ({exc.msg}) — one JSON object per line"))
+                continue
+            out.append((n, row, None if isinstance(row, dict) else "not a JSON object — one {\"image\", \"prompt\"} object per line"))
+    if not out:
         raise InvalidInput(f"{inputs_file} has no rows", "one JSON object per line")
-    return rows
+    return out
 
 
 @app.command("register")

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput, MixtrainError, NotFound
+from mixtrain.faults import guard
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
@@ -71,11 +72,18 @@ class WorkflowRegistry:
         dest = self.settings.workflows_dir / name / f"v{version}"
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for f in files:
-            shutil.copy2(f, tmp / f.name)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        try:
+            with guard(dest.parent, f"workflow {name!r}", sum(f.stat().st_size for f in files)):
+                tmp.mkdir(parents=True)
+                for f in files:
+                    shutil.copy2(f, tmp / f.name)
+                shutil.rmtree(dest, ignore_errors=True)
+                os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # the DB transaction rolls back; leave no copy either
+            if not any(dest.parent.iterdir()):
+                dest.parent.rmdir()
+            raise
         conn.execute(
             insert(workflow_versions).values(
                 workflow_id=wf_id,
@@ -174,7 +182,13 @@ class WorkflowRegistry:
         else:
             raise MixtrainError("could not allocate a run number", "try again")
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale folder from a deleted workflow of the same name
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with guard(run_dir.parent, "the run's folder"):
+                run_dir.mkdir(parents=True, exist_ok=True)
+        except MixtrainError:
+            with self.engine.begin() as conn:  # no run without its folder
+                conn.execute(delete(runs).where(runs.c.id == run_id))
+            raise
         return self.run_by_id(run_id)
 
     def run_by_id(self, run_id: int) -> dict:
@@ -288,13 +302,43 @@ def _check_files(files: list[Path]) -> list[Path]:
     return out
 
 
+def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.CompletedProcess:
+    """Import the user's file in a child of its own session, output to files rather than pipes.
+
+    A module that starts a background process at import must not make us wait for pipes that
+    process keeps open (a false 60 s timeout), nor outlive the inspection: its whole process group
+    is killed once the inspector is done.
+    """
+    import signal
+    import tempfile
+
+    cmd = [sys.executable, "-m", "mixtrain.workflows.inspect_flow", str(main_file), entrypoint or ""]
+    before = procs.children(os.getpid())
+    reaper = procs.set_subreaper(True)  # a daemon that escapes the group (setsid) is re-parented to us
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(main_file.parent), start_new_session=True)
+            try:
+                code = child.wait(timeout=INSPECT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                procs.kill_group(child.pid, signal.SIGKILL)  # the inspector and whatever the import started
+                child.wait()
+        finally:
+            if reaper:
+                procs.kill_adopted(before)
+                procs.set_subreaper(False)
+        if code is None:
+            raise InvalidInput(f"importing {main_file.name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time")
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
 def inspect_files(files: list[Path], entrypoint: str | None) -> dict:
     """Extract the input spec by importing the main file in a time-limited child process."""
-    cmd = [sys.executable, "-m", "mixtrain.workflows.inspect_flow", str(files[0]), entrypoint or ""]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=INSPECT_TIMEOUT, cwd=str(files[0].parent))
-    except subprocess.TimeoutExpired as exc:
-        raise InvalidInput(f"importing {files[0].name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time") from exc
+    proc = _run_inspector(files[0], entrypoint)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     try:
         result = json.loads(last)
