@@ -122,6 +122,7 @@ def generate_all(settings: Settings, model_ref: dict, prompts: list[str], images
     if n == 0:
         print(f"[{lab}] no readable rows: not loading the model", flush=True)
         return [], 0.0
+    from mixtrain.models.generate import image_prompt
     from mixtrain.models.inference import LoadedModel
 
     print(f"[{lab}] loading {info['base_model']}{' + adapter' if info['adapter_path'] else ''}", flush=True)
@@ -130,7 +131,7 @@ def generate_all(settings: Settings, model_ref: dict, prompts: list[str], images
     texts: list[str] = []
     spent = 0.0
     for start in range(0, n, bs):
-        conversations = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}] for p in prompts[start : start + bs]]
+        conversations = [image_prompt(p) for p in prompts[start : start + bs]]
         t0 = time.perf_counter()
         gens = model.generate(conversations, [[img] for img in images[start : start + bs]], **cfg["generation"])
         spent += time.perf_counter() - t0
