@@ -8,7 +8,6 @@ eval can be cancelled, and a SIGKILLed one is failed with the reason instead of 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import time
@@ -23,7 +22,8 @@ GEN = '{"max_new_tokens": 6}'
 @pytest.fixture(scope="module")
 def setup(e2e, tiny_models):
     task = make_task(e2e.root / "evaltask", n_train=6, n_test=12, size=48, seed=3)
-    rows = list(csv.DictReader(open(task["test_csv"])))
+    with open(task["test_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
     rows.insert(5, {"image_path": str(e2e.root / "missing.png"), "prompt": "What colour is the shape?", "response": "red"})
     path = e2e.root / "evalset.csv"
     with open(path, "w", newline="") as fh:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from mixtrain.errors import InvalidInput
-from mixtrain.evals.metrics import anls, bootstrap_ci, check_metric, contains, exact_match, normalize_answer, paired_bootstrap, score, summarize
+from mixtrain.evals.metrics import (
+    anls,
+    bootstrap_ci,
+    check_metric,
+    contains,
+    exact_match,
+    normalize_answer,
+    paired_bootstrap,
+    score,
+    summarize,
+)
 
 
 @pytest.mark.parametrize(

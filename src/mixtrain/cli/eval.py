@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
-from mixtrain.cli.common import client, confirm, console, err_console, fmt_duration, fmt_time, print_json
+from mixtrain.cli.common import (
+    client,
+    confirm,
+    console,
+    err_console,
+    fmt_duration,
+    fmt_time,
+    print_json,
+)
 
 app = typer.Typer(help="Evaluate models on a dataset, side by side, as tracked runs.", no_args_is_help=True)
 
@@ -23,9 +30,9 @@ def create(
     metric: str = typer.Option("exact_match", "--metric", help="exact_match | contains | anls | none (outputs only)."),
     image_column: str = typer.Option("image_path", "--image_column", "--image-column", help="Column with image paths or URLs."),
     prompt_column: str = typer.Option("prompt", "--prompt_column", "--prompt-column", help="Column with the prompt."),
-    reference_column: Optional[str] = typer.Option(None, "--reference_column", "--reference-column", help="Column with the expected answer (default: response)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help='Generation settings JSON, e.g. {"max_new_tokens": 32, "temperature": 0}. Greedy by default.'),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N rows."),
+    reference_column: str | None = typer.Option(None, "--reference_column", "--reference-column", help="Column with the expected answer (default: response)."),
+    config: str | None = typer.Option(None, "--config", "-c", help='Generation settings JSON, e.g. {"max_new_tokens": 32, "temperature": 0}. Greedy by default.'),
+    limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N rows."),
     batch_size: int = typer.Option(8, "--batch_size", "--batch-size", help="Rows generated together per model."),
     detach: bool = typer.Option(False, "-d", "--detach", help="Start it and return at once."),
 ):
@@ -201,7 +208,7 @@ def _pct(v) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
 
 
-def _json_arg(value: Optional[str], flag: str):
+def _json_arg(value: str | None, flag: str):
     if value is None:
         return None
     from mixtrain.errors import InvalidInput

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from mixtrain.errors import InvalidInput
 
@@ -25,7 +25,7 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SPACES = re.compile(r"\s+")
 
 
-def normalize_answer(text: Optional[str]) -> str:
+def normalize_answer(text: str | None) -> str:
     """VQA-style: lowercase, punctuation removed, articles removed, whitespace collapsed."""
     text = (text or "").lower()
     text = _PUNCT.sub(" ", text)  # "red." -> "red", "light-blue" -> "light blue"
@@ -33,11 +33,11 @@ def normalize_answer(text: Optional[str]) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def exact_match(output: Optional[str], reference: str) -> float:
+def exact_match(output: str | None, reference: str) -> float:
     return float(normalize_answer(output) == normalize_answer(reference))
 
 
-def contains(output: Optional[str], reference: str) -> float:
+def contains(output: str | None, reference: str) -> float:
     """The normalised reference occurs in the normalised output, on word boundaries ("red" is not in "tired")."""
     ref, out = normalize_answer(reference), normalize_answer(output)
     if not ref:
@@ -45,7 +45,7 @@ def contains(output: Optional[str], reference: str) -> float:
     return float(f" {ref} " in f" {out} ")
 
 
-def anls(output: Optional[str], reference: str, threshold: float = ANLS_THRESHOLD) -> float:
+def anls(output: str | None, reference: str, threshold: float = ANLS_THRESHOLD) -> float:
     """1 − normalised Levenshtein distance, or 0 when that distance exceeds ``threshold`` (DocVQA).
 
     DocVQA compares lowercased, whitespace-trimmed strings (not the VQA normalisation).
@@ -60,7 +60,7 @@ def anls(output: Optional[str], reference: str, threshold: float = ANLS_THRESHOL
     return 0.0 if distance > threshold else 1.0 - distance
 
 
-SCORERS: dict[str, Callable[[Optional[str], str], float]] = {"exact_match": exact_match, "contains": contains, "anls": anls}
+SCORERS: dict[str, Callable[[str | None, str], float]] = {"exact_match": exact_match, "contains": contains, "anls": anls}
 
 
 def check_metric(metric: str) -> str:
@@ -69,7 +69,7 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def score(metric: str, output: Optional[str], reference: Optional[str]) -> Optional[float]:
+def score(metric: str, output: str | None, reference: str | None) -> float | None:
     """The row's score, or None for ``none`` (outputs only) and for rows without an output."""
     if metric == "none" or output is None:
         return None
@@ -89,7 +89,7 @@ def bootstrap_ci(scores: list[float], *, samples: int = BOOTSTRAP_SAMPLES, seed:
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def summarize(scores: list[Optional[float]]) -> dict:
+def summarize(scores: list[float | None]) -> dict:
     """mean, 95% CI and n over the rows that have a score (failed rows carry None and are not counted)."""
     kept = [s for s in scores if s is not None]
     if not kept:
@@ -98,7 +98,7 @@ def summarize(scores: list[Optional[float]]) -> dict:
     return {"mean": sum(kept) / len(kept), "ci_low": low, "ci_high": high, "n": len(kept)}
 
 
-def paired_bootstrap(a: list[Optional[float]], b: list[Optional[float]], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+def paired_bootstrap(a: list[float | None], b: list[float | None], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
     """Difference of means a − b over the rows both scored, its 95% CI and a two-sided p-value.
 
     Rows are resampled together (paired), which is what makes two models scored on the same rows

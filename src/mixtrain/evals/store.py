@@ -166,5 +166,5 @@ class EvalStore:
 
 def _utc(ts):
     if ts is not None and ts.tzinfo is None:  # SQLite returns naive UTC
-        return ts.replace(tzinfo=dt.timezone.utc)
+        return ts.replace(tzinfo=dt.UTC)
     return ts
