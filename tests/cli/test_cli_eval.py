@@ -129,6 +129,8 @@ def test_delete_removes_record_and_results(ev):
     rec = json.loads(ev("eval", "get", "gone", "--json", check=0).stdout)
     assert rec["status"] == "completed" and rec["config"]["limit"] == 1 and rec["config"]["reference_column"] == "response"
     assert "gone-results" in _datasets(ev)
+    rows = json.loads(ev("eval", "results", "gone", "--json", check=0).stdout)
+    assert [(r["row_id"], r["base_v1__output"], r["base_v1__score"]) for r in rows] == [(0, None, None)]  # --limit 1; metric none
     ev("eval", "delete", "gone", "-y", check=0)
     assert "gone" not in [e["name"] for e in json.loads(ev("eval", "list", "--json", check=0).stdout)]
     assert "gone-results" not in _datasets(ev)

@@ -19,6 +19,7 @@ from mixtrain.metadata.schema import eval_models, evals, runs, workflows
 from mixtrain.settings import Settings
 
 ACTIVE = ("pending", "running")
+NEVER_STARTED_AFTER = 60  # seconds
 SCORE_KEYS = ("mean", "ci_low", "ci_high", "n", "failed", "generation_s")
 
 
@@ -126,6 +127,9 @@ class EvalStore:
     def _reconcile(self, row: dict) -> None:
         """An active eval whose run has ended (cancel, SIGKILL, timeout) takes the run's status."""
         if row["run_workflow"] is None:
+            age = (now() - _utc(row["created_at"])).total_seconds()
+            if row["run_id"] is None and age > NEVER_STARTED_AFTER:  # the creating process died before starting the run
+                self.set_status(row["name"], "failed", error="the eval's run was never started (its creator exited first)")
             return
         from mixtrain.workflows.registry import WorkflowRegistry
 
