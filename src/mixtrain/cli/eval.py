@@ -178,14 +178,14 @@ def _show(rec: dict) -> None:
     console.print("generation: " + " ".join(f"{k}={v}" for k, v in gen.items()) + f"  batch_size={rec['config'].get('batch_size')}  limit={rec['config'].get('limit') or 'all'}")
     if rec["error"]:
         console.print(f"[red]error:[/] {rec['error']}")
-    t = Table("model", "version", rec["metric"], "95% CI", "n", "failed", "generation")
+    t = Table("model", rec["metric"], "95% CI", "n", "failed", "gen s")
     for m in rec["models"]:
         s = rec["scores"].get(m["label"])
         if s is None:
-            t.add_row(m["name"], str(m["version"]), "-", "-", "-", "-", "-")
+            t.add_row(m["label"], "-", "-", "-", "-", "-")
             continue
-        ci = "-" if s["ci_low"] is None else f"{_pct(s['ci_low'])} … {_pct(s['ci_high'])}"
-        t.add_row(m["name"], str(m["version"]), _pct(s["mean"]), ci, str(s["n"]), str(s["failed"]), f"{s['generation_s']:.1f}s")
+        ci = "-" if s["ci_low"] is None else f"{s['ci_low'] * 100:.1f}–{s['ci_high'] * 100:.1f}%"
+        t.add_row(m["label"], _pct(s["mean"]), ci, str(s["n"]), str(s["failed"]), f"{s['generation_s']:.1f}")
     console.print(t)
     cmp = rec.get("comparison")
     if cmp and cmp.get("diff") is not None:
