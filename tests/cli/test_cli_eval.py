@@ -139,3 +139,25 @@ def test_delete_removes_record_and_results(ev):
 
 def _datasets(ev) -> list[str]:
     return sorted(d["name"] for d in json.loads(ev("dataset", "list", "--json", check=0).stdout))
+
+
+def test_sdk_create_eval_and_get_eval(ev, monkeypatch):
+    """The Python API: create_eval waits for the run (a fresh supervisor process) and get_eval reads it."""
+    import mixtrain
+    from mixtrain.client import MixClient
+    from mixtrain.errors import InvalidInput
+    from mixtrain.settings import load_settings
+
+    monkeypatch.setenv("MIXTRAIN_HOME", ev.env["MIXTRAIN_HOME"])
+    client = MixClient(load_settings())
+    with pytest.raises(InvalidInput, match="unknown metric"):
+        client.create_eval("sdk", "qa", ["base"], metric="bleu")
+    rec = client.create_eval("sdk", "qa", ["base", "other:1"], metric="anls", limit=2)
+    assert rec["status"] == "completed" and rec["metric"] == "anls" and rec["run"]["workflow"] == "mixtrain-eval"
+    assert "sdk" in [e["name"] for e in client.list_evals()]
+    ev_ = mixtrain.get_eval("sdk", client=client)
+    assert set(ev_.scores) == {"base_v1", "other_v1"} and ev_.scores["base_v1"]["failed"] == 2
+    df = ev_.results().to_pandas()
+    assert list(df.row_id) == [0, 1] and list(df.reference) == ["red", "blue"]
+    client.delete_eval("sdk")
+    assert "sdk" not in [e["name"] for e in client.list_evals()]
