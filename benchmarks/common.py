@@ -9,11 +9,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from mixtrain.hardware import DIST_VARS
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MIXTRAIN = str(BIN / "mixtrain")
 EXAMPLES = REPO / "src" / "mixtrain" / "examples"
-DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "NUM_NODES")
 
 
 def bench_env(home: Path) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "get_eval", "__version__"]
+__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "get_eval", "current_run", "RunContext", "__version__"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from mixtrain.workflows import flow
 
         return getattr(flow, name)
+    if name in ("current_run", "RunContext"):
+        from mixtrain.workflows import context
+
+        return getattr(context, name)
     if name in ("get_model", "get_eval"):
         from mixtrain import client
 

@@ -35,5 +35,13 @@ class WorkflowFailed(MixtrainError):
     pass
 
 
+class TrainingFailed(WorkflowFailed):
+    """The trainer process (Axolotl) exited with an error; the message carries its last lines."""
+
+
+class TrainingOutOfMemory(TrainingFailed):
+    """The trainer ran out of accelerator memory; ``fix`` lists what to change."""
+
+
 class Conflict(MixtrainError):
     """The resource is in a state that forbids the operation (e.g. deleting a workflow mid-run)."""

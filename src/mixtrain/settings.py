@@ -59,6 +59,11 @@ def load_settings() -> Settings:
     env_home = os.environ.get("MIXTRAIN_HOME")
     home = Path(env_home).expanduser() if env_home else default_home()
     home = home.resolve()
+    if home.exists() and not home.is_dir():
+        from mixtrain.errors import InvalidInput
+
+        where = "MIXTRAIN_HOME" if env_home else "the default home"
+        raise InvalidInput(f"{where} {home} is a file, not a folder", "point MIXTRAIN_HOME at a folder (it is created if missing)")
     file_values: dict[str, str] = {}
     cfg = home / "config.toml"
     if cfg.is_file():

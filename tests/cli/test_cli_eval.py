@@ -34,8 +34,10 @@ def ev(tmp_path_factory):
     cli("dataset", "create", "qa", "--file", "qa.csv", check=0)
     cli("dataset", "create", "noref", "--file", "noref.csv", check=0)
     cli("dataset", "create", "taken-results", "--file", "noref.csv", check=0)
-    cli("model", "register", "base", "--base_model", str(root / "no-such-model"), "--model_type", "llava", check=0)
-    cli("model", "register", "other", "--base_model", str(root / "no-such-model"), "--model_type", "llava", check=0)
+    (root / "fake-llava").mkdir()
+    (root / "fake-llava" / "config.json").write_text('{"model_type": "llava"}')  # config only: register reads no weights
+    cli("model", "register", "base", "--base_model", str(root / "fake-llava"), "--model_type", "llava", check=0)
+    cli("model", "register", "other", "--base_model", str(root / "fake-llava"), "--model_type", "llava", check=0)
     # Every image of qa is missing or not an image: the eval completes without loading a model.
     cli("eval", "create", "existing", "--dataset", "qa", "--models", "base,other", timeout=300, check=0)
     return cli

@@ -10,7 +10,10 @@ def registered(mix, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "rows.jsonl").write_text('{"image": "x.png"}\n')
     (tmp_path / "broken.jsonl").write_text("{not json\n")
-    mix("model", "register", "base", "--base_model", str(tmp_path / "no-such-model"), "--model_type", "llava", check=0)
+    for name, hf_type in (("fake-llava", "llava"), ("fake-blip", "blip-2")):  # config only: register reads no weights
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(f'{{"model_type": "{hf_type}"}}')
+    mix("model", "register", "base", "--base_model", str(tmp_path / "fake-llava"), "--model_type", "llava", check=0)
     return tmp_path
 
 
@@ -35,6 +38,9 @@ CASES = [
     (["model", "delete", "nope", "-y"], "model 'nope' not found"),
     (["model", "export", "base", "--merged", "{tmp}/out"], "base model without an adapter"),
     (["model", "register", "x", "--base_model", "y", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
+    (["model", "register", "x", "--base_model", "{tmp}/no-such-model", "--model_type", "llava"], "does not exist"),
+    (["model", "register", "x", "--base_model", "{tmp}/fake-blip", "--model_type", "llava"], "does not support"),
+    (["model", "register", "x", "--base_model", "someone/not-cached-model", "--model_type", "llava"], "cannot read base model"),
 ]
 
 

@@ -24,7 +24,9 @@ class Env:
         # and a single-threaded CPU run is reproducible (the learning test's accuracy does not wander).
         self.env = dict(os.environ, MIXTRAIN_HOME=str(self.home), COLUMNS="200", NO_COLOR="1", PATH=f"{BIN}:{os.environ['PATH']}",
                         OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL"):
+        from mixtrain.hardware import DIST_VARS
+
+        for key in (*DIST_VARS, "MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL"):
             self.env.pop(key, None)
 
     def mix(self, *args, env: dict | None = None, cwd=None, timeout=900, check=None):

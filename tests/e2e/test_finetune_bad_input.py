@@ -1,4 +1,8 @@
-"""Bad input to the fine-tune fails before any training: one clear error, status failed, nothing registered."""
+"""Bad input to the fine-tune fails before any training: one clear error, nothing registered.
+
+Inputs the schema can judge alone (PRE_RUN) are refused by the CLI before a run exists; the others
+(data, images, the base model) need the run and fail it before the trainer starts.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ CASES = [
     ("phi3_v needs trust", ["--dataset_name", "good-shapes", "--model_type", "phi3_v", "--base_model", "PHI3"], "runs model code downloaded from the model hub"),
     ("unreachable hub model", ["--dataset_name", "good-shapes", "--base_model", "llava-hf/llava-1.5-7b-hf"], "cannot read base model 'llava-hf/llava-1.5-7b-hf'"),
 ]
+PRE_RUN = {"bad deepspeed", "bad output name"}
 
 
 @pytest.mark.e2e
@@ -67,11 +72,18 @@ def test_bad_input_fails_before_training(e2e, bad, why, args, message, tmp_path)
     argv = ["workflow", "run", "vlm-finetune", "--output_model_name", "never-registered", *args]
     if base and "--base_model" not in args:
         argv += ["--base_model", base]
+    runs_before = e2e.json("workflow", "runs", "vlm-finetune", "-n", "1000")
     res = e2e.mix(*argv, env={"HF_HUB_OFFLINE": "1"}, check=1)
     assert message in res.stdout + res.stderr, res.stdout[-3000:] + res.stderr
     assert "Starting trainer" not in res.stdout  # failed before any training
-    run = e2e.last_run()
-    assert run["status"] == "failed" and message.split("'")[0] in (run["error"] or "") or message in (run["error"] or "")
+    runs_after = e2e.json("workflow", "runs", "vlm-finetune", "-n", "1000")
+    if why in PRE_RUN:
+        assert runs_after == runs_before, "refused before a run existed"
+    else:
+        assert len(runs_after) == len(runs_before) + 1
+        run = runs_after[0]
+        assert run["status"] == "failed", run
+        assert message in (run["error"] or ""), run["error"]
     assert all(m["name"] != "never-registered" for m in e2e.json("model", "list"))
 
 

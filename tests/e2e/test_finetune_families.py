@@ -31,6 +31,7 @@ def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_typ
                   "--base_model", tiny_models[folder], "--model_type", model_type, *TRAIN_ARGS, check=0)
     log = run.stdout
     assert "Single GPU mode - running without distributed setup" in log
+    assert "mixtrain: training process rank 0 of 1 finished" in log
     assert "FlashAttention-2 needs a CUDA GPU" in log  # use_flash_attention defaults to true; CPU falls back
     if family != model_type:
         assert f"using the {family} handling" in log

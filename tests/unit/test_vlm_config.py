@@ -21,7 +21,7 @@ import yaml
 
 from mixtrain.errors import InvalidInput
 from mixtrain.vlm import configure, families
-from mixtrain.vlm.hardware import Hardware
+from mixtrain.hardware import Hardware
 from mixtrain.vlm.spec import FinetuneSpec, parse_spec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -465,13 +465,14 @@ def test_resolve_folder_without_config_is_an_error(tmp_path):
         families.resolve("llava", str(tmp_path), lambda m: None)
 
 
-def test_resolve_unreadable_hub_id_trusts_model_type(tmp_path, monkeypatch):
+def test_resolve_unreadable_hub_id_is_refused(tmp_path, monkeypatch):
+    """One behaviour: a base model whose config cannot be read is refused, never trusted blindly."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # empty cache: nothing to read offline
-    notes: list[str] = []
-    family, config = families.resolve("qwen2_vl", "someone/not-cached-model", notes.append)
-    assert family.name == "qwen2_vl" and config is None
-    assert "could not read" in notes[0]
+    with pytest.raises(InvalidInput, match="cannot read base model 'someone/not-cached-model'"):
+        families.resolve("qwen2_vl", "someone/not-cached-model", lambda m: None)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        families.resolve("qwen2_vl", str(tmp_path / "missing-folder"), lambda m: None)
 
 
 def test_phi3_v_flags():

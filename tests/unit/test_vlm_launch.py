@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mixtrain.errors import InvalidInput, WorkflowFailed
+from mixtrain.errors import InvalidInput, MixtrainError, TrainingFailed, TrainingOutOfMemory, WorkflowFailed
 from mixtrain.vlm import launch
 from mixtrain.vlm.launch import Distributed
 
@@ -225,8 +225,9 @@ def test_success_streams_the_childs_output(tmp_path, capfd):
 
 def test_failure_raises_with_the_last_line(tmp_path, capfd):
     code = "print('loading model'); raise ValueError('dataset has no messages column')"
-    with pytest.raises(WorkflowFailed) as err:
+    with pytest.raises(TrainingFailed) as err:
         launch.run(child(code), {}, tmp_path)
+    assert not isinstance(err.value, TrainingOutOfMemory)
     assert "exited with code 1" in err.value.what
     assert err.value.what.endswith("ValueError: dataset has no messages column")
     assert "loading model" in capfd.readouterr().out  # the log still has everything
@@ -251,8 +252,10 @@ def test_out_of_memory_names_the_spec_remedies(tmp_path):
         "print('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.14 GiB')\n"
         "sys.exit(1)\n"
     )
-    with pytest.raises(WorkflowFailed) as err:
+    with pytest.raises(TrainingOutOfMemory) as err:
         launch.run(child(code), {}, tmp_path)
+    # An SDK caller catches it at whichever level it cares about.
+    assert isinstance(err.value, TrainingFailed) and isinstance(err.value, WorkflowFailed) and isinstance(err.value, MixtrainError)
     assert err.value.what == "training ran out of GPU memory"
     for remedy in ("--batch_size 1", "--deepspeed_config zero3", "--max_seq_length 1024", "--lora_r 32"):
         assert remedy in err.value.fix

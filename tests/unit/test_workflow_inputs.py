@@ -7,10 +7,11 @@ import json
 from typing import Literal, Optional
 
 import pytest
+from pydantic import BaseModel, Field
 
 from mixtrain import MixFlow, mixparam
 from mixtrain.errors import InvalidInput
-from mixtrain.workflows import cliargs
+from mixtrain.cli import run_options as cliargs
 from mixtrain.workflows.runner import validate_inputs
 from mixtrain.workflows.spec import coerce, extract
 from mixtrain.workflows.worker import call_flow
@@ -74,7 +75,8 @@ def test_attribute_spec():
     assert ATTR["doc"].splitlines()[0] == "Attribute style."
     assert ATTR["resources"] == {"gpu": "a100", "memory": None, "timeout": 60, "cpu": None}
     assert s["dataset_name"] == {"name": "dataset_name", "type": "str", "required": True, "default": None,
-                                 "description": "Name of mixtrain dataset", "choices": None, "style": "attribute"}
+                                 "description": "Name of mixtrain dataset", "choices": None, "style": "attribute",
+                                 "ge": None, "gt": None, "le": None, "lt": None}
     assert (s["num_epochs"]["type"], s["num_epochs"]["default"], s["num_epochs"]["required"]) == ("int", 3, False)
     assert (s["learning_rate"]["type"], s["use_flash_attention"]["type"]) == ("float", "bool")
     assert s["model_type"]["choices"] == ["llava", "qwen2_vl", "phi3_v"]
@@ -104,15 +106,17 @@ def test_signature_spec():
         (["--name=a=b"], {"name": "a=b"}),
         (["--n", "-3"], {"n": "-3"}),  # a negative number is a value, not a flag
         (["--ratio", "-0.5"], {"ratio": "-0.5"}),
-        (["--flag"], {"flag": True}),
-        (["--flag", "--n", "1"], {"flag": True, "n": "1"}),
+        (["--flag"], {"flag": "true"}),
+        (["--flag", "--n", "1"], {"flag": "true", "n": "1"}),
         (["--flag", "false"], {"flag": "false"}),
         (["--flag", "No"], {"flag": "No"}),
         (["--flag", "1"], {"flag": "1"}),
         (["--flag=off"], {"flag": "off"}),
-        (["--no-flag"], {"flag": False}),
-        (["--no_flag"], {"flag": False}),
-        (["--flag", "--no-flag"], {"flag": False}),  # the last one wins
+        (["--no-flag"], {"flag": "false"}),
+        (["--no_flag"], {"flag": "false"}),
+        (["--flag", "--no-flag"], {"flag": "false"}),  # the last one wins
+        (["--no-flag", "--flag"], {"flag": "true"}),
+        (["--n", "1", "--n", "2"], {"n": "2"}),
     ],
 )
 def test_parse_forms(argv, expected):
@@ -250,3 +254,84 @@ def test_call_flow_hands_over_typed_values_and_enum_members():
     assert out["color"] is Color.RED and out["n"] == 2 and out["setup"]["name"] == "x"
     out = call_flow(AttrFlow, ATTR, validate_inputs(ATTR, {"dataset_name": "d", "level": 2}))
     assert out == {"dataset_name": "d", "num_epochs": 3, "color": Color.RED, "level": Level.HIGH, "use_flash_attention": True}
+
+
+# -- bounds and a pydantic model as the one source of inputs ---------------------------------------------
+class BoundFlow(MixFlow):
+    batch: int = mixparam(default=2, description="Batch", ge=1, le=64)
+    frac: float = mixparam(default=0.0, description="Fraction", ge=0, lt=0.5)
+
+    def run(self):
+        return self.batch
+
+
+def test_mixparam_bounds_are_in_the_spec_and_checked():
+    s = by_name(extract(BoundFlow))
+    assert (s["batch"]["ge"], s["batch"]["le"], s["frac"]["lt"]) == (1, 64, 0.5)
+    spec = extract(BoundFlow)
+    assert validate_inputs(spec, {"batch": "64", "frac": "0.25"}, from_text=True) == {"batch": 64, "frac": 0.25}
+    for given, fragment in [({"batch": "0"}, "--batch: 0 is out of range — use a value ≥ 1, ≤ 64"),
+                            ({"frac": "0.5"}, "--frac: 0.5 is out of range — use a value ≥ 0, < 0.5")]:
+        with pytest.raises(InvalidInput) as err:
+            validate_inputs(spec, given, from_text=True)
+        assert str(err.value) == fragment
+    with pytest.raises(TypeError, match="minimum"):
+        mixparam(default=1, minimum=0)
+
+
+def test_finetune_inputs_come_from_the_one_schema():
+    """The fine-tune workflow declares run(self, params: FinetuneSpec): every field is an input, with
+    its description, choices and bounds, and nothing is declared a second time."""
+    from pathlib import Path
+
+    from mixtrain.vlm.spec import FinetuneSpec
+    from mixtrain.workflows.loader import find_flow, load_module
+
+    example = Path(__file__).resolve().parents[2] / "src/mixtrain/examples/axolotl_vlm_finetune.py"
+    spec = extract(find_flow(load_module(example)))
+    s = by_name(spec)
+    assert list(s) == list(FinetuneSpec.model_fields)
+    assert spec["schema"] == "mixtrain.vlm.spec:FinetuneSpec"
+    assert all(i["style"] == "model" and i["description"] for i in spec["inputs"])
+    assert s["batch_size"]["ge"] == 1 and s["lora_dropout"]["lt"] == 1
+    assert s["deepspeed_config"]["choices"] == ["", "zero2", "zero3"] and s["on_bad_image"]["choices"] == ["fail", "skip"]
+    assert s["dataset_name"]["required"] and s["num_epochs"]["default"] == 3
+    assert "mixparam" not in example.read_text() and "Field(" not in example.read_text()
+    json.dumps(spec)
+
+
+def test_schema_validation_runs_before_a_run_exists():
+    """The CLI process runs the model's own validators (normalisation included) on the inputs."""
+    from mixtrain.workflows.loader import find_flow, load_module
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "src/mixtrain/examples/axolotl_vlm_finetune.py"
+    spec = extract(find_flow(load_module(example)))
+    req = {"dataset_name": "d", "output_model_name": "m"}
+    full = validate_inputs(spec, {**req, "deepspeed_config": " ZeRO3 ", "num_epochs": "5", "use_flash_attention": "no"}, from_text=True)
+    assert (full["deepspeed_config"], full["num_epochs"], full["use_flash_attention"]) == ("zero3", 5, False)
+    for bad, fragment in [({"batch_size": "0"}, "--batch_size: Input should be greater than or equal to 1"),
+                          ({"output_model_name": "Bad Name"}, "--output_model_name"),
+                          ({"deepspeed_config": "zero1"}, "zero2, zero3")]:
+        with pytest.raises(InvalidInput) as err:
+            validate_inputs(spec, {**req, **bad}, from_text=True)
+        assert fragment in str(err.value)
+
+
+class Params(BaseModel):
+    n: int = Field(2, ge=1, description="N")
+    name: str = Field(description="Name")
+
+
+class ModelFlow(MixFlow):
+    def run(self, params: Params):
+        return {"params": params, "ctx": self.run_context}
+
+
+def test_a_model_declared_workflow_gets_the_validated_instance():
+    spec = extract(ModelFlow)
+    assert [i["name"] for i in spec["inputs"]] == ["n", "name"] and spec["inputs"][0]["ge"] == 1
+    out = call_flow(ModelFlow, spec, validate_inputs(spec, {"name": "x", "n": "3"}, from_text=True))
+    assert isinstance(out["params"], Params) and out["params"].n == 3 and out["ctx"] is None
+    with pytest.raises(InvalidInput, match="--n"):
+        call_flow(ModelFlow, spec, {"name": "x", "n": 0})

@@ -23,6 +23,7 @@ app.add_typer(workflow.app, name="workflow")
 app.add_typer(model.app, name="model")
 app.add_typer(secret.app, name="secret")
 app.add_typer(eval.app, name="eval")
+app.command("doctor")(__import__("mixtrain.cli.doctor", fromlist=["doctor"]).doctor)
 
 
 def _version(value: bool):

@@ -226,10 +226,14 @@ def register(
     base_model: str = typer.Option(..., "--base_model", "--base-model", help="Local model folder or hub id."),
     model_type: str = typer.Option("llava", "--model_type", "--model-type", help="llava, llava_next, qwen2_vl."),
 ):
-    """Register a base model (no adapter) so it can be queried like a fine-tuned one."""
-    from mixtrain.vlm.families import get_family
+    """Register a base model (no adapter) so it can be queried like a fine-tuned one.
 
-    family = get_family(model_type)
+    The family comes from the model's own config.json, as in the fine-tune (``--model_type`` is corrected
+    when it disagrees); a folder that does not exist or a model whose config cannot be read is refused.
+    """
+    from mixtrain.vlm.families import resolve
+
+    family, _ = resolve(model_type, base_model, lambda msg: console.print(msg))
     if Path(base_model).expanduser().is_dir():
         base_model = str(Path(base_model).expanduser().resolve())
     m = client().models.register_base(name, base_model, family.name)

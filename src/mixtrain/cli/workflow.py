@@ -136,7 +136,8 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
 )
 def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name.")):
     """Run a workflow: mixtrain workflow run NAME --input value ... (NAME --help lists the inputs)."""
-    from mixtrain.workflows import cliargs, runner
+    from mixtrain.cli import run_options
+    from mixtrain.workflows import runner
 
     args = list(ctx.args)
     if name in (None, "-h", "--help"):
@@ -144,7 +145,7 @@ def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name
         return
     c = client()
     version = c.workflows.latest_version(name)
-    parsed = cliargs.parse(args, version["spec"])
+    parsed = run_options.parse(args, version["spec"])
     if parsed.help:
         _print_run_help(name, version["spec"])
         return
@@ -189,10 +190,13 @@ def _example_value(inp: dict) -> str:
 def _inputs_table(inputs: list[dict]):
     from rich.table import Table
 
+    from mixtrain.workflows.spec import bounds_text
+
     t = Table("input", "required / default", "type", "description", title="Inputs", title_justify="left")
     for i in inputs:
         req = "[bold]required[/]" if i["required"] else repr(i["default"]) if i["default"] != "" else "''"
-        typ = i["type"] + (f" ({'|'.join(map(str, i['choices']))})" if i.get("choices") else "")
+        typ = i["type"] + (f" ({'|'.join(str(c) if c != '' else repr(c) for c in i['choices'])})" if i.get("choices") else "")
+        typ += f" ({bounds_text(i)})" if bounds_text(i) else ""
         t.add_row("--" + i["name"], req, typ, i.get("description") or "")
     return t
 

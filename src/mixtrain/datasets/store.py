@@ -7,14 +7,17 @@ with the table as a property. The metadata DB keeps where each dataset came from
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import delete, insert, select, update
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
-from mixtrain.metadata.db import get_engine, now
+from mixtrain.faults import StorageError, guard, is_disk_full
+from mixtrain.metadata.db import _translate_error, check_not_lost, get_engine, mark_in_use, now, read_only_dir, sqlite_fault, sqlite_read_only_url
 from mixtrain.metadata.schema import datasets
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -34,24 +37,81 @@ class DatasetStore:
     def catalog(self):
         if self._catalog is None:
             from pyiceberg.catalog.sql import SqlCatalog
+            from sqlalchemy import event
 
-            if self.settings.catalog_url.startswith("sqlite"):
-                Path(self.settings.catalog_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
-            if self.settings.warehouse.startswith("file://"):
-                Path(self.settings.warehouse[len("file://"):]).mkdir(parents=True, exist_ok=True)
-            self._catalog = SqlCatalog("mixtrain", uri=self.settings.catalog_url, warehouse=self.settings.warehouse)
+            db_file = self._catalog_file()
+            if db_file is not None:
+                self._check_catalog_file(db_file)
+            wh = self.warehouse_dir()
             try:
-                self._catalog.create_namespace_if_not_exists(NAMESPACE)
-            except Exception:  # a concurrent creator won the race
-                pass
+                if db_file is not None and not db_file.parent.is_dir():
+                    db_file.parent.mkdir(parents=True, exist_ok=True)
+                if wh is not None and not wh.is_dir():
+                    wh.mkdir(parents=True, exist_ok=True)
+                uri = self.settings.catalog_url
+                if db_file is not None and read_only_dir(db_file):
+                    uri = sqlite_read_only_url(db_file)  # a read-only home: reads work, writes say so
+                catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
+                event.listen(catalog.engine, "handle_error", _translate_error)
+                try:
+                    catalog.create_namespace_if_not_exists(NAMESPACE)
+                except Exception as exc:  # a concurrent creator won the race (anything else shows on first use)
+                    if sqlite_fault(exc, str(db_file)) is not None or isinstance(exc, MixtrainError):
+                        raise
+            except MixtrainError:
+                raise
+            except Exception as exc:
+                fault = sqlite_fault(exc, str(db_file) if db_file else None)
+                if fault is not None:
+                    raise fault from None
+                if isinstance(exc, OSError):
+                    raise StorageError.from_os_error(exc, db_file or wh, "the dataset catalog") from None
+                raise
+            if db_file is not None:
+                mark_in_use(db_file)
+            self._catalog = catalog
         return self._catalog
+
+    def _catalog_file(self) -> Path | None:
+        url = self.settings.catalog_url
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                return Path(path)
+        return None
+
+    def warehouse_dir(self) -> Path | None:
+        """The local warehouse folder (None for object storage)."""
+        wh = self.settings.warehouse
+        return Path(wh[len("file://"):]) if wh.startswith("file://") else None
+
+    def _check_catalog_file(self, db_file: Path) -> None:
+        """A lost, emptied or corrupt catalog must never look like a fresh install with no datasets."""
+        check_not_lost(db_file, "dataset catalog")
+        has_tables = None
+        if db_file.exists() and db_file.stat().st_size > 0:
+            has_tables = catalog_has_table_list(db_file)
+        if not has_tables:  # no catalog yet: the warehouse must not hold tables (state from before)
+            stray = committed_tables(self.warehouse_dir())
+            if stray:
+                raise MixtrainError(
+                    f"the dataset catalog {db_file} is {'empty' if has_tables is False else 'missing'}, but the warehouse "
+                    f"holds {len(stray)} table(s) ({', '.join(sorted(stray)[:3])}): their datasets would vanish",
+                    f"restore {db_file.name} from a backup, or re-register each table with `mixtrain dataset create NAME "
+                    "--iceberg METADATA_JSON`; `mixtrain doctor` lists them",
+                )
 
     def _ident(self, name: str) -> tuple[str, str]:
         return (NAMESPACE, check_name(name, "dataset"))
 
     # -- create / append -------------------------------------------------------------------------
     def create(self, name: str, file: str | Path, description: str = "", progress: Callable[[int], None] | None = None):
-        from pyiceberg.exceptions import TableAlreadyExistsError
+        """Create and fill a table in one catalog commit.
+
+        The table's files go to a folder of this attempt's own (``<name>.<random>``): a failed, losing or
+        interrupted create removes exactly its own files and can never touch a concurrent winner's.
+        """
+        from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 
         from mixtrain.datasets.files import read_table
 
@@ -59,15 +119,28 @@ class DatasetStore:
         if self.catalog.table_exists(ident):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name, or `mixtrain dataset append`")
         data = read_table(file, progress)
+        location = f"{self.settings.warehouse.rstrip('/')}/{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"
+        committed = False
         try:
-            txn = self.catalog.create_table_transaction(
-                ident, schema=data.schema, properties={DESCRIPTION: description}
-            )
-            txn.append(data)
-            txn.commit_transaction()
-        except TableAlreadyExistsError as exc:
-            raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from exc
-        self._record(name, description, str(Path(file).resolve()))
+            with _storage(self.warehouse_dir(), f"dataset {name!r}", data.nbytes):
+                try:
+                    txn = self.catalog.create_table_transaction(ident, schema=data.schema, location=location, properties={DESCRIPTION: description})
+                    txn.append(data)
+                    txn.commit_transaction()
+                except (TableAlreadyExistsError, CommitFailedException) as exc:
+                    if isinstance(exc, TableAlreadyExistsError) or self.catalog.table_exists(ident):
+                        raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from None
+                    raise
+                committed = True
+                self._record(name, description, str(Path(file).resolve()))
+        except BaseException:
+            if committed:  # the catalog has it but the rest failed: undo, so a failed create leaves nothing
+                try:
+                    self.catalog.drop_table(ident)
+                except Exception:
+                    pass
+            _remove_location(location)
+            raise
         return self.get(name)
 
     def create_from_arrow(self, name: str, data, description: str = "", source: str = ""):
@@ -116,20 +189,48 @@ class DatasetStore:
         _check_compatible(target, data.schema, name)
         try:  # same columns in any order; types must convert losslessly
             data = data.select(target.names).cast(target)
-        except (ValueError, TypeError, ArithmeticError) as exc:  # pyarrow's errors derive from these
+        except (ValueError, TypeError, ArithmeticError, NotImplementedError) as exc:  # pyarrow's errors derive from these
+            # (NotImplementedError: e.g. a nested struct/list value offered for a scalar column)
             raise InvalidInput(
                 f"file column types do not match dataset {name!r}: {str(exc).splitlines()[0]}",
                 "append a file whose columns hold the same kinds of values",
             ) from None
-        for attempt in range(COMMIT_RETRIES):
+        location = table.location()
+        with self._write_lock(name), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
+            before = _local_files(location)
             try:
-                table.append(data)
-                self._add_source(name, str(Path(file).resolve()))
-                return table
-            except CommitFailedException:
-                time.sleep(0.05 * (attempt + 1))
-                table = self.get(name)
-        raise MixtrainError(f"could not append to {name!r}: too many concurrent writers", "try again")
+                for attempt in range(COMMIT_RETRIES):
+                    try:
+                        table.append(data)
+                        break
+                    except CommitFailedException:
+                        time.sleep(0.05 * (attempt + 1))
+                        table = self.get(name)
+                else:
+                    raise MixtrainError(f"could not append to {name!r}: too many concurrent writers", "try again")
+            except BaseException:
+                # What this append wrote and no snapshot references (other mixtrain writers wait on the lock).
+                _remove_unreferenced(self.get(name), _local_files(location) - before)
+                raise
+        self._add_source(name, str(Path(file).resolve()))
+        return table
+
+    def _write_lock(self, name: str):
+        """Serialise this machine's appends to one table, so a failed append can tell its own files apart."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def lock():
+            d = self.settings.home / "locks"
+            with guard(d, "a lock file"):
+                d.mkdir(parents=True, exist_ok=True)
+                fh = open(d / f"dataset-{name}.lock", "a")
+            with fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                yield
+
+        return lock()
 
     def _record(self, name: str, description: str, source: str) -> None:
         with self.engine.begin() as conn:
@@ -195,9 +296,13 @@ class DatasetStore:
         from pyiceberg.exceptions import NoSuchTableError
 
         try:
+            location = self.catalog.load_table(self._ident(name)).location()
             self.catalog.purge_table(self._ident(name))
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
+        wh = self.warehouse_dir()
+        if wh is not None and location.startswith(self.settings.warehouse.rstrip("/") + "/"):
+            _remove_location(location)  # purge deletes the files it knows; this also takes orphans and folders
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
 
@@ -208,3 +313,96 @@ def _check_compatible(current, new, name: str) -> None:
     if missing or extra:
         detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if p)
         raise InvalidInput(f"file columns do not match dataset {name!r}: {detail}", "append a file with the same columns")
+
+
+# -- faults: staged writes, orphans, a lost catalog ---------------------------------------------------
+
+
+class _storage:
+    """Full disk / I/O failures while writing to the warehouse or catalog → one StorageError line."""
+
+    def __init__(self, where: Path | None, what: str, needed: int | None = None):
+        self.where, self.what, self.needed = where, what, needed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if exc is None or isinstance(exc, MixtrainError) or not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, OSError):
+            raise StorageError.from_os_error(exc, self.where or "the warehouse", self.what, self.needed) from None
+        if is_disk_full(exc):
+            raise StorageError.from_os_error(OSError(28, "No space left on device"), self.where or "the warehouse", self.what, self.needed) from None
+        fault = sqlite_fault(exc, None)
+        if fault is not None:
+            raise fault from None
+        return False
+
+
+def _local_path(location: str) -> Path | None:
+    return Path(location[len("file://"):]) if location.startswith("file://") else (Path(location) if location.startswith("/") else None)
+
+
+def _local_files(location: str) -> set[str]:
+    root = _local_path(location)
+    if root is None or not root.exists():
+        return set()
+    return {str(p) for p in root.rglob("*") if p.is_file()}
+
+
+def _remove_location(location: str) -> None:
+    root = _local_path(location)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def referenced_files(table) -> set[str]:
+    """Every file the table's metadata reaches: metadata files, manifest lists, manifests, data files."""
+    io = table.io
+    meta = table.metadata
+    out = {table.metadata_location, *(log.metadata_file for log in meta.metadata_log)}
+    for snap in meta.snapshots:
+        out.add(snap.manifest_list)
+        for manifest in snap.manifests(io):
+            out.add(manifest.manifest_path)
+            for entry in manifest.fetch_manifest_entry(io, discard_deleted=False):
+                out.add(entry.data_file.file_path)
+    for stats in meta.statistics or []:
+        out.add(stats.statistics_path)
+    return {str(_local_path(p) or p) for p in out}
+
+
+def _remove_unreferenced(table, candidates: set[str]) -> None:
+    keep = referenced_files(table)
+    for path in candidates - keep:
+        try:
+            Path(path).unlink()
+        except OSError:
+            pass
+
+
+def catalog_has_table_list(db_file: Path) -> bool:
+    """Whether the SQLite file holds the Iceberg catalog's tables; a one-line error if it is not a database."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=30)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise MixtrainError(
+            f"the dataset catalog {db_file} is corrupt ({exc})",
+            "restore it from a backup; `mixtrain doctor` checks the whole home",
+        ) from None
+    return "iceberg_tables" in names
+
+
+def committed_tables(warehouse: Path | None) -> list[str]:
+    """Table folders in the local warehouse that hold table metadata (a committed table's mark)."""
+    ns = warehouse / NAMESPACE if warehouse is not None else None
+    if ns is None or not ns.is_dir():
+        return []
+    return [d.name for d in ns.iterdir() if d.is_dir() and any((d / "metadata").glob("*.metadata.json"))]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import os
 import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
 from mixtrain.errors import MixtrainError
+from mixtrain.faults import StorageError, free_bytes, guard, human
 
 HEAD = "0002"
 _engines: dict[str, Engine] = {}
@@ -38,24 +40,114 @@ def get_engine(url: str) -> Engine:
     with _lock:
         if url in _engines:
             return _engines[url]
+        db_file = None
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
+                db_file = Path(path)
+                check_not_lost(db_file, "metadata database")
+                with guard(db_file.parent, "the mixtrain home"):
+                    db_file.parent.mkdir(parents=True, exist_ok=True)
+            if db_file is not None and read_only_dir(db_file):
+                engine = create_engine(sqlite_read_only_url(db_file))  # reads work; writes say "read-only"
+            else:
+                engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "handle_error", _translate_error)
         try:
             _migrate_if_needed(engine)
+        except MixtrainError:
+            raise
         except Exception as exc:  # connection refused, bad URL, permissions
+            fault = sqlite_fault(exc, str(db_file)) if db_file is not None else None
+            if fault is not None:
+                raise fault from None
             raise MixtrainError(
                 f"cannot open the metadata database {engine.url.render_as_string(hide_password=True)}: "
                 f"{str(exc).splitlines()[0]}",
                 "check MIXTRAIN_DATABASE_URL (see `mixtrain config`)",
             ) from exc
+        if db_file is not None:
+            mark_in_use(db_file)
         _engines[url] = engine
         return engine
+
+
+# -- faults: a full disk, a corrupt or lost SQLite file, a read-only home --------------------------------
+
+
+def read_only_dir(db_file: Path) -> bool:
+    """A home on a read-only mount (or without write permission) whose database already exists."""
+    return db_file.exists() and not os.access(db_file.parent, os.W_OK)
+
+
+def sqlite_read_only_url(db_file: Path) -> str:
+    """Open a WAL database where its -shm file cannot be created: read-only, and immutable when no
+    WAL is pending (a clean shutdown checkpoints it away), since SQLite cannot coordinate locks there."""
+    wal = db_file.with_name(db_file.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    return f"sqlite:///file:{db_file}?mode=ro&uri=true" + ("" if pending else "&immutable=1")
+
+
+def marker(db_file: Path) -> Path:
+    """Written beside a SQLite store once it holds its schema: proof that state existed here."""
+    return db_file.with_name(db_file.name + ".initialized")
+
+
+def mark_in_use(db_file: Path) -> None:
+    m = marker(db_file)
+    if not m.exists():
+        try:
+            m.write_text("mixtrain state lives beside this file; if the database is lost, restore it rather than start afresh\n")
+        except OSError:  # a read-only home: reads still work
+            pass
+
+
+def check_not_lost(db_file: Path, what: str) -> None:
+    """Refuse to silently start afresh where a store existed: a lost file must not look like a new install."""
+    if not marker(db_file).exists():
+        return
+    try:
+        size = db_file.stat().st_size
+    except FileNotFoundError:
+        state = "missing"
+    else:
+        if size > 0:
+            return
+        state = "empty (0 bytes)"
+    raise MixtrainError(
+        f"the {what} {db_file} is {state}, but this home was in use ({marker(db_file).name} exists): its records would be lost",
+        f"restore {db_file.name} from a backup (`mixtrain doctor` checks the home); to really start afresh, move the home away",
+    )
+
+
+def _translate_error(ctx) -> None:
+    """SQLite's storage faults become one line naming the file (SQLAlchemy raises what this raises)."""
+    err = sqlite_fault(ctx.original_exception, ctx.engine.url.database if ctx.engine is not None else None)
+    if err is not None:
+        raise err from None
+
+
+def sqlite_fault(exc: BaseException, db: str | None) -> MixtrainError | None:
+    text = str(exc).lower()
+    where = (db or "the database").removeprefix("file:")
+    if "database or disk is full" in text or "no space left" in text:
+        return StorageError(
+            f"disk full writing the database {where} ({human(free_bytes(where))} free)",
+            "free space on that disk and try again; nothing was changed",
+        )
+    if "file is not a database" in text or "malformed" in text:
+        return MixtrainError(
+            f"the database {where} is corrupt ({str(exc).splitlines()[0]})",
+            "restore it from a backup; `mixtrain doctor` checks the whole home",
+        )
+    if "readonly database" in text or "read-only" in text or "attempt to write" in text:
+        return StorageError(f"cannot write to {where}: it is read-only", "reads work; writes need a writable mixtrain home")
+    if "disk i/o error" in text:
+        return StorageError(f"disk I/O error on the database {where}", "check the disk (full, removed or failing) and try again")
+    return None
 
 
 def _current_revision(engine: Engine) -> str | None:

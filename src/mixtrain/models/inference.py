@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
+from mixtrain.hardware import detect
 from mixtrain.models.generate import Generation, generate_batch, image_prompt
 
 GENERATION_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "do_sample": None}
@@ -66,9 +67,9 @@ class LoadedModel:
             merged_dir = Path(self.info["base_model"])
         elif merged_dir is None and not (adapter / "adapter_config.json").is_file():
             raise InvalidInput(f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}", "re-run the fine-tune")
-        if torch.cuda.is_available():
-            self.device = "cuda"
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        hw = detect()
+        if hw.cuda:
+            self.device, self.dtype = "cuda", (torch.bfloat16 if hw.bf16 else torch.float16)
         else:
             self.device, self.dtype = "cpu", torch.float32
         processor_src = merged_dir or (adapter if (adapter / "processor_config.json").is_file() or (adapter / "preprocessor_config.json").is_file() else self.info["base_model"])

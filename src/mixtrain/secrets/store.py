@@ -9,34 +9,98 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
+from mixtrain.faults import guard
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.metadata.schema import secrets
 from mixtrain.names import check_secret_name
 from mixtrain.settings import Settings
 
 
-def _load_key(path: Path) -> bytes:
-    if path.exists():
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _load_key(path: Path, stored_count=lambda: 0) -> bytes:
+    """Read the key, or create it atomically on first use.
+
+    Created as a complete temp file that is then hard-linked into place: a concurrent first user
+    either wins the link or reads the winner's complete key, never an empty file. A missing key while
+    secrets are stored is refused: a fresh key would silently make every stored secret unreadable.
+    """
+    key = _read_key(path)
+    if key is not None:
+        return key
+    stored = stored_count()
+    if stored:
+        raise MixtrainError(
+            f"the secret key file {path} is missing but {stored} secret(s) are stored with it",
+            "restore the file from a backup; or delete the secrets (`mixtrain secret delete NAME`) and set them again",
+        )
     key = Fernet.generate_key()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+    with guard(path, "the secret key"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets_token()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another process created it first: use theirs
+                return _read_key(path) or key
+        finally:
+            tmp.unlink(missing_ok=True)
     return key
+
+
+def secrets_token() -> str:
+    import secrets as _secrets
+
+    return _secrets.token_hex(4)
+
+
+def _read_key(path: Path) -> bytes | None:
+    """The key in ``path``; None when there is no file; a one-line error when it is unusable."""
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise MixtrainError(f"the secret key file {path} is a directory", "move it away; mixtrain keeps its key in that file") from None
+    except OSError as exc:
+        raise MixtrainError(
+            f"cannot read the secret key file {path}: {exc.strerror}",
+            "give the user running mixtrain read access to it (it should be mode 0600, owned by that user)",
+        ) from None
+    try:
+        Fernet(data)
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
+        what = "is empty" if not data else "does not hold a valid key (corrupt or replaced)"
+        raise MixtrainError(
+            f"the secret key file {path} {what}",
+            "restore it from a backup; without it the stored secrets cannot be decrypted (`mixtrain doctor` explains the options)",
+        ) from None
+    return data
 
 
 class SecretStore:
     def __init__(self, settings: Settings):
         self.engine = get_engine(settings.database_url)
-        self.fernet = Fernet(_load_key(settings.secret_key_file))
+        self.key_file = settings.secret_key_file
+        self._fernet: Fernet | None = None
+
+    @property
+    def fernet(self) -> Fernet:
+        """Loaded on first use: list and delete work even when the key file is lost or broken."""
+        if self._fernet is None:
+            self._fernet = Fernet(_load_key(self.key_file, self._count))
+        return self._fernet
+
+    def _count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count(secrets.c.id))).scalar() or 0
 
     def set(self, name: str, value: str, *, update_existing: bool = False) -> bool:
         """Store a secret; returns True when it replaced an existing one."""

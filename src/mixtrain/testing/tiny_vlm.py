@@ -83,27 +83,14 @@ _DEFAULT_IMAGE_SIZE = {"llava": 64, "llava_next": 64, "qwen2_vl": 112, "qwen2_5_
 _CLIP_PATCH = 16
 _QWEN_PATCH, _QWEN_MERGE = 14, 2
 
-# LLaVA-1.5's own template, except that the assistant turn ends with the EOS token: with the stock
-# template (and Axolotl's built-in `llava`) the answer is never followed by EOS, so a fine-tuned model
-# never learns to stop. `{% generation %}` marks the trained span for return_assistant_tokens_mask.
-LLAVA_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
-    "{% if message['content'] is string %}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + ' ' }}{% endif %}"
-    "{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
-    "{% if message['role'] == 'assistant' %}{% generation %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
-    "{{ eos_token }}{% endgeneration %}"
-    "{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' ' }}{% endfor %}"
-    "{% endif %}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
+# LLaVA models get the platform's own LLaVA template (the one the fine-tune trains with): LLaVA-1.5's
+# format with EOS closing the assistant turn. One file, read here rather than copied.
+LLAVA_TEMPLATE_FILE = Path(__file__).resolve().parents[1] / "vlm" / "templates" / "llava.jinja"
+
+
+def llava_chat_template() -> str:
+    return LLAVA_TEMPLATE_FILE.read_text()
+
 
 # Qwen2-VL-Instruct's template (Qwen2.5-VL uses the same one). Turns end with <|im_end|>, the EOS.
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -151,32 +138,6 @@ def corpus() -> list[str]:
                     line.format(colour=colour, shape=shape, Colour=colour.capitalize(), Shape=shape.capitalize())
                 )
     return lines
-
-
-def draw_shape(colour: str, shape: str, size: int = 64, *, background: str | None = None, jitter: int = 0):
-    """A PIL image of one filled `shape` in `colour` (names from COLOURS / SHAPES).
-
-    `jitter` (pixels) shifts the shape deterministically so that images of one class differ.
-    """
-    from PIL import Image, ImageDraw
-
-    if colour not in COLOUR_RGB:
-        raise ValueError(f"unknown colour {colour!r}; expected one of {', '.join(COLOURS)}")
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
-    bg = background or ("black" if colour == "white" else "white")
-    img = Image.new("RGB", (size, size), COLOUR_RGB[bg])
-    draw = ImageDraw.Draw(img)
-    m = size // 5
-    dx = dy = jitter % (m + 1) - m // 2 if jitter else 0
-    box = (m + dx, m + dy, size - m + dx, size - m + dy)
-    if shape == "circle":
-        draw.ellipse(box, fill=COLOUR_RGB[colour])
-    elif shape == "square":
-        draw.rectangle(box, fill=COLOUR_RGB[colour])
-    else:
-        draw.polygon([((box[0] + box[2]) // 2, box[1]), (box[0], box[3]), (box[2], box[3])], fill=COLOUR_RGB[colour])
-    return img
 
 
 def _resolve_sizes(family: str, overrides: dict[str, Any]) -> dict[str, int]:
@@ -304,7 +265,7 @@ def _build_processor(family: str, tokenizer, sizes: dict[str, int]):
             patch_size=_CLIP_PATCH,
             vision_feature_select_strategy="default",
             num_additional_image_tokens=1,  # CLIP's CLS token (dropped by the "default" strategy)
-            chat_template=LLAVA_CHAT_TEMPLATE,
+            chat_template=llava_chat_template(),
             image_token="<image>",
         )
 

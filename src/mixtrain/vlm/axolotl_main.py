@@ -107,7 +107,10 @@ def main(argv: list[str]) -> int:
     from axolotl.cli.args import TrainerCliArgs
     from axolotl.cli.train import do_train
 
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
     do_train(cfg, TrainerCliArgs())
+    # One line per training process: the log shows which ranks trained to the end.
+    print(f"mixtrain: training process rank {rank} of {world} finished", flush=True)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not cfg.get("use_wandb"):
         # The adapter is saved and nothing is left to flush: skip the ~2 s interpreter teardown of
         # torch/transformers/axolotl (W&B and distributed runs keep their atexit hooks).

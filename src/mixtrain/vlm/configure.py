@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from mixtrain.vlm.families import Family
-from mixtrain.vlm.hardware import Hardware
+from mixtrain.hardware import Hardware
 from mixtrain.vlm.spec import FinetuneSpec
 
 TEMPLATES = Path(__file__).parent / "templates"

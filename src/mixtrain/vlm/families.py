@@ -107,13 +107,21 @@ def read_base_config(base_model: str) -> dict | None:
         return None
 
 
-def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print) -> tuple[Family, dict | None]:
-    """Pick the family: the user's ``model_type``, corrected by the base model's own config when they differ."""
+def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print) -> tuple[Family, dict]:
+    """Pick the family: the user's ``model_type``, corrected by the base model's own config when they differ.
+
+    A base model whose config cannot be read is refused (one behaviour for the fine-tune and
+    ``model register``): guessing the family from ``model_type`` alone fails later, after the GPU is booked.
+    """
     family = get_family(model_type)
+    if base_model.startswith(("/", "./", "../", "~")) and not Path(base_model).expanduser().is_dir():
+        raise InvalidInput(f"base model folder {base_model!r} does not exist", "pass an existing local model folder or a hub id")
     config = read_base_config(base_model)
     if config is None:
-        log(f"note: could not read {base_model}'s config.json; trusting model_type={family.name}")
-        return family, None
+        raise InvalidInput(
+            f"cannot read base model {base_model!r}: not a local folder, and its config is not in the Hugging Face cache or reachable on the hub",
+            "download it first (`huggingface-cli download MODEL`) or pass a local model folder",
+        )
     hf_type = config.get("model_type", "")
     detected = family_for_hf_type(hf_type)
     if detected is None:

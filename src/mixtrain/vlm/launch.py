@@ -20,9 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixtrain.errors import InvalidInput, WorkflowFailed
+from mixtrain.errors import InvalidInput, TrainingFailed, TrainingOutOfMemory
+from mixtrain.hardware import DIST_VARS
 
-DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "NUM_NODES", "GROUP_RANK", "ROLE_RANK")
+__all__ = ["DIST_VARS"]  # one list for the whole project, re-exported for launch's callers
+
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUBLAS_STATUS_ALLOC_FAILED")
 OOM_REMEDIES = "try, one at a time: --batch_size 1, --deepspeed_config zero3, --max_seq_length 1024, --lora_r 32"
 
@@ -132,6 +134,6 @@ def run(cmd: list[str], env: dict, cwd: Path, log=print) -> None:
         return
     text = "\n".join(tail)
     if any(m in text for m in OOM_MARKERS):
-        raise WorkflowFailed("training ran out of GPU memory", OOM_REMEDIES)
+        raise TrainingOutOfMemory("training ran out of GPU memory", OOM_REMEDIES)
     last = next((line for line in reversed(tail) if line.strip() and not line.startswith(("  ", "\t", "[rank"))), None) or (tail[-1] if tail else "")
-    raise WorkflowFailed(f"Axolotl training exited with code {code}: {last.strip()[:500]}", "see the run log above for the full trainer output")
+    raise TrainingFailed(f"Axolotl training exited with code {code}: {last.strip()[:500]}", "see the run log above for the full trainer output")

@@ -8,53 +8,63 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.vlm import configure, families, launch, register
 from mixtrain.vlm.prepare import prepare
-from mixtrain.vlm.spec import parse_spec
+from mixtrain.vlm.spec import FinetuneSpec
+from mixtrain.workflows.context import RunContext, current_run
 
 
 def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def finetune(**params) -> dict:
+@dataclass
+class FinetuneResult:
+    """What a fine-tune run returns (its recorded output): one shape for a dry run, a worker node and a registration."""
+
+    dataset_snapshot_id: int | None
+    rows: int
+    config: str
+    output_dir: str | None = None
+    model: str | None = None
+    version: int | None = None
+    train_loss: float | None = None
+    dry_run: bool = False
+    node_rank: int = 0
+
+
+def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResult:
     from mixtrain.datasets.store import DatasetStore
     from mixtrain.models.registry import ModelRegistry
     from mixtrain.settings import load_settings
 
-    spec = parse_spec(params)
+    ctx = ctx or current_run() or RunContext.local()
     settings = load_settings()
-    run_dir = Path(os.environ.get("MIXTRAIN_RUN_DIR") or tempfile.mkdtemp(prefix="mixtrain-run-"))
-    run_number = os.environ.get("MIXTRAIN_RUN_NUMBER", "0")
+    run_dir, run_number = ctx.run_dir, ctx.number
     if Path(spec.base_model).expanduser().is_dir():
         spec.base_model = str(Path(spec.base_model).expanduser().resolve())
 
     # -- 0. what are we training? ----------------------------------------------------------------
     check_family(families.get_family(spec.model_type), spec)  # what the user asked for, before any download
     family, base_config = families.resolve(spec.model_type, spec.base_model, log)
-    if base_config is None:
-        raise InvalidInput(
-            f"cannot read base model {spec.base_model!r}: not a local folder, and its config is not in the Hugging Face cache or reachable on the hub",
-            "download it first (`huggingface-cli download MODEL`) or pass a local model folder as --base_model",
-        )
     check_family(family, spec)  # what the base model really is
 
     # -- 1. prepare ----------------------------------------------------------------------------------
     data = prepare(DatasetStore(settings), spec, run_dir, log)
 
     # -- 2. configure --------------------------------------------------------------------------------
-    from mixtrain.vlm.hardware import detect
+    from mixtrain.hardware import detect
 
     hw = detect()
     log(f"hardware: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}")
     # Unique per run, even across a re-created workflow or a direct SDK call: a registered version's
     # adapter folder is never reused or wiped by a later run.
-    run_tag = f"{os.environ.get('MIXTRAIN_WORKFLOW', 'local')}-{run_number}-{uuid.uuid4().hex[:8]}"
+    run_tag = f"{ctx.workflow}-{run_number}-{uuid.uuid4().hex[:8]}"
     output_dir = settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"
     ds_json = configure.write_deepspeed(spec.deepspeed_config, run_dir / f"deepspeed_{spec.deepspeed_config}.json") if spec.deepspeed_config else None
     wandb_online = bool(spec.wandb_project and os.environ.get("WANDB_API_KEY"))
@@ -73,7 +83,7 @@ def finetune(**params) -> dict:
             shutil.rmtree(output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
         log("\n--- data report ---\n" + (run_dir / "data_report.json").read_text())
         log("--- axolotl config (" + str(config_path) + ") ---\n" + config_path.read_text())
-        return {"dry_run": True, "config": str(config_path), "rows": data.rows, "dataset_snapshot_id": data.snapshot_id}
+        return FinetuneResult(data.snapshot_id, data.rows, str(config_path), dry_run=True)
 
     # -- 3. launch -----------------------------------------------------------------------------------
     dist = launch.distributed_from_env()
@@ -89,17 +99,20 @@ def finetune(**params) -> dict:
         raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
-        return {"node_rank": dist.machine_rank, "output_dir": str(output_dir)}
+        return FinetuneResult(data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir), node_rank=dist.machine_rank)
 
     # -- 4. register ---------------------------------------------------------------------------------
     state = register.finalize_outputs(output_dir)
-    run = {"workflow": os.environ.get("MIXTRAIN_WORKFLOW"), "number": int(run_number), "id": os.environ.get("MIXTRAIN_RUN_ID"), "config": str(config_path)}
+    run = {"workflow": ctx.workflow if ctx.id is not None else None, "number": run_number, "id": ctx.id, "config": str(config_path)}
     model = register.register_model(
         ModelRegistry(settings), spec=spec, family_name=family.name, hf_model_type=base_config.get("model_type"), output_dir=output_dir,
         snapshot_id=data.snapshot_id, rows=data.rows, state=state, run=run,
     )
     log(f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}")
-    return {"model": model["name"], "version": model["version"], "train_loss": model["train_loss"], "output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id}
+    return FinetuneResult(
+        data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir),
+        model=model["name"], version=model["version"], train_loss=model["train_loss"],
+    )
 
 
 def check_family(family, spec) -> None:

@@ -1,17 +1,21 @@
-"""The one strict schema of the fine-tune's user-facing parameters.
+"""The one strict schema of the fine-tune's user-facing parameters — their single source of truth.
 
-Field defaults and help mirror the product spec's parameter tables. ``extra="forbid"``: a typo is an
-error, never silently ignored; all problems are reported at once.
+The workflow file declares ``run(self, params: FinetuneSpec)``, so the workflow's inputs (type,
+default, description, choices, bounds), ``workflow run vlm-finetune --help`` and the checks made
+before a run exists all come from these fields. Defaults and help mirror the product spec's
+parameter tables. ``extra="forbid"``: a typo is an error, never silently ignored; all problems are
+reported at once.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mixtrain.errors import InvalidInput
 from mixtrain.names import check_name
+from mixtrain.workflows.spec import validate_model
 
 DEEPSPEED_CHOICES = ("", "zero2", "zero3")
 
@@ -19,26 +23,26 @@ DEEPSPEED_CHOICES = ("", "zero2", "zero3")
 class FinetuneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
 
-    dataset_name: str = Field(description="Name of the mixtrain dataset")
-    output_model_name: str = Field(description="Name for the fine-tuned model")
-    base_model: str = Field("llava-hf/llava-1.5-7b-hf", description="Hugging Face model id or local folder")
+    dataset_name: str = Field(description="Name of mixtrain dataset")
+    output_model_name: str = Field(description="Name for fine-tuned model")
+    base_model: str = Field("llava-hf/llava-1.5-7b-hf", description="HuggingFace model ID (or a local model folder)")
     model_type: str = Field("llava", description="Architecture: llava, llava_next, qwen2_vl, phi3_v")
     num_epochs: int = Field(3, ge=1, description="Number of training epochs")
     batch_size: int = Field(2, ge=1, description="Batch size per GPU")
     learning_rate: float = Field(2e-5, gt=0, description="Learning rate")
     gradient_accumulation_steps: int = Field(4, ge=1, description="Gradient accumulation")
     max_seq_length: int = Field(2048, ge=64, le=1_048_576, description="Maximum sequence length")
-    lora_r: int = Field(64, ge=1, le=65_536, description="LoRA rank")
+    lora_r: int = Field(64, ge=1, le=65_536, description="LoRA rank (higher = more capacity)")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling factor")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout rate")
-    use_flash_attention: bool = Field(True, description="Use FlashAttention-2 where CUDA and flash_attn are present")
-    deepspeed_config: str = Field("", description="DeepSpeed stage: zero2, zero3, or empty")
-    wandb_project: str = Field("", description="W&B project name (optional)")
-    image_column: str = Field("image_path", description="Column with image paths or URLs")
+    use_flash_attention: bool = Field(True, description="Use FlashAttention-2 (where CUDA and flash_attn are present)")
+    deepspeed_config: Literal["", "zero2", "zero3"] = Field("", description="DeepSpeed stage: zero2, zero3, or empty")
+    wandb_project: str = Field("", description="W&B project name (optional; key from the WANDB_API_KEY secret)")
+    image_column: str = Field("image_path", description="Column with image paths (or http(s) URLs)")
     prompt_column: str = Field("prompt", description="Column with prompts")
     response_column: str = Field("response", description="Column with responses")
-    on_bad_image: Literal["fail", "skip"] = Field("fail", description="fail the run on a bad row, or skip it")
-    dry_run: bool = Field(False, description="Stop after preparing data and validating the Axolotl config")
+    on_bad_image: Literal["fail", "skip"] = Field("fail", description="On an unusable row: fail the run before training, or skip the row")
+    dry_run: bool = Field(False, description="Prepare data and validate the Axolotl config, then stop")
     trust_remote_code: bool = Field(False, description="Allow model code from the model hub (needed by phi3_v)")
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
@@ -52,10 +56,10 @@ class FinetuneSpec(BaseModel):
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("deepspeed_config")
+    @field_validator("deepspeed_config", mode="before")
     @classmethod
-    def _deepspeed(cls, v: str) -> str:
-        v = v.strip().lower()
+    def _deepspeed(cls, v) -> str:
+        v = str(v).strip().lower()
         if v in ("none", "false", "off"):
             v = ""
         if v not in DEEPSPEED_CHOICES:
@@ -72,14 +76,4 @@ class FinetuneSpec(BaseModel):
 
 def parse_spec(params: dict) -> FinetuneSpec:
     """Validate, reporting every problem in one InvalidInput."""
-    try:
-        return FinetuneSpec(**params)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "input"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown parameter"
-            problems.append(f"--{where}: {msg}")
-        raise InvalidInput("; ".join(problems), "fix the parameters listed") from None
+    return validate_model(FinetuneSpec, params)

@@ -243,7 +243,19 @@ class WorkflowRegistry:
             reason = "the run never started (its launcher exited before starting it)"
         else:
             reason = f"the run's process (pid {run['pid']}) died without reporting — killed (SIGKILL/OOM) or the machine restarted"
+        platform = _platform_error(Path(run["run_dir"]))
+        if platform:  # the supervisor failed before it could record why (e.g. the DB itself was unusable)
+            reason = f"the platform could not run the workflow: {platform}"
         self.set_status(run_id, "failed", error=reason)
+
+
+def _platform_error(run_dir: Path) -> str | None:
+    """The last line of the supervisor's own error file (its exceptions land there), if any."""
+    try:
+        lines = [ln for ln in (run_dir / "supervisor.err").read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1].strip()[:500] if lines else None
 
 
 def _run_dict(row) -> dict:

@@ -18,13 +18,18 @@ from mixtrain.errors import Conflict, InvalidInput, MixtrainError
 from mixtrain.settings import Settings
 from mixtrain.workflows import procs
 from mixtrain.workflows.registry import ACTIVE, WorkflowRegistry
-from mixtrain.workflows.spec import coerce
+from mixtrain.workflows.spec import coerce, load_model, validate_model
 
 POLL = 0.1
 
 
 def validate_inputs(spec: dict, given: dict, *, from_text: bool = False) -> dict:
-    """Check and type ``given`` against the spec; return the full input dict (defaults filled)."""
+    """Check and type ``given`` against the spec; return the full input dict (defaults filled).
+
+    The same checks the run applies, in the caller's process and before anything is created: types,
+    choices and bounds from the spec and, when the workflow declares its inputs as a pydantic model
+    from an installed module, that model's full validation (its custom validators included).
+    """
     by_name = {i["name"]: i for i in spec["inputs"]}
     unknown = [k for k in given if k not in by_name]
     if unknown:
@@ -32,17 +37,36 @@ def validate_inputs(spec: dict, given: dict, *, from_text: bool = False) -> dict
             f"unknown input{'s' if len(unknown) > 1 else ''} {', '.join('--' + k for k in unknown)}",
             f"available: {', '.join('--' + n for n in by_name) or '(none)'}",
         )
+    model = _schema(spec)
     out, missing = {}, []
     for name, inp in by_name.items():
         if name in given:
-            out[name] = coerce(inp, given[name], from_text=from_text and isinstance(given[name], str))
+            value = given[name]
+            if model is not None and inp.get("style") == "model" and inp["type"] not in ("list", "dict"):
+                out[name] = value  # the model types and checks it below, with the run's own code
+            else:
+                out[name] = coerce(inp, value, from_text=from_text and isinstance(value, str))
         elif inp["required"]:
             missing.append("--" + name)
         else:
             out[name] = inp["default"]
     if missing:
         raise InvalidInput(f"missing required input{'s' if len(missing) > 1 else ''} {', '.join(missing)}", "pass a value for each")
+    if model is not None:
+        fields = [i["name"] for i in spec["inputs"] if i.get("style") == "model"]
+        checked = validate_model(model, {k: out[k] for k in fields}).model_dump(mode="json")
+        out.update({k: checked[k] for k in fields})
     return out
+
+
+def _schema(spec: dict):
+    """The workflow's input model, when it names one importable here; else None (spec-level checks only)."""
+    if not spec.get("schema"):
+        return None
+    try:
+        return load_model(spec["schema"])
+    except (ImportError, AttributeError):
+        return None
 
 
 def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False, fork: bool = False) -> dict:

@@ -1,15 +1,15 @@
 """A run's own process: ``python -m mixtrain.workflows.supervisor RUN_ID`` (started detached by the runner).
 
-It forks the worker (which imports and runs the user's workflow), relays the worker's output into
-the run log with secret values redacted, enforces the timeout, and records how the worker ended if
-the worker could not (crash, signal). The worker records its own success or failure, so a run still
-finishes correctly if this supervisor is killed.
+It forks a log relay (the worker's output → the run log, secret values redacted) and the worker
+(which imports and runs the user's workflow), enforces the timeout, and records how the worker ended
+if the worker could not (crash, signal). The worker records its own success or failure and its output
+never passes through this process, so a run still finishes correctly if this supervisor is killed.
+A failure of the platform itself is recorded as the run's error.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sys
 import time
@@ -19,6 +19,7 @@ from pathlib import Path
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.settings import load_settings
 from mixtrain.workflows import procs
+from mixtrain.workflows.redact import NAMES_VAR, Redactor, StreamRedactor
 from mixtrain.workflows.registry import WorkflowRegistry
 
 
@@ -28,14 +29,42 @@ def main(run_id: int) -> int:
     run = reg.run_by_id(run_id)
     if run["status"] != "pending":
         return 0  # cancelled before it started
+    run_dir = Path(run["run_dir"])
+    log = open(run_dir / "run.log", "ab", buffering=0)
+    try:
+        return _supervise(settings, reg, run, log)
+    except BaseException as exc:
+        # A failure of the platform itself (unreadable key, full disk, broken DB...) is the run's
+        # recorded error, shown by `workflow runs/get/logs` — not a mystery "died without reporting".
+        traceback.print_exc()  # the full story stays in supervisor.err for a bug report
+        reason = f"the platform could not run the workflow: {_reason(exc)}"
+        try:
+            log.write(f"✖ {reason}\n".encode())
+        except OSError:
+            pass
+        reg.set_status(run["id"], "failed", error=reason[:4000])
+        return 1
+    finally:
+        log.close()
+
+
+def _reason(exc: BaseException) -> str:
+    from mixtrain.errors import MixtrainError
+
+    if isinstance(exc, MixtrainError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     pid, pid_start = os.getpid(), procs.identity(os.getpid())
     version = _version(reg, run)
     spec = version["spec"]
-    secrets = _secrets(settings)
     run_dir = Path(run["run_dir"])
-    log = open(run_dir / "run.log", "ab", buffering=0)
-    redact = _redactor(secrets.values())
     log.write(f"▶ run #{run['number']} of workflow {run['workflow']} (version {run['version']}) — {now():%Y-%m-%d %H:%M:%S} UTC\n".encode())
+    secrets = _secrets(settings)
+    redactor = Redactor(secrets.values())
     for warning in resource_warnings(spec.get("resources") or {}):
         log.write(f"⚠ {warning}\n".encode())
     timeout = (spec.get("resources") or {}).get("timeout")
@@ -48,17 +77,23 @@ def main(run_id: int) -> int:
     if not reg.set_status(run["id"], "running", started_at=now(), pid=pid, pid_start=pid_start):
         final = reg.run_by_id(run["id"])
         log.write(f"■ run #{run['number']} {final['status']}\n".encode())
-        log.close()
         return 0
     get_engine(settings.database_url).dispose()  # no DB connection may cross the fork
     read_fd, write_fd = os.pipe()
+    # The worker's output goes through a relay process of its own, not through us: if this supervisor
+    # is killed, the worker keeps a reader (no SIGPIPE), its log keeps growing, and it still records its
+    # result — a fine-tune whose supervisor dies still registers its model.
+    relay = _start_relay(read_fd, write_fd, run_dir / "run.log", redactor, run)
+    os.close(read_fd)
     child = os.fork()
     if child == 0:  # ---- worker ----
-        os.close(read_fd)
-        os.dup2(write_fd, 1)
-        os.dup2(write_fd, 2)
-        os.close(write_fd)
-        log.close()
+        try:
+            os.dup2(write_fd, 1)
+            os.dup2(write_fd, 2)
+            os.close(write_fd)
+            log.close()
+        except BaseException:
+            os._exit(1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         env = {
@@ -68,7 +103,7 @@ def main(run_id: int) -> int:
             "MIXTRAIN_WORKFLOW": run["workflow"],
             "MIXTRAIN_RUN_DIR": str(run_dir),
             "PYTHONUNBUFFERED": "1",
-            "MIXTRAIN_SECRET_NAMES": ",".join(sorted(secrets)),  # names only: the worker redacts its error/output
+            NAMES_VAR: ",".join(sorted(secrets)),  # names only: the worker redacts its error/output
         }
         os.environ.update(env)
         code = 1
@@ -79,23 +114,29 @@ def main(run_id: int) -> int:
         except BaseException:
             traceback.print_exc()
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
     # ---- supervisor ----
     os.close(write_fd)
     reg.record_worker(run["id"], child, procs.identity(child))
     deadline = time.monotonic() + timeout if timeout else None
-    status = _relay(read_fd, log, redact, child, deadline)
+    status = _wait_worker(child, deadline)
     if status == "timeout":
         msg = f"timed out after {timeout}s (_mixflow_timeout)"
         reg.set_status(run["id"], "timeout", error=msg)
-        log.write(f"✖ {msg}\n".encode())
-        procs.kill_group(os.getpgrp(), signal.SIGTERM)  # we ignore SIGTERM ourselves
+        procs.kill_group(os.getpgrp(), signal.SIGTERM)  # we and the relay ignore SIGTERM
         if not _wait_child(child, 10):
             os.kill(child, signal.SIGKILL)  # not the group: we still have the closing line to write
     _, wstatus = os.waitpid(child, 0)
+    # The relay ends when every writer of the pipe is gone; a grandchild that keeps it open must not
+    # hold up the closing line.
+    _wait_child(relay, 2)
     final = reg.run_by_id(run["id"])
+    if status == "timeout":
+        log.write(f"✖ timed out after {timeout}s (_mixflow_timeout)\n".encode())
     if final["status"] in ("pending", "running"):
         if os.WIFSIGNALED(wstatus):
             reason = f"the workflow process was killed by {signal.Signals(os.WTERMSIG(wstatus)).name}"
@@ -105,47 +146,81 @@ def main(run_id: int) -> int:
         log.write(f"✖ {reason}\n".encode())
     final = reg.run_by_id(run["id"])
     log.write(f"■ run #{run['number']} {final['status']}\n".encode())
-    log.close()
     procs.kill_group(os.getpgrp(), signal.SIGTERM)  # leftovers of the run (e.g. orphaned dataloaders)
     if status == "timeout":
         procs.kill_group(os.getpgrp(), signal.SIGKILL)  # whatever ignored SIGTERM; all is recorded, so this may end us too
+    _wait_child(relay, 1)
     return 0
 
 
-def _relay(fd: int, log, redact, child: int, deadline: float | None) -> str:
-    """Copy worker output to the log until it closes and the worker exits; 'timeout' if time runs out."""
-    pending = b""
-    open_ = True
-    while True:
-        wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        if open_:
-            ready, _, _ = select.select([fd], [], [], wait)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    open_ = False
-                else:
-                    pending += chunk
-                    cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
-                    if cut >= 0 or len(pending) > 8192:
-                        # Without a line end, hold back enough bytes that a secret split here is still caught.
-                        end = cut + 1 if cut >= 0 else len(pending) - redact.keep
-                        log.write(redact(pending[:end]))
-                        pending = pending[end:]
-        else:
-            time.sleep(min(wait, 0.01))  # output closed: the worker is exiting, so look again soon
-        if not open_ and _exited(child):
-            break
-        if open_ and _exited(child) and not select.select([fd], [], [], 0.2)[0]:
-            break  # worker gone; a grandchild holds the pipe open
-        if deadline is not None and time.monotonic() >= deadline:
-            if pending:
-                log.write(redact(pending))
-            return "timeout"
-    if pending:
-        log.write(redact(pending))
-    return "done"
+def _start_relay(read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: dict) -> int:
+    """Fork the process that copies the worker's output into the run log, redacted.
 
+    It ignores SIGTERM (a cancel must not cut the worker's last lines) and ends at end of output. If
+    the supervisor died meanwhile, it writes the run's closing line itself, from the recorded status.
+    """
+    supervisor = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        os.close(write_fd)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stream = StreamRedactor(redactor)
+        with open(log_path, "ab", buffering=0) as log:
+            while True:
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                _write(log, stream.feed(chunk))
+            _write(log, stream.flush())
+            if os.getppid() != supervisor and not _has_closing_line(log_path, run["number"]):
+                _close_orphaned_log(log, run)  # the supervisor is gone: nobody else will close the log
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _write(log, data: bytes) -> None:
+    """A full disk loses log lines, never the run: keep draining so the worker is never blocked."""
+    if data:
+        try:
+            log.write(data)
+        except OSError:
+            pass
+
+
+def _has_closing_line(log_path: Path, number: int) -> bool:
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 1024))
+            return f"\u25a0 run #{number} ".encode() in fh.read()
+    except OSError:
+        return False
+
+
+def _close_orphaned_log(log, run: dict) -> None:
+    settings = load_settings()
+    reg = WorkflowRegistry(settings)
+    final = reg.run_by_id(run["id"])
+    if final["status"] in ("pending", "running"):
+        time.sleep(0.5)  # the worker records its result just before its output closes
+        reg.reconcile(run["id"])
+        final = reg.run_by_id(run["id"])
+    _write(log, f"■ run #{run['number']} {final['status']} (its supervisor had died; the worker finished on its own)\n".encode())
+
+
+def _wait_worker(child: int, deadline: float | None) -> str:
+    """Wait for the worker to exit; 'timeout' if the run's time limit comes first."""
+    while not _exited(child):
+        if deadline is not None and time.monotonic() >= deadline:
+            return "timeout"
+        time.sleep(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic())))
+    return "done"
 
 
 def _exited(child: int) -> bool:
@@ -166,18 +241,6 @@ def _wait_child(child: int, seconds: float) -> bool:
     return False
 
 
-def _redactor(values):
-    secrets = sorted({v.encode() for v in values if len(v) >= 4}, key=len, reverse=True)
-
-    def redact(data: bytes) -> bytes:
-        for s in secrets:
-            data = data.replace(s, b"***")
-        return data
-
-    redact.keep = max((len(s) for s in secrets), default=1) - 1
-    return redact
-
-
 def _secrets(settings) -> dict[str, str]:
     from mixtrain.secrets.store import SecretStore
 
@@ -190,11 +253,11 @@ def _version(reg: WorkflowRegistry, run: dict) -> dict:
 
 def resource_warnings(resources: dict) -> list[str]:
     """Compare the workflow's resource hints with this machine; hints are advice, not gates."""
-    import shutil
+    from mixtrain.hardware import nvidia_driver_present
 
     out = []
     gpu = resources.get("gpu")
-    if gpu and not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
+    if gpu and not nvidia_driver_present():
         out.append(f"this workflow asks for a GPU ({gpu}) but none is available here — running on CPU (slow)")
     memory = resources.get("memory")
     total = _mem_total_mib()

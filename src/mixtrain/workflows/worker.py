@@ -1,6 +1,7 @@
 """Inside a run: import the user's workflow, set its inputs, call setup → run → cleanup, report.
 
-Runs in the process forked by the supervisor; stdout/stderr already point at the run log. A user
+Runs in the process forked by the supervisor; stdout/stderr go to the run's log relay, never
+through the supervisor, and the worker records its own result: it finishes even if the supervisor dies. A user
 exception prints the user's traceback (their bug, their log) and fails the run with its message.
 """
 
@@ -15,54 +16,78 @@ from pathlib import Path
 from mixtrain.errors import MixtrainError
 from mixtrain.metadata.db import now
 from mixtrain.workflows.flow import MixParam
+from mixtrain.workflows.context import RunContext, enter
+from mixtrain.workflows.redact import Redactor
 from mixtrain.workflows.registry import WorkflowRegistry
+from mixtrain.workflows.spec import input_model, to_jsonable, validate_model
 
 
 def execute(settings, run: dict, version: dict) -> int:
     reg = WorkflowRegistry(settings)
+    redactor = Redactor.from_env()
     try:
         from mixtrain.workflows.loader import find_flow, load_module
 
-        module = load_module(Path(version["source_dir"]) / version["main_file"])
+        source = Path(version["source_dir"]) / version["main_file"]
+        if not source.is_file():  # the platform's copy is gone: not the workflow's bug, no traceback
+            raise MixtrainError(
+                f"the stored file of workflow {run['workflow']!r} version {version['version']} is missing: {source}",
+                f"register it again with `mixtrain workflow update {run['workflow']} FILE`",
+            )
+        module = load_module(source)
         cls = find_flow(module, version["entrypoint"])
-        result = call_flow(cls, version["spec"], run["inputs"])
-        output = _jsonable(result)
+        ctx = RunContext(workflow=run["workflow"], number=run["number"], id=run["id"], run_dir=Path(run["run_dir"]))
+        result = call_flow(cls, version["spec"], run["inputs"], context=ctx)
+        output = json.loads(redactor.text(json.dumps(to_jsonable(result))))
+        _write_output(Path(run["run_dir"]) / "output.json", output)
     except BaseException as exc:
         if isinstance(exc, MixtrainError):  # an expected, explained failure: the message says it all
-            print(f"Error: {exc}", flush=True)
+            print(f"Error: {redactor.text(str(exc))}", flush=True)
         else:  # the workflow's own bug: its traceback belongs in its log
             traceback.print_exc()
         reason = str(exc) if isinstance(exc, MixtrainError) else f"{type(exc).__name__}: {exc}"
-        reg.set_status(run["id"], "failed", error=redact(reason)[:4000])
+        reg.set_status(run["id"], "failed", error=redactor.text(reason)[:4000])
         return 1
-    output = json.loads(redact(json.dumps(output)))
-    (Path(run["run_dir"]) / "output.json").write_text(json.dumps(output, indent=2))
     reg.set_status(run["id"], "completed", output=output, finished_at=now())
     return 0
 
 
-def redact(text: str) -> str:
-    """Secret values never reach the run's stored error or output (the log is redacted by the supervisor)."""
-    names = [n for n in os.environ.get("MIXTRAIN_SECRET_NAMES", "").split(",") if n]
-    for value in sorted((os.environ.get(n, "") for n in names), key=len, reverse=True):
-        if len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
+def _write_output(path: Path, output) -> None:
+    """Write output.json whole or not at all (a full disk must not leave half a file)."""
+    from mixtrain.faults import StorageError
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(output, indent=2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError.from_os_error(exc, path, "the run's output") from None
 
 
-def call_flow(cls, spec: dict, inputs: dict):
-    """Instantiate and run a MixFlow the way the platform always does (also used by benchmarks)."""
+def call_flow(cls, spec: dict, inputs: dict, context: RunContext | None = None):
+    """Instantiate and run a MixFlow the way the platform always does (also used by benchmarks).
+
+    A workflow declaring ``run(self, params: Model)`` gets the validated model instance; the others
+    get their ``run()`` arguments and ``mixparam`` attributes.
+    """
     flow = cls()
+    flow.run_context = context
+    enter(context)
     run_params = {i["name"] for i in spec["inputs"] if i.get("style") == "run"}
+    model_params = {i["name"] for i in spec["inputs"] if i.get("style") == "model"}
     inputs = _enum_members(cls, inputs)
     for name, value in inputs.items():
-        if name not in run_params or isinstance(getattr(cls, name, None), MixParam):
+        if name not in run_params | model_params or isinstance(getattr(cls, name, None), MixParam):
             setattr(flow, name, value)
+    model = input_model(cls) if model_params else None
     try:
         if _takes_argument(flow.setup):
             flow.setup(dict(inputs))
         else:
             flow.setup()
+        if model is not None:
+            return flow.run(validate_model(model, {k: v for k, v in inputs.items() if k in model_params}))
         return flow.run(**{k: v for k, v in inputs.items() if k in run_params})
     finally:
         flow.cleanup()
@@ -94,10 +119,3 @@ def _enum_members(cls, inputs: dict) -> dict:
 def _takes_argument(method) -> bool:
     params = [p for p in inspect.signature(method).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(params) >= 1
-
-
-def _jsonable(value):
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return str(value)
