@@ -51,7 +51,7 @@ mixtrain workflow run vlm-finetune \
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then
-  echo "demo: the fine-tune step failed (exit $status) — see the output above and `mixtrain workflow runs vlm-finetune`" >&2
+  echo "demo: the fine-tune step failed (exit $status) — see the output above and: mixtrain workflow runs vlm-finetune" >&2
   exit "$status"
 fi
 
