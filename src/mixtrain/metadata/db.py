@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from mixtrain.errors import MixtrainError
 from mixtrain.faults import StorageError, free_bytes, guard, human
 
-HEAD = "0001"
+HEAD = "0002"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
