@@ -22,6 +22,12 @@ from mixtrain.errors import InvalidInput, MixtrainError
 
 MAX_BYTES = 50 * 2**20
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold
+
+
+class ImageTooLarge(InvalidInput):
+    """Over a byte or pixel limit (a server answers 413 rather than 400)."""
+
+
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
 
 
@@ -144,7 +150,7 @@ def _inspect(path: Path, ref: str, max_pixels: int, served_as: str | None = None
 
 def _bomb(ref: str, pixels: int | None, limit: int) -> InvalidInput:
     size = f"{pixels:,} pixels" if pixels else "too many pixels"
-    return InvalidInput(
+    return ImageTooLarge(
         f"image {_shown(ref)!r} refused: {size}, over the limit of {limit:,} (decompression bomb?)",
         "downscale the image, or raise max_pixels if you trust it",
     )
@@ -176,7 +182,7 @@ def _download(url: str, cache_dir: Path, timeout: float, max_bytes: int, max_pix
             for chunk in resp.iter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise InvalidInput(f"download {shown!r} is over {max_bytes:,} bytes",
+                    raise ImageTooLarge(f"download {shown!r} is over {max_bytes:,} bytes",
                                        "use a smaller image, or raise max_bytes")
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("download deadline passed")
@@ -226,7 +232,7 @@ def image_from_bytes(data: bytes, shown: str, *, max_bytes: int = MAX_BYTES, max
     from PIL import Image, ImageOps
 
     if len(data) > max_bytes:
-        raise InvalidInput(f"image {shown!r} is {len(data):,} bytes, over the limit of {max_bytes:,}",
+        raise ImageTooLarge(f"image {shown!r} is {len(data):,} bytes, over the limit of {max_bytes:,}",
                            "send a smaller image")
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -254,7 +260,7 @@ def image_from_data_url(url: str, *, max_bytes: int = MAX_BYTES, max_pixels: int
         raise InvalidInput("malformed data URL (expected data:image/<type>;base64,<payload>)",
                            "encode the image as data:image/png;base64,...")
     if len(payload) > (max_bytes * 4) // 3 + 4:  # refuse before decoding a huge payload
-        raise InvalidInput(f"inline image is over {max_bytes:,} bytes", "send a smaller image")
+        raise ImageTooLarge(f"inline image is over {max_bytes:,} bytes", "send a smaller image")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:

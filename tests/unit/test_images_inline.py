@@ -52,3 +52,15 @@ def test_limits_bytes_and_pixels():
         image_from_bytes(png_header_only(50_000, 50_000), "bomb")
     with pytest.raises(InvalidInput, match="over the limit of 47"):
         image_from_bytes(_png(), "small", max_pixels=47)
+
+
+def test_size_refusals_are_image_too_large_and_bad_bytes_are_not():
+    from mixtrain.images import ImageTooLarge
+
+    with pytest.raises(ImageTooLarge):
+        image_from_bytes(_png(size=(64, 64)), "x", max_bytes=100)
+    with pytest.raises(ImageTooLarge):
+        image_from_bytes(png_header_only(50_000, 50_000), "bomb")
+    with pytest.raises(InvalidInput) as info:
+        image_from_bytes(b"junk", "junk")
+    assert not isinstance(info.value, ImageTooLarge)
