@@ -139,10 +139,9 @@ async def _sse(job: Job, pieces: asyncio.Queue, cid: str, model: str, stops: lis
 
     yield event(oa.chunk(cid, created, model, {"role": "assistant", "content": ""}))
     raw, sent = "", ""
-    hold = max((len(s) for s in stops), default=1) - 1
     while (piece := await pieces.get()) is not None:
         raw += piece
-        safe = _safe_prefix(raw, stops, hold)
+        safe = _safe_prefix(raw, stops)
         if len(safe) > len(sent) and safe.startswith(sent):
             yield event(oa.chunk(cid, created, model, {"content": safe[len(sent):]}))
             sent = safe
@@ -162,14 +161,15 @@ async def _sse(job: Job, pieces: asyncio.Queue, cid: str, model: str, stops: lis
     yield "data: [DONE]\n\n"
 
 
-def _safe_prefix(raw: str, stops: list[str], hold: int) -> str:
+def _safe_prefix(raw: str, stops: list[str]) -> str:
+    """The part of ``raw`` sure to be in the final answer: cut at a stop string, minus a tail that could
+    still grow into one, minus whitespace the final answer strips."""
     text = raw.lstrip()
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     if cuts:
         return text[: min(cuts)].rstrip()
-    if hold:
-        text = text[:-hold] if len(text) > hold else ""
-    return text.rstrip()
+    tail = max((k for s in stops for k in range(1, min(len(s), len(text) + 1)) if text.endswith(s[:k])), default=0)
+    return text[: len(text) - tail].rstrip()
 
 
 def _error(err: oa.APIError) -> JSONResponse:
