@@ -4,7 +4,8 @@ One worker thread per base model owns that model: it alone switches adapters and
 batch never sees another request's adapter. The worker takes the oldest waiting request, then waits
 up to ``max_wait_ms`` (from that request's arrival) for more requests with the same served name and
 the same generation settings, up to ``max_batch_size``; requests that queued while a batch ran are
-taken at once. Streaming requests run alone, so their tokens can be streamed as they are generated.
+taken at once. Streaming requests run alone, so their tokens can be streamed as they are generated
+(transformers streamers take one sequence); so do seeded sampling requests, so a seed reproduces.
 If a batch fails, its requests are retried one by one, so one bad request fails alone.
 """
 
@@ -31,6 +32,11 @@ class Job:
     future: asyncio.Future
     on_text: Callable[[str], None] | None = None  # streaming: called from the worker thread with new text
     arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def alone(self) -> bool:
+        """Streamed, or seeded sampling (reproducible only when the batch is the same): run by itself."""
+        return self.on_text is not None or (self.seed is not None and bool(self.gen.get("do_sample")))
 
     def key(self) -> tuple:
         return (self.served.name, self.seed, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.gen.items())))
@@ -77,15 +83,15 @@ class Batcher:
     def _take(self, queue: deque[Job]) -> list[Job]:
         """Called with the lock held: the oldest job plus same-key jobs, waiting up to max_wait for more."""
         head = queue[0]
-        if head.on_text is None:
+        if not head.alone:
             key, deadline = head.key(), head.arrived + self.max_wait
             while not self._closing:
-                same = sum(1 for j in queue if j.on_text is None and j.key() == key)
+                same = sum(1 for j in queue if not j.alone and j.key() == key)
                 left = deadline - time.monotonic()
                 if same >= self.max_batch_size or left <= 0:
                     break
                 self._cond.wait(left)
-            batch = [j for j in queue if j.on_text is None and j.key() == key][: self.max_batch_size]
+            batch = [j for j in queue if not j.alone and j.key() == key][: self.max_batch_size]
         else:
             batch = [head]
         for j in batch:
@@ -107,19 +113,18 @@ class Batcher:
             _deliver(job, res, None)
 
     def _generate(self, base: Base, batch: list[Job]) -> list:
-        import torch
-
         from mixtrain.models.generate import generate_batch
 
         served = batch[0].served
+        gen = dict(batch[0].gen)
         if batch[0].seed is not None:
-            torch.manual_seed(batch[0].seed)
+            gen["seed"] = batch[0].seed  # one seed per batch: the batch key includes it
         kwargs: dict[str, Any] = {}
         if batch[0].on_text is not None:
             kwargs["streamer"] = _Streamer(served.processor.tokenizer, batch[0].on_text)
         with base.activate(served):
             return generate_batch(base.model, served.processor, [j.conversation for j in batch], [j.images for j in batch],
-                                  dict(batch[0].gen), device=base.device, dtype=base.dtype, **kwargs)
+                                  gen, device=base.device, dtype=base.dtype, **kwargs)
 
 
 def _deliver(job: Job, result, error) -> None:
