@@ -80,7 +80,9 @@ def create_app(bases: list[Base], batcher: Batcher, opts: ServeOptions) -> FastA
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": sorted(served), "batches": len(batcher.batches)}
+        sizes = batcher.batches
+        return {"status": "ok", "models": sorted(served), "pending": batcher.pending,
+                "batches": len(sizes), "largest_batch": max(sizes, default=0)}
 
     @app.get("/v1/models")
     async def list_models():

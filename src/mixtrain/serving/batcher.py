@@ -49,6 +49,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._closing = False
         self.batches: list[int] = []  # sizes of the batches run (for /health and tests)
+        self.pending = 0  # submitted and not yet answered (queued or generating)
         self._threads = [threading.Thread(target=self._work, args=(b,), name=f"batcher-{i}", daemon=True) for i, b in enumerate(bases)]
         for t in self._threads:
             t.start()
@@ -58,6 +59,7 @@ class Batcher:
             if self._closing:
                 raise RuntimeError("server is shutting down")
             self._queues[id(job.served.base)].append(job)
+            self.pending += 1
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -107,10 +109,15 @@ class Batcher:
                 for job in batch:  # find the request that broke the batch; the others still get answers
                     self._run(base, [job])
                 return
-            _deliver(batch[0], None, err)
+            self._deliver(batch[0], None, err)
             return
         for job, res in zip(batch, results):
-            _deliver(job, res, None)
+            self._deliver(job, res, None)
+
+    def _deliver(self, job: Job, result, error) -> None:
+        with self._cond:
+            self.pending -= 1
+        _settle(job, result, error)
 
     def _generate(self, base: Base, batch: list[Job]) -> list:
         from mixtrain.models.generate import generate_batch
@@ -127,7 +134,7 @@ class Batcher:
                                   gen, device=base.device, dtype=base.dtype, **kwargs)
 
 
-def _deliver(job: Job, result, error) -> None:
+def _settle(job: Job, result, error) -> None:
     def settle():
         if job.future.done():  # the client went away
             return

@@ -8,7 +8,7 @@ is bound before loading too, and handed to uvicorn, so `--port 0` works and the 
 from __future__ import annotations
 
 import ipaddress
-import logging
+import signal
 import socket
 import sys
 
@@ -101,11 +101,17 @@ def _serve_transformers(sock, bases, image_cache, max_batch_size, max_wait_ms, a
     config = uvicorn.Config(app, log_level="info", access_log=True, timeout_graceful_shutdown=60)
     server = uvicorn.Server(config)
     _say(f"Serving {', '.join(names)} at http://{shown}:{port}/v1  (OpenAI API; Ctrl-C to stop)")
+    # uvicorn finishes in-flight requests on SIGINT/SIGTERM, then re-raises the signal with the handler
+    # that was there before it; a recording handler makes a requested stop a clean exit 0.
+    stops: list[int] = []
+    saved = {sig: signal.signal(sig, lambda signum, _frame: stops.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         batcher.close()
-        logging.getLogger("mixtrain.serve").info("stopped")
+    _say("Stopped" + (f" ({signal.Signals(stops[0]).name})" if stops else ""))
 
 
 def _say(text: str) -> None:
