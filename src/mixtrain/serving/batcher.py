@@ -4,7 +4,8 @@ One worker thread per base model owns that model: it alone switches adapters and
 batch never sees another request's adapter. The worker takes the oldest waiting request, then waits
 up to ``max_wait_ms`` (from that request's arrival) for more requests with the same served name and
 the same generation settings, up to ``max_batch_size``; requests that queued while a batch ran are
-taken at once. Streaming requests run alone, so their tokens can be streamed as they are generated
+taken at once. A lone request after a lone batch (sequential traffic) does not wait at all.
+Streaming requests run alone, so their tokens can be streamed as they are generated
 (transformers streamers take one sequence); so do seeded sampling requests, so a seed reproduces.
 If a batch fails, its requests are retried one by one, so one bad request fails alone.
 """
@@ -50,6 +51,7 @@ class Batcher:
         self._closing = False
         self.batches: list[int] = []  # sizes of the batches run (for /health and tests)
         self.pending = 0  # submitted and not yet answered (queued or generating)
+        self._last: dict[int, int] = {}  # size of each base's previous batch
         self._threads = [threading.Thread(target=self._work, args=(b,), name=f"batcher-{i}", daemon=True) for i, b in enumerate(bases)]
         for t in self._threads:
             t.start()
@@ -79,14 +81,18 @@ class Batcher:
                     self._cond.wait()
                 if not queue:
                     return
-                batch = self._take(queue)
+                batch = self._take(queue, wait=self._last.get(id(base), 1) > 1 or len(queue) > 1)
             self._run(base, batch)
 
-    def _take(self, queue: deque[Job]) -> list[Job]:
-        """Called with the lock held: the oldest job plus same-key jobs, waiting up to max_wait for more."""
+    def _take(self, queue: deque[Job], wait: bool = True) -> list[Job]:
+        """Called with the lock held: the oldest job plus same-key jobs, waiting up to max_wait for more.
+
+        ``wait`` is false for a lone request after a lone batch (one client at a time): waiting could
+        only add latency there. Under concurrent load the previous batch was bigger and we wait.
+        """
         head = queue[0]
         if not head.alone:
-            key, deadline = head.key(), head.arrived + self.max_wait
+            key, deadline = head.key(), head.arrived + (self.max_wait if wait else 0.0)
             while not self._closing:
                 same = sum(1 for j in queue if not j.alone and j.key() == key)
                 left = deadline - time.monotonic()
@@ -102,6 +108,7 @@ class Batcher:
 
     def _run(self, base: Base, batch: list[Job]) -> None:
         self.batches.append(len(batch))
+        self._last[id(base)] = len(batch)
         try:
             results = self._generate(base, batch)
         except Exception as err:  # noqa: BLE001 - reported to the waiting requests, the worker lives on
