@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_helpers import BIN, Server, data_url, env_for, png, setup_models  # noqa: E402
+from serve_helpers import BIN, Server, data_url, env_for, png, setup_models
 
 pytestmark = pytest.mark.gpu
 

@@ -93,7 +93,7 @@ class ImageHost:
         host = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 name = self.path.lstrip("/")
                 if name == "page.html":
                     body, ctype = b"<html>not an image</html>", "text/html"

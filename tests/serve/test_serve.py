@@ -15,7 +15,6 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
-
 from serve_helpers import ImageHost, Server, data_url, env_for, png, setup_models
 
 PROMPT = "What colour is the shape?"
@@ -100,7 +99,7 @@ def test_greedy_answer_equals_model_run_and_http_url_equals_data_url(client, wor
     by_data = ask(client, model, data_url(world.images["blue.png"])).choices[0].message.content
     by_http = ask(client, model, f"{world.host.base}/blue.png").choices[0].message.content
     run = subprocess.run([str(BIN / "mixtrain"), "model", "run", model, "--image", str(world.root / "blue.png"), "--prompt", PROMPT,
-                          "--config", '{"max_new_tokens": 8}', "--json"], env=world.env, capture_output=True, text=True, timeout=600)
+                          "--config", '{"max_new_tokens": 8}', "--json"], check=False, env=world.env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert by_data == by_http == json.loads(run.stdout)["generated_text"]
 
@@ -138,9 +137,10 @@ def test_stop_strings_cut_the_answer_streamed_or_not(client, world):
 
 
 def test_multi_turn_is_rendered_with_the_models_chat_template(client, world):
+    import io
+
     from PIL import Image
     from transformers import AutoProcessor
-    import io
 
     messages = [
         {"role": "system", "content": "Answer with one word."},

@@ -7,10 +7,10 @@ import io
 
 import pytest
 from PIL import Image
+from test_images import png_header_only
 
 from mixtrain.errors import InvalidInput
 from mixtrain.images import image_from_bytes, image_from_data_url
-from test_images import png_header_only
 
 
 def _png(size=(8, 6), color=(200, 30, 40)) -> bytes:

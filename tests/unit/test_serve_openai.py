@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mixtrain.errors import InvalidInput
 from mixtrain.serving import openai as oa
 from mixtrain.serving.app import _conversation, _safe_prefix
 from mixtrain.serving.server import check_exposure, is_loopback, parse_model_ref
-from mixtrain.errors import InvalidInput
 
 USER = {"role": "user", "content": "hi"}
 

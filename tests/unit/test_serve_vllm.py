@@ -10,7 +10,7 @@ import pytest
 from mixtrain.errors import InvalidInput
 from mixtrain.serving import pool, vllm
 
-GOLDEN = Path(__file__).parent / "golden" / "vllm_serve_two_adapters_and_base.json"
+GOLDEN = Path(__file__).parent / "golden_serve" / "vllm_serve_two_adapters_and_base.json"
 
 
 def _adapter(root: Path, name: str, r: int, rank_pattern: dict | None = None, template: bool = False) -> str:
@@ -77,7 +77,7 @@ def test_api_key_reaches_the_child_by_environment_only(tmp_path):
     code = ("import sys; from mixtrain.serving.vllm import run_vllm; "
             f"sys.exit(run_vllm([{str(script)!r}, 'serve', '/base'], 's3cr3t-key'))")
     with open(out, "w") as fh:
-        rc = subprocess.run([sys.executable, "-c", code], stdout=fh, timeout=60).returncode
+        rc = subprocess.run([sys.executable, "-c", code], check=False, stdout=fh, timeout=60).returncode
     text = out.read_text()
     assert rc == 0
     assert "ARGS=serve /base" in text and "KEY=s3cr3t-key" in text

@@ -249,14 +249,13 @@ def serve(
     max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Largest request body (MiB)."),
 ):
     """Serve models over the OpenAI chat-completions API (images as image_url parts), with dynamic batching."""
+    from mixtrain.errors import InvalidInput
     from mixtrain.serving.app import Limits  # the server (torch, FastAPI) loads only when serving
     from mixtrain.serving.server import serve as run_server
 
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_image_bytes=int(max_image_mb * 2**20),
                     max_image_pixels=max_image_pixels, max_images=max_images, max_tokens=max_tokens)
     if min(limits.max_body_bytes, limits.max_image_bytes, max_image_pixels, max_images, max_tokens) < 1:
-        from mixtrain.errors import InvalidInput
-
         raise InvalidInput("the request limits must be positive", "fix --max-tokens/--max-images/--max-image-mb/--max-image-pixels/--max-body-mb")
     run_server(models, host=host, port=port, engine=engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                api_key_secret=api_key_secret, insecure=insecure, allow_local_files=allow_local_files, limits=limits)

@@ -149,7 +149,7 @@ async def _sse(job: Job, pieces: asyncio.Queue, cid: str, model: str, stops: lis
             sent = safe
     try:
         g = job.future.result()
-    except Exception as err:  # noqa: BLE001 - headers are sent: report in-band, like OpenAI does
+    except Exception as err:
         log.exception("streamed generation failed")
         yield f"data: {json.dumps(oa.APIError(500, f'generation failed ({type(err).__name__})', 'internal_error').body())}\n\n"
         yield "data: [DONE]\n\n"

@@ -30,7 +30,7 @@ class Served:
     adapter_id: str | None = None  # PEFT adapter name inside the shared base
     rank: int | None = None
     processor: Any = None
-    base: "Base | None" = None
+    base: Base | None = None
 
 
 @dataclass
