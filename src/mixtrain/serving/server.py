@@ -59,7 +59,8 @@ def serve(refs: list[str], *, host: str, port: int, engine: str, max_batch_size:
     from mixtrain.serving import pool, vllm
 
     bases = pool.plan(infos)
-    use_vllm = engine == "vllm" or (engine == "auto" and vllm.vllm_available())
+    # auto: vLLM only where it can serve everything asked for (one base per vLLM server)
+    use_vllm = engine == "vllm" or (engine == "auto" and len(bases) == 1 and vllm.vllm_available())
     if use_vllm:
         if not vllm.vllm_available():
             raise InvalidInput("--engine vllm needs a CUDA GPU and the vllm package", "use --engine transformers on this machine")
