@@ -96,7 +96,7 @@ def create_app(bases: list[Base], batcher: Batcher, opts: ServeOptions) -> FastA
     async def chat(request: Request):
         req = oa.parse_request(await _read_json(request, opts.limits.max_body_bytes))
         target = _find(served, req.model)
-        max_tokens = req.max_completion_tokens or req.max_tokens or opts.limits.default_max_tokens
+        max_tokens = req.max_completion_tokens or req.max_tokens or min(opts.limits.default_max_tokens, opts.limits.max_tokens)
         if max_tokens > opts.limits.max_tokens:
             raise oa.APIError(400, f"max_tokens={max_tokens} is over this server's limit of {opts.limits.max_tokens}",
                               "invalid_value", "max_tokens")
