@@ -351,8 +351,15 @@ class DatasetStore:
 
         from pyiceberg.exceptions import NoSuchTableError
 
+        inside = self.settings.warehouse.rstrip("/") + "/"
         try:
             location = self.catalog.load_table(self._ident(name)).location()
+            if not location.startswith(inside):
+                # Registered with --iceberg (no copy): the files are the user's own; forget the table only.
+                self.catalog.drop_table(self._ident(name))
+                with self.engine.begin() as conn:
+                    conn.execute(delete(datasets).where(datasets.c.name == name))
+                return
             quiet = logging.getLogger("pyiceberg")
             level, quiet.level = quiet.level, logging.ERROR  # a file already gone is no news when deleting
             try:
