@@ -263,7 +263,9 @@ def _orphans(settings: Settings, report: Report, fix: bool, older_than: float) -
     if fix:
         for p in found:
             p.unlink(missing_ok=True)
-        top = DatasetStore(settings).warehouse_dir() / NAMESPACE
+        wh = DatasetStore(settings).warehouse_dir()
+        assert wh is not None  # orphans are only looked for in a local warehouse
+        top = wh / NAMESPACE
         for d in sorted({a for p in found for a in p.parents if top in a.parents}, key=lambda d: len(d.parts), reverse=True):
             try:
                 d.rmdir()  # only succeeds when empty: a folder a new write is filling stays

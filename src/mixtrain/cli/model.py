@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -276,7 +276,7 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
     return []
 
 
-def _file_rows(inputs_file: Path) -> list[tuple[int, object, str | None]]:
+def _file_rows(inputs_file: Path) -> list[tuple[int, Any, str | None]]:
     """(line number, row, problem) for each non-blank line; a bad line is a problem, not a crash."""
     from mixtrain.errors import InvalidInput
 
@@ -284,7 +284,7 @@ def _file_rows(inputs_file: Path) -> list[tuple[int, object, str | None]]:
         text = inputs_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {inputs_file}: {exc}", "pass a UTF-8 JSONL file") from None
-    out = []
+    out: list[tuple[int, Any, str | None]] = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:

@@ -24,7 +24,7 @@ def parse_models(models) -> list[tuple[str, int | None]]:
     if not items or any(not m for m in items):
         raise InvalidInput("--models lists no model" if not any(items) else f"--models has an empty entry: {models!r}",
                            "pass MODEL[:VERSION][,MODEL...], e.g. --models base-llava,my-llava:2")
-    out = []
+    out: list[tuple[str, int | None]] = []
     for m in items:
         name, _, version = m.partition(":")
         check_name(name, "model")
@@ -94,10 +94,11 @@ def plan(
             )
         if reference_column is not None:
             raise InvalidInput(f"dataset {dataset!r} has no column {reference!r} (--reference_column)", f"its columns are: {', '.join(columns)}")
-        reference = None
+        reference = None  # type: ignore[assignment]  # no reference column: outputs only
 
     registry = ModelRegistry(settings)
-    resolved, seen = [], {}
+    resolved: list = []
+    seen: dict = {}
     for model, version in wanted:
         info = registry.get(model, version)  # NotFound names the model or the version
         lab = label(model, info["version"])

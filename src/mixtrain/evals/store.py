@@ -8,13 +8,15 @@ has ended (cancelled, killed, timed out) takes the run's status on read, so no e
 
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, NotFound
-from mixtrain.metadata.db import get_engine, now
+from mixtrain.metadata.db import inserted_id, get_engine, now
 from mixtrain.metadata.schema import eval_models, evals, runs, workflows
 from mixtrain.settings import Settings
 
@@ -33,16 +35,16 @@ class EvalStore:
         self.settings = settings
         self.engine = get_engine(settings.database_url)
 
-    def insert(self, *, name: str, dataset: str, snapshot_id: int | None, metric: str, config: dict, models: list[dict], results_dataset: str) -> dict:
+    def insert(self, *, name: str, dataset: str, snapshot_id: int | None, metric: str, config: dict, models: builtins.list[dict], results_dataset: str) -> dict:
         """A pending eval and its model rows, in one transaction."""
         try:
             with self.engine.begin() as conn:
-                eval_id = conn.execute(
+                eval_id = inserted_id(conn.execute(
                     insert(evals).values(
                         name=name, dataset=dataset, snapshot_id=snapshot_id, metric=metric, status="pending",
                         config=config, results_dataset=results_dataset, created_at=now(),
                     )
-                ).inserted_primary_key[0]
+                ))
                 for i, m in enumerate(models):
                     conn.execute(
                         insert(eval_models).values(eval_id=eval_id, position=i, model_name=m["name"], model_version=m["version"], label=m["label"])
@@ -68,7 +70,7 @@ class EvalStore:
             q = update(evals).where(evals.c.name == name).where(evals.c.status.in_(ACTIVE))
             return conn.execute(q.values(**values)).rowcount == 1
 
-    def complete(self, name: str, scores: dict[str, dict], failures: list[dict], comparison: dict | None) -> bool:
+    def complete(self, name: str, scores: dict[str, dict], failures: builtins.list[dict], comparison: dict | None) -> bool:
         """Store every model's summary and mark the eval completed, atomically."""
         with self.engine.begin() as conn:
             row = conn.execute(select(evals.c.id, evals.c.status).where(evals.c.name == name)).first()
@@ -91,12 +93,12 @@ class EvalStore:
             row = self._row(name)
         return self._record(row)
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[dict]:
         with self.engine.connect() as conn:
             names = [r.name for r in conn.execute(select(evals.c.name).order_by(evals.c.created_at, evals.c.id))]
         return [self.get(n) for n in names]
 
-    def for_model(self, model_name: str) -> list[dict]:
+    def for_model(self, model_name: str) -> builtins.list[dict]:
         """Every eval a model appears in (any version), oldest first, with that model's scores."""
         with self.engine.connect() as conn:
             names = conn.execute(

@@ -23,6 +23,13 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
+def inserted_id(result) -> int:
+    """The primary key an INSERT created (SQLAlchemy types it as optional; an INSERT always has one)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

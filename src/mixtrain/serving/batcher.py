@@ -32,7 +32,7 @@ class Job:
     seed: int | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
-    on_text: Callable[[str], None] | None = None  # streaming: called from the worker thread with new text
+    on_text: Callable[[str], object] | None = None  # streaming: called from the worker thread with new text
     arrived: float = field(default_factory=time.monotonic)
 
     @property
@@ -154,7 +154,7 @@ def _settle(job: Job, result, error) -> None:
     job.loop.call_soon_threadsafe(settle)
 
 
-def _Streamer(tokenizer, on_text: Callable[[str], None]):
+def _Streamer(tokenizer, on_text: Callable[[str], object]):
     """A transformers TextStreamer that hands decoded text to ``on_text`` instead of printing it."""
     from transformers import TextStreamer
 

@@ -54,7 +54,7 @@ def vllm_command(bases: list[Base], host: str, port: int, *, max_batch_size: int
                                "use --engine transformers")
         cmd += ["--enable-lora", "--lora-modules", *(f"{s.name}={s.adapter_path}" for s in adapters),
                 "--max-lora-rank", str(fit), "--max-loras", str(len(adapters))]
-        template = Path(adapters[0].adapter_path) / "chat_template.jinja"
+        template = Path(adapters[0].adapter_path or "") / "chat_template.jinja"
         if template.is_file():  # the template the adapters were trained with
             cmd += ["--chat-template", str(template)]
     if allow_local_files:

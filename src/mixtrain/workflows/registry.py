@@ -6,6 +6,8 @@ killer, reboot) becomes ``failed`` with the reason, so no run stays ``running`` 
 
 from __future__ import annotations
 
+import builtins
+
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput, MixtrainError, NotFound
 from mixtrain.faults import guard
-from mixtrain.metadata.db import get_engine, now
+from mixtrain.metadata.db import inserted_id, get_engine, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -36,7 +38,7 @@ class WorkflowRegistry:
         self.engine = get_engine(settings.database_url)
 
     # -- workflows ---------------------------------------------------------------------------------
-    def create(self, name: str, files: list[Path], description: str = "", entrypoint: str | None = None) -> dict:
+    def create(self, name: str, files: builtins.list[Path], description: str = "", entrypoint: str | None = None) -> dict:
         check_name(name, "workflow")
         with self.engine.connect() as conn:
             if conn.execute(select(workflows.c.id).where(workflows.c.name == name)).first():
@@ -45,13 +47,13 @@ class WorkflowRegistry:
         spec = inspect_files(files, entrypoint)
         try:
             with self.engine.begin() as conn:
-                wf_id = conn.execute(insert(workflows).values(name=name, description=description, created_at=now())).inserted_primary_key[0]
+                wf_id = inserted_id(conn.execute(insert(workflows).values(name=name, description=description, created_at=now())))
                 self._add_version(conn, wf_id, name, 1, files, spec)
         except IntegrityError as exc:
             raise AlreadyExists(f"workflow {name!r} already exists", "pick another name") from exc
         return self.describe(name)
 
-    def update(self, name: str, files: list[Path], description: str | None = None, entrypoint: str | None = None) -> dict:
+    def update(self, name: str, files: builtins.list[Path], description: str | None = None, entrypoint: str | None = None) -> dict:
         wf = self._workflow(name)
         files = _check_files(files)
         spec = inspect_files(files, entrypoint or self.latest_version(name)["entrypoint"])
@@ -68,7 +70,7 @@ class WorkflowRegistry:
                     raise
         return self.describe(name)
 
-    def _add_version(self, conn, wf_id: int, name: str, version: int, files: list[Path], spec: dict) -> None:
+    def _add_version(self, conn, wf_id: int, name: str, version: int, files: builtins.list[Path], spec: dict) -> None:
         dest = self.settings.workflows_dir / name / f"v{version}"
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,9 +111,11 @@ class WorkflowRegistry:
             row = conn.execute(
                 select(workflow_versions).where(workflow_versions.c.workflow_id == wf["id"]).order_by(workflow_versions.c.version.desc()).limit(1)
             ).first()
+        if row is None:
+            raise NotFound(f"workflow {name!r} has no version", f"register one with `mixtrain workflow update {name} FILE`")
         return dict(row._mapping)
 
-    def versions(self, name: str) -> list[dict]:
+    def versions(self, name: str) -> builtins.list[dict]:
         wf = self._workflow(name)
         with self.engine.connect() as conn:
             rows = conn.execute(select(workflow_versions).where(workflow_versions.c.workflow_id == wf["id"]).order_by(workflow_versions.c.version))
@@ -133,7 +137,7 @@ class WorkflowRegistry:
             "runs": self.runs(name, limit=5),
         }
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(workflows.c.name, workflows.c.description, workflows.c.created_at, func.max(workflow_versions.c.version).label("version"))
@@ -142,7 +146,7 @@ class WorkflowRegistry:
                 .order_by(workflows.c.name)
             )
             out = [dict(r._mapping) for r in rows]
-            counts = dict(conn.execute(select(workflows.c.name, func.count(runs.c.id)).join(runs, runs.c.workflow_id == workflows.c.id).group_by(workflows.c.name)).all())
+            counts: dict[str, int] = dict(conn.execute(select(workflows.c.name, func.count(runs.c.id)).join(runs, runs.c.workflow_id == workflows.c.id).group_by(workflows.c.name)).all())
         for r in out:
             r["runs"] = counts.get(r["name"], 0)
         return out
@@ -170,12 +174,12 @@ class WorkflowRegistry:
                 with self.engine.begin() as conn:
                     number = (conn.execute(select(func.max(runs.c.number)).where(runs.c.workflow_id == wf["id"])).scalar() or 0) + 1
                     run_dir = self.settings.runs_dir / name / str(number)
-                    run_id = conn.execute(
+                    run_id = inserted_id(conn.execute(
                         insert(runs).values(
                             workflow_id=wf["id"], number=number, version=version, status="pending",
                             inputs=inputs, run_dir=str(run_dir), created_at=now(),
                         )
-                    ).inserted_primary_key[0]
+                    ))
                 break
             except IntegrityError:
                 continue
@@ -209,7 +213,7 @@ class WorkflowRegistry:
         self.reconcile(row.id)
         return self.run_by_id(row.id)
 
-    def runs(self, name: str, limit: int | None = None) -> list[dict]:
+    def runs(self, name: str, limit: int | None = None) -> builtins.list[dict]:
         wf = self._workflow(name)
         q = select(runs, workflows.c.name.label("workflow")).join(workflows, workflows.c.id == runs.c.workflow_id)
         q = q.where(runs.c.workflow_id == wf["id"]).order_by(runs.c.number.desc())
@@ -285,7 +289,7 @@ def _run_dict(row) -> dict:
     return d
 
 
-def _check_files(files: list[Path]) -> list[Path]:
+def _check_files(files: builtins.list[Path]) -> builtins.list[Path]:
     if not files:
         raise InvalidInput("no workflow file given", "pass the workflow's .py file")
     out = []
@@ -336,7 +340,7 @@ def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.Comple
         return subprocess.CompletedProcess(cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
-def inspect_files(files: list[Path], entrypoint: str | None) -> dict:
+def inspect_files(files: builtins.list[Path], entrypoint: str | None) -> dict:
     """Extract the input spec by importing the main file in a time-limited child process."""
     proc = _run_inspector(files[0], entrypoint)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
