@@ -35,6 +35,10 @@ bench: setup
 	$(PY) benchmarks/bench_workflow.py
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_serve.py
+	# GPU: 7B shapes, mixtrain vs TRL (benchmarks/README.md); without CUDA, the tiny CPU smoke run.
+	$(PY) benchmarks/bench_gpu.py $$($(PY) -c "import torch; print('' if torch.cuda.is_available() else '--tiny')")
 
 clean:
 	rm -rf $(VENV) .pytest_cache

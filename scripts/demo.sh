@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the spec's "Example: Complete Workflow", offline on CPU with a tiny LLaVA built locally,
 # on a synthetic task whose answer depends only on the image (the colour of a drawn shape).
-# Ends by printing held-out accuracy before and after fine-tuning.
+# Ends with `mixtrain eval create` (base vs fine-tuned on held-out images) and prints the accuracy before and
+# after from the eval record. Exits non-zero when any step fails or the after-accuracy is below 90%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -28,11 +29,15 @@ mixtrain dataset list
 step "2. mixtrain workflow create axolotl_vlm_finetune.py --name vlm-finetune"
 (cd src/mixtrain/examples && mixtrain workflow create axolotl_vlm_finetune.py --name vlm-finetune --description "Fine-tune VLMs with Axolotl")
 
-step "Before: held-out accuracy of the base model"
+step "Register the base model (to compare against it)"
 mixtrain model register tiny-llava-base --base_model "$DEMO/tiny-llava" --model_type llava
-mixtrain model run tiny-llava-base --config '{"max_new_tokens": 8}' --inputs-file "$DEMO/task/test.jsonl" --output "$DEMO/before.jsonl"
+cp "$DEMO/task/test.csv" "$DEMO/held_out.csv"
+cp "$DEMO/task/test_blank.csv" "$DEMO/held_out_blank.csv"
+(cd "$DEMO" && mixtrain dataset create held-out --file held_out.csv >/dev/null && mixtrain dataset create held-out-blank --file held_out_blank.csv >/dev/null)
 
 step "3. mixtrain workflow run vlm-finetune ... (real Axolotl, LoRA on the language model, CPU)"
+# Shown filtered (library warnings), but the run's own exit status decides whether the demo goes on.
+set +e
 mixtrain workflow run vlm-finetune \
   --dataset_name vlm-training-data \
   --output_model_name my-custom-llava \
@@ -42,7 +47,13 @@ mixtrain workflow run vlm-finetune \
   --gradient_accumulation_steps 1 \
   --learning_rate ${DEMO_LR:-3e-3} \
   --lora_r 16 --lora_alpha 32 --lora_dropout 0.0 \
-  --max_seq_length 256 2>&1 | grep -v -E '^\s+("|[]}])|Failed to load .*torchao|_pytree.py|UserWarning|super\(\).__init__' || true
+  --max_seq_length 256 2>&1 | grep --line-buffered -v -E '^\s+("|[]}])|Failed to load .*torchao|_pytree.py|UserWarning|super\(\).__init__'
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "demo: the fine-tune step failed (exit $status) — see the output above and: mixtrain workflow runs vlm-finetune" >&2
+  exit "$status"
+fi
 
 step "4. mixtrain workflow runs vlm-finetune"
 mixtrain workflow runs vlm-finetune
@@ -52,13 +63,25 @@ mixtrain model get my-custom-llava
 IMG=$(python -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['image'])" "$DEMO/task/test.jsonl")
 mixtrain model run my-custom-llava --inputs "{\"image\": \"$IMG\", \"prompt\": \"What colour is the shape?\"}"
 
-step "After: held-out accuracy of the fine-tuned model"
-mixtrain model run my-custom-llava --config '{"max_new_tokens": 8}' --inputs-file "$DEMO/task/test.jsonl" --output "$DEMO/after.jsonl"
-python - "$DEMO" <<'PY'
+step "6. mixtrain eval create colour-eval --dataset held-out --models tiny-llava-base,my-custom-llava"
+mixtrain eval create colour-eval --dataset held-out --models tiny-llava-base,my-custom-llava --config '{"max_new_tokens": 8}'
+
+step "Control: the fine-tuned model on the same prompts with blank images (nothing to read: chance is 1/6)"
+mixtrain eval create colour-blank --dataset held-out-blank --models my-custom-llava --config '{"max_new_tokens": 8}' >/dev/null
+mixtrain eval get colour-blank
+
+step "Before and after, from the eval record"
+python - <<'PY'
 import sys
-from pathlib import Path
-from mixtrain.testing.colour_task import accuracy
-d = Path(sys.argv[1])
-before, after = accuracy(d / "before.jsonl", d / "task/test_answers.json"), accuracy(d / "after.jsonl", d / "task/test_answers.json")
-print(f"held-out colour accuracy (48 images, 6 colours): before {before:.0%} -> after {after:.0%}")
+from mixtrain import MixClient
+
+rec = MixClient().get_eval_info("colour-eval")
+blank = MixClient().get_eval_info("colour-blank")["scores"]["my-custom-llava_v1"]["mean"]
+before, after = (rec["scores"][m["label"]] for m in rec["models"])
+print(f"blank-image control: {blank:.0%} (chance 17%)")
+ok = after["mean"] >= 0.90 and blank <= 0.30
+if not ok:
+    print("demo: FAILED — the fine-tuned model should reach 90% on held-out images and stay near chance on blank ones", file=sys.stderr)
+print(f"held-out colour accuracy ({after['n']} images, 6 colours): before {before['mean']:.0%} -> after {after['mean']:.0%}")
+sys.exit(0 if ok else 1)
 PY

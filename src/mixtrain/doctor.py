@@ -51,7 +51,7 @@ def check(settings: Settings, fix: bool = False, older_than: float = ORPHAN_AGE)
     if not home.exists():
         report.ok(f"home {home} does not exist yet (a fresh install; created on first use)")
         return report
-    for step in (_home, _metadata, _catalog, _secret_key, _leftovers, _runs):
+    for step in (_home, _metadata, _catalog, _tables, _secret_key, _leftovers, _runs):
         try:
             step(settings, report, fix)
         except MixtrainError as exc:
@@ -138,6 +138,31 @@ def _catalog(settings: Settings, report: Report, fix: bool) -> None:
                 )
 
 
+def _tables(settings: Settings, report: Report, fix: bool) -> None:
+    """Every dataset's metadata loads and every file it references exists."""
+    from mixtrain.datasets.store import NAMESPACE, DatasetStore, referenced_files
+
+    store = DatasetStore(settings)
+    names = sorted(ident[-1] for ident in store.catalog.list_tables(NAMESPACE))
+    damaged = 0
+    for name in names:
+        try:
+            table = store.get(name)
+            missing = sorted(p for p in referenced_files(table) if p.startswith("/") and not Path(p).exists())
+        except MixtrainError as exc:
+            report.problem(exc.what, exc.fix or "")
+            damaged += 1
+            continue
+        if missing:
+            damaged += 1
+            report.problem(
+                f"dataset {name!r} references {len(missing)} missing file(s), e.g. {missing[0]}",
+                f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
+            )
+    if not damaged:
+        report.ok(f"{len(names)} dataset(s): metadata and data files all present")
+
+
 def _secret_key(settings: Settings, report: Report, fix: bool) -> None:
     from mixtrain.secrets.store import SecretStore, _read_key
 
@@ -213,7 +238,12 @@ def orphan_files(settings: Settings, older_than: float = ORPHAN_AGE) -> list[Pat
     catalog = store.catalog  # refuses a lost catalog: then every file would look orphaned
     keep: set[str] = set()
     for ident in catalog.list_tables(NAMESPACE):
-        keep |= referenced_files(catalog.load_table(ident))
+        try:
+            keep |= referenced_files(catalog.load_table(ident))
+        except Exception:  # a damaged table (reported by _tables): keep everything in its folder
+            loc = store._location_from_catalog(ident[-1])
+            if loc.startswith("file://"):
+                keep |= {str(p) for p in Path(loc[len("file://"):]).rglob("*")}
     cutoff = time.time() - older_than
     out = []
     for p in (wh / NAMESPACE).rglob("*"):
@@ -233,7 +263,9 @@ def _orphans(settings: Settings, report: Report, fix: bool, older_than: float) -
     if fix:
         for p in found:
             p.unlink(missing_ok=True)
-        top = DatasetStore(settings).warehouse_dir() / NAMESPACE
+        wh = DatasetStore(settings).warehouse_dir()
+        assert wh is not None  # orphans are only looked for in a local warehouse
+        top = wh / NAMESPACE
         for d in sorted({a for p in found for a in p.parents if top in a.parents}, key=lambda d: len(d.parts), reverse=True):
             try:
                 d.rmdir()  # only succeeds when empty: a folder a new write is filling stays

@@ -60,7 +60,7 @@ def free_bytes(path) -> int | None:
         return None
 
 
-def human(n: int | None) -> str:
+def human(n: float | None) -> str:
     if n is None:
         return "?"
     for unit in ("B", "KB", "MB", "GB"):

@@ -22,6 +22,12 @@ from mixtrain.errors import InvalidInput, MixtrainError
 
 MAX_BYTES = 50 * 2**20
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold
+
+
+class ImageTooLarge(InvalidInput):
+    """Over a byte or pixel limit (a server answers 413 rather than 400)."""
+
+
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
 
 
@@ -59,15 +65,44 @@ def resolve_image(
         )
     else:
         path = Path(ref).expanduser()
-    path = path.resolve()
-    if not path.exists():
-        raise InvalidInput(f"image {ref!r} not found (looked at {path})", "check the path")
-    if not path.is_file():
-        raise InvalidInput(f"image {ref!r} is not a file", "point to an image file, not a directory")
-    if not os.access(path, os.R_OK):
-        raise InvalidInput(f"image {ref!r} is not readable", "fix the file's permissions")
+    path = _local_file(path, ref)
     _inspect(path, ref, max_pixels)
     return path
+
+
+def _local_file(path: Path, ref: str) -> Path:
+    """The regular file ``path`` names, or InvalidInput saying what it is instead.
+
+    Odd files are bad rows like any other: a symlink loop, a dangling link, a FIFO (opening it would
+    block forever), a device, a directory or an unreadable file.
+    """
+    import stat
+
+    try:
+        resolved = path.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise InvalidInput(f"image {ref!r} is a broken symlink (to {os.readlink(path)})", "fix the link or the path") from None
+        raise InvalidInput(f"image {ref!r} not found (looked at {path.absolute()})", "check the path") from None
+    except RuntimeError:  # Python's "Symlink loop" for a link cycle
+        raise InvalidInput(f"image {ref!r} is a symlink loop", "point the link at a real image file") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise InvalidInput(f"image {ref!r} is a symlink loop", "point the link at a real image file") from None
+        raise InvalidInput(f"image {ref!r} cannot be read: {exc.strerror}", "check the path and its permissions") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+        )
+        raise InvalidInput(f"image {ref!r} is {kind}, not a file", "point to an image file")
+    try:
+        with open(resolved, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise InvalidInput(f"image {ref!r} is not readable: {exc.strerror}", "fix the file's permissions") from None
+    return resolved
 
 
 def load_image(ref: str, cache_dir: Path | str, **limits):
@@ -158,6 +193,8 @@ def _resolve_quietly(job) -> tuple[str, str | None, str | None]:
         return ref, str(resolve_image(ref, cache_dir, **limits)), None
     except MixtrainError as err:
         return ref, None, " ".join(str(err).split())
+    except Exception as err:  # an odd file must be one bad row, never a crash of the whole check
+        return ref, None, f"image {ref!r} cannot be used: {type(err).__name__}: {err}"
 
 
 def _local_key(ref: str) -> str | None:
@@ -226,7 +263,7 @@ def _inspect(path: Path, ref: str, max_pixels: int, served_as: str | None = None
 
 def _bomb(ref: str, pixels: int | None, limit: int) -> InvalidInput:
     size = f"{pixels:,} pixels" if pixels else "too many pixels"
-    return InvalidInput(
+    return ImageTooLarge(
         f"image {_shown(ref)!r} refused: {size}, over the limit of {limit:,} (decompression bomb?)",
         "downscale the image, or raise max_pixels if you trust it",
     )
@@ -258,7 +295,7 @@ def _download(url: str, cache_dir: Path, timeout: float, max_bytes: int, max_pix
             for chunk in resp.iter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise InvalidInput(f"download {shown!r} is over {max_bytes:,} bytes",
+                    raise ImageTooLarge(f"download {shown!r} is over {max_bytes:,} bytes",
                                        "use a smaller image, or raise max_bytes")
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("download deadline passed")
@@ -295,3 +332,50 @@ def _shown(ref: str) -> str:
         return ref
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
+
+
+def image_from_bytes(data: bytes, shown: str, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
+    """Decode in-memory image bytes (e.g. an OpenAI ``data:`` URL) under the same limits as files.
+
+    The size is checked before decoding and the pixel count before a pixel is decoded; returns an RGB
+    ``PIL.Image``, EXIF-rotated like ``load_image`` so a served model sees what ``model run`` sees.
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"image {shown!r} is {len(data):,} bytes, over the limit of {max_bytes:,}",
+                           "send a smaller image")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise _bomb(shown, w * h, max_pixels)
+            im.load()
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _bomb(shown, None, max_pixels) from err
+    except MixtrainError:
+        raise
+    except Exception as err:  # PIL raises many types for bad bytes; all mean "not an image"
+        raise InvalidInput(f"image {shown!r} does not decode as an image ({type(err).__name__}: {err})",
+                           "send a valid JPEG/PNG/WebP image") from err
+
+
+def image_from_data_url(url: str, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
+    """Decode ``data:image/<type>;base64,<payload>`` (the OpenAI image part's inline form)."""
+    import base64
+    import binascii
+
+    head, sep, payload = url.partition(",")
+    if not sep or not head.lower().startswith("data:image/") or not head.lower().endswith(";base64"):
+        raise InvalidInput("malformed data URL (expected data:image/<type>;base64,<payload>)",
+                           "encode the image as data:image/png;base64,...")
+    if len(payload) > (max_bytes * 4) // 3 + 4:  # refuse before decoding a huge payload
+        raise ImageTooLarge(f"inline image is over {max_bytes:,} bytes", "send a smaller image")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise InvalidInput(f"data URL is not valid base64 ({err})", "base64-encode the image bytes") from err
+    return image_from_bytes(data, head + ",…", max_bytes=max_bytes, max_pixels=max_pixels)

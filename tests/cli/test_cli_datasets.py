@@ -112,3 +112,21 @@ def test_empty_strings_stay_strings(home, tmp_path):
 
     df = mixtrain.MixClient().get_dataset("blanks").scan().to_pandas()
     assert sorted(df["prompt"].tolist()) == ["", "", "p"]
+
+
+def test_registered_iceberg_table_is_forgotten_not_purged(mix, tmp_path):
+    """`dataset create --iceberg` copies nothing, so `dataset delete` must not delete the user's own files."""
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    wh = tmp_path / "their-warehouse"
+    wh.mkdir()
+    cat = SqlCatalog("theirs", uri=f"sqlite:///{tmp_path}/theirs.db", warehouse=wh.as_uri())
+    cat.create_namespace("ns")
+    table = cat.create_table("ns.t", schema=pa.schema([("image_path", pa.string()), ("prompt", pa.string())]))
+    table.append(pa.table({"image_path": ["a.png", "b.png"], "prompt": ["p1", "p2"]}))
+    mix("dataset", "create", "theirs", "--iceberg", table.metadata_location, check=0)
+    assert "b.png" in mix("dataset", "head", "theirs", check=0).stdout
+    mix("dataset", "delete", "theirs", "-y", check=0)
+    assert "theirs" not in mix("dataset", "list", check=0).stdout
+    assert cat.load_table("ns.t").scan().to_arrow().num_rows == 2  # their table and files are intact

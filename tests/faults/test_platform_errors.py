@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, fmix  # noqa: F401  (fixture)
+from fault_helpers import clean_error
 
 FLOW = '''
 from mixtrain import MixFlow
@@ -66,3 +65,14 @@ def test_platform_failure_is_the_runs_error(fmix, case):
     assert needle in log.stdout and "no log yet" not in log.stdout + log.stderr
     assert "hello from the workflow" not in log.stdout
     assert "Traceback" not in log.stdout
+
+
+def test_secrets_whose_key_is_lost_can_be_listed_and_deleted_then_runs_work(fmix):
+    """The way out the "key missing" error names must work: list, delete, then run again."""
+    (fmix.root / "hello.py").write_text(FLOW)
+    fmix("workflow", "create", "hello.py", "--name", "hello", check=0)
+    fmix("secret", "set", "API_TOKEN", input="tok-123456", check=0)
+    (fmix.home / "secret.key").unlink()
+    assert "API_TOKEN" in fmix("secret", "list", check=0).stdout
+    fmix("secret", "delete", "API_TOKEN", "-y", check=0)
+    assert "hello from the workflow" in fmix("workflow", "run", "hello", check=0).stdout

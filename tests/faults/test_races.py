@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, files_under, fmix  # noqa: F401  (fixture)
+from fault_helpers import clean_error, files_under
 
 
 def _csv(path: Path, rows: int = 200) -> Path:
@@ -43,14 +42,14 @@ def test_concurrent_creates_one_wins_others_already_exists(fmix, n):
 
 
 def _first_use(key: str, barrier, out):
-    from mixtrain.secrets.store import _read_key, _load_key
+    from mixtrain.secrets.store import _load_key, _read_key
 
     barrier.wait()
     try:
         a = _load_key(Path(key))
         b = _read_key(Path(key))  # what any later process reads
         out.put(("ok", a == b and len(a) == 44))
-    except Exception as exc:  # noqa: BLE001 — report it to the parent
+    except Exception as exc:
         out.put(("error", repr(exc)))
 
 
@@ -79,7 +78,7 @@ def test_concurrent_first_secret_sets_through_the_cli_all_decrypt(fmix):
     names = [f"TOKEN_{i}" for i in range(6)]
     procs = [subprocess.Popen([exe, "secret", "set", n], env=fmix.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for n in names]
-    for n, p in zip(names, procs):
+    for n, p in zip(names, procs, strict=True):
         _, err = p.communicate(input=f"value-of-{n}", timeout=120)
         assert p.returncode == 0, err
     for n in names:

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from fault_helpers import CLI
 from workflow_helpers import gone, registry, wait_for
 
@@ -27,6 +26,18 @@ class Ticker(MixFlow):
         if fail:
             raise RuntimeError("failed after the ticks")
         return {"ticks": seconds}
+''',
+    "slow.py": '''
+import time
+from mixtrain import MixFlow
+
+class Slow(MixFlow):
+    _mixflow_timeout = 4
+
+    def run(self):
+        for i in range(120):
+            print(f"still working {i}", flush=True)
+            time.sleep(0.5)
 ''',
     "chatty.py": '''
 import os, sys, time
@@ -124,3 +135,13 @@ def test_worker_death_after_supervisor_death_is_reported(sup):
     wait_for(lambda: gone(run["worker_pid"]), timeout=10, what="the worker to die")
     final = reg.run("ticker", run["number"])
     assert final["status"] == "failed" and "died" in final["error"], final
+
+
+def test_time_limit_still_enforced_after_supervisor_sigkill(sup):
+    reg, run = _start(sup, "slow")
+    _kill_supervisor(run)
+    final = wait_for(lambda: (r := reg.run("slow", run["number"]))["status"] not in ("pending", "running") and r, timeout=60, what="run end")
+    assert final["status"] == "timeout" and "4s" in final["error"], final
+    wait_for(lambda: gone(run["worker_pid"]), timeout=20, what="the worker to be stopped")
+    log = wait_for(lambda: "■ run #" in (t := Path(run["log_path"]).read_text()) and t, timeout=15, what="closing line")
+    assert "timed out after 4s" in log and f"■ run #{run['number']} timeout" in log

@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from fault_helpers import clean_error, files_under, fmix, tmpfs  # noqa: F401  (fixtures)
+from fault_helpers import clean_error, files_under
 
 FLOW = '''
 import time

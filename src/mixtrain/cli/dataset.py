@@ -151,7 +151,7 @@ def _cell(v) -> str:
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
     """Delete a dataset and its data."""
     c = client()
-    c.datasets.get(name)
+    c.datasets.require(name)  # reads no table file: a damaged dataset can still be deleted
     confirm(f"delete dataset {name!r} and all its versions", yes)
     c.datasets.delete(name)
     console.print(f"Deleted dataset {name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -40,9 +40,11 @@ def get(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Show a model version and its lineage (base model, dataset snapshot, run, params, loss, versions)."""
-    m = client().get_model_info(name, version)
+    c = client()
+    m = c.get_model_info(name, version)
+    evals = _evals_of(c, name)
     if as_json:
-        print_json(m)
+        print_json({**m, "evals": evals})
         return
     lin = m["lineage"]
     console.print(f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, registered {fmt_time(m['created_at'])})")
@@ -62,6 +64,25 @@ def get(
     console.print("versions:     " + ", ".join(f"{k} {v}" for k, v in (lin.get("versions") or {}).items() if v))
     params = lin.get("params") or {}
     console.print("params:       " + " ".join(f"{k}={v}" for k, v in params.items() if k not in ("dataset_name", "output_model_name")))
+    if evals:
+        console.print("evals:")
+        for e in evals:
+            score = "-" if e["mean"] is None else f"{e['mean'] * 100:.1f}%"
+            console.print(f"  {e['eval']:24} v{e['version']}  {e['metric']} {score}  on {e['dataset']}  ({e['status']})")
+    else:
+        console.print(f"evals:        none yet (`mixtrain eval create NAME --dataset D --models {name}`)")
+
+
+def _evals_of(c, name: str) -> list[dict]:
+    """Every eval this model (any version) appears in, with its score there."""
+    out = []
+    for rec in c.evals.for_model(name):
+        for mod in rec["models"]:
+            if mod["name"] == name:
+                s = rec["scores"].get(mod["label"]) or {}
+                out.append({"eval": rec["name"], "version": mod["version"], "label": mod["label"], "dataset": rec["dataset"],
+                            "metric": rec["metric"], "status": rec["status"], "mean": s.get("mean"), "ci_low": s.get("ci_low"), "ci_high": s.get("ci_high")})
+    return out
 
 
 @app.command("versions")
@@ -103,16 +124,17 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print generated_text, model, version and latency as JSON."),
 ):
     """Ask a fine-tuned model about an image."""
-    from mixtrain.errors import InvalidInput
+    from mixtrain.models import _fastimport
     from mixtrain.models.inference import check_inputs, generation_settings
 
+    _fastimport.enable()  # this process is ours: skip the optional integrations inference never uses
     gen = generation_settings(_json_arg(config, "--config"))
+    if inputs_file is not None:
+        _rows(inputs, image, prompt, inputs_file)  # only one way of giving inputs
+        return _run_file(name, version, inputs_file, output, gen)
     rows = _rows(inputs, image, prompt, inputs_file)
-    for i, row in enumerate(rows):
-        try:
-            check_inputs(row)
-        except InvalidInput as exc:
-            raise InvalidInput(f"row {i + 1} of {inputs_file}: {exc.what}" if inputs_file else exc.what, exc.fix) from None
+    for row in rows:
+        check_inputs(row)
     c = client()
     info = c.get_model_info(name, version)
     from mixtrain.images import resolve_image
@@ -131,14 +153,78 @@ def run(
         else:
             print(result["generated_text"])
         return
+
+
+BATCH = 8  # rows per generate call for --inputs-file (greedy answers equal one-at-a-time ones)
+
+
+def _answer(model, recs: list[dict], gen: dict) -> None:
+    """Answer ``recs`` in one batch; if the batch fails, row by row so one bad row fails alone."""
+    from mixtrain.errors import MixtrainError
+
+    if not recs:
+        return
+    try:
+        for rec, res in zip(recs, model.run_batch([r["input"] for r in recs], batch_size=len(recs), **gen), strict=True):
+            rec.update(res)
+        return
+    except MixtrainError:
+        pass
+    for rec in recs:
+        try:
+            rec.update(model.run(rec["input"], **gen))
+        except MixtrainError as exc:
+            rec["error"] = str(exc)
+
+
+def _run_file(name, version, inputs_file: Path, output, gen) -> None:
+    """A batch answers every usable row; each unusable one gets an error record with its line number.
+
+    Exit 1 when any row failed (after the good rows are answered), so a script notices.
+    """
+    from mixtrain.errors import InvalidInput, MixtrainError
+    from mixtrain.images import resolve_image
+    from mixtrain.models.inference import check_inputs
+
+    c = client()
+    info = c.get_model_info(name, version)
+    records: list[dict] = []  # in file order: {"line", "input"} plus "error" for a bad row
+    for n, row, problem in _file_rows(inputs_file):
+        if problem is None:
+            try:
+                check_inputs(row)
+                resolve_image(str(row["image"]), c.settings.image_cache)  # a bad image fails before the model loads
+            except MixtrainError as exc:
+                problem = str(exc)
+        records.append({"line": n, "input": row, **({"error": problem} if problem else {})})
+    good = [r for r in records if "error" not in r]
+    model = None
+    if good:
+        from mixtrain.client import get_model
+
+        with _quiet_native_logs():
+            model = get_model(name, info["version"], client=c)
     out = open(output, "w") if output else sys.stdout
     try:
-        for row in rows:
-            out.write(json.dumps({"input": row, **model.run(row, **gen)}) + "\n")
+        for start in range(0, len(records), BATCH):  # one batched generate per BATCH rows, written in file order
+            chunk = records[start : start + BATCH]
+            _answer(model, [r for r in chunk if "error" not in r], gen)
+            for rec in chunk:
+                out.write(json.dumps(rec) + "\n")
             out.flush()
     finally:
         if output:
             out.close()
+    bad = [(k, r) for k, r in enumerate(records, 1) if "error" in r]
+    if bad:
+        k, first = bad[0]
+        where = f"row {k} of {inputs_file}, line {first['line']}: {first['error']}"
+        answered = len(records) - len(bad)
+        summary = where if len(bad) == 1 else f"{len(bad)} of {len(records)} rows failed (lines {', '.join(str(r['line']) for _, r in bad[:10])}); first: {where}"
+        raise InvalidInput(
+            summary + (f" — the other {answered} row(s) were answered" if answered else ""),
+            "see the \"error\" record of each failed line in the output",
+        )
 
 
 import contextlib
@@ -192,16 +278,29 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
         return [{"image": image, "prompt": prompt}]
     if not inputs_file.is_file():
         raise InvalidInput(f"inputs file not found: {inputs_file}", "pass a JSONL file")
-    rows = []
-    for n, line in enumerate(inputs_file.read_text().splitlines(), 1):
+    return []
+
+
+def _file_rows(inputs_file: Path) -> list[tuple[int, Any, str | None]]:
+    """(line number, row, problem) for each non-blank line; a bad line is a problem, not a crash."""
+    from mixtrain.errors import InvalidInput
+
+    try:
+        text = inputs_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {inputs_file}: {exc}", "pass a UTF-8 JSONL file") from None
+    out: list[tuple[int, Any, str | None]] = []
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{inputs_file} line {n}: invalid JSON ({exc.msg})", "one JSON object per line") from None
-    if not rows:
+                out.append((n, line[:200], f"invalid JSON ({exc.msg}) — one JSON object per line"))
+                continue
+            out.append((n, row, None if isinstance(row, dict) else "not a JSON object — one {\"image\", \"prompt\"} object per line"))
+    if not out:
         raise InvalidInput(f"{inputs_file} has no rows", "one JSON object per line")
-    return rows
+    return out
 
 
 @app.command("register")
@@ -231,10 +330,42 @@ def export(
     version: Optional[int] = typer.Option(None, "--version", "-v"),
 ):
     """Merge the LoRA adapter into the base model and save a model plain transformers loads."""
+    from mixtrain.models import _fastimport
     from mixtrain.models.inference import export_merged
 
+    _fastimport.enable()
     c = client()
     info = c.get_model_info(name, version)
     with _quiet_native_logs():
         out = export_merged(info, c.settings, merged)
     console.print(f"Exported {name} v{info['version']} merged to {out}")
+
+
+@app.command("serve")
+def serve(
+    models: list[str] = typer.Argument(..., help="Models to serve: NAME or NAME:VERSION (default: latest). Adapters of one base share it in memory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs --api-key-secret (or --insecure)."),
+    port: int = typer.Option(8000, "--port", help="Port (0 = any free port; the URL is printed)."),
+    engine: str = typer.Option("auto", "--engine", help="auto (vLLM when installed with a CUDA GPU, else transformers), transformers or vllm."),
+    max_batch_size: int = typer.Option(8, "--max-batch-size", help="Most requests batched into one generate call."),
+    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="How long a request may wait for others to batch with."),
+    api_key_secret: Optional[str] = typer.Option(None, "--api-key-secret", help="Name of a mixtrain secret holding the API key clients must send as 'Authorization: Bearer KEY'."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --host without an API key."),
+    allow_local_files: bool = typer.Option(False, "--allow-local-files", help="Accept local file paths as image URLs (off: only data: and http(s) URLs)."),
+    max_tokens: int = typer.Option(4096, "--max-tokens", help="Largest max_tokens a request may ask for."),
+    max_images: int = typer.Option(8, "--max-images", help="Most images in one request."),
+    max_image_mb: float = typer.Option(10.0, "--max-image-mb", help="Largest image (encoded bytes, MiB)."),
+    max_image_pixels: int = typer.Option(25_000_000, "--max-image-pixels", help="Largest image (width x height)."),
+    max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Largest request body (MiB)."),
+):
+    """Serve models over the OpenAI chat-completions API (images as image_url parts), with dynamic batching."""
+    from mixtrain.errors import InvalidInput
+    from mixtrain.serving.app import Limits  # the server (torch, FastAPI) loads only when serving
+    from mixtrain.serving.server import serve as run_server
+
+    limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_image_bytes=int(max_image_mb * 2**20),
+                    max_image_pixels=max_image_pixels, max_images=max_images, max_tokens=max_tokens)
+    if min(limits.max_body_bytes, limits.max_image_bytes, max_image_pixels, max_images, max_tokens) < 1:
+        raise InvalidInput("the request limits must be positive", "fix --max-tokens/--max-images/--max-image-mb/--max-image-pixels/--max-body-mb")
+    run_server(models, host=host, port=port, engine=engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+               api_key_secret=api_key_secret, insecure=insecure, allow_local_files=allow_local_files, limits=limits)

@@ -68,7 +68,7 @@ def get(name: str, show: bool = typer.Option(False, "--show", help="Print the va
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
     """Delete a secret."""
     c = client()
-    c.secrets.get(name)
+    c.secrets.require(name)  # no decryption: a secret whose key was lost can still be deleted
     confirm(f"delete secret {name!r}", yes)
     c.secrets.delete(name)
     console.print(f"Deleted secret {name}")

@@ -7,6 +7,7 @@ with the table as a property. The metadata DB keeps where each dataset came from
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -16,8 +17,18 @@ from typing import Callable
 from sqlalchemy import delete, insert, select, update
 
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
-from mixtrain.faults import StorageError, guard, is_disk_full
-from mixtrain.metadata.db import _translate_error, check_not_lost, get_engine, mark_in_use, now, read_only_dir, sqlite_fault, sqlite_read_only_url
+from mixtrain.faults import StorageError, is_disk_full
+from mixtrain.metadata.db import (
+    _disk_full_at,
+    _translate_error,
+    check_not_lost,
+    get_engine,
+    mark_in_use,
+    now,
+    read_only_dir,
+    sqlite_fault,
+    sqlite_read_only_url,
+)
 from mixtrain.metadata.schema import datasets
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -36,9 +47,6 @@ class DatasetStore:
     @property
     def catalog(self):
         if self._catalog is None:
-            from pyiceberg.catalog.sql import SqlCatalog
-            from sqlalchemy import event
-
             db_file = self._catalog_file()
             if db_file is not None:
                 self._check_catalog_file(db_file)
@@ -51,13 +59,13 @@ class DatasetStore:
                 uri = self.settings.catalog_url
                 if db_file is not None and read_only_dir(db_file):
                     uri = sqlite_read_only_url(db_file)  # a read-only home: reads work, writes say so
-                catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
-                event.listen(catalog.engine, "handle_error", _translate_error)
                 try:
-                    catalog.create_namespace_if_not_exists(NAMESPACE)
-                except Exception as exc:  # a concurrent creator won the race (anything else shows on first use)
-                    if sqlite_fault(exc, str(db_file)) is not None or isinstance(exc, MixtrainError):
+                    catalog = self._open_catalog(uri, db_file)
+                except Exception as exc:
+                    if db_file is None or not _disk_full_at(db_file, exc):
                         raise
+                    # A completely full disk: SQLite cannot create its WAL index even to read.
+                    catalog = self._open_catalog(sqlite_read_only_url(db_file), db_file)
             except MixtrainError:
                 raise
             except Exception as exc:
@@ -71,6 +79,39 @@ class DatasetStore:
                 mark_in_use(db_file)
             self._catalog = catalog
         return self._catalog
+
+    def _open_catalog(self, uri: str, db_file: Path | None):
+        from pyiceberg.catalog.sql import SqlCatalog
+        from sqlalchemy import event
+
+        catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
+        event.listen(catalog.engine, "handle_error", _translate_error)
+        try:
+            catalog.create_namespace_if_not_exists(NAMESPACE)
+        except Exception as exc:  # a concurrent creator won the race (anything else shows on first use)
+            if sqlite_fault(exc, str(db_file)) is not None or isinstance(exc, MixtrainError):
+                raise
+        return catalog
+
+    def require(self, name: str) -> None:
+        """NotFound unless the catalog lists the dataset (reads no table file: a damaged one can be deleted)."""
+        if not self._exists(self._ident(name)[-1]):
+            raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`")
+
+    def _exists(self, name: str) -> bool:
+        """Whether the catalog lists the table (without reading its files: a damaged table still exists)."""
+        return bool(self._location_from_catalog(name))
+
+    def _location_from_catalog(self, name: str) -> str:
+        """The table folder from the catalog row's metadata location (``<table>/metadata/<file>.json``)."""
+        from sqlalchemy import text
+
+        with self.catalog.engine.connect() as conn:
+            meta = conn.execute(
+                text("SELECT metadata_location FROM iceberg_tables WHERE table_namespace = :ns AND table_name = :t"),
+                {"ns": NAMESPACE, "t": name},
+            ).scalar()
+        return meta.rsplit("/metadata/", 1)[0] if meta else ""
 
     def _catalog_file(self) -> Path | None:
         url = self.settings.catalog_url
@@ -116,7 +157,7 @@ class DatasetStore:
         from mixtrain.datasets.files import read_table
 
         ident = self._ident(name)
-        if self.catalog.table_exists(ident):
+        if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name, or `mixtrain dataset append`")
         data = read_table(file, progress)
         location = f"{self.settings.warehouse.rstrip('/')}/{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"
@@ -128,7 +169,7 @@ class DatasetStore:
                     txn.append(data)
                     txn.commit_transaction()
                 except (TableAlreadyExistsError, CommitFailedException) as exc:
-                    if isinstance(exc, TableAlreadyExistsError) or self.catalog.table_exists(ident):
+                    if isinstance(exc, TableAlreadyExistsError) or self._exists(name):
                         raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from None
                     raise
                 committed = True
@@ -143,12 +184,26 @@ class DatasetStore:
             raise
         return self.get(name)
 
+    def create_from_arrow(self, name: str, data, description: str = "", source: str = ""):
+        """Create a dataset from an in-memory Arrow table (e.g. an eval's results), in one catalog commit."""
+        from pyiceberg.exceptions import TableAlreadyExistsError
+
+        ident = self._ident(name)
+        try:
+            txn = self.catalog.create_table_transaction(ident, schema=data.schema, properties={DESCRIPTION: description})
+            txn.append(data)
+            txn.commit_transaction()
+        except TableAlreadyExistsError as exc:
+            raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from exc
+        self._record(name, description, source)
+        return self.get(name)
+
     def register(self, name: str, metadata_location: str, description: str = ""):
         """Register an existing Iceberg table by its metadata file, without copying data."""
         from pyiceberg.exceptions import TableAlreadyExistsError
 
         ident = self._ident(name)
-        if self.catalog.table_exists(ident):
+        if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name")
         if "://" not in metadata_location and not Path(metadata_location).is_file():
             raise InvalidInput(f"Iceberg metadata file not found: {metadata_location}", "pass the table's metadata JSON path")
@@ -182,7 +237,7 @@ class DatasetStore:
                 "append a file whose columns hold the same kinds of values",
             ) from None
         location = table.location()
-        with self._write_lock(name), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
+        with self._write_lock(location), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
             before = _local_files(location)
             try:
                 for attempt in range(COMMIT_RETRIES):
@@ -201,20 +256,26 @@ class DatasetStore:
         self._add_source(name, str(Path(file).resolve()))
         return table
 
-    def _write_lock(self, name: str):
-        """Serialise this machine's appends to one table, so a failed append can tell its own files apart."""
+    def _write_lock(self, location: str):
+        """Serialise this machine's appends to one table, so a failed append can tell its own files apart.
+
+        The lock is the table folder itself (flock on a directory): no lock file to leave behind.
+        """
         import contextlib
         import fcntl
 
         @contextlib.contextmanager
         def lock():
-            d = self.settings.home / "locks"
-            with guard(d, "a lock file"):
-                d.mkdir(parents=True, exist_ok=True)
-                fh = open(d / f"dataset-{name}.lock", "a")
-            with fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
+            root = _local_path(location)
+            if root is None or not root.is_dir():
                 yield
+                return
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
 
         return lock()
 
@@ -238,6 +299,13 @@ class DatasetStore:
             return self.catalog.load_table(self._ident(name))
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
+        except MixtrainError:
+            raise
+        except Exception as exc:  # the catalog knows it, but its metadata file is gone or unreadable
+            raise MixtrainError(
+                f"dataset {name!r} is damaged: its table metadata cannot be read ({_first_line(exc)})",
+                f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
@@ -279,18 +347,46 @@ class DatasetStore:
         return out
 
     def delete(self, name: str) -> None:
+        import logging
+
         from pyiceberg.exceptions import NoSuchTableError
 
+        inside = self.settings.warehouse.rstrip("/") + "/"
         try:
             location = self.catalog.load_table(self._ident(name)).location()
-            self.catalog.purge_table(self._ident(name))
+            if not location.startswith(inside):
+                # Registered with --iceberg (no copy): the files are the user's own; forget the table only.
+                self.catalog.drop_table(self._ident(name))
+                with self.engine.begin() as conn:
+                    conn.execute(delete(datasets).where(datasets.c.name == name))
+                return
+            quiet = logging.getLogger("pyiceberg")
+            level, quiet.level = quiet.level, logging.ERROR  # a file already gone is no news when deleting
+            try:
+                self.catalog.purge_table(self._ident(name))
+            finally:
+                quiet.setLevel(level)
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
+        except (MixtrainError, OSError, ValueError):
+            if not self._exists(name):
+                raise
+            # A damaged table (its metadata gone): forget it, and remove its folder, found from the catalog row.
+            location = self._location_from_catalog(name)
+            try:
+                self.catalog.drop_table(self._ident(name))
+            except NoSuchTableError as exc2:
+                raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc2
         wh = self.warehouse_dir()
         if wh is not None and location.startswith(self.settings.warehouse.rstrip("/") + "/"):
             _remove_location(location)  # purge deletes the files it knows; this also takes orphans and folders
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _check_compatible(current, new, name: str) -> None:

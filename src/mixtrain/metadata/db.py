@@ -23,6 +23,13 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
+def inserted_id(result) -> int:
+    """The primary key an INSERT created (SQLAlchemy types it as optional; an INSERT always has one)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -50,6 +57,7 @@ def get_engine(url: str) -> Engine:
                     db_file.parent.mkdir(parents=True, exist_ok=True)
             if db_file is not None and read_only_dir(db_file):
                 engine = create_engine(sqlite_read_only_url(db_file))  # reads work; writes say "read-only"
+                # (handle_error is attached below)
             else:
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -57,7 +65,17 @@ def get_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True)
         event.listen(engine, "handle_error", _translate_error)
         try:
-            _migrate_if_needed(engine)
+            try:
+                _migrate_if_needed(engine)
+            except Exception as exc:
+                if db_file is None or not _disk_full_at(db_file, exc):
+                    raise
+                # A completely full disk: SQLite cannot even create its WAL index for a read. Open
+                # read-only so reads still work; writes then fail with a "disk full" line.
+                engine.dispose()
+                engine = create_engine(sqlite_read_only_url(db_file))
+                event.listen(engine, "handle_error", _translate_error)
+                _migrate_if_needed(engine)
         except MixtrainError:
             raise
         except Exception as exc:  # connection refused, bad URL, permissions
@@ -81,6 +99,12 @@ def get_engine(url: str) -> Engine:
 def read_only_dir(db_file: Path) -> bool:
     """A home on a read-only mount (or without write permission) whose database already exists."""
     return db_file.exists() and not os.access(db_file.parent, os.W_OK)
+
+
+def _disk_full_at(db_file: Path, exc: BaseException) -> bool:
+    text = str(exc).lower()
+    io_error = isinstance(exc, StorageError) or any(t in text for t in ("disk i/o error", "disk is full", "unable to open"))
+    return io_error and db_file.exists() and (free_bytes(db_file.parent) or 0) < (1 << 20)
 
 
 def sqlite_read_only_url(db_file: Path) -> str:
@@ -143,6 +167,9 @@ def sqlite_fault(exc: BaseException, db: str | None) -> MixtrainError | None:
             f"the database {where} is corrupt ({str(exc).splitlines()[0]})",
             "restore it from a backup; `mixtrain doctor` checks the whole home",
         )
+    full = db is not None and (free_bytes(where) or 0) == 0
+    if ("readonly database" in text or "attempt to write" in text or "disk i/o error" in text) and full:
+        return StorageError(f"disk full writing the database {where} (0 bytes free)", "free space on that disk and try again; nothing was changed")
     if "readonly database" in text or "read-only" in text or "attempt to write" in text:
         return StorageError(f"cannot write to {where}: it is read-only", "reads work; writes need a writable mixtrain home")
     if "disk i/o error" in text:

@@ -23,12 +23,14 @@ class Generation:
     finish_reason: str  # "stop" (EOS or a stop string) | "length" (max_new_tokens reached)
 
 
-def generate_batch(model, processor, conversations: list[list[dict]], images: list[list[Any]], gen: dict, *, device: str, dtype) -> list[Generation]:
+def generate_batch(model, processor, conversations: list[list[dict]], images: list[list[Any]], gen: dict, *, device: str, dtype,
+                   streamer=None) -> list[Generation]:
     """Generate one answer per conversation in a single batched ``model.generate``.
 
     ``conversations[i]`` is a chat message list in the processor's format; each ``{"type": "image"}``
     part consumes the next image of ``images[i]``. ``gen`` comes from ``generation_settings`` and may
-    add ``stop`` (strings that end an answer) and ``seed`` (for sampling).
+    add ``stop`` (strings that end an answer) and ``seed`` (for sampling). ``streamer`` (a transformers
+    streamer, one conversation only) receives tokens as they are generated — the server's SSE path.
     """
     import torch
 
@@ -57,6 +59,10 @@ def generate_batch(model, processor, conversations: list[list[dict]], images: li
             torch.manual_seed(int(gen["seed"]))
     if stop:
         kwargs.update(stop_strings=stop, tokenizer=tok)
+    if streamer is not None:
+        if len(conversations) != 1:
+            raise ValueError("a streamer takes one conversation at a time")
+        kwargs["streamer"] = streamer
     eos = _eos_ids(model, tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos)
     with torch.inference_mode():

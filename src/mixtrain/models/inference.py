@@ -59,6 +59,12 @@ class LoadedModel:
         self.load_seconds = time.perf_counter() - t0
 
     def _load(self, merged_dir: Path | None) -> None:
+        from mixtrain.models._fastimport import lean_imports
+
+        with lean_imports(merged_dir or self.info["base_model"]):  # the weights loaded: quantized or not
+            self._load_model(merged_dir)
+
+    def _load_model(self, merged_dir: Path | None) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -72,7 +78,8 @@ class LoadedModel:
             self.device, self.dtype = "cuda", (torch.bfloat16 if hw.bf16 else torch.float16)
         else:
             self.device, self.dtype = "cpu", torch.float32
-        processor_src = merged_dir or (adapter if (adapter / "processor_config.json").is_file() or (adapter / "preprocessor_config.json").is_file() else self.info["base_model"])
+        has_processor = adapter is not None and any((adapter / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+        processor_src = merged_dir or (adapter if has_processor else self.info["base_model"])
         self.processor = AutoProcessor.from_pretrained(str(processor_src), use_fast=self.device == "cuda")
         model = AutoModelForImageTextToText.from_pretrained(str(merged_dir or self.info["base_model"]), dtype=self.dtype)
         if merged_dir is None:

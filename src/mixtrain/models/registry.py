@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import shutil
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import MixtrainError, NotFound
-from mixtrain.metadata.db import get_engine, now
+from mixtrain.metadata.db import inserted_id, get_engine, now
 from mixtrain.metadata.schema import model_versions, models
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -28,7 +30,7 @@ class ModelRegistry:
                 with self.engine.begin() as conn:
                     model_id = conn.execute(select(models.c.id).where(models.c.name == name)).scalar()
                     if model_id is None:
-                        model_id = conn.execute(insert(models).values(name=name, created_at=now())).inserted_primary_key[0]
+                        model_id = inserted_id(conn.execute(insert(models).values(name=name, created_at=now())))
                     version = (conn.execute(select(func.max(model_versions.c.version)).where(model_versions.c.model_id == model_id)).scalar() or 0) + 1
                     conn.execute(
                         insert(model_versions).values(

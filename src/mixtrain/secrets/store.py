@@ -122,6 +122,12 @@ class SecretStore:
                 raise AlreadyExists(f"secret {name!r} already exists", "use `mixtrain secret set NAME --update`") from exc
         return False
 
+    def require(self, name: str) -> None:
+        """NotFound unless the secret exists (no decryption: works even when the key is lost)."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(secrets.c.id).where(secrets.c.name == name)).first() is None:
+                raise NotFound(f"secret {name!r} not found", "see `mixtrain secret list`")
+
     def get(self, name: str) -> str:
         with self.engine.connect() as conn:
             row = conn.execute(select(secrets.c.value).where(secrets.c.name == name)).first()

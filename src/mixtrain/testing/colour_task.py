@@ -5,7 +5,9 @@ A fine-tune that ignores the image, trains on the wrong tokens or saves the wron
 varied size, position, background and prompt wording; held-out images are new renderings.
 
     python -m mixtrain.testing.colour_task --out DIR [--train 96] [--test 48] [--size 64]
-writes DIR/train.csv (image_path,prompt,response), DIR/test.jsonl ({"image","prompt"}), DIR/test_answers.json, DIR/images/.
+writes DIR/train.csv and DIR/test.csv (image_path,prompt,response), DIR/test.jsonl ({"image","prompt"}),
+DIR/test_answers.json, the controls DIR/test_blank.csv (no shape drawn) and DIR/test_shuffled.csv (the
+test images paired with other rows' prompts and answers), and DIR/images/ (files named by index only).
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 
         rows = []
         for i in range(n):
             colour, shape = colours[i % len(colours)], rng.choice(SHAPES)
-            path = out / "images" / f"{split}_{i:04d}_{colour}_{shape}.png"
-            render(colour, shape, size, rng).save(path)
-            rows.append({"image": str(path), "prompt": rng.choice(PROMPTS), "answer": colour})
+            rows.append({"render": render(colour, shape, size, rng), "prompt": rng.choice(PROMPTS), "answer": colour})
         rng.shuffle(rows)
+        # Files are named by their row after shuffling: neither the name nor its index gives the answer away.
+        for i, r in enumerate(rows):
+            path = out / "images" / f"{split}_{i:04d}.png"
+            r.pop("render").save(path)
+            r["image"] = str(path)
         return rows
 
     train, test = sample("train", n_train), sample("test", n_test)
@@ -77,7 +82,34 @@ def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 
         w.writerows((r["image"], r["prompt"], r["answer"]) for r in train)
     (out / "test.jsonl").write_text("".join(json.dumps({"image": r["image"], "prompt": r["prompt"]}) + "\n" for r in test))
     (out / "test_answers.json").write_text(json.dumps([r["answer"] for r in test]))
-    return {"train_csv": out / "train.csv", "test_jsonl": out / "test.jsonl", "answers": out / "test_answers.json", "colours": list(colours)}
+    _write_csv(out / "test.csv", test)
+    # Controls: the same prompts and answers with images that do not show the answer. A model that
+    # reads the image scores near the 1/6 prior on both; one that guesses from the prompt would not drop.
+    blank = []
+    for i, r in enumerate(test):
+        path = out / "images" / f"blank_{i:04d}.png"
+        render_blank(size, rng).save(path)
+        blank.append({**r, "image": str(path)})
+    _write_csv(out / "test_blank.csv", blank)
+    order = list(range(len(test)))
+    rng.shuffle(order)
+    _write_csv(out / "test_shuffled.csv", [{**r, "image": test[j]["image"]} for r, j in zip(test, order)])
+    return {"train_csv": out / "train.csv", "test_jsonl": out / "test.jsonl", "answers": out / "test_answers.json",
+            "test_csv": out / "test.csv", "blank_csv": out / "test_blank.csv", "shuffled_csv": out / "test_shuffled.csv", "colours": list(colours)}
+
+
+def render_blank(size: int, rng: random.Random):
+    """A background without a shape: nothing in it says which colour to answer."""
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), BACKGROUNDS[rng.choice(sorted(BACKGROUNDS))])
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_path", "prompt", "response"])
+        w.writerows((r["image"], r["prompt"], r["answer"]) for r in rows)
 
 
 def accuracy(results_jsonl: str | Path, answers_json: str | Path) -> float:

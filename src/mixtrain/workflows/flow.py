@@ -15,7 +15,7 @@ _MISSING = object()
 class MixParam:
     """A declared input. The runner replaces it on the instance with the run's value."""
 
-    def __init__(self, default: Any = _MISSING, description: str = "", choices: list | None = None, **bounds: float):
+    def __init__(self, default: Any = _MISSING, description: str = "", choices: list | None = None, **bounds: float | None):
         unknown = set(bounds) - {"ge", "gt", "le", "lt"}
         if unknown:
             raise TypeError(f"mixparam() got unknown bound(s) {sorted(unknown)}; use ge, gt, le, lt")

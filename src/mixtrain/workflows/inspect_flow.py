@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from mixtrain.errors import MixtrainError
 
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> int:
 
     path, entrypoint = argv[0], (argv[1] if len(argv) > 1 and argv[1] else None)
     try:
-        module = load_module(path)
+        module = load_module(Path(path))
     except MixtrainError as exc:
         print(json.dumps({"error": exc.what, "fix": exc.fix}))
         return 3

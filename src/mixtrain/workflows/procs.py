@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import signal
+import socket
 
 
 def start_time(pid: int) -> str | None:
@@ -50,3 +50,42 @@ def kill_group(pgid: int, sig: int = signal.SIGTERM) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def children(pid: int) -> set[int]:
+    """The direct children of ``pid`` (Linux /proc; empty elsewhere)."""
+    out: set[int] = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out |= {int(x) for x in fh.read().split()}
+    except OSError:
+        pass
+    return out
+
+
+def set_subreaper(on: bool) -> bool:
+    """Make this process adopt orphaned descendants (Linux prctl PR_SET_CHILD_SUBREAPER); False if unsupported."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1 if on else 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_adopted(known: set[int], passes: int = 5) -> None:
+    """SIGKILL and reap children of ours that are not in ``known`` (orphans we adopted as subreaper)."""
+    import time
+
+    for _ in range(passes):
+        strays = children(os.getpid()) - known
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        time.sleep(0.02)

@@ -6,6 +6,8 @@ killer, reboot) becomes ``failed`` with the reason, so no run stays ``running`` 
 
 from __future__ import annotations
 
+import builtins
+
 import json
 import os
 import shutil
@@ -17,7 +19,8 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput, MixtrainError, NotFound
-from mixtrain.metadata.db import get_engine, now
+from mixtrain.faults import guard
+from mixtrain.metadata.db import inserted_id, get_engine, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -35,7 +38,7 @@ class WorkflowRegistry:
         self.engine = get_engine(settings.database_url)
 
     # -- workflows ---------------------------------------------------------------------------------
-    def create(self, name: str, files: list[Path], description: str = "", entrypoint: str | None = None) -> dict:
+    def create(self, name: str, files: builtins.list[Path], description: str = "", entrypoint: str | None = None) -> dict:
         check_name(name, "workflow")
         with self.engine.connect() as conn:
             if conn.execute(select(workflows.c.id).where(workflows.c.name == name)).first():
@@ -44,13 +47,13 @@ class WorkflowRegistry:
         spec = inspect_files(files, entrypoint)
         try:
             with self.engine.begin() as conn:
-                wf_id = conn.execute(insert(workflows).values(name=name, description=description, created_at=now())).inserted_primary_key[0]
+                wf_id = inserted_id(conn.execute(insert(workflows).values(name=name, description=description, created_at=now())))
                 self._add_version(conn, wf_id, name, 1, files, spec)
         except IntegrityError as exc:
             raise AlreadyExists(f"workflow {name!r} already exists", "pick another name") from exc
         return self.describe(name)
 
-    def update(self, name: str, files: list[Path], description: str | None = None, entrypoint: str | None = None) -> dict:
+    def update(self, name: str, files: builtins.list[Path], description: str | None = None, entrypoint: str | None = None) -> dict:
         wf = self._workflow(name)
         files = _check_files(files)
         spec = inspect_files(files, entrypoint or self.latest_version(name)["entrypoint"])
@@ -67,15 +70,22 @@ class WorkflowRegistry:
                     raise
         return self.describe(name)
 
-    def _add_version(self, conn, wf_id: int, name: str, version: int, files: list[Path], spec: dict) -> None:
+    def _add_version(self, conn, wf_id: int, name: str, version: int, files: builtins.list[Path], spec: dict) -> None:
         dest = self.settings.workflows_dir / name / f"v{version}"
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for f in files:
-            shutil.copy2(f, tmp / f.name)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        try:
+            with guard(dest.parent, f"workflow {name!r}", sum(f.stat().st_size for f in files)):
+                tmp.mkdir(parents=True)
+                for f in files:
+                    shutil.copy2(f, tmp / f.name)
+                shutil.rmtree(dest, ignore_errors=True)
+                os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # the DB transaction rolls back; leave no copy either
+            if not any(dest.parent.iterdir()):
+                dest.parent.rmdir()
+            raise
         conn.execute(
             insert(workflow_versions).values(
                 workflow_id=wf_id,
@@ -101,9 +111,11 @@ class WorkflowRegistry:
             row = conn.execute(
                 select(workflow_versions).where(workflow_versions.c.workflow_id == wf["id"]).order_by(workflow_versions.c.version.desc()).limit(1)
             ).first()
+        if row is None:
+            raise NotFound(f"workflow {name!r} has no version", f"register one with `mixtrain workflow update {name} FILE`")
         return dict(row._mapping)
 
-    def versions(self, name: str) -> list[dict]:
+    def versions(self, name: str) -> builtins.list[dict]:
         wf = self._workflow(name)
         with self.engine.connect() as conn:
             rows = conn.execute(select(workflow_versions).where(workflow_versions.c.workflow_id == wf["id"]).order_by(workflow_versions.c.version))
@@ -125,7 +137,7 @@ class WorkflowRegistry:
             "runs": self.runs(name, limit=5),
         }
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(workflows.c.name, workflows.c.description, workflows.c.created_at, func.max(workflow_versions.c.version).label("version"))
@@ -134,7 +146,7 @@ class WorkflowRegistry:
                 .order_by(workflows.c.name)
             )
             out = [dict(r._mapping) for r in rows]
-            counts = dict(conn.execute(select(workflows.c.name, func.count(runs.c.id)).join(runs, runs.c.workflow_id == workflows.c.id).group_by(workflows.c.name)).all())
+            counts: dict[str, int] = dict(conn.execute(select(workflows.c.name, func.count(runs.c.id)).join(runs, runs.c.workflow_id == workflows.c.id).group_by(workflows.c.name)).all())
         for r in out:
             r["runs"] = counts.get(r["name"], 0)
         return out
@@ -162,19 +174,25 @@ class WorkflowRegistry:
                 with self.engine.begin() as conn:
                     number = (conn.execute(select(func.max(runs.c.number)).where(runs.c.workflow_id == wf["id"])).scalar() or 0) + 1
                     run_dir = self.settings.runs_dir / name / str(number)
-                    run_id = conn.execute(
+                    run_id = inserted_id(conn.execute(
                         insert(runs).values(
                             workflow_id=wf["id"], number=number, version=version, status="pending",
                             inputs=inputs, run_dir=str(run_dir), created_at=now(), resumed_from=resumed_from,
                         )
-                    ).inserted_primary_key[0]
+                    ))
                 break
             except IntegrityError:
                 continue
         else:
             raise MixtrainError("could not allocate a run number", "try again")
         shutil.rmtree(run_dir, ignore_errors=True)  # a stale folder from a deleted workflow of the same name
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with guard(run_dir.parent, "the run's folder"):
+                run_dir.mkdir(parents=True, exist_ok=True)
+        except MixtrainError:
+            with self.engine.begin() as conn:  # no run without its folder
+                conn.execute(delete(runs).where(runs.c.id == run_id))
+            raise
         return self.run_by_id(run_id)
 
     def run_by_id(self, run_id: int) -> dict:
@@ -195,7 +213,7 @@ class WorkflowRegistry:
         self.reconcile(row.id)
         return self.run_by_id(row.id)
 
-    def runs(self, name: str, limit: int | None = None) -> list[dict]:
+    def runs(self, name: str, limit: int | None = None) -> builtins.list[dict]:
         wf = self._workflow(name)
         q = select(runs, workflows.c.name.label("workflow")).join(workflows, workflows.c.id == runs.c.workflow_id)
         q = q.where(runs.c.workflow_id == wf["id"]).order_by(runs.c.number.desc())
@@ -271,7 +289,7 @@ def _run_dict(row) -> dict:
     return d
 
 
-def _check_files(files: list[Path]) -> list[Path]:
+def _check_files(files: builtins.list[Path]) -> builtins.list[Path]:
     if not files:
         raise InvalidInput("no workflow file given", "pass the workflow's .py file")
     out = []
@@ -288,13 +306,43 @@ def _check_files(files: list[Path]) -> list[Path]:
     return out
 
 
-def inspect_files(files: list[Path], entrypoint: str | None) -> dict:
+def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.CompletedProcess:
+    """Import the user's file in a child of its own session, output to files rather than pipes.
+
+    A module that starts a background process at import must not make us wait for pipes that
+    process keeps open (a false 60 s timeout), nor outlive the inspection: its whole process group
+    is killed once the inspector is done.
+    """
+    import signal
+    import tempfile
+
+    cmd = [sys.executable, "-m", "mixtrain.workflows.inspect_flow", str(main_file), entrypoint or ""]
+    before = procs.children(os.getpid())
+    reaper = procs.set_subreaper(True)  # a daemon that escapes the group (setsid) is re-parented to us
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(main_file.parent), start_new_session=True)
+            try:
+                code = child.wait(timeout=INSPECT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                procs.kill_group(child.pid, signal.SIGKILL)  # the inspector and whatever the import started
+                child.wait()
+        finally:
+            if reaper:
+                procs.kill_adopted(before)
+                procs.set_subreaper(False)
+        if code is None:
+            raise InvalidInput(f"importing {main_file.name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time")
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def inspect_files(files: builtins.list[Path], entrypoint: str | None) -> dict:
     """Extract the input spec by importing the main file in a time-limited child process."""
-    cmd = [sys.executable, "-m", "mixtrain.workflows.inspect_flow", str(files[0]), entrypoint or ""]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=INSPECT_TIMEOUT, cwd=str(files[0].parent))
-    except subprocess.TimeoutExpired as exc:
-        raise InvalidInput(f"importing {files[0].name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time") from exc
+    proc = _run_inspector(files[0], entrypoint)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     try:
         result = json.loads(last)

@@ -198,6 +198,7 @@ def coerce(spec_input: dict, value: Any, *, from_text: bool) -> Any:
     """Convert one value to the input's type; raise InvalidInput quoting the offending value."""
     name, typ = spec_input["name"], spec_input["type"]
     flag = "--" + name
+    out: Any
     try:
         if typ == "bool":
             out = _to_bool(value)

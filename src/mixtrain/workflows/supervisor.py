@@ -30,22 +30,20 @@ def main(run_id: int) -> int:
     if run["status"] != "pending":
         return 0  # cancelled before it started
     run_dir = Path(run["run_dir"])
-    log = open(run_dir / "run.log", "ab", buffering=0)
-    try:
-        return _supervise(settings, reg, run, log)
-    except BaseException as exc:
-        # A failure of the platform itself (unreadable key, full disk, broken DB...) is the run's
-        # recorded error, shown by `workflow runs/get/logs` — not a mystery "died without reporting".
-        traceback.print_exc()  # the full story stays in supervisor.err for a bug report
-        reason = f"the platform could not run the workflow: {_reason(exc)}"
+    with open(run_dir / "run.log", "ab", buffering=0) as log:
         try:
-            log.write(f"✖ {reason}\n".encode())
-        except OSError:
-            pass
-        reg.set_status(run["id"], "failed", error=reason[:4000])
-        return 1
-    finally:
-        log.close()
+            return _supervise(settings, reg, run, log)
+        except BaseException as exc:
+            # A failure of the platform itself (unreadable key, full disk, broken DB...) is the run's
+            # recorded error, shown by `workflow runs/get/logs` — not a mystery "died without reporting".
+            traceback.print_exc()  # the full story stays in supervisor.err for a bug report
+            reason = f"the platform could not run the workflow: {_reason(exc)}"
+            try:
+                log.write(f"✖ {reason}\n".encode())
+            except OSError:
+                pass
+            reg.set_status(run["id"], "failed", error=reason[:4000])
+            return 1
 
 
 def _reason(exc: BaseException) -> str:
@@ -83,7 +81,7 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     # The worker's output goes through a relay process of its own, not through us: if this supervisor
     # is killed, the worker keeps a reader (no SIGPIPE), its log keeps growing, and it still records its
     # result — a fine-tune whose supervisor dies still registers its model.
-    relay = _start_relay(read_fd, write_fd, run_dir / "run.log", redactor, run)
+    relay = _start_relay(read_fd, write_fd, run_dir / "run.log", redactor, run, timeout)
     os.close(read_fd)
     child = os.fork()
     if child == 0:  # ---- worker ----
@@ -153,13 +151,17 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     return 0
 
 
-def _start_relay(read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: dict) -> int:
+def _start_relay(read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: dict, timeout: float | None = None) -> int:
     """Fork the process that copies the worker's output into the run log, redacted.
 
     It ignores SIGTERM (a cancel must not cut the worker's last lines) and ends at end of output. If
-    the supervisor died meanwhile, it writes the run's closing line itself, from the recorded status.
+    the supervisor died meanwhile, it takes over the supervisor's last duties: it enforces the run's
+    time limit and writes the run's closing line from the recorded status.
     """
+    import select
+
     supervisor = os.getpid()
+    deadline = time.monotonic() + timeout if timeout else None
     pid = os.fork()
     if pid:
         return pid
@@ -171,6 +173,11 @@ def _start_relay(read_fd: int, write_fd: int, log_path: Path, redactor: Redactor
         stream = StreamRedactor(redactor)
         with open(log_path, "ab", buffering=0) as log:
             while True:
+                if deadline is not None and time.monotonic() >= deadline and os.getppid() != supervisor:
+                    _enforce_timeout(log, run, timeout)
+                    deadline = None
+                if deadline is not None and not select.select([read_fd], [], [], 0.5)[0]:
+                    continue
                 chunk = os.read(read_fd, 65536)
                 if not chunk:
                     break
@@ -183,6 +190,24 @@ def _start_relay(read_fd: int, write_fd: int, log_path: Path, redactor: Redactor
         code = 1
     finally:
         os._exit(code)
+
+
+def _enforce_timeout(log, run: dict, timeout) -> None:
+    """The supervisor's time limit, kept by the relay once the supervisor is gone."""
+    reg = WorkflowRegistry(load_settings())
+    current = reg.run_by_id(run["id"])
+    msg = f"timed out after {timeout}s (_mixflow_timeout)"
+    if not reg.set_status(run["id"], "timeout", error=msg):
+        return  # it finished meanwhile
+    _write(log, f"✖ {msg}\n".encode())
+    worker = current["worker_pid"]
+    if worker and procs.alive(worker, current["worker_start"]):
+        procs.kill_group(os.getpgrp(), signal.SIGTERM)  # the relay ignores SIGTERM
+        end = time.monotonic() + 10
+        while time.monotonic() < end and procs.alive(worker, current["worker_start"]):
+            time.sleep(0.1)
+        if procs.alive(worker, current["worker_start"]):
+            os.kill(worker, signal.SIGKILL)
 
 
 def _write(log, data: bytes) -> None:

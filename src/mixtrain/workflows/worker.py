@@ -15,8 +15,8 @@ from pathlib import Path
 
 from mixtrain.errors import MixtrainError
 from mixtrain.metadata.db import now
-from mixtrain.workflows.flow import MixParam
 from mixtrain.workflows.context import RunContext, enter
+from mixtrain.workflows.flow import MixParam
 from mixtrain.workflows.redact import Redactor
 from mixtrain.workflows.registry import WorkflowRegistry
 from mixtrain.workflows.spec import input_model, to_jsonable, validate_model

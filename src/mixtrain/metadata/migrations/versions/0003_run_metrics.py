@@ -1,14 +1,14 @@
 """Per-step training metrics of a run, and where a resumed run continued from.
 
 Revision ID: 0003
-On this branch it follows 0001; the evals branch adds 0002, after which down_revision is "0002".
+Follows 0002 (evaluations).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,92 @@
+"""Import only what inference needs, so one ``mixtrain model run`` is not mostly import time.
+
+Why: measured on these machines, a single ``model run`` spent ~95% of its ~13.5 s importing. Most of
+that was optional integrations that a base model + LoRA adapter never uses, pulled in only because
+they are *installed* (the training stack brings them):
+
+- scikit-learn (+ scipy): transformers' assisted-generation code imports ``sklearn.metrics`` when
+  sklearn is present; its object-detection loss imports ``scipy.optimize``.
+- torchao and bitsandbytes: transformers' quantizer registry and ``import peft`` import them; torchao
+  then tries to load CUDA extensions and prints failures and deprecation warnings to the user.
+
+transformers and peft decide "is X available?" with ``importlib.util.find_spec`` and cache the answer.
+A ``None`` entry in ``sys.modules`` is Python's documented way to say "this module cannot be imported"
+(``find_spec`` returns ``None``, ``import`` raises ImportError), so while the inference libraries are
+imported we hide those packages, then remove the ``None`` entries again: the libraries keep their
+"unavailable" answer, and anything imported later in the process still finds the packages.
+
+This is done only where mixtrain owns the whole process (the ``model run`` / ``model export`` commands
+call :func:`enable`), or where the user asks for it with ``MIXTRAIN_LEAN_IMPORTS=1``; an SDK user's
+own process is left as it is unless they opt in (``MIXTRAIN_LEAN_IMPORTS=0`` turns it off everywhere).
+A model whose ``config.json`` carries a ``quantization_config`` needs its quantization library, so then
+torchao and bitsandbytes are not hidden.
+
+Measured what did NOT pay: importing the concrete model class (e.g. ``LlavaForConditionalGeneration``)
+instead of ``AutoModelForImageTextToText`` saves ~30 ms, because the concrete modeling module imports
+the same generation/modeling stack; torch's dynamo and distributed-tensor modules are imported by
+transformers' masking code through ``torch._dynamo`` itself, so they cannot be avoided from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+# Optional integrations that inference of an unquantized base model + LoRA adapter never uses.
+UNUSED_BY_INFERENCE = ("sklearn", "scipy")
+QUANTIZATION_LIBS = ("torchao", "bitsandbytes")
+ENV = "MIXTRAIN_LEAN_IMPORTS"
+
+_enabled = False
+
+
+def enable() -> None:
+    """Declare this process one of mixtrain's own inference processes (a CLI command, a worker)."""
+    global _enabled
+    _enabled = True
+
+
+def active() -> bool:
+    """Lean imports apply: enabled by the process owner or opted into by the user, and not turned off."""
+    flag = os.environ.get(ENV, "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    return _enabled or flag in ("1", "true", "yes", "on")
+
+
+def is_quantized(model_dir: str | Path) -> bool:
+    """Whether the weights in ``model_dir`` are pre-quantized (then their quantization library is needed)."""
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return True  # unknown: do not hide what loading it might need
+    return isinstance(cfg, dict) and "quantization_config" in cfg
+
+
+def hidden_modules(model_dir: str | Path) -> list[str]:
+    """The top-level packages to hide while importing the inference stack for ``model_dir``."""
+    if not active():
+        return []
+    names = list(UNUSED_BY_INFERENCE) + ([] if is_quantized(model_dir) else list(QUANTIZATION_LIBS))
+    return [n for n in names if n not in sys.modules]  # already imported: hiding it would change nothing
+
+
+@contextlib.contextmanager
+def hiding(names: list[str]):
+    """Make ``names`` look uninstalled to ``find_spec``/``import`` inside the block, and only there."""
+    for n in names:
+        sys.modules[n] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for n in names:
+            if n in sys.modules and sys.modules[n] is None:
+                del sys.modules[n]
+
+
+def lean_imports(model_dir: str | Path):
+    """Around importing AND loading a model (loading runs more availability checks): hide what it never uses."""
+    return hiding(hidden_modules(model_dir))

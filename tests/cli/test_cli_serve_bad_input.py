@@ -1,0 +1,52 @@
+"""`mixtrain model serve` refusals: one-line error, exit 1, before any model loads (no torch needed to refuse)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def registered(mix, tmp_path):
+    mix("model", "register", "base", "--base_model", str(tmp_path / "no-such-model"), "--model_type", "llava", check=0)
+    return tmp_path
+
+
+CASES = [
+    (["nope"], "model 'nope' not found"),
+    (["base:7"], "has no version 7"),
+    (["base:latest"], "bad model reference 'base:latest'"),
+    (["base", "base"], "model 'base' is given twice"),
+    (["base", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an API key"),
+    (["base", "--host", "192.168.1.20", "--api-key-secret", "MISSING_KEY"], "MISSING_KEY"),
+    (["base", "--engine", "vllm"], "--engine vllm needs a CUDA GPU and the vllm package"),
+    (["base", "--engine", "tpu"], "unknown engine 'tpu'"),
+    (["base", "--max-batch-size", "0"], "--max-batch-size must be ≥ 1"),
+    (["base", "--max-tokens", "0"], "the request limits must be positive"),
+    (["base", "--port", "{busy}"], "cannot listen on 127.0.0.1:{busy}"),
+]
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[c[1][:40] for c in CASES])
+def test_serve_bad_input(mix, registered, args, message):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        res = mix("model", "serve", *[a.replace("{busy}", port) for a in args], timeout=120)
+    message = message.replace("{busy}", port)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith("Error: ") and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_serve_help_imports_nothing_heavy(mix):
+    code = ("import sys; from typer.testing import CliRunner; from mixtrain.cli.main import app; "
+            "r = CliRunner().invoke(app, ['model', 'serve', '--help']); assert r.exit_code == 0, r.output; "
+            "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn', 'peft') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=mix.env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

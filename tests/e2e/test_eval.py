@@ -1,0 +1,124 @@
+"""Evals on real tiny models through the real CLI and run engine.
+
+Two families in one eval; the eval's batched greedy outputs equal one-at-a-time generation and a
+re-run; a broken image fails its row, not the eval; the results dataset has the agreed columns; an
+eval can be cancelled, and a SIGKILLed one is failed with the reason instead of staying `running`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+
+import pytest
+
+from mixtrain.testing.colour_task import make_task
+
+GEN = '{"max_new_tokens": 6}'
+
+
+@pytest.fixture(scope="module")
+def setup(e2e, tiny_models):
+    task = make_task(e2e.root / "evaltask", n_train=6, n_test=12, size=48, seed=3)
+    with open(task["test_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    rows.insert(5, {"image_path": str(e2e.root / "missing.png"), "prompt": "What colour is the shape?", "response": "red"})
+    path = e2e.root / "evalset.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["image_path", "prompt", "response"])
+        w.writeheader()
+        w.writerows(rows)
+    e2e.mix("dataset", "create", "evalset", "--file", path, check=0)
+    e2e.mix("model", "register", "llava-base", "--base_model", tiny_models["llava"], "--model_type", "llava", check=0)
+    e2e.mix("model", "register", "qwen-base", "--base_model", tiny_models["qwen2_vl"], "--model_type", "qwen2_vl", check=0)
+    proc = e2e.mix("eval", "create", "cmp", "--dataset", "evalset", "--models", "llava-base,qwen-base", "--metric", "contains",
+                   "--config", GEN, "--batch_size", "4", check=0)
+    return {"rows": rows, "stdout": proc.stdout}
+
+
+@pytest.mark.e2e
+def test_eval_two_families_side_by_side(e2e, setup):
+    rec = e2e.json("eval", "get", "cmp")
+    assert rec["status"] == "completed", rec["error"]
+    assert [m["label"] for m in rec["models"]] == ["llava-base_v1", "qwen-base_v1"]
+    assert rec["config"]["generation"]["max_new_tokens"] == 6 and rec["config"]["generation"]["do_sample"] is False
+    assert rec["snapshot_id"] is not None and rec["dataset"] == "evalset"
+    for lab, s in rec["scores"].items():
+        assert (s["n"], s["failed"]) == (12, 1), lab
+        assert 0.0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 1.0
+        assert s["generation_s"] > 0
+        assert s["failures"][0]["row_id"] == 5 and "not found" in s["failures"][0]["reason"]
+    cmp = rec["comparison"]
+    assert (cmp["a"], cmp["b"], cmp["n"]) == ("llava-base_v1", "qwen-base_v1", 12) and 0 < cmp["p_value"] <= 1
+    # the foreground create streamed progress and ended with the side-by-side table
+    assert "rows/s" in setup["stdout"] and "ETA" in setup["stdout"] and "paired bootstrap p" in setup["stdout"]
+
+
+@pytest.mark.e2e
+def test_results_match_one_at_a_time_and_rerun(e2e, setup, monkeypatch):
+    results = e2e.json("eval", "results", "cmp", "--limit", "100")
+    assert [r["row_id"] for r in results] == list(range(13))
+    assert [r["reference"] for r in results] == [r["response"] for r in setup["rows"]]
+    assert results[5]["llava-base_v1__output"] is None and results[5]["llava-base_v1__score"] is None
+
+    from mixtrain.client import MixClient, get_eval
+    from mixtrain.settings import load_settings
+
+    monkeypatch.setenv("MIXTRAIN_HOME", str(e2e.home))
+    client = MixClient(load_settings())
+    table = get_eval("cmp", client=client).results().to_pandas().sort_values("row_id")
+    assert list(table.columns) == ["row_id", "image", "prompt", "reference", "llava-base_v1__output", "llava-base_v1__score",
+                                   "qwen-base_v1__output", "qwen-base_v1__score"]
+    from mixtrain.models.inference import LoadedModel
+
+    for name, lab in (("llava-base", "llava-base_v1"), ("qwen-base", "qwen-base_v1")):
+        model = LoadedModel(client.get_model_info(name), client.settings)
+        one = [model.run({"image": r["image"], "prompt": r["prompt"]}, max_new_tokens=6)["generated_text"]
+               for r in results if r[lab + "__output"] is not None]
+        assert [r[lab + "__output"] for r in results if r[lab + "__output"] is not None] == one, lab
+        del model
+
+    e2e.mix("eval", "create", "cmp-again", "--dataset", "evalset", "--models", "qwen-base,llava-base", "--metric", "contains",
+            "--config", GEN, "--batch_size", "5", check=0)
+    again = {r["row_id"]: r for r in e2e.json("eval", "results", "cmp-again", "--limit", "100")}
+    for r in results:
+        assert again[r["row_id"]]["qwen-base_v1__output"] == r["qwen-base_v1__output"]
+        assert again[r["row_id"]]["llava-base_v1__output"] == r["llava-base_v1__output"]
+    listed = e2e.json("model", "get", "qwen-base")["evals"]
+    assert [e["eval"] for e in listed] == ["cmp", "cmp-again"]
+
+
+def _wait_running(e2e, name: str) -> dict:
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        log = e2e.mix("eval", "logs", name).stdout
+        if "rows/s" in log:  # generating: past the model load
+            return e2e.json("eval", "get", name)
+        time.sleep(0.5)
+    raise AssertionError(f"eval {name} never started generating")
+
+
+@pytest.mark.e2e
+def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
+    slow = ["--dataset", "evalset", "--models", "llava-base", "--config", '{"max_new_tokens": 200}', "--batch_size", "1", "-d"]
+    e2e.mix("eval", "create", "slow", *slow, check=0)
+    assert _wait_running(e2e, "slow")["status"] == "running"
+    out = e2e.mix("eval", "cancel", "slow", check=0).stdout
+    assert "cancelled" in out
+    rec = e2e.json("eval", "get", "slow")
+    assert rec["status"] == "cancelled" and rec["finished_at"] is not None
+    assert "slow-results" not in [d["name"] for d in e2e.json("dataset", "list")]
+
+    e2e.mix("eval", "create", "killed", *slow, check=0)
+    rec = _wait_running(e2e, "killed")
+    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]
+    assert run["number"] == rec["run"]["number"] and run["status"] == "running"
+    os.killpg(run["pid"], signal.SIGKILL)  # supervisor and worker at once, like the OOM killer or a reboot
+    end = time.monotonic() + 60
+    while e2e.json("eval", "get", "killed")["status"] == "running" and time.monotonic() < end:
+        time.sleep(0.2)
+    rec = e2e.json("eval", "get", "killed")
+    assert rec["status"] == "failed" and "died without reporting" in rec["error"]
+    e2e.mix("eval", "delete", "killed", "-y", check=0)

@@ -1,0 +1,81 @@
+"""`model run` loads base + LoRA adapter without the optional integrations inference never uses.
+
+Why: those imports (scikit-learn, scipy, torchao, bitsandbytes) were most of a single `model run`'s
+wall time and printed torchao's CUDA-extension failures to the user. This proves the real load path
+(LoadedModel: processor, base model, peft adapter, generate) in a fresh process leaves them out, answers
+exactly as the full import path does, and leaves the packages importable afterwards. The cold-start
+figures themselves are in benchmarks/bench_inference.py (no timed assertions in tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from e2e_helpers import REPO
+
+pytestmark = pytest.mark.e2e
+
+PROBE = r"""
+import importlib.util, json, sys
+from pathlib import Path
+from PIL import Image
+from mixtrain.models.inference import LoadedModel
+
+root = Path(sys.argv[1])
+class Settings:
+    image_cache = root / "cache"
+img = root / "red.png"
+Image.new("RGB", (64, 64), (220, 30, 30)).save(img)
+m = LoadedModel({"name": "t", "version": 1, "adapter_path": str(root / "adapter"), "base_model": sys.argv[2]}, Settings())
+out = m.run({"image": str(img), "prompt": "What colour is the shape?"}, max_new_tokens=6)
+names = ("sklearn", "scipy", "torchao", "bitsandbytes")
+print(json.dumps({"text": out["generated_text"], "peft": type(m.model).__name__,
+                  "loaded": [n for n in names if n in sys.modules],
+                  "findable": [n for n in names if importlib.util.find_spec(n) is not None]}))
+"""
+
+ADAPTER = r"""
+import sys
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForImageTextToText, AutoProcessor
+import torch
+torch.manual_seed(0)
+model = AutoModelForImageTextToText.from_pretrained(sys.argv[1])
+lora = LoraConfig(r=4, init_lora_weights=False, target_modules=r"model.language_model.layers.[\d]+.self_attn.(q|v)_proj")
+get_peft_model(model, lora).save_pretrained(sys.argv[2])
+AutoProcessor.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
+"""
+
+
+def _probe(tmp_path, base, lean: str) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), MIXTRAIN_LEAN_IMPORTS=lean)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path), str(base)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
+
+
+def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path):
+    base = tiny_models["llava"]
+    # A LoRA adapter with non-zero weights (init_lora_weights=False), so the adapter changes the answer path.
+    subprocess.run(
+        [sys.executable, "-c", ADAPTER, str(base), str(tmp_path / "adapter")],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+    full = _probe(tmp_path, base, "0")
+    lean = _probe(tmp_path, base, "1")
+
+    assert lean["peft"] == full["peft"] and lean["peft"].startswith("Peft")  # the adapter is applied on both paths
+    assert full["loaded"], "control: the full import path loads none of them here, so this test proves nothing"
+    assert lean["text"] == full["text"]  # greedy: same weights, same answer
+    assert lean["loaded"] == [], f"imported during a lean load: {lean['loaded']}"
+    assert lean["findable"] == full["findable"]  # hiding is undone after the load
+    assert "torchao" not in lean["stderr"]  # its CUDA-extension failures no longer reach the user

@@ -1,0 +1,92 @@
+"""Eval records on SQLite and a real PostgreSQL: migration 0002 matches the schema, finished evals are
+final, an eval whose run ended takes the run's status, and `for_model` finds a model's evals."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect
+
+from mixtrain.client import MixClient
+from mixtrain.errors import AlreadyExists, NotFound
+from mixtrain.evals.store import EvalStore, label
+from mixtrain.metadata.db import get_engine
+from mixtrain.metadata.schema import eval_models, evals
+from mixtrain.settings import load_settings
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, home, monkeypatch) -> EvalStore:
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("MIXTRAIN_DATABASE_URL", url)
+        monkeypatch.setenv("MIXTRAIN_CATALOG_URL", url)
+    return EvalStore(load_settings())
+
+
+def _insert(store, name="e1", models=(("a", 1), ("b", 2))):
+    return store.insert(
+        name=name, dataset="d", snapshot_id=2**62, metric="exact_match", results_dataset=f"{name}-results",
+        config={"generation": {"max_new_tokens": 8}, "batch_size": 4},
+        models=[{"name": n, "version": v, "label": label(n, v)} for n, v in models],
+    )
+
+
+def test_migration_creates_the_schema_tables(store):
+    engine = get_engine(store.settings.database_url)
+    insp = inspect(engine)
+    for table in (evals, eval_models):
+        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
+
+
+def test_record_shape_and_labels(store):
+    rec = _insert(store)
+    assert rec["status"] == "pending" and rec["run"] is None and rec["scores"] == {}
+    assert rec["snapshot_id"] == 2**62  # Iceberg snapshot ids are 64-bit
+    assert rec["models"] == [{"name": "a", "version": 1, "label": "a_v1"}, {"name": "b", "version": 2, "label": "b_v2"}]
+    assert rec["results_dataset"] == "e1-results" and rec["created_at"].tzinfo is not None
+    with pytest.raises(AlreadyExists):
+        _insert(store)
+
+
+def test_complete_is_final_and_scores_read_back(store):
+    _insert(store)
+    assert store.set_status("e1", "running")
+    scores = {"a_v1": {"mean": 0.5, "ci_low": 0.2, "ci_high": 0.8, "n": 10, "failed": 1, "generation_s": 1.5},
+              "b_v2": {"mean": 0.9, "ci_low": 0.7, "ci_high": 1.0, "n": 10, "failed": 1, "generation_s": 2.0}}
+    failures = [{"row_id": 3, "image": "x.png", "reason": "not found"}]
+    assert store.complete("e1", scores, failures, {"a": "a_v1", "b": "b_v2", "diff": -0.4, "p_value": 0.01})
+    assert not store.set_status("e1", "failed", error="late writer")  # a finished eval is never overwritten
+    assert not store.complete("e1", scores, [], None)
+    rec = store.get("e1")
+    assert rec["status"] == "completed" and rec["error"] is None and rec["finished_at"] is not None
+    assert rec["scores"]["b_v2"]["mean"] == 0.9 and rec["scores"]["a_v1"]["failures"] == failures
+    assert rec["comparison"]["p_value"] == 0.01
+
+
+def test_for_model_and_delete(store):
+    _insert(store, "e1", (("a", 1), ("b", 1)))
+    _insert(store, "e2", (("b", 2),))
+    assert [r["name"] for r in store.for_model("b")] == ["e1", "e2"]
+    assert [r["name"] for r in store.for_model("a")] == ["e1"]
+    assert store.for_model("c") == []
+    store.delete("e1")
+    assert [r["name"] for r in store.list()] == ["e2"]
+    assert [r["name"] for r in store.for_model("a")] == []  # its model rows went with it
+    with pytest.raises(NotFound):
+        store.get("e1")
+
+
+def test_eval_takes_the_status_of_its_ended_run(store, tmp_path):
+    """A run killed before its job reported leaves the eval `running`; reading it settles that."""
+    client = MixClient(store.settings)
+    flow = tmp_path / "f.py"
+    flow.write_text("from mixtrain import MixFlow\nclass F(MixFlow):\n    def run(self):\n        pass\n")
+    client.create_workflow(flow, "wf")
+    run = client.workflows.new_run("wf", 1, {})
+    _insert(store)
+    store.attach_run("e1", run["id"])
+    store.set_status("e1", "running")
+    assert store.get("e1")["run"] == {"workflow": "wf", "number": 1}
+    client.workflows.set_status(run["id"], "failed", error="the run's process (pid 1) died without reporting")
+    rec = store.get("e1")
+    assert rec["status"] == "failed" and "died without reporting" in rec["error"]

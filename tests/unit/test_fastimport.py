@@ -1,0 +1,86 @@
+"""Lean inference imports: which packages are hidden, when, and that hiding is undone afterwards."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from mixtrain.models import _fastimport
+
+
+@pytest.fixture
+def lean(monkeypatch):
+    monkeypatch.delenv(_fastimport.ENV, raising=False)
+    monkeypatch.setattr(_fastimport, "_enabled", False)
+    return monkeypatch
+
+
+def _model_dir(tmp_path, **config):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava", **config}))
+    return tmp_path
+
+
+def test_nothing_hidden_in_a_process_mixtrain_does_not_own(lean, tmp_path):
+    assert _fastimport.hidden_modules(_model_dir(tmp_path)) == []
+
+
+def test_own_process_hides_optional_integrations_not_yet_imported(lean, tmp_path):
+    _fastimport.enable()
+    hidden = _fastimport.hidden_modules(_model_dir(tmp_path))
+    expected = [m for m in ("sklearn", "scipy", "torchao", "bitsandbytes") if m not in sys.modules]
+    assert hidden == expected
+
+
+def test_quantized_weights_keep_their_quantization_library(lean, tmp_path):
+    _fastimport.enable()
+    hidden = _fastimport.hidden_modules(_model_dir(tmp_path, quantization_config={"quant_method": "bitsandbytes"}))
+    assert "torchao" not in hidden and "bitsandbytes" not in hidden
+
+
+def test_unreadable_config_hides_no_quantization_library(lean, tmp_path):
+    _fastimport.enable()
+    hidden = _fastimport.hidden_modules(tmp_path / "missing")
+    assert "torchao" not in hidden and "bitsandbytes" not in hidden
+
+
+@pytest.mark.parametrize(
+    "value, enabled, active",
+    [("0", True, False), ("off", True, False), ("1", False, True), ("", True, True), ("", False, False)],
+)
+def test_env_switch(lean, value, enabled, active):
+    lean.setenv(_fastimport.ENV, value)
+    lean.setattr(_fastimport, "_enabled", enabled)
+    assert _fastimport.active() is active
+
+
+def test_hiding_makes_a_package_unimportable_only_inside_the_block():
+    name = "mixtrain_fastimport_probe"  # a real importable module, written below, never imported before
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / f"{name}.py").write_text("VALUE = 1\n")
+        sys.path.insert(0, d)
+        try:
+            assert importlib.util.find_spec(name) is not None
+            with _fastimport.hiding([name]):
+                assert importlib.util.find_spec(name) is None
+                with pytest.raises(ImportError):
+                    __import__(name)
+            assert name not in sys.modules
+            assert __import__(name).VALUE == 1  # importable again afterwards
+        finally:
+            sys.path.remove(d)
+            sys.modules.pop(name, None)
+
+
+def test_hiding_leaves_a_module_imported_inside_the_block_alone():
+    with _fastimport.hiding(["mixtrain_fastimport_never"]):
+        sys.modules["mixtrain_fastimport_never"] = sys  # something real replaced the marker
+    try:
+        assert sys.modules["mixtrain_fastimport_never"] is sys
+    finally:
+        del sys.modules["mixtrain_fastimport_never"]
