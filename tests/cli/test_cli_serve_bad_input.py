@@ -11,7 +11,9 @@ import pytest
 
 @pytest.fixture
 def registered(mix, tmp_path):
-    mix("model", "register", "base", "--base_model", str(tmp_path / "no-such-model"), "--model_type", "llava", check=0)
+    (tmp_path / "fake-llava").mkdir()  # register reads only config.json: no weights needed to refuse
+    (tmp_path / "fake-llava" / "config.json").write_text('{"model_type": "llava"}')
+    mix("model", "register", "base", "--base_model", str(tmp_path / "fake-llava"), "--model_type", "llava", check=0)
     return tmp_path
 
 
