@@ -75,8 +75,8 @@ class MixClient:
             return run
         return runner.wait(self.settings, name, run["number"])
 
-    def list_runs(self, name: str, limit: int | None = None) -> list[dict]:
-        return self.workflows.runs(name, limit)
+    def list_runs(self, name: str, limit: int | None = None, offset: int = 0) -> list[dict]:
+        return self.workflows.runs(name, limit, offset)
 
     # -- models --------------------------------------------------------------------------------------
     def list_models(self) -> list[dict]:
