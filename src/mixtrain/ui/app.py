@@ -8,6 +8,7 @@ CLI prints; the static folder holds every asset (htmx, CSS), so the app works of
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -54,6 +55,11 @@ def create_app(client: MixClient | None = None, token: str | None = None) -> Fas
     @app.exception_handler(MixtrainError)
     async def bad_request(request: Request, exc: MixtrainError):
         return render(request, "error.html", 400, message=str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_params(request: Request, exc: RequestValidationError):
+        in_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())  # e.g. /runs/x/abc names nothing
+        return render(request, "error.html", 404 if in_path else 400, message="not found" if in_path else "bad query parameter")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
