@@ -78,6 +78,26 @@ class MixClient:
     def list_runs(self, name: str, limit: int | None = None, offset: int = 0) -> list[dict]:
         return self.workflows.runs(name, limit, offset)
 
+    def get_run_metrics(self, workflow: str, run: int) -> list[dict]:
+        """The run's recorded training metrics: one dict per logged step, sorted by step.
+
+        ``{"step": int, "epoch": float | None, "loss": ..., "learning_rate": ..., "eval_loss": ...}`` —
+        only the keys the trainer logged at that step besides step/epoch. Empty if it never trained.
+        """
+        from mixtrain.workflows.metrics import MetricsStore
+
+        info = self.workflows.run(workflow, run)
+        return MetricsStore(self.settings.database_url).series(info["id"])
+
+    def resume_run(self, workflow: str, run: int, detach: bool = False) -> dict:
+        """Start a new run that continues ``run`` from its latest complete checkpoint."""
+        from mixtrain.workflows import runner
+
+        new = runner.resume(self.settings, workflow, run)
+        if detach:
+            return new
+        return runner.wait(self.settings, workflow, new["number"])
+
     # -- models --------------------------------------------------------------------------------------
     def list_models(self) -> list[dict]:
         return self.models.list()

@@ -109,6 +109,56 @@ def logs(
         err_console.print(f"run #{run} has no log yet ({info['status']})")
 
 
+@app.command("metrics")
+def metrics(
+    name: str,
+    run: int = typer.Argument(..., help="Run number."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per logged step."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the loss curve (train and eval) to this file."),
+):
+    """Show the training metrics a run recorded per step (loss, learning rate, grad norm, eval loss, ...)."""
+    rows = client().get_run_metrics(name, run)
+    if as_json:
+        print_json(rows)
+    elif not rows and plot is None:
+        console.print(f"Run #{run} of {name} recorded no training metrics (it never reached a training step).")
+    elif plot is None:
+        console.print(_metrics_table(rows))
+    if plot is not None:
+        if not rows:
+            from mixtrain.errors import InvalidInput
+
+            raise InvalidInput(f"run #{run} of {name} has no metrics to plot", "plot a run that trained")
+        from mixtrain.cli.plots import plot_loss
+
+        plot_loss(rows, plot, title=f"{name} run #{run}")
+        err_console.print(f"Wrote {plot}")
+
+
+def _metrics_table(rows: list[dict]):
+    from rich.table import Table
+
+    logged = set().union(*rows)
+    names = [k for k in TABLE_METRICS if k in logged]
+    t = Table("step", "epoch", *(TABLE_METRICS[k] for k in names))
+    for r in rows:
+        t.add_row(str(r["step"]), _num(r.get("epoch")), *(_num(r.get(k)) for k in names))
+    rest = sorted(logged - set(names) - {"step", "epoch"})
+    if rest:
+        t.caption = f"also recorded (see --json): {', '.join(rest)}"
+    return t
+
+
+# The columns of the table view (key → header); every recorded metric is in --json.
+TABLE_METRICS = {"loss": "loss", "eval_loss": "eval loss", "learning_rate": "lr", "grad_norm": "grad norm", "tokens/train_per_sec_per_gpu": "tokens/s"}
+
+
+def _num(v) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 @app.command("cancel")
 def cancel(name: str, run: int = typer.Argument(..., help="Run number.")):
     """Cancel a pending or running run (its whole process tree)."""
@@ -154,13 +204,25 @@ def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name
     if parsed.detach:
         console.print(f"Run #{number} of {name} started (detached).")
         return
+    _attach(c, name, info)
+
+
+def _attach(c, name: str, info: dict) -> None:
+    """Follow a started run in the compact view until it ends; a failure raises with the run's reason."""
+    from mixtrain.cli.live import CompactView
+    from mixtrain.workflows import runner
+
+    number = info["number"]
+    view = CompactView(Path(info["run_dir"]))
     try:
-        final = runner.follow(c.settings, name, number, sys.stdout.buffer)
+        final = runner.follow(c.settings, name, number, view, on_tick=view.tick)
     except KeyboardInterrupt:
+        view.close({"status": "detached"})
         err_console.print(
             f"\nDetached: run #{number} goes on. Follow it: mixtrain workflow logs {name} {number} -f — stop it: mixtrain workflow cancel {name} {number}"
         )
         raise typer.Exit(130)
+    view.close(final)
     took = fmt_duration(final["duration"])
     if final["status"] == "completed":
         err_console.print(f"[green]Run #{number} completed[/] in {took}")

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 
 from mixtrain.errors import MixtrainError
 
-HEAD = "0001"
+HEAD = "0003"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 

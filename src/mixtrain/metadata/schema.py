@@ -71,7 +71,20 @@ runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    Column("resumed_from", JSON),  # {"run": N, "step": S, "checkpoint": PATH} when `workflow resume` started it
     UniqueConstraint("workflow_id", "number"),
+)
+
+# One row per (step, metric) the trainer logged: loss, learning_rate, grad_norm, epoch, eval_loss, ...
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    UniqueConstraint("run_id", "step", "name"),
 )
 
 models = Table(

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import yaml
+
+STARTED = time.monotonic()
 
 # Keys Axolotl consumes or rewrites during validation/normalisation (legitimately absent afterwards).
 CONSUMED = {"processor_kwargs", "chat_template_jinja"}
@@ -79,6 +82,18 @@ def _contains(seq: list[int], sub: list[int]) -> bool:
     return any(seq[i : i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
 
 
+def seed_everything(seed) -> None:
+    """Seed Python, NumPy and torch before the model loads.
+
+    Why two CPU runs with the same --seed differed: Axolotl never seeds before it builds the model,
+    and the HF Trainer seeds only in its constructor — after PEFT has drawn the LoRA A matrices
+    (Kaiming-uniform) from an unseeded generator. Every run started from different adapter weights.
+    """
+    from transformers import set_seed
+
+    set_seed(int(seed if seed is not None else 42))
+
+
 def main(argv: list[str]) -> int:
     mode, paths = argv[0], argv[1:]
     if mode == "validate":
@@ -104,9 +119,13 @@ def main(argv: list[str]) -> int:
 
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cfg.device_map = "cpu"  # Axolotl set {"": LOCAL_RANK} (a CUDA index); gloo DDP trains on CPU
+    seed_everything(cfg.seed)
     from axolotl.cli.args import TrainerCliArgs
     from axolotl.cli.train import do_train
 
+    from mixtrain.vlm import track
+
+    track.install(STARTED)
     do_train(cfg, TrainerCliArgs())
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not cfg.get("use_wandb"):
         # The adapter is saved and nothing is left to flush: skip the ~2 s interpreter teardown of

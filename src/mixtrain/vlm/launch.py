@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput, WorkflowFailed
+from mixtrain.workflows.progress import SECTION_BEGIN, SECTION_END
 
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "NUM_NODES", "GROUP_RANK", "ROLE_RANK")
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUBLAS_STATUS_ALLOC_FAILED")
@@ -113,7 +114,18 @@ def training_env(base: dict, *, wandb: bool, run_dir: Path) -> dict:
 
 
 def run(cmd: list[str], env: dict, cwd: Path, log=print) -> None:
-    """Stream the trainer's output into our log; on failure raise with its last lines."""
+    """Stream the trainer's output into our log between section markers; on failure raise with its last lines.
+
+    The markers let an attached terminal hide the trainer's verbose stream (mixtrain.workflows.progress).
+    """
+    log(SECTION_BEGIN)
+    try:
+        _run(cmd, env, cwd)
+    finally:
+        log(SECTION_END)
+
+
+def _run(cmd: list[str], env: dict, cwd: Path) -> None:
     tail: collections.deque[str] = collections.deque(maxlen=40)
     env = {**env, "PYTHONUNBUFFERED": "1"}  # else a traceback (stderr) overtakes buffered stdout and the "last line" is wrong
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from mixtrain.errors import InvalidInput
 from mixtrain.vlm import configure, families, launch, register
 from mixtrain.vlm.prepare import prepare
 from mixtrain.vlm.spec import parse_spec
+from mixtrain.workflows.progress import phase_line
 
 
 def log(msg: str) -> None:
@@ -50,8 +52,8 @@ def finetune(**params) -> dict:
     # -- 2. configure --------------------------------------------------------------------------------
     from mixtrain.vlm.hardware import detect
 
+    t0 = time.monotonic()
     hw = detect()
-    log(f"hardware: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}")
     # Unique per run, even across a re-created workflow or a direct SDK call: a registered version's
     # adapter folder is never reused or wiped by a later run.
     run_tag = f"{os.environ.get('MIXTRAIN_WORKFLOW', 'local')}-{run_number}-{uuid.uuid4().hex[:8]}"
@@ -65,6 +67,7 @@ def finetune(**params) -> dict:
         wandb_run_name=f"{spec.output_model_name}-run{run_number}", wandb_online=wandb_online, warn=lambda m: log(f"warning: {m}"),
     )
     config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
+    log(phase_line(f"configure: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}, Axolotl config {config_path}", time.monotonic() - t0))
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
     if spec.dry_run:
         try:

@@ -130,8 +130,12 @@ def _reap() -> None:
             _children.remove(p)
 
 
-def follow(settings: Settings, name: str, number: int, out=None) -> dict:
-    """Stream the run's log to ``out`` until the run ends; returns the final run record."""
+def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -> dict:
+    """Stream the run's log to ``out`` until the run ends; returns the final run record.
+
+    ``out`` needs ``write(bytes)`` and ``flush()``; ``on_tick(run)``, if given, is called on every poll
+    (the attached CLI refreshes its progress display there).
+    """
     out = out or sys.stdout.buffer
     reg = WorkflowRegistry(settings)
     run = reg.run(name, number)
@@ -161,6 +165,8 @@ def follow(settings: Settings, name: str, number: int, out=None) -> dict:
                 out.write(rest)
                 out.flush()
             return run
+        if on_tick is not None:
+            on_tick(run)
         time.sleep(_poll_interval(started))
         run = reg.run(name, number)
 

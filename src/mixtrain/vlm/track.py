@@ -1,0 +1,97 @@
+"""Inside the training process: record every logged step in the metadata DB and keep progress.json fresh.
+
+A ``TrainerCallback`` sees exactly what the trainer logs (loss, grad_norm, learning_rate, epoch,
+eval_loss, …) as it happens — no scraping of stdout. It is handed to Axolotl as a plugin registered
+in our training entry (``axolotl_main``), so the YAML stays Axolotl's own. Only the world's process
+zero writes, so a multi-process run records each step once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from transformers import TrainerCallback
+
+from mixtrain.workflows.progress import phase_line, write_progress
+
+SUMMARY = "train_runtime"  # the trainer's closing summary log, not a step
+TOKENS_PER_S = "tokens/train_per_sec_per_gpu"  # what Axolotl's token-count callback logs
+
+
+class RunTracker(TrainerCallback):
+    def __init__(self, run_id: int | None, run_dir: str | None, store=None, started: float | None = None):
+        self.run_id, self.run_dir, self.store = run_id, run_dir, store
+        self.started = started or time.monotonic()
+        self.t_begin = None
+        self.first_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.t_begin = time.monotonic()
+        self.first_step = state.global_step  # > 0 when resuming from a checkpoint
+        print(phase_line(f"load model and data: {state.max_steps} steps to train", self.t_begin - self.started), flush=True)
+        self._progress(state, {})
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if SUMMARY in logs:
+            self._progress(state, {})
+            return
+        values = {k: v for k, v in logs.items() if k != "total_flos"}
+        if state.epoch is not None:
+            values.setdefault("epoch", state.epoch)
+        if self.store is not None and self.run_id is not None:
+            self.store.record(self.run_id, state.global_step, values)
+        self._progress(state, values)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.t_begin is not None:
+            print(phase_line(f"train: {state.global_step} steps", time.monotonic() - self.t_begin), flush=True)
+
+    def _progress(self, state, values: dict) -> None:
+        if not self.run_dir:
+            return
+        elapsed = time.monotonic() - (self.t_begin or self.started)
+        done = state.global_step - self.first_step
+        rate = done / elapsed if done > 0 and elapsed > 0 else None
+        eta = (state.max_steps - state.global_step) / rate if rate else None
+        last = getattr(self, "_last", {})
+        last.update({k: v for k, v in values.items() if k in ("loss", "learning_rate", "eval_loss", "grad_norm")})
+        tokens = values.get(TOKENS_PER_S)
+        if tokens is not None:
+            last["tokens_per_s"] = tokens
+        self._last = last
+        write_progress(self.run_dir, {
+            "step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, "num_epochs": state.num_train_epochs,
+            "steps_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, **last,
+        })
+
+
+def make_tracker(started: float | None = None) -> RunTracker:
+    """The tracker for this run, from the run's environment (set by the workflow engine)."""
+    run_id = os.environ.get("MIXTRAIN_RUN_ID")
+    store = None
+    if run_id:
+        from mixtrain.settings import load_settings
+        from mixtrain.workflows.metrics import MetricsStore
+
+        store = MetricsStore(load_settings().database_url)
+    return RunTracker(int(run_id) if run_id else None, os.environ.get("MIXTRAIN_RUN_DIR"), store, started)
+
+
+def install(started: float | None = None) -> None:
+    """Hand the tracker to Axolotl: its trainer builder asks every registered plugin for callbacks."""
+    from axolotl.integrations.base import BasePlugin, PluginManager
+
+    tracker = make_tracker(started)
+
+    class MixtrainTracking(BasePlugin):
+        def add_callbacks_pre_trainer(self, cfg, model):
+            return [tracker]
+
+    PluginManager.get_instance().plugins["mixtrain.vlm.track"] = MixtrainTracking()
+    sys.stdout.flush()
