@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "__version__"]
+__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "get_eval", "__version__"]
 
 
 def __getattr__(name: str):
@@ -19,8 +19,8 @@ def __getattr__(name: str):
         from mixtrain.workflows import flow
 
         return getattr(flow, name)
-    if name == "get_model":
-        from mixtrain.client import get_model
+    if name in ("get_model", "get_eval"):
+        from mixtrain import client
 
-        return get_model
+        return getattr(client, name)
     raise AttributeError(f"module 'mixtrain' has no attribute {name!r}")

@@ -109,6 +109,103 @@ class MixClient:
         return get_model(name, version, client=self).run(inputs, **(config or {}))
 
 
+    # -- evals ---------------------------------------------------------------------------------------
+    @cached_property
+    def evals(self):
+        from mixtrain.evals.store import EvalStore
+
+        return EvalStore(self.settings)
+
+    def create_eval(
+        self,
+        name: str,
+        dataset: str,
+        models,
+        metric: str = "exact_match",
+        image_column: str = "image_path",
+        prompt_column: str = "prompt",
+        reference_column: str | None = None,
+        config: dict | None = None,
+        limit: int | None = None,
+        batch_size: int = 8,
+        detach: bool = False,
+    ) -> dict:
+        """Score ``models`` ("name[:version]", a list or a comma-separated string) on ``dataset``.
+
+        Runs as a tracked background run; unless ``detach``, waits for it and returns the final record.
+        """
+        from mixtrain.evals import create, engine
+
+        rec = create.create(
+            self.settings, name, dataset, models, metric=metric, image_column=image_column, prompt_column=prompt_column,
+            reference_column=reference_column, config=config, limit=limit, batch_size=batch_size,
+        )
+        if detach:
+            return rec
+        engine.wait(self.settings, rec["run"]["number"])
+        return self.evals.get(name)
+
+    def list_evals(self) -> list[dict]:
+        return self.evals.list()
+
+    def get_eval_info(self, name: str) -> dict:
+        return self.evals.get(name)
+
+    def delete_eval(self, name: str) -> None:
+        from mixtrain.evals.create import delete
+
+        delete(self.settings, name)
+
+    def cancel_eval(self, name: str) -> dict:
+        from mixtrain.errors import Conflict
+        from mixtrain.evals import engine
+
+        rec = self.evals.get(name)
+        if rec["run"] is None or rec["status"] not in ("pending", "running"):
+            raise Conflict(f"eval {name!r} is already {rec['status']}", "only a pending or running eval can be cancelled")
+        engine.cancel(self.settings, rec["run"]["number"])
+        return self.evals.get(name)
+
+
+class Eval:
+    """An eval by name: ``.info`` (the record), ``.scores`` ({label: {mean, ci_low, ci_high, n, failed,
+    generation_s}}), ``.results()`` (its PyIceberg results table; ``.results().to_pandas()``)."""
+
+    def __init__(self, name: str, client: MixClient | None = None):
+        self.client = client or MixClient()
+        self.name = name
+        self.info = self.client.get_eval_info(name)
+
+    def refresh(self) -> "Eval":
+        self.info = self.client.get_eval_info(self.name)
+        return self
+
+    @property
+    def status(self) -> str:
+        return self.info["status"]
+
+    @property
+    def scores(self) -> dict:
+        return self.info["scores"]
+
+    def results(self):
+        """The results as a PyIceberg table scan (``.to_pandas()``, ``.to_arrow()``) at its one snapshot."""
+        from mixtrain.errors import NotFound
+
+        if self.info["status"] != "completed":
+            self.refresh()
+        if self.info["status"] != "completed":
+            raise NotFound(f"eval {self.name!r} has no results ({self.info['status']})", f"see `mixtrain eval get {self.name}`")
+        return self.client.get_dataset(self.info["results_dataset"]).scan()
+
+    def __repr__(self) -> str:
+        return f"Eval({self.name!r}, status={self.status!r}, models={[m['label'] for m in self.info['models']]})"
+
+
+def get_eval(name: str, client: MixClient | None = None) -> Eval:
+    return Eval(name, client)
+
+
 _loaded: dict = {}
 
 

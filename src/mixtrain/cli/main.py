@@ -8,7 +8,7 @@ import sys
 import typer
 
 from mixtrain import __version__
-from mixtrain.cli import dataset, model, secret, ui, workflow
+from mixtrain.cli import dataset, eval, model, secret, ui, workflow
 from mixtrain.cli.common import console, print_json
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(dataset.app, name="dataset")
 app.add_typer(workflow.app, name="workflow")
 app.add_typer(model.app, name="model")
 app.add_typer(secret.app, name="secret")
+app.add_typer(eval.app, name="eval")
 app.command("ui")(ui.ui)
 
 

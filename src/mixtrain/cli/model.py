@@ -40,9 +40,11 @@ def get(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Show a model version and its lineage (base model, dataset snapshot, run, params, loss, versions)."""
-    m = client().get_model_info(name, version)
+    c = client()
+    m = c.get_model_info(name, version)
+    evals = _evals_of(c, name)
     if as_json:
-        print_json(m)
+        print_json({**m, "evals": evals})
         return
     lin = m["lineage"]
     console.print(f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, registered {fmt_time(m['created_at'])})")
@@ -57,6 +59,25 @@ def get(
     console.print("versions:     " + ", ".join(f"{k} {v}" for k, v in (lin.get("versions") or {}).items() if v))
     params = lin.get("params") or {}
     console.print("params:       " + " ".join(f"{k}={v}" for k, v in params.items() if k not in ("dataset_name", "output_model_name")))
+    if evals:
+        console.print("evals:")
+        for e in evals:
+            score = "-" if e["mean"] is None else f"{e['mean'] * 100:.1f}%"
+            console.print(f"  {e['eval']:24} v{e['version']}  {e['metric']} {score}  on {e['dataset']}  ({e['status']})")
+    else:
+        console.print(f"evals:        none yet (`mixtrain eval create NAME --dataset D --models {name}`)")
+
+
+def _evals_of(c, name: str) -> list[dict]:
+    """Every eval this model (any version) appears in, with its score there."""
+    out = []
+    for rec in c.evals.for_model(name):
+        for mod in rec["models"]:
+            if mod["name"] == name:
+                s = rec["scores"].get(mod["label"]) or {}
+                out.append({"eval": rec["name"], "version": mod["version"], "label": mod["label"], "dataset": rec["dataset"],
+                            "metric": rec["metric"], "status": rec["status"], "mean": s.get("mean"), "ci_low": s.get("ci_low"), "ci_high": s.get("ci_high")})
+    return out
 
 
 @app.command("versions")

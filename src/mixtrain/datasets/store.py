@@ -70,6 +70,20 @@ class DatasetStore:
         self._record(name, description, str(Path(file).resolve()))
         return self.get(name)
 
+    def create_from_arrow(self, name: str, data, description: str = "", source: str = ""):
+        """Create a dataset from an in-memory Arrow table (e.g. an eval's results), in one catalog commit."""
+        from pyiceberg.exceptions import TableAlreadyExistsError
+
+        ident = self._ident(name)
+        try:
+            txn = self.catalog.create_table_transaction(ident, schema=data.schema, properties={DESCRIPTION: description})
+            txn.append(data)
+            txn.commit_transaction()
+        except TableAlreadyExistsError as exc:
+            raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from exc
+        self._record(name, description, source)
+        return self.get(name)
+
     def register(self, name: str, metadata_location: str, description: str = ""):
         """Register an existing Iceberg table by its metadata file, without copying data."""
         from pyiceberg.exceptions import TableAlreadyExistsError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Float,
@@ -118,4 +119,41 @@ secrets = Table(
     Column("value", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+evals = Table(
+    "evals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("dataset", String(64), nullable=False),
+    Column("snapshot_id", BigInteger),
+    Column("metric", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("config", JSON, nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("results_dataset", String(64), nullable=False),
+    Column("comparison", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+eval_models = Table(
+    "eval_models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("eval_id", Integer, ForeignKey("evals.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("model_name", String(64), nullable=False, index=True),
+    Column("model_version", Integer, nullable=False),
+    Column("label", String(160), nullable=False),
+    Column("mean", Float),
+    Column("ci_low", Float),
+    Column("ci_high", Float),
+    Column("n", Integer),
+    Column("failed", Integer),
+    Column("generation_s", Float),
+    Column("failures", JSON),
+    UniqueConstraint("eval_id", "label"),
 )

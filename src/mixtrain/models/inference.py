@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
+from mixtrain.models.generate import Generation, generate_batch, image_prompt
 
 GENERATION_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "do_sample": None}
 
@@ -80,35 +81,35 @@ class LoadedModel:
         self.model = model.to(self.device).eval()
 
     def prompt_text(self, prompt: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(image_prompt(prompt), add_generation_prompt=True, tokenize=False)
 
-    def run(self, inputs: dict, **config) -> dict:
-        import torch
+    def generate(self, conversations: list[list[dict]], images: list[list], **config) -> list[Generation]:
+        """Chat conversations (with their PIL images) in, one batched ``generate``, answers out."""
+        gen = {**generation_settings({k: v for k, v in config.items() if k not in ("stop", "seed")}), **{k: config[k] for k in ("stop", "seed") if k in config}}
+        return generate_batch(self.model, self.processor, conversations, images, gen, device=self.device, dtype=self.dtype)
 
+    def run_batch(self, rows: list[dict], batch_size: int = 8, **config) -> list[dict]:
+        """Answer many ``{"image", "prompt"}`` rows, ``batch_size`` per ``generate`` call."""
         from mixtrain.images import load_image
 
-        image_ref, prompt = check_inputs(inputs)
+        if batch_size < 1:
+            raise InvalidInput(f"batch size must be ≥ 1, got {batch_size}", "pass a positive batch size")
+        checked = [check_inputs(row) for row in rows]
         gen = generation_settings(config)
-        image = load_image(image_ref, self.settings.image_cache)
-        t0 = time.perf_counter()
-        batch = self.processor(images=[image], text=[self.prompt_text(prompt)], return_tensors="pt").to(self.device)
-        if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
-            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        kwargs = {"max_new_tokens": gen["max_new_tokens"], "do_sample": gen["do_sample"]}
-        if gen["do_sample"]:
-            kwargs.update(temperature=gen["temperature"], top_p=gen["top_p"])
-        tok = self.processor.tokenizer
-        with torch.inference_mode():
-            out = self.model.generate(**batch, **kwargs, pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        new_tokens = out[0, batch["input_ids"].shape[1] :]
-        text = tok.decode(new_tokens, skip_special_tokens=True).strip()
-        return {
-            "generated_text": text,
-            "model": self.info["name"],
-            "version": self.info["version"],
-            "latency_s": round(time.perf_counter() - t0, 4),
-        }
+        results: list[dict] = []
+        for start in range(0, len(checked), batch_size):
+            chunk = checked[start : start + batch_size]
+            images = [[load_image(ref, self.settings.image_cache)] for ref, _ in chunk]
+            t0 = time.perf_counter()
+            outs = generate_batch(self.model, self.processor, [image_prompt(p) for _, p in chunk], images, gen, device=self.device, dtype=self.dtype)
+            latency = round((time.perf_counter() - t0) / len(chunk), 4)
+            results += [
+                {"generated_text": o.text, "model": self.info["name"], "version": self.info["version"], "latency_s": latency} for o in outs
+            ]
+        return results
+
+    def run(self, inputs: dict, **config) -> dict:
+        return self.run_batch([inputs], **config)[0]
 
 
 def export_merged(info: dict, settings, out_dir: Path) -> Path:

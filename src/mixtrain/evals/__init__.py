@@ -1,0 +1,1 @@
+"""Evaluations: score registered models on a dataset, side by side, as tracked runs with stored results."""

@@ -1,0 +1,160 @@
+"""`eval create`: check everything, record the eval, start its run — in that order.
+
+Every check happens before anything is written, so bad input leaves no eval record, no run and no
+results table. What the job will do is then fully described by the record: dataset snapshot pinned,
+model versions resolved, generation settings filled in.
+"""
+
+from __future__ import annotations
+
+from mixtrain.errors import AlreadyExists, Conflict, InvalidInput
+from mixtrain.evals.metrics import check_metric
+from mixtrain.evals.store import ACTIVE, EvalStore, label
+from mixtrain.names import NAME_RE, check_name
+from mixtrain.settings import Settings
+
+DEFAULT_REFERENCE = "response"
+RESULTS_SUFFIX = "-results"
+
+
+def parse_models(models) -> list[tuple[str, int | None]]:
+    """``"a:2,b"`` or ``["a:2", "b"]`` -> [("a", 2), ("b", None)]."""
+    items = models.split(",") if isinstance(models, str) else list(models or [])
+    items = [str(m).strip() for m in items]
+    if not items or any(not m for m in items):
+        raise InvalidInput("--models lists no model" if not any(items) else f"--models has an empty entry: {models!r}",
+                           "pass MODEL[:VERSION][,MODEL...], e.g. --models base-llava,my-llava:2")
+    out = []
+    for m in items:
+        name, _, version = m.partition(":")
+        check_name(name, "model")
+        if version:
+            if not version.isdigit() or int(version) < 1:
+                raise InvalidInput(f"bad model version in {m!r}", "write MODEL:VERSION with a version number ≥ 1, e.g. my-llava:2")
+            out.append((name, int(version)))
+        else:
+            out.append((name, None))
+    return out
+
+
+def plan(
+    settings: Settings,
+    name: str,
+    dataset: str,
+    models,
+    *,
+    metric: str = "exact_match",
+    image_column: str = "image_path",
+    prompt_column: str = "prompt",
+    reference_column: str | None = None,
+    config: dict | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """Validate an eval request; return what ``EvalStore.insert`` takes. Raises on the first problem."""
+    from mixtrain.datasets.store import DatasetStore
+    from mixtrain.models.inference import generation_settings
+    from mixtrain.models.registry import ModelRegistry
+
+    check_name(name, "eval")
+    results = name + RESULTS_SUFFIX
+    if not NAME_RE.fullmatch(results):
+        raise InvalidInput(f"eval name {name!r} is too long for its results dataset {results!r}", f"use at most {64 - len(RESULTS_SUFFIX)} characters")
+    check_metric(metric)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"--limit must be a whole number ≥ 1, got {limit!r}", "omit it to evaluate every row")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"--batch_size must be a whole number ≥ 1, got {batch_size!r}", "e.g. --batch_size 8")
+    if config is not None and not isinstance(config, dict):
+        raise InvalidInput("--config must be a JSON object", 'e.g. --config \'{"max_new_tokens": 32, "temperature": 0}\'')
+    gen = generation_settings(config)
+    wanted = parse_models(models)
+
+    store = EvalStore(settings)
+    if store.exists(name):
+        raise AlreadyExists(f"eval {name!r} already exists", f"pick another name, or `mixtrain eval delete {name}` first")
+    datasets = DatasetStore(settings)
+    if datasets.catalog.table_exists(datasets._ident(results)):
+        raise AlreadyExists(f"dataset {results!r} already exists (an eval's results go there)", f"pick another eval name, or `mixtrain dataset delete {results}`")
+
+    table = datasets.get(dataset)
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        raise InvalidInput(f"dataset {dataset!r} has no data", "append rows to it first")
+    columns = [f.name for f in table.schema().fields]
+    for flag, col in (("--image_column", image_column), ("--prompt_column", prompt_column)):
+        if col not in columns:
+            raise InvalidInput(f"dataset {dataset!r} has no column {col!r} ({flag})", f"its columns are: {', '.join(columns)} — pass {flag} COLUMN")
+    reference = reference_column or DEFAULT_REFERENCE
+    if reference not in columns:
+        if metric != "none":
+            raise InvalidInput(
+                f"--metric {metric} needs a reference column, and dataset {dataset!r} has no column {reference!r}",
+                f"its columns are: {', '.join(columns)} — pass --reference_column COLUMN, or --metric none for outputs only",
+            )
+        if reference_column is not None:
+            raise InvalidInput(f"dataset {dataset!r} has no column {reference!r} (--reference_column)", f"its columns are: {', '.join(columns)}")
+        reference = None
+
+    registry = ModelRegistry(settings)
+    resolved, seen = [], {}
+    for model, version in wanted:
+        info = registry.get(model, version)  # NotFound names the model or the version
+        lab = label(model, info["version"])
+        if lab in seen:
+            raise InvalidInput(f"--models lists {model} version {info['version']} twice ({seen[lab]!r} and {f'{model}:{version}' if version else model!r})",
+                               "list each model version once")
+        seen[lab] = f"{model}:{version}" if version else model
+        resolved.append({"name": model, "version": info["version"], "label": lab})
+
+    return {
+        "name": name,
+        "dataset": dataset,
+        "snapshot_id": snapshot.snapshot_id,
+        "metric": metric,
+        "results_dataset": results,
+        "models": resolved,
+        "config": {
+            "image_column": image_column,
+            "prompt_column": prompt_column,
+            "reference_column": reference,
+            "generation": gen,
+            "limit": limit,
+            "batch_size": batch_size,
+        },
+    }
+
+
+def create(settings: Settings, name: str, dataset: str, models, *, fork: bool = False, **options) -> dict:
+    """Record the eval and start its run; returns the record (with its run)."""
+    from mixtrain.evals import engine
+
+    p = plan(settings, name, dataset, models, **options)
+    engine.ensure_workflow(settings)
+    store = EvalStore(settings)
+    store.insert(**p)
+    try:
+        run = engine.start(settings, name, fork=fork)
+    except BaseException:
+        store.delete(name)  # nothing half-written: no record without a run
+        raise
+    store.attach_run(name, run["id"])
+    return store.get(name)
+
+
+def delete(settings: Settings, name: str) -> None:
+    """Delete the record and its results dataset (refused while the eval runs)."""
+    from mixtrain.datasets.store import DatasetStore
+    from mixtrain.errors import NotFound
+
+    store = EvalStore(settings)
+    rec = store.get(name)
+    if rec["status"] in ACTIVE:
+        number = rec["run"]["number"] if rec["run"] else "?"
+        raise Conflict(f"eval {name!r} is {rec['status']} (run #{number})", f"wait for it or `mixtrain eval cancel {name}`")
+    datasets = DatasetStore(settings)
+    try:
+        datasets.delete(rec["results_dataset"])
+    except NotFound:
+        pass  # a failed or cancelled eval never wrote its results
+    store.delete(name)

@@ -1,0 +1,167 @@
+"""The eval itself, inside its run's worker process: one model load per model, batched generation,
+per-row scores, summary statistics, then the results table and the scores in one final step each.
+
+Runs as ``MixtrainEval.run`` (see ``eval_flow.py``); stdout is the run log, so progress lines here are
+what `mixtrain eval create` and `mixtrain eval logs` show. An unreadable image fails its row (for
+every model: the row is counted and listed), never the eval.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+from mixtrain.evals.metrics import paired_bootstrap, score, summarize
+from mixtrain.evals.store import EvalStore
+from mixtrain.settings import Settings, load_settings
+
+
+def run_eval(name: str, settings: Settings | None = None) -> dict:
+    settings = settings or load_settings()
+    store = EvalStore(settings)
+    rec = store.get(name)
+    store.set_status(name, "running")
+    try:
+        result = _evaluate(settings, rec)
+    except BaseException as exc:
+        store.set_status(name, "failed", error=str(exc)[:4000] or type(exc).__name__)
+        raise
+    store.complete(name, result["scores"], result["failures"], result["comparison"])
+    return {"eval": name, "results_dataset": rec["results_dataset"], "scores": result["scores"], "comparison": result["comparison"]}
+
+
+def _evaluate(settings: Settings, rec: dict) -> dict:
+    from mixtrain.datasets.store import DatasetStore
+
+    cfg = rec["config"]
+    datasets = DatasetStore(settings)
+    rows = load_rows(datasets, rec)
+    print(f"eval {rec['name']}: {len(rows)} rows of {rec['dataset']} @ snapshot {rec['snapshot_id']}, "
+          f"metric {rec['metric']}, {len(rec['models'])} model(s), batch size {cfg['batch_size']}", flush=True)
+    images, failures = load_images(rows, settings)
+    for f in failures:
+        print(f"  row {f['row_id']}: {f['reason']} — counted as failed", flush=True)
+    ok = [i for i, img in enumerate(images) if img is not None]
+    outputs: dict[str, list] = {}
+    scores: dict[str, dict] = {}
+    for m in rec["models"]:
+        out, seconds = generate_all(settings, m, [rows[i]["prompt"] for i in ok], [images[i] for i in ok], cfg)
+        column: list = [None] * len(rows)
+        for i, text in zip(ok, out):
+            column[i] = text
+        outputs[m["label"]] = column
+        per_row = [score(rec["metric"], column[i], rows[i]["reference"]) for i in range(len(rows))]
+        summary = summarize(per_row) if rec["metric"] != "none" else {"mean": None, "ci_low": None, "ci_high": None, "n": len(ok)}
+        scores[m["label"]] = {**summary, "failed": len(failures), "generation_s": round(seconds, 3), "_rows": per_row}
+        print(f"  {m['label']}: {_fmt_summary(rec['metric'], summary)}  ({len(failures)} failed, {seconds:.1f}s generating)", flush=True)
+    comparison = None
+    labels = [m["label"] for m in rec["models"]]
+    if rec["metric"] != "none" and len(labels) >= 2:
+        a, b = labels[0], labels[1]
+        comparison = {"a": a, "b": b, **paired_bootstrap(scores[a]["_rows"], scores[b]["_rows"])}
+        if comparison["diff"] is not None:
+            print(f"  {a} − {b}: {comparison['diff']:+.3f} (95% CI {comparison['ci_low']:+.3f} … {comparison['ci_high']:+.3f}), paired bootstrap p = {comparison['p_value']:.4f}", flush=True)
+    write_results(datasets, rec, rows, outputs, {lab: s.pop("_rows") for lab, s in scores.items()})
+    print(f"results: dataset {rec['results_dataset']} ({len(rows)} rows) — `mixtrain eval results {rec['name']}`", flush=True)
+    return {"scores": scores, "failures": failures, "comparison": comparison}
+
+
+def load_rows(datasets, rec: dict) -> list[dict]:
+    """The eval's columns at its pinned snapshot, as {row_id, image, prompt, reference}."""
+    cfg = rec["config"]
+    table = datasets.get(rec["dataset"])
+    cols = [c for c in (cfg["image_column"], cfg["prompt_column"], cfg["reference_column"]) if c]
+    data = table.scan(snapshot_id=rec["snapshot_id"], selected_fields=tuple(dict.fromkeys(cols)), limit=cfg["limit"]).to_arrow().to_pylist()
+    source_dirs = list(dict.fromkeys(Path(s).parent for s in datasets.sources(rec["dataset"]) if Path(s).is_file()))
+    out = []
+    for i, r in enumerate(data):
+        ref = cfg["reference_column"]
+        out.append({
+            "row_id": i,
+            "image": image_ref(r[cfg["image_column"]], source_dirs),
+            "prompt": "" if r[cfg["prompt_column"]] is None else str(r[cfg["prompt_column"]]),
+            "reference": None if not ref or r[ref] is None else str(r[ref]),
+        })
+    return out
+
+
+def image_ref(value, source_dirs: list[Path]) -> str:
+    """Relative paths are looked up next to the dataset's uploaded file(s), then in the working directory
+    (the fine-tune resolves them the same way, so an eval sees the images training saw)."""
+    ref = "" if value is None else str(value).strip()
+    if not ref or "://" in ref or ref.startswith(("/", "~")):
+        return ref
+    for folder in source_dirs:
+        if (folder / ref).exists():
+            return str(folder / ref)
+    return str(Path(ref).resolve())
+
+
+def load_images(rows: list[dict], settings: Settings) -> tuple[list, list[dict]]:
+    """Decode every image once (shared by all models); a bad one becomes a listed row failure."""
+    from mixtrain.errors import MixtrainError
+    from mixtrain.images import load_image
+
+    images, failures = [], []
+    for r in rows:
+        try:
+            images.append(load_image(r["image"], settings.image_cache))
+        except (MixtrainError, OSError, ValueError) as exc:
+            images.append(None)
+            failures.append({"row_id": r["row_id"], "image": r["image"], "reason": str(exc).splitlines()[0][:300]})
+    return images, failures
+
+
+def generate_all(settings: Settings, model_ref: dict, prompts: list[str], images: list, cfg: dict) -> tuple[list[str], float]:
+    """Load the model once, generate in batches with progress (rows/s, ETA), free it; returns (texts, seconds)."""
+    from mixtrain.models.registry import ModelRegistry
+
+    info = ModelRegistry(settings).get(model_ref["name"], model_ref["version"])
+    lab, n, bs = model_ref["label"], len(prompts), cfg["batch_size"]
+    if n == 0:
+        print(f"[{lab}] no readable rows: not loading the model", flush=True)
+        return [], 0.0
+    from mixtrain.models.inference import LoadedModel
+
+    print(f"[{lab}] loading {info['base_model']}{' + adapter' if info['adapter_path'] else ''}", flush=True)
+    model = LoadedModel(info, settings)
+    print(f"[{lab}] loaded in {model.load_seconds:.1f}s; generating {n} rows", flush=True)
+    texts: list[str] = []
+    spent = 0.0
+    for start in range(0, n, bs):
+        conversations = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}] for p in prompts[start : start + bs]]
+        t0 = time.perf_counter()
+        gens = model.generate(conversations, [[img] for img in images[start : start + bs]], **cfg["generation"])
+        spent += time.perf_counter() - t0
+        texts.extend(g.text for g in gens)
+        done = len(texts)
+        rate = done / spent if spent > 0 else float("inf")
+        eta = (n - done) / rate if rate and rate != float("inf") else 0.0
+        print(f"[{lab}] {done}/{n} rows · {rate:.1f} rows/s · ETA {eta:.0f}s", flush=True)
+    del model
+    gc.collect()
+    return texts, spent
+
+
+def write_results(datasets, rec: dict, rows: list[dict], outputs: dict[str, list], per_row: dict[str, list]) -> None:
+    """One Iceberg table, created and filled in one commit: row_id, image, prompt, reference, then per
+    model ``<label>__output`` and ``<label>__score``."""
+    import pyarrow as pa
+
+    columns = {
+        "row_id": pa.array([r["row_id"] for r in rows], pa.int64()),
+        "image": pa.array([r["image"] for r in rows], pa.string()),
+        "prompt": pa.array([r["prompt"] for r in rows], pa.string()),
+        "reference": pa.array([r["reference"] for r in rows], pa.string()),
+    }
+    for m in rec["models"]:
+        columns[f"{m['label']}__output"] = pa.array(outputs[m["label"]], pa.string())
+        columns[f"{m['label']}__score"] = pa.array(per_row[m["label"]], pa.float64())
+    datasets.create_from_arrow(rec["results_dataset"], pa.table(columns), description=f"results of eval {rec['name']}", source=f"eval {rec['name']}")
+
+
+def _fmt_summary(metric: str, s: dict) -> str:
+    if metric == "none" or s["mean"] is None:
+        return f"outputs only (n={s['n']})"
+    return f"{metric} {s['mean']:.3f} (95% CI {s['ci_low']:.3f} … {s['ci_high']:.3f}, n={s['n']})"

@@ -1,0 +1,170 @@
+"""Eval records in the metadata DB: what was evaluated (dataset snapshot, model versions, config)
+and how each model scored, so an eval can be reproduced and compared later.
+
+The eval's job runs as a run of the built-in eval workflow. A record still marked active whose run
+has ended (cancelled, killed, timed out) takes the run's status on read, so no eval stays
+``running`` after its process is gone — the same guarantee runs give, by delegation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mixtrain.errors import AlreadyExists, NotFound
+from mixtrain.metadata.db import get_engine, now
+from mixtrain.metadata.schema import eval_models, evals, runs, workflows
+from mixtrain.settings import Settings
+
+ACTIVE = ("pending", "running")
+SCORE_KEYS = ("mean", "ci_low", "ci_high", "n", "failed", "generation_s")
+
+
+def label(name: str, version: int) -> str:
+    """A model's column prefix and key in ``scores``: unique per (model, version) within an eval."""
+    return f"{name}_v{version}"
+
+
+class EvalStore:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = get_engine(settings.database_url)
+
+    def insert(self, *, name: str, dataset: str, snapshot_id: int | None, metric: str, config: dict, models: list[dict], results_dataset: str) -> dict:
+        """A pending eval and its model rows, in one transaction."""
+        try:
+            with self.engine.begin() as conn:
+                eval_id = conn.execute(
+                    insert(evals).values(
+                        name=name, dataset=dataset, snapshot_id=snapshot_id, metric=metric, status="pending",
+                        config=config, results_dataset=results_dataset, created_at=now(),
+                    )
+                ).inserted_primary_key[0]
+                for i, m in enumerate(models):
+                    conn.execute(
+                        insert(eval_models).values(eval_id=eval_id, position=i, model_name=m["name"], model_version=m["version"], label=m["label"])
+                    )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"eval {name!r} already exists", f"pick another name, or `mixtrain eval delete {name}` first") from exc
+        return self.get(name)
+
+    def exists(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(evals.c.id).where(evals.c.name == name)).first() is not None
+
+    def attach_run(self, name: str, run_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(evals).where(evals.c.name == name).values(run_id=run_id))
+
+    def set_status(self, name: str, status: str, **values) -> bool:
+        """Move an active eval to ``status``; a finished eval is never overwritten by a late writer."""
+        values["status"] = status
+        if status not in ACTIVE:
+            values.setdefault("finished_at", now())
+        with self.engine.begin() as conn:
+            q = update(evals).where(evals.c.name == name).where(evals.c.status.in_(ACTIVE))
+            return conn.execute(q.values(**values)).rowcount == 1
+
+    def complete(self, name: str, scores: dict[str, dict], failures: list[dict], comparison: dict | None) -> bool:
+        """Store every model's summary and mark the eval completed, atomically."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(evals.c.id, evals.c.status).where(evals.c.name == name)).first()
+            if row is None or row.status not in ACTIVE:
+                return False
+            for lab, s in scores.items():
+                conn.execute(
+                    update(eval_models)
+                    .where(eval_models.c.eval_id == row.id)
+                    .where(eval_models.c.label == lab)
+                    .values(**{k: s.get(k) for k in SCORE_KEYS}, failures=failures)
+                )
+            conn.execute(update(evals).where(evals.c.id == row.id).values(status="completed", comparison=comparison, finished_at=now()))
+        return True
+
+    def get(self, name: str) -> dict:
+        row = self._row(name)
+        if row["status"] in ACTIVE:
+            self._reconcile(row)
+            row = self._row(name)
+        return self._record(row)
+
+    def list(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            names = [r.name for r in conn.execute(select(evals.c.name).order_by(evals.c.created_at, evals.c.id))]
+        return [self.get(n) for n in names]
+
+    def for_model(self, model_name: str) -> list[dict]:
+        """Every eval a model appears in (any version), oldest first, with that model's scores."""
+        with self.engine.connect() as conn:
+            names = conn.execute(
+                select(evals.c.name).join(eval_models, eval_models.c.eval_id == evals.c.id)
+                .where(eval_models.c.model_name == model_name).distinct().order_by(evals.c.name)
+            ).scalars().all()
+        return [self.get(n) for n in names]
+
+    def delete(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(delete(evals).where(evals.c.name == name)).rowcount == 0:
+                raise NotFound(f"eval {name!r} not found", "see `mixtrain eval list`")
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _row(self, name: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(evals, runs.c.number.label("run_number"), workflows.c.name.label("run_workflow"))
+                .select_from(evals.outerjoin(runs, runs.c.id == evals.c.run_id).outerjoin(workflows, workflows.c.id == runs.c.workflow_id))
+                .where(evals.c.name == name)
+            ).first()
+            if row is None:
+                raise NotFound(f"eval {name!r} not found", "see `mixtrain eval list`")
+            d = dict(row._mapping)
+            d["models"] = [dict(r._mapping) for r in conn.execute(select(eval_models).where(eval_models.c.eval_id == d["id"]).order_by(eval_models.c.position))]
+        return d
+
+    def _reconcile(self, row: dict) -> None:
+        """An active eval whose run has ended (cancel, SIGKILL, timeout) takes the run's status."""
+        if row["run_workflow"] is None:
+            return
+        from mixtrain.workflows.registry import WorkflowRegistry
+
+        try:
+            run = WorkflowRegistry(self.settings).run(row["run_workflow"], row["run_number"])  # reconciles the run itself
+        except NotFound:
+            self.set_status(row["name"], "failed", error="its run record was deleted")
+            return
+        if run["status"] not in ACTIVE:
+            status = "failed" if run["status"] == "completed" else run["status"]  # completed run, eval not: its job never reported
+            self.set_status(row["name"], status, error=run["error"] or "the eval's run ended without reporting scores")
+
+    @staticmethod
+    def _record(row: dict) -> dict:
+        models, scores = [], {}
+        for m in row["models"]:
+            models.append({"name": m["model_name"], "version": m["model_version"], "label": m["label"]})
+            if m["n"] is not None:
+                scores[m["label"]] = {k: m[k] for k in SCORE_KEYS}
+                scores[m["label"]]["failures"] = m["failures"] or []
+        return {
+            "name": row["name"],
+            "dataset": row["dataset"],
+            "snapshot_id": row["snapshot_id"],
+            "metric": row["metric"],
+            "status": row["status"],
+            "error": row["error"],
+            "config": row["config"],
+            "created_at": _utc(row["created_at"]),
+            "finished_at": _utc(row["finished_at"]),
+            "run": {"workflow": row["run_workflow"], "number": row["run_number"]} if row["run_workflow"] else None,
+            "results_dataset": row["results_dataset"],
+            "models": models,
+            "scores": scores,
+            "comparison": row["comparison"],
+        }
+
+
+def _utc(ts):
+    if ts is not None and ts.tzinfo is None:  # SQLite returns naive UTC
+        return ts.replace(tzinfo=dt.timezone.utc)
+    return ts
