@@ -62,7 +62,7 @@ async def ask(request: Request):
         answers = await _answer(c, chosen, str(image), prompt)
     except MixtrainError as exc:
         error = str(exc)
-    return render(request, "playground.html", 200 if error is None else 400, models=c.list_models(), form=shown, answers=answers,
+    return render(request, "playground.html", models=c.list_models(), form=shown, answers=answers,
                   error=error, image=image.name if image else None)
 
 

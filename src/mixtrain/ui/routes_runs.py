@@ -47,6 +47,7 @@ def run_form(request: Request, name: str):
 
 @router.post("/workflows/{name}/run")
 async def start_run(request: Request, name: str):
+    """Start a run, or show the form again (200: the page rendered; it carries the errors) with each problem at its field."""
     c = client(request)
     wf = c.get_workflow(name)
     form = {k: str(v) for k, v in (await request.form()).items() if k != "csrf"}
@@ -57,9 +58,9 @@ async def start_run(request: Request, name: str):
         try:
             run = runner.start(c.settings, name, typed)
         except MixtrainError as exc:
-            return render(request, "run_form.html", 400, wf=wf, fields=forms.fields(wf["inputs"], form), error=str(exc))
+            return render(request, "run_form.html", wf=wf, fields=forms.fields(wf["inputs"], form), error=str(exc))
         return RedirectResponse(f"/runs/{name}/{run['number']}", status_code=303)
-    return render(request, "run_form.html", 400, wf=wf, fields=forms.fields(wf["inputs"], form, errors), error=None)
+    return render(request, "run_form.html", wf=wf, fields=forms.fields(wf["inputs"], form, errors), error=None)
 
 
 def _read(path: Path, name: str) -> str | None:

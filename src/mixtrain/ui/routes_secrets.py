@@ -32,7 +32,7 @@ async def create(request: Request):
             raise MixtrainError("the value is empty", "type the secret's value")
         c.secrets.set(name, value)
     except MixtrainError as exc:  # the value is never echoed back into the page
-        return render(request, "secrets.html", 400, secrets=c.secrets.list(), note=None, error=str(exc), name=name)
+        return render(request, "secrets.html", secrets=c.secrets.list(), note=None, error=str(exc), name=name)
     return RedirectResponse(f"/secrets?note={quote('created ' + name)}", status_code=303)
 
 
