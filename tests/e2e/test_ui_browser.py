@@ -8,6 +8,7 @@ Screenshots of every page land in test-artifacts/ui/ (or $MIXTRAIN_TEST_ARTIFACT
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ ARTIFACTS = Path(os.environ.get("MIXTRAIN_TEST_ARTIFACTS") or REPO / "test-artif
 TRAIN_ARGS = ["--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_steps", "6",
               "--learning_rate", "0.001", "--lora_r", "8", "--max_seq_length", "512"]
 PROMPT = "What colour is the shape?"
+GEN = '{"max_new_tokens": 6}'
 
 
 def chromium_path() -> str:
@@ -57,7 +59,18 @@ def home(e2e):
     e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "colours", "--output_model_name", "colour-a",
             "--base_model", tiny, "--model_type", "llava", *TRAIN_ARGS, check=0)
     e2e.mix("model", "register", "base-llava", "--base_model", tiny, "--model_type", "llava", check=0)
-    e2e.mix("eval", "create", "ev", "--dataset", "colours", "--models", "colour-a,base-llava", "-c", '{"max_new_tokens": 6}', check=0)
+    # An eval set whose reference is colour-a's own answer on even rows: colour-a is right there and the
+    # base model only where it happens to answer alike, so the two disagree on some rows but not all.
+    rows = [dict(zip(("image_path", "prompt", "response"), r)) for r in csv.reader(open(e2e.root / "task-colours" / "train.csv"))][1:]
+    (e2e.root / "ask.jsonl").write_text("".join(json.dumps({"image": r["image_path"], "prompt": r["prompt"]}) + "\n" for r in rows))
+    e2e.mix("model", "run", "colour-a", "--inputs-file", e2e.root / "ask.jsonl", "-c", GEN, "-o", e2e.root / "answers.jsonl", check=0)
+    answers = [json.loads(line)["generated_text"] for line in (e2e.root / "answers.jsonl").read_text().splitlines()]
+    with open(e2e.root / "evalset.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_path", "prompt", "response"])
+        w.writerows((r["image_path"], r["prompt"], answers[i] if i % 2 == 0 else r["response"]) for i, r in enumerate(rows))
+    e2e.mix("dataset", "create", "colours-eval", "--file", e2e.root / "evalset.csv", check=0)
+    e2e.mix("eval", "create", "ev", "--dataset", "colours-eval", "--models", "colour-a,base-llava", "-c", GEN, check=0)
     e2e.mix("workflow", "create", SLEEPY, "--name", "sleepy", "--description", "prints lines slowly", check=0)
     e2e.mix("workflow", "run", "sleepy", "--label", "first", "--lines", "3", check=0)
     e2e.mix("secret", "create", "PLANTED_KEY", PLANTED, check=0)
@@ -253,6 +266,7 @@ def test_eval_grid_disagreements_match_the_results_table(web, home):
         "print(json.dumps(sum(len({norm(r[f'{l}__score']) for l in labels}) > 1 for _, r in df.iterrows())))\n"
     )
     expected = json.loads(subprocess.run([sys.executable, "-c", code], env=home.env, capture_output=True, text=True, check=True).stdout)
+    assert 0 < expected < 16  # the eval set is built so that the models agree on some rows and not on others
     page = web.go("/evals/ev")
     assert int(page.locator("#disagree-count").get_attribute("data-count")) == expected
     assert page.locator("tr.grid-row").count() == 16
