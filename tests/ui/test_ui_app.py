@@ -207,3 +207,16 @@ def test_pages_without_their_backing_feature_say_so(app_client):
         assert "No evaluations" in evals
     run = app_client.get("/runs/sleepy/1").text
     assert "No metrics recorded" in run  # a plain workflow logs no training steps
+
+
+def test_open_mode_answers_only_to_loopback_host_names(ui_home):
+    from fastapi.testclient import TestClient
+
+    from mixtrain.ui.app import create_app
+
+    assert TestClient(create_app(), base_url="http://127.0.0.1:8765").get("/datasets").status_code == 200
+    assert TestClient(create_app(), base_url="http://localhost:8765").get("/datasets").status_code == 200
+    rebound = TestClient(create_app(), base_url="http://attacker.example:8765").get("/datasets")
+    assert rebound.status_code == 400 and "colours" not in rebound.text
+    with_token = TestClient(create_app(token="x" * 20), base_url="http://dashboard.lan:8765").get("/datasets", follow_redirects=False)
+    assert with_token.status_code == 303  # a token-protected dashboard may be reached by any name: it asks for the token

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mixtrain.client import MixClient
@@ -25,6 +26,10 @@ def create_app(client: MixClient | None = None, token: str | None = None) -> Fas
     app.state.client = client or MixClient()
     app.state.guard = security.Guard(token)
     app.middleware("http")(security.middleware)
+    if token is None:
+        # Open (loopback) mode: answer only to loopback host names, so a web page that rebinds its own
+        # domain to 127.0.0.1 (DNS rebinding) cannot read the dashboard through the user's browser.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for module in (routes_datasets, routes_runs, routes_models, routes_evals, routes_secrets):
         app.include_router(module.router)
