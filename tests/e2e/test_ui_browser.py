@@ -145,6 +145,12 @@ def web(browser, server):
     w.close()
 
 
+def update_docs(shot: str, doc: str) -> None:
+    """MIXTRAIN_UPDATE_DOCS=1 refreshes the README's screenshots from this run."""
+    if os.environ.get("MIXTRAIN_UPDATE_DOCS") == "1":
+        shutil.copy(ARTIFACTS / f"{shot}.png", REPO / "docs" / f"{doc}.png")
+
+
 def wait_images(page, selector="img.thumb"):
     page.wait_for_function(f"[...document.querySelectorAll('{selector}')].every(i => i.complete)", timeout=120_000)
     return page.eval_on_selector_all(selector, "els => els.map(e => e.naturalWidth)")
@@ -167,9 +173,7 @@ def test_every_page_renders_without_errors_or_secrets(web):
         assert PLANTED not in html, path
         web.shot(name)
     assert web.problems == []
-    if os.environ.get("MIXTRAIN_UPDATE_DOCS") == "1":
-        for name in ("run", "eval"):
-            shutil.copy(ARTIFACTS / f"{name}.png", REPO / "docs" / f"dashboard-{name}.png")
+    update_docs("run", "dashboard-run")
 
 
 def test_thumbnails_load_in_the_browser(web):
@@ -275,4 +279,5 @@ def test_eval_grid_disagreements_match_the_results_table(web, home):
     assert page.locator("tr.grid-row").count() == expected
     assert page.locator("tr.grid-row.disagree").count() == expected
     web.shot("eval-disagreements")
+    update_docs("eval-disagreements", "dashboard-eval")
     assert web.problems == []
