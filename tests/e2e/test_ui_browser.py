@@ -23,7 +23,7 @@ import pytest
 from e2e_helpers import REPO, colour_dataset
 
 sys.path.insert(0, str(REPO / "tests" / "ui"))
-from ui_helpers import PLANTED, SLEEPY  # noqa: E402
+from ui_helpers import PLANTED, SLEEPY, crawl  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(os.environ.get("MIXTRAIN_TEST_ARTIFACTS") or REPO / "test-artifacts") / "ui"
@@ -174,6 +174,17 @@ def test_every_page_renders_without_errors_or_secrets(web):
         web.shot(name)
     assert web.problems == []
     update_docs("run", "dashboard-run")
+
+
+def test_every_linked_page_answers_and_holds_no_secret(server):
+    """Follow every link from the nav (GET only) on the live server: all 200, none with the planted value."""
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=120) as c:
+        pages = crawl(c, limit=400)
+    for must in ("/runs/mixtrain-eval/1", "/evals/ev?disagreements=1", "/datasets/colours-eval", "/models/base-llava"):
+        assert any(u.startswith(must) for u in pages), must
+    assert not [u for u, body in pages.items() if PLANTED in body]
 
 
 def test_thumbnails_load_in_the_browser(web):

@@ -4,38 +4,14 @@ from __future__ import annotations
 
 import csv
 import re
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from ui_helpers import PLANTED, mix
+from ui_helpers import PLANTED, crawl, mix
 
 
 def csrf(c) -> str:
     return c.cookies.get("mixtrain_csrf")
-
-
-def crawl(c, start=("/datasets", "/workflows", "/models", "/evals", "/playground", "/secrets"), limit=200) -> dict[str, str]:
-    """Every same-site page reachable by links from the nav (GET only), with its HTML."""
-    seen: dict[str, str] = {}
-    todo = list(start)
-    while todo and len(seen) < limit:
-        url = todo.pop(0)
-        if url in seen:
-            continue
-        r = c.get(url)
-        assert r.status_code == 200, (url, r.status_code, r.text[:500])
-        seen[url] = r.text
-        if "text/html" not in r.headers.get("content-type", ""):
-            continue
-        for href in re.findall(r'(?:href|src|hx-get)="([^"#]+)"', r.text):
-            href = href.replace("&amp;", "&")
-            if href.startswith(("javascript:", "data:")) or urlsplit(href).netloc:
-                continue
-            full = urljoin(url, href)
-            if full not in seen and not full.startswith("/static/"):
-                todo.append(full)
-    return seen
 
 
 def test_every_page_renders_and_no_page_holds_a_secret_value(app_client):

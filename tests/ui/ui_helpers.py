@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -57,3 +59,26 @@ def basic_home(root: Path) -> Path:
     mix(home, "workflow", "run", "sleepy", "--label", "first", "--lines", "2")
     mix(home, "secret", "create", "PLANTED_KEY", PLANTED)
     return home
+
+
+def crawl(c, start=("/datasets", "/workflows", "/models", "/evals", "/playground", "/secrets"), limit=200) -> dict[str, str]:
+    """Every same-site page reachable by links from the nav (GET only), with its HTML."""
+    seen: dict[str, str] = {}
+    todo = list(start)
+    while todo and len(seen) < limit:
+        url = todo.pop(0)
+        if url in seen:
+            continue
+        r = c.get(url)
+        assert r.status_code == 200, (url, r.status_code, r.text[:500])
+        seen[url] = r.text
+        if "text/html" not in r.headers.get("content-type", ""):
+            continue
+        for href in re.findall(r'(?:href|src|hx-get)="([^"#]+)"', r.text):
+            href = href.replace("&amp;", "&")
+            if href.startswith(("javascript:", "data:")) or urlsplit(href).netloc:
+                continue
+            full = urljoin(url, href)
+            if full not in seen and not full.startswith("/static/"):
+                todo.append(full)
+    return seen
