@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIXTRAIN, timed, workspace  # noqa: E402
+from common import MIXTRAIN, timed, workspace
 
 
 def best(fn, n: int = 5) -> float:

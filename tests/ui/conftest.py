@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ui_helpers import basic_home, home_env
 
 

@@ -6,7 +6,6 @@ import csv
 import re
 
 import pytest
-
 from ui_helpers import PLANTED, crawl, mix
 
 
@@ -43,6 +42,11 @@ def test_state_changes_need_post_and_the_csrf_token(app_client, ui_home):
     assert "NEW_ONE" in mix(ui_home, "secret", "list", "--json").stdout
     assert c.post("/secrets/NEW_ONE/delete", data={"csrf": csrf(c)}, follow_redirects=False).status_code == 303
     assert "NEW_ONE" not in mix(ui_home, "secret", "list", "--json").stdout
+
+
+def test_oversized_posts_are_refused_before_reading(app_client):
+    r = app_client.post("/playground", content=b"x" * (26 * 2**20), headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
 
 
 def test_csrf_cookie_is_httponly_and_samesite_strict(ui_home):
@@ -112,8 +116,8 @@ def test_run_form_shows_each_bad_input_next_to_its_field(app_client, ui_home):
     before = mix(ui_home, "workflow", "runs", "sleepy", "--json").stdout.count('"number"')
     r = app_client.post("/workflows/sleepy/run", data={"label": "", "lines": "many", "delay": "0", "mode": "plain", "csrf": csrf(app_client)})
     assert r.status_code == 200  # the form is shown again, with the errors (a browser logs 4xx pages as console errors)
-    field = re.search(r'<div class="field invalid" id="field-lines">(.*?)</div>\s*</div>', r.text, re.S) or re.search(
-        r'id="field-lines">(.*?)id="field-delay"', r.text, re.S)
+    field = re.search(r'<div class="field invalid" id="field-lines">(.*?)</div>\s*</div>', r.text, re.DOTALL) or re.search(
+        r'id="field-lines">(.*?)id="field-delay"', r.text, re.DOTALL)
     assert field and 'id="error-lines"' in field.group(1) and "expected an integer" in field.group(1)
     assert 'value="many"' in r.text  # what was typed is kept
     assert re.search(r'id="error-label">required', r.text)

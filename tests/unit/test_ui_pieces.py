@@ -21,7 +21,7 @@ INPUTS = [
 
 
 def _markers(svg: str, series: str) -> int:
-    group = re.search(rf'<g id="series-{series}">(.*?)</g>\s*</g>', svg, re.S)
+    group = re.search(rf'<g id="series-{series}">(.*?)</g>\s*</g>', svg, re.DOTALL)
     assert group, f"no series-{series} group"
     return len(re.findall(r"<use ", group.group(1)))
 

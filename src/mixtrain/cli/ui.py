@@ -6,7 +6,6 @@ FastAPI and uvicorn are imported inside the command, so `mixtrain --help` stays 
 from __future__ import annotations
 
 import ipaddress
-from typing import Optional
 
 import typer
 
@@ -25,7 +24,7 @@ def is_loopback(host: str) -> bool:
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback needs --token-secret."),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
-    token_secret: Optional[str] = typer.Option(
+    token_secret: str | None = typer.Option(
         None, "--token-secret", help="Name of a mixtrain secret whose value is the login token (required off loopback)."
     ),
 ):

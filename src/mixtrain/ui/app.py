@@ -11,12 +11,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mixtrain.client import MixClient
 from mixtrain.errors import MixtrainError, NotFound
-from mixtrain.ui import routes_datasets, routes_evals, routes_models, routes_runs, routes_secrets, security
+from mixtrain.ui import (
+    routes_datasets,
+    routes_evals,
+    routes_models,
+    routes_runs,
+    routes_secrets,
+    security,
+)
 from mixtrain.ui.web import HERE, render
 
 

@@ -69,7 +69,9 @@ def dataset(request: Request, name: str, snapshot: str | None = None):
     table = c.get_dataset(name)
     snap = _snapshot(table, snapshot)
     page = Page(request, _total(snap), PAGE_ROWS)
-    columns, rows, image_cols = [], [], set()
+    columns: list[str] = []
+    rows: list[dict] = []
+    image_cols: set[str] = set()
     if snap is not None:
         columns, rows = _page(c, name, snap.snapshot_id, page.offset, PAGE_ROWS)
         image_cols = {col for col in columns if thumbs.is_image_column(col, [r[col] for r in rows])}

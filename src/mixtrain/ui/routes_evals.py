@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from mixtrain.errors import NotFound
 from mixtrain.ui import evals_view, features, thumbs
-from mixtrain.ui.routes_datasets import _image_response
+from mixtrain.ui.routes_datasets import _image_response, _source_dirs
 from mixtrain.ui.web import Page, render
 
 router = APIRouter()
@@ -48,11 +48,4 @@ def eval_thumb(request: Request, name: str, index: int):
     if not 0 <= index < len(rows) or not isinstance(rows[index]["image"], str):
         raise HTTPException(404)
     ref = rows[index]["image"]
-    dirs = []
-    try:
-        from pathlib import Path
-
-        dirs = [Path(s).parent for s in c.datasets.sources(info["dataset"]) if Path(s).is_file()]
-    except Exception:
-        dirs = []
-    return _image_response(thumbs.thumbnail(thumbs.local_ref(ref, dirs), c.settings))
+    return _image_response(thumbs.thumbnail(thumbs.local_ref(ref, list(_source_dirs(c, info["dataset"]))), c.settings))

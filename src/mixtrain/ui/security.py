@@ -21,6 +21,7 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 OPEN_PATHS = ("/login", "/static/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_BODY = 25 * 2**20  # a playground upload (images are capped at 20 MiB) plus the form around it
 
 
 class Guard:
@@ -58,6 +59,8 @@ async def middleware(request: Request, call_next):
             response: Response = RedirectResponse(f"/login?next={path}", status_code=303)
         else:
             response = PlainTextResponse("sign in first", status_code=401)
+    elif request.method not in SAFE_METHODS and int(request.headers.get("content-length") or 0) > MAX_BODY:
+        response = PlainTextResponse("request too large — upload an image under 20 MiB", status_code=413)
     elif request.method not in SAFE_METHODS and not await _csrf_ok(request, csrf, new_csrf):
         response = PlainTextResponse("CSRF check failed — reload the page and try again", status_code=403)
     else:

@@ -21,11 +21,11 @@ def fmt_time(ts) -> str:
     if ts is None:
         return "-"
     if isinstance(ts, (int, float)):  # Iceberg snapshot timestamps are epoch milliseconds
-        ts = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
+        ts = dt.datetime.fromtimestamp(ts / 1000, dt.UTC)
     if isinstance(ts, str):
         return ts
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.timezone.utc)
+        ts = ts.replace(tzinfo=dt.UTC)
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
