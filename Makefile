@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/bench_workflow.py
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_ui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
