@@ -180,7 +180,7 @@ def test_every_linked_page_answers_and_holds_no_secret(server):
     """Follow every link from the nav (GET only) on the live server: all 200, none with the planted value."""
     import httpx
 
-    with httpx.Client(base_url=server, timeout=120) as c:
+    with httpx.Client(base_url=server, timeout=120, follow_redirects=True) as c:
         pages = crawl(c, limit=400)
     for must in ("/runs/mixtrain-eval/1", "/evals/ev?disagreements=1", "/datasets/colours-eval", "/models/base-llava"):
         assert any(u.startswith(must) for u in pages), must
