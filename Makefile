@@ -39,6 +39,7 @@ bench: setup
 	$(PY) benchmarks/bench_serve.py
 	# GPU: 7B shapes, mixtrain vs TRL (benchmarks/README.md); without CUDA, the tiny CPU smoke run.
 	$(PY) benchmarks/bench_gpu.py $$($(PY) -c "import torch; print('' if torch.cuda.is_available() else '--tiny')")
+	$(PY) benchmarks/bench_ui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -75,8 +75,8 @@ class MixClient:
             return run
         return runner.wait(self.settings, name, run["number"])
 
-    def list_runs(self, name: str, limit: int | None = None) -> list[dict]:
-        return self.workflows.runs(name, limit)
+    def list_runs(self, name: str, limit: int | None = None, offset: int = 0) -> list[dict]:
+        return self.workflows.runs(name, limit, offset)
 
     def get_run_metrics(self, workflow: str, run: int) -> list[dict]:
         """The run's recorded training metrics: one dict per logged step, sorted by step.

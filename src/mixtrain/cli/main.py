@@ -8,7 +8,7 @@ import sys
 import typer
 
 from mixtrain import __version__
-from mixtrain.cli import dataset, eval, model, secret, workflow
+from mixtrain.cli import dataset, doctor, eval, model, secret, ui, workflow
 from mixtrain.cli.common import console, print_json
 
 app = typer.Typer(
@@ -23,7 +23,8 @@ app.add_typer(workflow.app, name="workflow")
 app.add_typer(model.app, name="model")
 app.add_typer(secret.app, name="secret")
 app.add_typer(eval.app, name="eval")
-app.command("doctor")(__import__("mixtrain.cli.doctor", fromlist=["doctor"]).doctor)
+app.command("doctor")(doctor.doctor)
+app.command("ui")(ui.ui)
 
 
 def _version(value: bool):

@@ -213,12 +213,15 @@ class WorkflowRegistry:
         self.reconcile(row.id)
         return self.run_by_id(row.id)
 
-    def runs(self, name: str, limit: int | None = None) -> builtins.list[dict]:
+    def runs(self, name: str, limit: int | None = None, offset: int = 0) -> builtins.list[dict]:
+        """Newest first; ``limit``/``offset`` page through long histories in the database."""
         wf = self._workflow(name)
         q = select(runs, workflows.c.name.label("workflow")).join(workflows, workflows.c.id == runs.c.workflow_id)
         q = q.where(runs.c.workflow_id == wf["id"]).order_by(runs.c.number.desc())
         if limit:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         with self.engine.connect() as conn:
             rows = [_run_dict(r) for r in conn.execute(q)]
         if any(r["status"] in ACTIVE for r in rows):

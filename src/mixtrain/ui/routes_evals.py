@@ -1,0 +1,51 @@
+"""Evaluations: scores per model, and the side-by-side grid with a "disagreements only" filter."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from mixtrain.errors import NotFound
+from mixtrain.ui import evals_view, features, thumbs
+from mixtrain.ui.routes_datasets import _image_response, _source_dirs
+from mixtrain.ui.web import Page, render
+
+router = APIRouter()
+GRID_ROWS = 20
+
+
+def client(request: Request):
+    return request.app.state.client
+
+
+@router.get("/evals")
+def evals(request: Request):
+    return render(request, "evals.html", evals=evals_view.list_evals(client(request)))
+
+
+@router.get("/evals/{name}")
+def eval_page(request: Request, name: str, disagreements: int = 0):
+    if not features.HAS_EVALS:
+        raise NotFound(f"evaluation {name!r} not found", "this build has no evaluations")
+    c = client(request)
+    info = c.get_eval_info(name)
+    rows = evals_view.results(c, info) if info.get("status") == "completed" else []
+    shown = [r for r in rows if r["disagree"]] if disagreements else rows
+    page = Page(request, len(shown), GRID_ROWS)
+    return render(request, "eval.html", ev=info, rows=shown[page.offset : page.offset + GRID_ROWS], page=page,
+                  total=len(rows), disagree_count=sum(r["disagree"] for r in rows), disagreements=bool(disagreements))
+
+
+@router.get("/thumb/eval/{name}/{index}")
+def eval_thumb(request: Request, name: str, index: int):
+    if not features.HAS_EVALS:
+        raise HTTPException(404)
+    c = client(request)
+    try:
+        info = c.get_eval_info(name)
+    except NotFound:
+        raise HTTPException(404) from None
+    rows = evals_view.results(c, info) if info.get("status") == "completed" else []
+    if not 0 <= index < len(rows) or not isinstance(rows[index]["image"], str):
+        raise HTTPException(404)
+    ref = rows[index]["image"]
+    return _image_response(thumbs.thumbnail(thumbs.local_ref(ref, list(_source_dirs(c, info["dataset"]))), c.settings))

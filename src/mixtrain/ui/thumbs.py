@@ -1,0 +1,114 @@
+"""Thumbnails for images that the stores reference — and only those.
+
+The browser never names a file: it names a cell (dataset + snapshot + row + column, eval + row,
+or an upload's content hash) and the server looks the reference up in the store, resolves it
+through ``mixtrain.images`` (paths, URLs, cache, decompression-bomb limits) and serves a cached
+JPEG thumbnail. A path in a URL therefore cannot reach any other file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path
+
+from mixtrain.errors import MixtrainError
+
+SIZE = 192
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+_lock = threading.Lock()
+
+
+def looks_like_image(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    v = value.strip().lower().split("?", 1)[0]
+    return v.endswith(IMAGE_EXT)
+
+
+def is_image_column(name: str, values: list) -> bool:
+    if any(looks_like_image(v) for v in values):
+        return True
+    return bool(re.search(r"(^|_)(image|img|picture|photo)s?($|_)", name.lower())) and any(isinstance(v, str) and v for v in values)
+
+
+def local_ref(value: str, source_dirs: list[Path]) -> str:
+    """A relative path is looked up next to the file the dataset was loaded from (as training does)."""
+    ref = (value or "").strip()
+    if not ref or "://" in ref or ref.startswith(("/", "~")):
+        return ref
+    for folder in source_dirs:
+        if (folder / ref).exists():
+            return str(folder / ref)
+    return str(Path(ref).resolve())
+
+
+def thumbnail(ref: str, settings, size: int = SIZE) -> Path | None:
+    """A cached JPEG thumbnail of ``ref``, or None when it cannot be resolved or decoded."""
+    from mixtrain.images import resolve_image
+
+    try:
+        src = resolve_image(ref, settings.image_cache)
+    except MixtrainError:
+        return None
+    st = src.stat()
+    key = hashlib.sha256(f"{src}|{st.st_mtime_ns}|{st.st_size}|{size}".encode()).hexdigest()
+    out = settings.home / "cache" / "thumbs" / f"{key}.jpg"
+    if out.exists():
+        return out
+    from PIL import Image, ImageOps
+
+    with _lock:
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with Image.open(src) as im:
+                im = ImageOps.exif_transpose(im).convert("RGB")
+                im.thumbnail((size, size))
+                tmp = out.with_suffix(f".{os.getpid()}.tmp")
+                im.save(tmp, "JPEG", quality=85)
+                os.replace(tmp, out)
+        except OSError:
+            return None
+    return out
+
+
+UPLOAD_NAME = re.compile(r"^[0-9a-f]{64}\.png$")
+
+
+def save_upload(data: bytes, settings, max_bytes: int = 20 * 2**20) -> Path:
+    """Store an uploaded image (re-encoded as PNG, so only real images land) under a content-hash name."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from mixtrain.errors import InvalidInput
+
+    if not data:
+        raise InvalidInput("the uploaded file is empty", "choose an image file")
+    if len(data) > max_bytes:
+        raise InvalidInput(f"the uploaded image is over {max_bytes // 2**20} MiB", "upload a smaller image")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > 89_478_485:
+                raise InvalidInput("the uploaded image has too many pixels", "upload a smaller image")
+            im = im.convert("RGB")
+            buf = io.BytesIO()
+            im.save(buf, "PNG")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise InvalidInput("the uploaded file is not an image PIL can read", "upload a PNG, JPEG, WebP, GIF or BMP file") from None
+    png = buf.getvalue()
+    out = uploads_dir(settings) / f"{hashlib.sha256(png).hexdigest()}.png"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(png)
+        os.replace(tmp, out)
+    return out
+
+
+def uploads_dir(settings) -> Path:
+    return settings.home / "cache" / "uploads"

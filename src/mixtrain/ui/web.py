@@ -1,0 +1,95 @@
+"""Shared page helpers: the Jinja2 environment, formatting filters, pagination, error pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+
+from mixtrain.ui import features
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+STATUS_CLASS = {"completed": "ok", "failed": "bad", "timeout": "bad", "running": "live", "pending": "wait", "cancelled": "muted"}
+
+
+def fmt_time(ts) -> str:
+    if ts is None:
+        return "-"
+    if isinstance(ts, (int, float)):  # Iceberg snapshot timestamps are epoch milliseconds
+        ts = dt.datetime.fromtimestamp(ts / 1000, dt.UTC)
+    if isinstance(ts, str):
+        return ts
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.UTC)
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def fmt_num(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_json(v) -> str:
+    return json.dumps(v, indent=2, default=str, sort_keys=True)
+
+
+def short_json(v, limit: int = 120) -> str:
+    text = json.dumps(v, default=str, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+templates.env.filters.update(time=fmt_time, duration=fmt_duration, num=fmt_num, json=to_json, short_json=short_json)
+templates.env.globals.update(status_class=STATUS_CLASS, features=features)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context):
+    page = template.split("_")[0].split(".")[0]
+    context.setdefault("nav", "workflows" if page == "run" else page)
+    context["csrf"] = request.state.csrf
+    context["signed_in_with_token"] = request.app.state.guard.token is not None
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+class Page:
+    """Server-side pagination: ``?page=N`` (1-based) over ``total`` items, ``size`` per page."""
+
+    def __init__(self, request: Request, total: int | None, size: int = 50):
+        try:
+            self.number = max(1, int(request.query_params.get("page", "1")))
+        except ValueError:
+            self.number = 1
+        self.size = size
+        self.total = total
+        self.pages = max(1, -(-total // size)) if total is not None else None
+        if self.pages is not None:
+            self.number = min(self.number, self.pages)
+        self.offset = (self.number - 1) * size
+        self._request = request
+
+    def url(self, number: int) -> str:
+        params = dict(self._request.query_params)
+        params["page"] = str(number)
+        from urllib.parse import urlencode
+
+        return f"{self._request.url.path}?{urlencode(params)}"
+
+    @property
+    def has_next(self) -> bool:
+        return self.pages is None or self.number < self.pages
