@@ -12,7 +12,7 @@ export AXOLOTL_DO_NOT_TRACK := 1
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup lint test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP):
 	rm -f $(VENV)/.setup-*
 	touch $(STAMP)
 
-test: setup
+# Lint (ruff: rules + format) and types (mypy on src/) run before the tests; both take seconds.
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest tests -q -rs --durations=15
 
 test-fast: setup

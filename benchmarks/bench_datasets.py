@@ -41,7 +41,18 @@ t3 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "read": t2 - t1, "write": t3 - t2, "rows": table.num_rows}))
 """
 
-SUBJECTS = ["cat", "dog", "red car", "blue bus", "lighthouse", "bowl of fruit", "mountain lake", "street market", "owl", "bicycle"]
+SUBJECTS = [
+    "cat",
+    "dog",
+    "red car",
+    "blue bus",
+    "lighthouse",
+    "bowl of fruit",
+    "mountain lake",
+    "street market",
+    "owl",
+    "bicycle",
+]
 PROMPTS = [
     "Describe this image",
     "What animal is this?",
@@ -50,8 +61,43 @@ PROMPTS = [
     "List the objects you see, left to right",
     "Is there a person in the picture? Answer yes or no.",
 ]
-WORDS = ("the a an of in on with near under beside large small bright dark wooden metal old new sitting standing "
-         "looking playing parked floating resting open closed window park road table shelf sky water light").split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "in",
+    "on",
+    "with",
+    "near",
+    "under",
+    "beside",
+    "large",
+    "small",
+    "bright",
+    "dark",
+    "wooden",
+    "metal",
+    "old",
+    "new",
+    "sitting",
+    "standing",
+    "looking",
+    "playing",
+    "parked",
+    "floating",
+    "resting",
+    "open",
+    "closed",
+    "window",
+    "park",
+    "road",
+    "table",
+    "shelf",
+    "sky",
+    "water",
+    "light",
+]
 
 
 def make_csv(path: Path, rows: int, seed: int = 0) -> int:
@@ -64,7 +110,9 @@ def make_csv(path: Path, rows: int, seed: int = 0) -> int:
             words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 40)))
             response = f"A {subject} {words}."
             if i % 7 == 0:
-                response += f" Also, in the background: {rng.choice(SUBJECTS)}, {rng.choice(SUBJECTS)}."  # quoted commas
+                response += (
+                    f" Also, in the background: {rng.choice(SUBJECTS)}, {rng.choice(SUBJECTS)}."  # quoted commas
+                )
             if i % 50 == 0:
                 response += "\nSecond line of the answer."  # a newline inside a quoted field
             w.writerow([f"/data/images/{subject.replace(' ', '_')}_{i:07d}.jpg", rng.choice(PROMPTS), response])
@@ -131,8 +179,10 @@ def main() -> None:
         print("|-------------------------|----------|")
         print(f"| mixtrain --help         | {m_help:8.3f} |")
         print(f"| python -c pass          | {m_pass:8.3f} |")
-        print(f"\n--help costs {m_help - m_pass:.3f} s over a bare interpreter; ratio help/pass = {m_help / m_pass:.1f}x"
-              f"  (target <= 0.25 s: {'met' if m_help <= 0.25 else 'MISSED'})")
+        print(
+            f"\n--help costs {m_help - m_pass:.3f} s over a bare interpreter; ratio help/pass = {m_help / m_pass:.1f}x"
+            f"  (target <= 0.25 s: {'met' if m_help <= 0.25 else 'MISSED'})"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

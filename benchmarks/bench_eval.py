@@ -84,7 +84,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for both sides (default 1: fastest for a tiny model on a shared CPU)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for both sides (default 1: fastest for a tiny model on a shared CPU)",
+    )
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
@@ -109,42 +114,90 @@ def main() -> None:
         (tmp / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         timed([MIXTRAIN, "dataset", "create", "rows", "--file", str(tmp / "rows.csv")], env, tmp)
         # The built-in eval workflow registers itself on first use; do that outside the timing.
-        timed([MIXTRAIN, "eval", "create", "warm", "--dataset", "rows", "--models", "tiny-lora", "--metric", "none", "--limit", "1",
-               "--config", json.dumps({"max_new_tokens": 1})], env, tmp)
+        timed(
+            [
+                MIXTRAIN,
+                "eval",
+                "create",
+                "warm",
+                "--dataset",
+                "rows",
+                "--models",
+                "tiny-lora",
+                "--metric",
+                "none",
+                "--limit",
+                "1",
+                "--config",
+                json.dumps({"max_new_tokens": 1}),
+            ],
+            env,
+            tmp,
+        )
         print(f"setup took {time.perf_counter() - t_script:.1f} s\n", flush=True)
 
         gen = json.dumps({"max_new_tokens": args.max_new_tokens})
-        eval_wall, _ = timed([MIXTRAIN, "eval", "create", "bench", "--dataset", "rows", "--models", "tiny-lora", "--metric", "none",
-                              "--batch_size", str(args.batch_size), "--config", gen], env, tmp)
+        eval_wall, _ = timed(
+            [
+                MIXTRAIN,
+                "eval",
+                "create",
+                "bench",
+                "--dataset",
+                "rows",
+                "--models",
+                "tiny-lora",
+                "--metric",
+                "none",
+                "--batch_size",
+                str(args.batch_size),
+                "--config",
+                gen,
+            ],
+            env,
+            tmp,
+        )
         _, proc = timed([MIXTRAIN, "eval", "get", "bench", "--json"], env, tmp)
         rec = json.loads(proc.stdout)
         eval_gen = rec["scores"]["tiny-lora_v1"]["generation_s"]
         _, proc = timed([MIXTRAIN, "eval", "results", "bench", "--json", "--limit", str(args.rows)], env, tmp)
         eval_texts = [r["tiny-lora_v1__output"] for r in sorted(json.loads(proc.stdout), key=lambda r: r["row_id"])]
 
-        raw_wall, proc = timed([sys.executable, "-c", RAW, str(base), str(adapter), str(tmp / "rows.jsonl"), str(args.max_new_tokens)], env, tmp)
+        raw_wall, proc = timed(
+            [sys.executable, "-c", RAW, str(base), str(adapter), str(tmp / "rows.jsonl"), str(args.max_new_tokens)],
+            env,
+            tmp,
+        )
         raw = json.loads(proc.stdout.strip().splitlines()[-1])
 
-        same = sum(a == b for a, b in zip(eval_texts, raw["texts"]))
+        same = sum(a == b for a, b in zip(eval_texts, raw["texts"], strict=False))
         if same != len(rows) or len(eval_texts) != len(rows):
-            diffs = [(i, a, b) for i, (a, b) in enumerate(zip(eval_texts, raw["texts"])) if a != b][:5]
+            diffs = [(i, a, b) for i, (a, b) in enumerate(zip(eval_texts, raw["texts"], strict=False)) if a != b][:5]
             raise SystemExit(f"outputs differ on {len(rows) - same} of {len(rows)} rows, e.g. {diffs}")
         distinct = len(set(raw["texts"]))
 
         n = len(rows)
-        print(f"tiny LLaVA + random LoRA (r8, q/v of the language model), CPU, {raw['threads']} torch thread(s); "
-              f"{n} rows, greedy, max_new_tokens {args.max_new_tokens}, eval batch size {args.batch_size}")
+        print(
+            f"tiny LLaVA + random LoRA (r8, q/v of the language model), CPU, {raw['threads']} torch thread(s); "
+            f"{n} rows, greedy, max_new_tokens {args.max_new_tokens}, eval batch size {args.batch_size}"
+        )
         print(f"outputs identical on {same}/{n} rows ({distinct} distinct answers)\n")
         print("| side                                                  | seconds | rows/s |")
         print("|-------------------------------------------------------|---------|--------|")
         print(f"| eval: whole `mixtrain eval create` command (wall)     | {eval_wall:7.2f} | {n / eval_wall:6.2f} |")
         print(f"| raw: whole process (imports, load, loop)              | {raw_wall:7.2f} | {n / raw_wall:6.2f} |")
         print(f"| eval: generation only (recorded generation_s)         | {eval_gen:7.2f} | {n / eval_gen:6.2f} |")
-        print(f"| raw: one-by-one generation loop only                  | {raw['generate_s']:7.2f} | {n / raw['generate_s']:6.2f} |")
-        print(f"\nrows/s ratio eval/raw: whole command {raw_wall / eval_wall:.2f}x, generation only {raw['generate_s'] / eval_gen:.2f}x "
-              f"(target ≥ 2x from batching)")
-        print(f"raw setup (imports + load) {raw['setup_s']:.2f} s; eval overhead beyond generation {eval_wall - eval_gen:.2f} s "
-              f"(CLI, run engine, imports, load, results table)")
+        print(
+            f"| raw: one-by-one generation loop only                  | {raw['generate_s']:7.2f} | {n / raw['generate_s']:6.2f} |"
+        )
+        print(
+            f"\nrows/s ratio eval/raw: whole command {raw_wall / eval_wall:.2f}x, generation only {raw['generate_s'] / eval_gen:.2f}x "
+            f"(target ≥ 2x from batching)"
+        )
+        print(
+            f"raw setup (imports + load) {raw['setup_s']:.2f} s; eval overhead beyond generation {eval_wall - eval_gen:.2f} s "
+            f"(CLI, run engine, imports, load, results table)"
+        )
         print(f"load average now {os.getloadavg()[0]:.2f}; total script time {time.perf_counter() - t_script:.1f} s")
     finally:
         if args.keep:

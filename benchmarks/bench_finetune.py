@@ -269,9 +269,14 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
     ):
         print(f"| {label:<56} | {a:5.2f} | {b:5.2f} | {a - b:+5.2f} |")
     # Recording cost: the tracker times its own work (DB rows + progress.json) per logged step.
-    rec = [json.loads((home / "runs" / "vlm-finetune" / str(n) / "progress.json").read_text()) for n in range(1, args.runs + 1)]
+    rec = [
+        json.loads((home / "runs" / "vlm-finetune" / str(n) / "progress.json").read_text())
+        for n in range(1, args.runs + 1)
+    ]
     spent, trained = statistics.median(r["tracking_s"] for r in rec), statistics.median(r["elapsed_s"] for r in rec)
-    print(f"\nmetrics recording ({args.steps} logged steps): {spent * 1000:.1f} ms of {trained:.2f} s training = {100 * spent / trained:.2f}% (target <= 2%)")
+    print(
+        f"\nmetrics recording ({args.steps} logged steps): {spent * 1000:.1f} ms of {trained:.2f} s training = {100 * spent / trained:.2f}% (target <= 2%)"
+    )
     return {"family": family, "a": ma, "b": mb, "b_whole": mbw, "teardown": statistics.median(teardown), "how": how}
 
 

@@ -36,7 +36,10 @@ def make_images(folder: Path, n: int, px: int) -> list[str]:
     for i in range(n):
         im = base.copy()
         d = ImageDraw.Draw(im)
-        d.rectangle([rng.randrange(px // 2), rng.randrange(px // 2), px - 1, px - 1], fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+        d.rectangle(
+            [rng.randrange(px // 2), rng.randrange(px // 2), px - 1, px - 1],
+            fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)),
+        )
         p = folder / f"{i:06d}.jpg"
         im.save(p, quality=90)
         out.append(str(p))
@@ -79,8 +82,13 @@ def main() -> None:
             good, bad = verify_images(paths, cache)
             warm = time.perf_counter() - t0
             assert len(good) == n and not bad
-            print(f"| {n:6d} | {raw:10.2f} | {cold:6.2f} | {warm:6.2f} | {raw / cold:8.2f} | {raw / warm:8.1f} |", flush=True)
-        print(f"\ntargets: raw/cold >= 1.5, raw/warm >= 10; load average now {os.getloadavg()[0]:.2f} (shared cores: noisy)")
+            print(
+                f"| {n:6d} | {raw:10.2f} | {cold:6.2f} | {warm:6.2f} | {raw / cold:8.2f} | {raw / warm:8.1f} |",
+                flush=True,
+            )
+        print(
+            f"\ntargets: raw/cold >= 1.5, raw/warm >= 10; load average now {os.getloadavg()[0]:.2f} (shared cores: noisy)"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -80,11 +80,42 @@ def main() -> None:
             im.save(tmp / f"img{i}.png")
             paths.append(str(tmp / f"img{i}.png"))
         urls = ["data:image/png;base64," + base64.b64encode(open(p, "rb").read()).decode() for p in paths]
-        bodies = [{"model": "colour", "temperature": 0, "max_tokens": a.max_tokens, "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": urls[i % len(urls)]}}, {"type": "text", "text": PROMPT}]}]} for i in range(a.requests)]
+        bodies = [
+            {
+                "model": "colour",
+                "temperature": 0,
+                "max_tokens": a.max_tokens,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": urls[i % len(urls)]}},
+                            {"type": "text", "text": PROMPT},
+                        ],
+                    }
+                ],
+            }
+            for i in range(a.requests)
+        ]
 
-        proc = subprocess.Popen([MIXTRAIN, "model", "serve", "colour", "--port", "0", "--max-batch-size", "8", "--max-wait-ms", str(a.max_wait_ms)],
-                                env=env, stdout=subprocess.PIPE, stderr=open(tmp / "server.log", "w"), text=True)
+        proc = subprocess.Popen(
+            [
+                MIXTRAIN,
+                "model",
+                "serve",
+                "colour",
+                "--port",
+                "0",
+                "--max-batch-size",
+                "8",
+                "--max-wait-ms",
+                str(a.max_wait_ms),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=open(tmp / "server.log", "w"),
+            text=True,
+        )
         url = None
         for line in proc.stdout:
             if " at http://" in line:
@@ -113,20 +144,35 @@ def main() -> None:
         proc.terminate()
         proc.wait(120)
 
-        out = subprocess.run([sys.executable, "-c", DIRECT, json.dumps(paths), PROMPT, str(a.max_tokens), str(a.requests)],
-                             env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", DIRECT, json.dumps(paths), PROMPT, str(a.max_tokens), str(a.requests)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         direct = json.loads(out.stdout.strip().splitlines()[-1])
 
         def pct(xs, q):
             return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
-        print(f"mixtrain model serve — tiny LLaVA + LoRA, CPU, OMP_NUM_THREADS={a.threads}, {a.requests} requests, max_tokens {a.max_tokens}")
-        print(f"  sequential (1 client):   {a.requests / seq_wall:7.2f} req/s   p50 {pct(seq, .5):7.1f} ms   p95 {pct(seq, .95):7.1f} ms")
-        print(f"  concurrent ({a.clients} clients): {a.requests / conc_wall:7.2f} req/s   p50 {pct(conc, .5):7.1f} ms   p95 {pct(conc, .95):7.1f} ms")
-        print(f"  throughput ratio (batching): {seq_wall / conc_wall:.2f}x   (batches run: {health['batches']}, largest {health['largest_batch']})")
+        print(
+            f"mixtrain model serve — tiny LLaVA + LoRA, CPU, OMP_NUM_THREADS={a.threads}, {a.requests} requests, max_tokens {a.max_tokens}"
+        )
+        print(
+            f"  sequential (1 client):   {a.requests / seq_wall:7.2f} req/s   p50 {pct(seq, 0.5):7.1f} ms   p95 {pct(seq, 0.95):7.1f} ms"
+        )
+        print(
+            f"  concurrent ({a.clients} clients): {a.requests / conc_wall:7.2f} req/s   p50 {pct(conc, 0.5):7.1f} ms   p95 {pct(conc, 0.95):7.1f} ms"
+        )
+        print(
+            f"  throughput ratio (batching): {seq_wall / conc_wall:.2f}x   (batches run: {health['batches']}, largest {health['largest_batch']})"
+        )
         d, s = statistics.mean(direct), statistics.mean(seq)
-        print(f"  direct LoadedModel.generate: mean {d * 1000:.1f} ms   server sequential: mean {s * 1000:.1f} ms"
-              f"   -> server overhead {(s - d) * 1000:+.1f} ms/request")
+        print(
+            f"  direct LoadedModel.generate: mean {d * 1000:.1f} ms   server sequential: mean {s * 1000:.1f} ms"
+            f"   -> server overhead {(s - d) * 1000:+.1f} ms/request"
+        )
     finally:
         if a.keep:
             print(f"kept {tmp}")

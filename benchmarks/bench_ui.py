@@ -70,8 +70,16 @@ def main() -> None:
 
     rows = [
         ("dataset last page (uncached)", best(fresh_page), best(lambda: c.get_dataset("big").scan().to_pandas())),
-        ("dataset page (cached snapshot)", best(lambda: web.get(f"/datasets/big?page={last}")), best(lambda: c.get_dataset("big").scan().to_pandas())),
-        ("workflow runs page 40", best(lambda: web.get("/workflows/sleepy?page=40")), best(lambda: c.list_runs("sleepy"))),
+        (
+            "dataset page (cached snapshot)",
+            best(lambda: web.get(f"/datasets/big?page={last}")),
+            best(lambda: c.get_dataset("big").scan().to_pandas()),
+        ),
+        (
+            "workflow runs page 40",
+            best(lambda: web.get("/workflows/sleepy?page=40")),
+            best(lambda: c.list_runs("sleepy")),
+        ),
     ]
     print(f"{'case':34} {'page s':>8} {'raw s':>8} {'page/raw':>9}")
     for name, page, raw in rows:

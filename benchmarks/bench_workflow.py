@@ -88,13 +88,24 @@ def main() -> None:
             sdk.append(timed([sys.executable, "-c", RAW_SDK, str(flow)], env, tmp))
             print(f"  rep {rep + 1}: ours {ours[-1]:.3f} s   raw {raw[-1]:.3f} s   raw+sdk {sdk[-1]:.3f} s")
 
-        runs = json.loads(subprocess.run([MIXTRAIN, "workflow", "runs", "triv", "-n", str(args.reps), "--json"], env=env,
-                                         capture_output=True, text=True, check=True).stdout)
-        runs = sorted(runs, key=lambda r: r["number"])[-args.reps:]
+        runs = json.loads(
+            subprocess.run(
+                [MIXTRAIN, "workflow", "runs", "triv", "-n", str(args.reps), "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        runs = sorted(runs, key=lambda r: r["number"])[-args.reps :]
         assert all(r["status"] == "completed" and r["output"] == 2 for r in runs), runs
-        phases = {"CLI start-up → run inserted": [], "supervisor start → worker running": [],
-                  "worker: import file, run(), report": [], "result → CLI exit (follow, close)": []}
-        for (t0, t1), r in zip(marks, runs):
+        phases = {
+            "CLI start-up → run inserted": [],
+            "supervisor start → worker running": [],
+            "worker: import file, run(), report": [],
+            "result → CLI exit (follow, close)": [],
+        }
+        for (t0, t1), r in zip(marks, runs, strict=False):
             created, started, finished = ts(r["created_at"]), ts(r["started_at"]), ts(r["finished_at"])
             phases["CLI start-up → run inserted"].append(created - t0)
             phases["supervisor start → worker running"].append(started - created)
@@ -112,8 +123,10 @@ def main() -> None:
         for name, values in phases.items():
             print(f"| {name:<42}| {statistics.median(values):8.3f} |")
         added = m_ours - m_raw
-        print(f"\nadded over raw = {added:.3f} s (target <= 0.5 s: {'met' if added <= 0.5 else 'MISSED'}); "
-              f"over raw+sdk = {m_ours - m_sdk:.3f} s; ratio ours/raw = {m_ours / m_raw:.1f}x")
+        print(
+            f"\nadded over raw = {added:.3f} s (target <= 0.5 s: {'met' if added <= 0.5 else 'MISSED'}); "
+            f"over raw+sdk = {m_ours - m_sdk:.3f} s; ratio ours/raw = {m_ours / m_raw:.1f}x"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -21,9 +21,17 @@ def bench_env(home: Path) -> dict:
     """A fresh MIXTRAIN_HOME, no distributed variables, nothing phoning home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_") and k not in DIST_VARS}
     env.update(
-        MIXTRAIN_HOME=str(home), HF_HUB_OFFLINE="1", AXOLOTL_DO_NOT_TRACK="1", HF_HUB_DISABLE_TELEMETRY="1",
-        DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
-        COLUMNS="200", NO_COLOR="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+        MIXTRAIN_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        AXOLOTL_DO_NOT_TRACK="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        DO_NOT_TRACK="1",
+        TOKENIZERS_PARALLELISM="false",
+        WANDB_MODE="disabled",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="200",
+        NO_COLOR="1",
+        PATH=f"{BIN}:{os.environ.get('PATH', '')}",
     )
     return env
 
@@ -34,7 +42,9 @@ def timed(cmd, env, cwd=None) -> tuple[float, subprocess.CompletedProcess]:
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     took = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return took, proc
 
 

@@ -80,10 +80,7 @@ def _meta_registrations_path() -> Path:
 
 def patch_source(text: str) -> tuple[str, int]:
     """Return `text` with each unconditional fake-op registration guarded, and how many were guarded."""
-    guarded = (
-        "@(torch.library.register_fake(\\1) if torchvision.extension._has_ops() else (lambda fn: fn))  "
-        + MARKER
-    )
+    guarded = "@(torch.library.register_fake(\\1) if torchvision.extension._has_ops() else (lambda fn: fn))  " + MARKER
     return FAKE_DECORATOR.subn(guarded, text)
 
 

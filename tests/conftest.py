@@ -44,10 +44,17 @@ class CLI:
     def __call__(self, *args, input: str | None = None, timeout: float = 600, cwd=None, check=None):
         proc = subprocess.run(
             [str(BIN / "mixtrain"), *map(str, args)],
-            input=input, capture_output=True, text=True, env=self.env, cwd=cwd or self.cwd, timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=cwd or self.cwd,
+            timeout=timeout,
         )
         if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            assert proc.returncode == check, (
+                f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
         return proc
 
 
@@ -69,7 +76,9 @@ def pg_server():
 
     d = Path(tempfile.mkdtemp(prefix="mixtrain-pg-"))  # not under pytest's 0700 tmp: the server runs as 'postgres'
     d.chmod(0o755)
-    proc = subprocess.run(["bash", str(REPO / "scripts/pg_server.sh"), "start", str(d)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/pg_server.sh"), "start", str(d)], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         why = f"PostgreSQL could not start: {proc.stderr.strip()[-300:]}"
         if os.environ.get("CI"):  # CI installs and starts it: a green run without these tests would lie

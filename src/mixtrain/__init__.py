@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["MixClient", "MixFlow", "mixparam", "get_model", "get_eval", "current_run", "RunContext", "__version__"]
+__all__ = ["MixClient", "MixFlow", "RunContext", "__version__", "current_run", "get_eval", "get_model", "mixparam"]
 
 
 def __getattr__(name: str):

@@ -58,7 +58,9 @@ class MixClient:
 
     # -- workflows -----------------------------------------------------------------------------------
     def create_workflow(self, files, name: str, description: str = "", entrypoint: str | None = None) -> dict:
-        return self.workflows.create(name, [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)], description, entrypoint)
+        return self.workflows.create(
+            name, [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)], description, entrypoint
+        )
 
     def get_workflow(self, name: str) -> dict:
         return self.workflows.describe(name)
@@ -108,7 +110,6 @@ class MixClient:
     def run_model(self, name: str, inputs: dict, config: dict | None = None, version: int | None = None) -> dict:
         return get_model(name, version, client=self).run(inputs, **(config or {}))
 
-
     # -- evals ---------------------------------------------------------------------------------------
     @cached_property
     def evals(self):
@@ -137,8 +138,17 @@ class MixClient:
         from mixtrain.evals import create, engine
 
         rec = create.create(
-            self.settings, name, dataset, models, metric=metric, image_column=image_column, prompt_column=prompt_column,
-            reference_column=reference_column, config=config, limit=limit, batch_size=batch_size,
+            self.settings,
+            name,
+            dataset,
+            models,
+            metric=metric,
+            image_column=image_column,
+            prompt_column=prompt_column,
+            reference_column=reference_column,
+            config=config,
+            limit=limit,
+            batch_size=batch_size,
         )
         if detach:
             return rec
@@ -162,7 +172,9 @@ class MixClient:
 
         rec = self.evals.get(name)
         if rec["run"] is None or rec["status"] not in ("pending", "running"):
-            raise Conflict(f"eval {name!r} is already {rec['status']}", "only a pending or running eval can be cancelled")
+            raise Conflict(
+                f"eval {name!r} is already {rec['status']}", "only a pending or running eval can be cancelled"
+            )
         engine.cancel(self.settings, rec["run"]["number"])
         return self.evals.get(name)
 
@@ -176,7 +188,7 @@ class Eval:
         self.name = name
         self.info = self.client.get_eval_info(name)
 
-    def refresh(self) -> "Eval":
+    def refresh(self) -> Eval:
         self.info = self.client.get_eval_info(self.name)
         return self
 
@@ -195,7 +207,9 @@ class Eval:
         if self.info["status"] != "completed":
             self.refresh()
         if self.info["status"] != "completed":
-            raise NotFound(f"eval {self.name!r} has no results ({self.info['status']})", f"see `mixtrain eval get {self.name}`")
+            raise NotFound(
+                f"eval {self.name!r} has no results ({self.info['status']})", f"see `mixtrain eval get {self.name}`"
+            )
         return self.client.get_dataset(self.info["results_dataset"]).scan()
 
     def __repr__(self) -> str:

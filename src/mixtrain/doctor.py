@@ -88,7 +88,10 @@ def _integrity(db: Path, label: str, required_table: str, report: Report) -> boo
     if not db.exists() or db.stat().st_size == 0:
         state = "missing" if not db.exists() else "empty (0 bytes)"
         if marker(db).exists():
-            report.problem(f"{label} {db} is {state} but this home was in use", f"restore {db.name} from a backup; to start afresh, move the home away")
+            report.problem(
+                f"{label} {db} is {state} but this home was in use",
+                f"restore {db.name} from a backup; to start afresh, move the home away",
+            )
         else:
             report.ok(f"{label} {db} not created yet")
         return False
@@ -185,7 +188,10 @@ def _secret_key(settings: Settings, report: Report, fix: bool) -> None:
         except MixtrainError:
             bad.append(row["name"])
     if bad:
-        report.problem(f"{len(bad)} secret(s) cannot be decrypted with the key: {', '.join(bad)}", "set them again with `mixtrain secret set NAME --update`")
+        report.problem(
+            f"{len(bad)} secret(s) cannot be decrypted with the key: {', '.join(bad)}",
+            "set them again with `mixtrain secret set NAME --update`",
+        )
     else:
         report.ok(f"secret key valid ({stored} secret(s) decrypt)")
 
@@ -204,7 +210,11 @@ def _leftovers(settings: Settings, report: Report, fix: bool) -> None:
     if fix:
         for p in found:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    report.problem(f"{len(found)} temp file(s) of interrupted writes: {', '.join(str(p) for p in found[:3])}", "run `mixtrain doctor --fix`", fixed=fix)
+    report.problem(
+        f"{len(found)} temp file(s) of interrupted writes: {', '.join(str(p) for p in found[:3])}",
+        "run `mixtrain doctor --fix`",
+        fixed=fix,
+    )
 
 
 def _runs(settings: Settings, report: Report, fix: bool) -> None:
@@ -216,15 +226,27 @@ def _runs(settings: Settings, report: Report, fix: bool) -> None:
 
     reg = WorkflowRegistry(settings)
     with reg.engine.connect() as conn:
-        rows = conn.execute(select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.worker_pid, runs.c.worker_start).where(runs.c.status.in_(ACTIVE))).all()
-    stuck = [r.id for r in rows if r.pid and not procs.alive(r.pid, r.pid_start) and not procs.alive(r.worker_pid, r.worker_start)]
+        rows = conn.execute(
+            select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.worker_pid, runs.c.worker_start).where(
+                runs.c.status.in_(ACTIVE)
+            )
+        ).all()
+    stuck = [
+        r.id
+        for r in rows
+        if r.pid and not procs.alive(r.pid, r.pid_start) and not procs.alive(r.worker_pid, r.worker_start)
+    ]
     if not stuck:
         report.ok(f"{len(rows)} active run(s), none stuck")
         return
     if fix:
         for run_id in stuck:
             reg.reconcile(run_id)
-    report.problem(f"{len(stuck)} run(s) marked running have no process left", "run `mixtrain doctor --fix` (or any `workflow runs`) to mark them failed", fixed=fix)
+    report.problem(
+        f"{len(stuck)} run(s) marked running have no process left",
+        "run `mixtrain doctor --fix` (or any `workflow runs`) to mark them failed",
+        fixed=fix,
+    )
 
 
 def orphan_files(settings: Settings, older_than: float = ORPHAN_AGE) -> list[Path]:
@@ -243,7 +265,7 @@ def orphan_files(settings: Settings, older_than: float = ORPHAN_AGE) -> list[Pat
         except Exception:  # a damaged table (reported by _tables): keep everything in its folder
             loc = store._location_from_catalog(ident[-1])
             if loc.startswith("file://"):
-                keep |= {str(p) for p in Path(loc[len("file://"):]).rglob("*")}
+                keep |= {str(p) for p in Path(loc[len("file://") :]).rglob("*")}
     cutoff = time.time() - older_than
     out = []
     for p in (wh / NAMESPACE).rglob("*"):
@@ -266,7 +288,9 @@ def _orphans(settings: Settings, report: Report, fix: bool, older_than: float) -
         wh = DatasetStore(settings).warehouse_dir()
         assert wh is not None  # orphans are only looked for in a local warehouse
         top = wh / NAMESPACE
-        for d in sorted({a for p in found for a in p.parents if top in a.parents}, key=lambda d: len(d.parts), reverse=True):
+        for d in sorted(
+            {a for p in found for a in p.parents if top in a.parents}, key=lambda d: len(d.parts), reverse=True
+        ):
             try:
                 d.rmdir()  # only succeeds when empty: a folder a new write is filling stays
             except OSError:

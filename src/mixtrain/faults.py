@@ -29,10 +29,18 @@ class StorageError(MixtrainError):
             free = free_bytes(path)
             need = f"; about {human(needed)} needed" if needed else ""
             have = f", {human(free)} free" if free is not None else ""
-            return cls(f"disk full writing {what} to {where}{need}{have}", "free space on that disk (or point MIXTRAIN_HOME elsewhere) and try again")
+            return cls(
+                f"disk full writing {what} to {where}{need}{have}",
+                "free space on that disk (or point MIXTRAIN_HOME elsewhere) and try again",
+            )
         if code in READ_ONLY:
-            return cls(f"cannot write {what} to {where}: {os.strerror(code).lower()}", "the mixtrain home is read-only here: reads work, writes need a writable home")
-        return cls(f"cannot write {what} to {where}: {exc.strerror or exc}", "check the disk and the path's permissions")
+            return cls(
+                f"cannot write {what} to {where}: {os.strerror(code).lower()}",
+                "the mixtrain home is read-only here: reads work, writes need a writable home",
+            )
+        return cls(
+            f"cannot write {what} to {where}: {exc.strerror or exc}", "check the disk and the path's permissions"
+        )
 
 
 def _errno_in_text(text: str) -> int | None:

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 
 #: Every variable by which torchrun, accelerate or a scheduler describe a distributed job. Stripped
 #: from a training child's environment (``vlm.launch``), from test and benchmark environments.
-DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "NUM_NODES", "GROUP_RANK", "ROLE_RANK")
+DIST_VARS = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "NODE_RANK",
+    "NUM_NODES",
+    "GROUP_RANK",
+    "ROLE_RANK",
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,7 @@ class Hardware:
     gpu_name: str = ""
 
     @classmethod
-    def cpu(cls) -> "Hardware":
+    def cpu(cls) -> Hardware:
         return cls(cuda=False, n_gpu=0, bf16=False, tf32=False, flash_attn=False)
 
 
@@ -34,7 +45,9 @@ def nvidia_driver_present() -> bool:
     import shutil
     from pathlib import Path
 
-    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+    return (
+        Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+    )
 
 
 def detect() -> Hardware:

@@ -83,18 +83,29 @@ def _local_file(path: Path, ref: str) -> Path:
         mode = resolved.stat().st_mode
     except FileNotFoundError:
         if path.is_symlink():
-            raise InvalidInput(f"image {ref!r} is a broken symlink (to {os.readlink(path)})", "fix the link or the path") from None
+            raise InvalidInput(
+                f"image {ref!r} is a broken symlink (to {os.readlink(path)})", "fix the link or the path"
+            ) from None
         raise InvalidInput(f"image {ref!r} not found (looked at {path.absolute()})", "check the path") from None
     except RuntimeError:  # Python's "Symlink loop" for a link cycle
         raise InvalidInput(f"image {ref!r} is a symlink loop", "point the link at a real image file") from None
     except OSError as exc:
         if exc.errno == 40:  # ELOOP
             raise InvalidInput(f"image {ref!r} is a symlink loop", "point the link at a real image file") from None
-        raise InvalidInput(f"image {ref!r} cannot be read: {exc.strerror}", "check the path and its permissions") from None
+        raise InvalidInput(
+            f"image {ref!r} cannot be read: {exc.strerror}", "check the path and its permissions"
+        ) from None
     if not stat.S_ISREG(mode):
         kind = (
-            "a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a special file"
         )
         raise InvalidInput(f"image {ref!r} is {kind}, not a file", "point to an image file")
     try:
@@ -172,11 +183,13 @@ def verify_images(
 
         with ProcessPoolExecutor(max_workers=cpus) as pool:
             chunk = max(16, len(pooled) // (cpus * 8))  # few, large tasks: per-task pickling dominates small images
-            for ref, path, reason in pool.map(_resolve_quietly, [(r, str(cache), limits) for r in pooled], chunksize=chunk):
+            for ref, path, reason in pool.map(
+                _resolve_quietly, [(r, str(cache), limits) for r in pooled], chunksize=chunk
+            ):
                 record(ref, path, reason)
     if threaded:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(_resolve_quietly, (r, str(cache), limits)) for r in threaded]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
+            futures = [threads.submit(_resolve_quietly, (r, str(cache), limits)) for r in threaded]
             for fut in as_completed(futures):
                 record(*fut.result())
     fresh = {keys[r]: str(good[r]) for r in todo if r in good and keys[r] is not None}
@@ -252,8 +265,10 @@ def _inspect(path: Path, ref: str, max_pixels: int, served_as: str | None = None
         raise
     except Exception as err:  # PIL raises many types for a bad file; all mean "not an image"
         if served_as is not None:
-            raise InvalidInput(f"{_shown(ref)!r} is not an image (server sent {served_as}; {err})",
-                               "use a direct link to the image file, not a web page") from err
+            raise InvalidInput(
+                f"{_shown(ref)!r} is not an image (server sent {served_as}; {err})",
+                "use a direct link to the image file, not a web page",
+            ) from err
         raise InvalidInput(
             f"image {_shown(ref)!r} does not decode as an image ({type(err).__name__}: {err})",
             "replace it with a valid JPEG/PNG/WebP file, or drop the row",
@@ -285,18 +300,19 @@ def _download(url: str, cache_dir: Path, timeout: float, max_bytes: int, max_pix
     tmp = Path(tmp_name)
     try:
         digest, deadline = hashlib.sha256(), time.monotonic() + timeout
-        with os.fdopen(fd, "wb") as out, httpx.stream(
-            "GET", url, timeout=timeout, follow_redirects=True
-        ) as resp:
+        with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
             if resp.status_code >= 400:
-                raise InvalidInput(f"could not download {shown!r}: HTTP {resp.status_code}",
-                                   "check the URL and that it is publicly reachable")
+                raise InvalidInput(
+                    f"could not download {shown!r}: HTTP {resp.status_code}",
+                    "check the URL and that it is publicly reachable",
+                )
             size, ctype = 0, resp.headers.get("content-type", "?")
             for chunk in resp.iter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise ImageTooLarge(f"download {shown!r} is over {max_bytes:,} bytes",
-                                       "use a smaller image, or raise max_bytes")
+                    raise ImageTooLarge(
+                        f"download {shown!r} is over {max_bytes:,} bytes", "use a smaller image, or raise max_bytes"
+                    )
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("download deadline passed")
                 digest.update(chunk)
@@ -307,11 +323,13 @@ def _download(url: str, cache_dir: Path, timeout: float, max_bytes: int, max_pix
         _write_atomic(index, name)
         return cache_dir / name
     except httpx.TimeoutException as err:
-        raise InvalidInput(f"download {shown!r} timed out after {timeout:g}s",
-                           "retry, check the network, or raise the timeout") from err
+        raise InvalidInput(
+            f"download {shown!r} timed out after {timeout:g}s", "retry, check the network, or raise the timeout"
+        ) from err
     except (httpx.HTTPError, httpx.InvalidURL) as err:
-        raise InvalidInput(f"could not download {shown!r}: {type(err).__name__}: {err}",
-                           "check the URL and the network") from err
+        raise InvalidInput(
+            f"could not download {shown!r}: {type(err).__name__}: {err}", "check the URL and the network"
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -345,8 +363,9 @@ def image_from_bytes(data: bytes, shown: str, *, max_bytes: int = MAX_BYTES, max
     from PIL import Image, ImageOps
 
     if len(data) > max_bytes:
-        raise ImageTooLarge(f"image {shown!r} is {len(data):,} bytes, over the limit of {max_bytes:,}",
-                           "send a smaller image")
+        raise ImageTooLarge(
+            f"image {shown!r} is {len(data):,} bytes, over the limit of {max_bytes:,}", "send a smaller image"
+        )
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
@@ -359,8 +378,10 @@ def image_from_bytes(data: bytes, shown: str, *, max_bytes: int = MAX_BYTES, max
     except MixtrainError:
         raise
     except Exception as err:  # PIL raises many types for bad bytes; all mean "not an image"
-        raise InvalidInput(f"image {shown!r} does not decode as an image ({type(err).__name__}: {err})",
-                           "send a valid JPEG/PNG/WebP image") from err
+        raise InvalidInput(
+            f"image {shown!r} does not decode as an image ({type(err).__name__}: {err})",
+            "send a valid JPEG/PNG/WebP image",
+        ) from err
 
 
 def image_from_data_url(url: str, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
@@ -370,8 +391,10 @@ def image_from_data_url(url: str, *, max_bytes: int = MAX_BYTES, max_pixels: int
 
     head, sep, payload = url.partition(",")
     if not sep or not head.lower().startswith("data:image/") or not head.lower().endswith(";base64"):
-        raise InvalidInput("malformed data URL (expected data:image/<type>;base64,<payload>)",
-                           "encode the image as data:image/png;base64,...")
+        raise InvalidInput(
+            "malformed data URL (expected data:image/<type>;base64,<payload>)",
+            "encode the image as data:image/png;base64,...",
+        )
     if len(payload) > (max_bytes * 4) // 3 + 4:  # refuse before decoding a huge payload
         raise ImageTooLarge(f"inline image is over {max_bytes:,} bytes", "send a smaller image")
     try:

@@ -63,7 +63,9 @@ def load_settings() -> Settings:
         from mixtrain.errors import InvalidInput
 
         where = "MIXTRAIN_HOME" if env_home else "the default home"
-        raise InvalidInput(f"{where} {home} is a file, not a folder", "point MIXTRAIN_HOME at a folder (it is created if missing)")
+        raise InvalidInput(
+            f"{where} {home} is a file, not a folder", "point MIXTRAIN_HOME at a folder (it is created if missing)"
+        )
     file_values: dict[str, str] = {}
     cfg = home / "config.toml"
     if cfg.is_file():

@@ -98,16 +98,31 @@ CASES = [
     ("secret-empty-value", ["secret", "create", "EMPTY_ONE", ""], 1, "shorter than 4 characters"),
     ("secret-short-value", ["secret", "create", "SHORT_ONE", "abc"], 1, "shorter than 4 characters"),
     ("secret-reserved-name", ["secret", "create", "PATH", "/evil/bin"], 1, "would replace a variable runs depend on"),
-    ("secret-reserved-prefix", ["secret", "create", "MIXTRAIN_HOME", "/elsewhere"], 1, "would replace a variable runs depend on"),
+    (
+        "secret-reserved-prefix",
+        ["secret", "create", "MIXTRAIN_HOME", "/elsewhere"],
+        1,
+        "would replace a variable runs depend on",
+    ),
     ("secret-delete-unknown", ["secret", "delete", "NOPE", "-y"], 1, "not found"),
     # -- workflow create -----------------------------------------------------------------------------
     ("wf-missing-file", ["workflow", "create", "missing.py", "--name", "w1"], 1, "not found"),
     ("wf-not-python", ["workflow", "create", "notes.txt", "--name", "w1"], 1, "not a Python file"),
     ("wf-no-mixflow", ["workflow", "create", "no_flow.py", "--name", "w1"], 1, "found 0"),
     ("wf-two-mixflows", ["workflow", "create", "two_flows.py", "--name", "w1"], 1, "found 2 (A, B)"),
-    ("wf-bad-entrypoint", ["workflow", "create", "two_flows.py", "--name", "w1", "--entrypoint", "C"], 1, "no MixFlow class named 'C'"),
+    (
+        "wf-bad-entrypoint",
+        ["workflow", "create", "two_flows.py", "--name", "w1", "--entrypoint", "C"],
+        1,
+        "no MixFlow class named 'C'",
+    ),
     ("wf-syntax-error", ["workflow", "create", "syntax_error.py", "--name", "w1"], 1, "SyntaxError"),
-    ("wf-import-error", ["workflow", "create", "import_error.py", "--name", "w1"], 1, "no_such_module_for_mixtrain_tests"),
+    (
+        "wf-import-error",
+        ["workflow", "create", "import_error.py", "--name", "w1"],
+        1,
+        "no_such_module_for_mixtrain_tests",
+    ),
     ("wf-raises-on-import", ["workflow", "create", "raises_on_import.py", "--name", "w1"], 1, "boom at import"),
     ("wf-existing-name", ["workflow", "create", "flow.py", "--name", "greeter"], 1, "already exists"),
     ("wf-bad-name", ["workflow", "create", "flow.py", "--name", "My Flow"], 1, "invalid workflow name"),
@@ -116,18 +131,53 @@ CASES = [
     ("run-unknown-workflow", ["workflow", "run", "nope", "--who", "x"], 1, "workflow 'nope' not found"),
     ("run-unknown-input", ["workflow", "run", "greeter", "--who", "x", "--whom", "y"], 1, "available: --who, --epochs"),
     ("run-missing-required", ["workflow", "run", "greeter"], 1, "missing required input --who"),
-    ("run-bad-int", ["workflow", "run", "greeter", "--who", "x", "--epochs", "three"], 1, "--epochs: expected an integer, got 'three'"),
+    (
+        "run-bad-int",
+        ["workflow", "run", "greeter", "--who", "x", "--epochs", "three"],
+        1,
+        "--epochs: expected an integer, got 'three'",
+    ),
     ("run-int-not-float", ["workflow", "run", "greeter", "--who", "x", "--epochs", "2.5"], 1, "expected an integer"),
-    ("run-bad-float", ["workflow", "run", "greeter", "--who", "x", "--lr", "fast"], 1, "--lr: expected a number, got 'fast'"),
-    ("run-bad-choice", ["workflow", "run", "greeter", "--who", "x", "--mode", "medium"], 1, "'medium' is not one of fast, slow"),
-    ("run-bad-bool", ["workflow", "run", "greeter", "--who", "x", "--verbose=maybe"], 1, "--verbose: expected true or false"),
+    (
+        "run-bad-float",
+        ["workflow", "run", "greeter", "--who", "x", "--lr", "fast"],
+        1,
+        "--lr: expected a number, got 'fast'",
+    ),
+    (
+        "run-bad-choice",
+        ["workflow", "run", "greeter", "--who", "x", "--mode", "medium"],
+        1,
+        "'medium' is not one of fast, slow",
+    ),
+    (
+        "run-bad-bool",
+        ["workflow", "run", "greeter", "--who", "x", "--verbose=maybe"],
+        1,
+        "--verbose: expected true or false",
+    ),
     ("run-negated-bool-value", ["workflow", "run", "greeter", "--who", "x", "--no-verbose=true"], 1, "takes no value"),
-    ("run-bad-list", ["workflow", "run", "greeter", "--who", "x", "--tags", "{\"a\": 1}"], 1, "--tags: expected a JSON list"),
-    ("run-malformed-json", ["workflow", "run", "greeter", "-i", "{\"who\": "], 1, "invalid JSON"),
+    (
+        "run-bad-list",
+        ["workflow", "run", "greeter", "--who", "x", "--tags", '{"a": 1}'],
+        1,
+        "--tags: expected a JSON list",
+    ),
+    ("run-malformed-json", ["workflow", "run", "greeter", "-i", '{"who": '], 1, "invalid JSON"),
     ("run-malformed-json-file", ["workflow", "run", "greeter", "--config", "bad.json"], 1, "invalid JSON"),
     ("run-json-not-object", ["workflow", "run", "greeter", "-i", "list.json"], 1, "expected a JSON object"),
-    ("run-json-missing-file", ["workflow", "run", "greeter", "-i", "nofile.json"], 1, "neither a JSON object nor a file"),
-    ("run-json-unknown-key", ["workflow", "run", "greeter", "-i", "{\"who\": \"x\", \"whom\": 1}"], 1, "unknown input --whom"),
+    (
+        "run-json-missing-file",
+        ["workflow", "run", "greeter", "-i", "nofile.json"],
+        1,
+        "neither a JSON object nor a file",
+    ),
+    (
+        "run-json-unknown-key",
+        ["workflow", "run", "greeter", "-i", '{"who": "x", "whom": 1}'],
+        1,
+        "unknown input --whom",
+    ),
     ("run-flag-without-value", ["workflow", "run", "greeter", "--who"], 1, "--who needs a value"),
     ("run-positional", ["workflow", "run", "greeter", "stray"], 1, "unexpected argument 'stray'"),
     # -- workflow runs -------------------------------------------------------------------------------
@@ -153,7 +203,7 @@ CASES = [
     ("usage-unknown-dataset-option", ["dataset", "list", "--jsn"], 2, "Did you mean '--json'?"),
     # -- models (skipped until the model commands exist) ------------------------------------------------
     ("model-get-unknown", ["model", "get", "nope"], 1, "not found"),
-    ("model-run-unknown", ["model", "run", "nope", "--inputs", "{\"image\": \"x.png\", \"prompt\": \"hi\"}"], 1, "not found"),
+    ("model-run-unknown", ["model", "run", "nope", "--inputs", '{"image": "x.png", "prompt": "hi"}'], 1, "not found"),
 ]
 
 
@@ -188,8 +238,15 @@ def results(bad):
 
     cases = [(c[0], c[1]) for c in CASES]
     (bad.cwd / "cases.json").write_text(json.dumps(cases))
-    proc = subprocess.run([sys.executable, "-c", DRIVER, "cases.json"], cwd=bad.cwd, env=bad.env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, "cases.json"],
+        cwd=bad.cwd,
+        env=bad.env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     raw = json.loads(proc.stdout)
     return {k: subprocess.CompletedProcess([], v["code"], v["stdout"], v["stderr"]) for k, v in raw.items()}
@@ -203,7 +260,7 @@ def test_bad_input(results, case_id, argv, code, fragment):
     assert fragment in proc.stderr, f"{fragment!r} not in stderr:\n{proc.stderr}"
     # The user's own traceback may be shown for a broken workflow file, never mixtrain's internals.
     assert "site-packages" not in out and "mixtrain/workflows" not in out and "mixtrain/cli" not in out, out
-    if not argv[1:2] == ["create"] or argv[0] != "workflow":
+    if argv[1:2] != ["create"] or argv[0] != "workflow":
         assert "Traceback" not in out, out
     error_lines = [l for l in proc.stderr.splitlines() if l.startswith("Error: ")]
     assert len(error_lines) == 1, proc.stderr
@@ -214,14 +271,26 @@ def test_bad_input(results, case_id, argv, code, fragment):
     assert error_lines[0].count(" — ") == 1, f"fix given twice: {error_lines[0]}"
 
 
-SAMPLE = ["usage-rows-not-int", "ds-all-null-column", "secret-get-unknown", "wf-two-mixflows", "wf-syntax-error", "run-bad-choice", "cancel-finished-run"]
+SAMPLE = [
+    "usage-rows-not-int",
+    "ds-all-null-column",
+    "secret-get-unknown",
+    "wf-two-mixflows",
+    "wf-syntax-error",
+    "run-bad-choice",
+    "cancel-finished-run",
+]
 
 
 @pytest.mark.parametrize("case_id", SAMPLE)
 def test_installed_script_agrees(bad, results, case_id):
     argv = next(c[1] for c in CASES if c[0] == case_id)
     proc = bad(*argv, timeout=120, input="")
-    assert (proc.returncode, proc.stderr, proc.stdout) == (results[case_id].returncode, results[case_id].stderr, results[case_id].stdout)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (
+        results[case_id].returncode,
+        results[case_id].stderr,
+        results[case_id].stdout,
+    )
 
 
 def test_bad_input_table_is_big_enough():
@@ -248,4 +317,6 @@ def test_syntax_error_points_at_the_users_line(bad):
 def test_import_error_shows_only_the_users_frames(bad):
     proc = bad("workflow", "create", "raises_on_import.py", "--name", "w2", check=1)
     assert 'raises_on_import.py", line 1' in proc.stderr
-    assert "inspect_flow" not in proc.stderr and "loader.py" not in proc.stderr and "frozen importlib" not in proc.stderr
+    assert (
+        "inspect_flow" not in proc.stderr and "loader.py" not in proc.stderr and "frozen importlib" not in proc.stderr
+    )

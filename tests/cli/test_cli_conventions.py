@@ -12,7 +12,7 @@ HEAVY = ("pandas", "pyarrow", "torch", "transformers", "pyiceberg", "axolotl")
 
 # Runs the CLI's real entry point in-process with the given argv, then reports which heavy modules
 # the process had imported by the time it exited.
-PROBE = """
+PROBE = f"""
 import json, sys
 sys.argv = ["mixtrain", *json.loads(sys.argv[1])]
 from mixtrain.cli.main import main
@@ -21,17 +21,19 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {set(HEAVY)!r})
 sys.__stderr__.write("\\nPROBE " + json.dumps({{"code": code, "heavy": sorted({{m.split(".")[0] for m in heavy}})}}) + "\\n")
-""".format(heavy=set(HEAVY))
+"""
 
 
 def _probe(env, *argv):
     import json
 
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(argv))], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(list(argv))], capture_output=True, text=True, env=env, timeout=120
+    )
     line = [l for l in proc.stderr.splitlines() if l.startswith("PROBE ")][-1]
-    return json.loads(line[len("PROBE "):]), proc
+    return json.loads(line[len("PROBE ") :]), proc
 
 
 def test_version(mix):
@@ -39,7 +41,9 @@ def test_version(mix):
 
     proc = mix("--version", check=0)
     assert proc.stdout.strip() == f"mixtrain {__version__}"
-    alias = subprocess.run([str(Path(sys.executable).parent / "mix"), "--version"], capture_output=True, text=True, env=mix.env, timeout=60)
+    alias = subprocess.run(
+        [str(Path(sys.executable).parent / "mix"), "--version"], capture_output=True, text=True, env=mix.env, timeout=60
+    )
     assert alias.returncode == 0 and alias.stdout == proc.stdout, "`mix` is the same command"
 
 
@@ -74,17 +78,27 @@ def test_help_imports_nothing_heavy(mix, argv):
 def test_help_importtime_has_no_heavy_module(mix):
     """The same check the way a human would profile it: `python -X importtime -m mixtrain.cli.main --help`."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "mixtrain.cli.main", "--help"], capture_output=True, text=True, env=mix.env, timeout=120
+        [sys.executable, "-X", "importtime", "-m", "mixtrain.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        env=mix.env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert not imported & {"pandas", "pyarrow", "torch", "transformers"}, sorted(imported & set(HEAVY))
     assert "Usage" in proc.stdout
 
 
 def test_workflow_run_help_imports_nothing_heavy(mix, tmp_path):
     flow = tmp_path / "hello.py"
-    flow.write_text("from mixtrain import MixFlow\nclass Hello(MixFlow):\n    def run(self, who: str):\n        return who\n")
+    flow.write_text(
+        "from mixtrain import MixFlow\nclass Hello(MixFlow):\n    def run(self, who: str):\n        return who\n"
+    )
     mix("workflow", "create", flow, "--name", "hello", check=0)
     result, proc = _probe(mix.env, "workflow", "run", "hello", "--help")
     assert result["code"] in (0, None), proc.stderr
@@ -103,7 +117,7 @@ def test_usage_error_exits_2_without_traceback(mix):
 def test_user_error_format(mix):
     proc = mix("dataset", "get", "nope", check=1)
     assert proc.stderr.startswith("Error: ")
-    what, sep, fix = proc.stderr.strip()[len("Error: "):].partition(" — ")
+    what, sep, fix = proc.stderr.strip()[len("Error: ") :].partition(" — ")
     assert sep and what and fix, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 # The spec's own example CSV ("Example Dataset Structure"), plus a cell with a quoted newline.
-SPEC_CSV = '''image_path,prompt,response
+SPEC_CSV = """image_path,prompt,response
 /data/images/cat.jpg,"Describe this image","A fluffy orange cat sitting on a windowsill looking outside"
 /data/images/dog.jpg,"What animal is this?","This is a golden retriever dog playing in a park"
 /data/images/car.jpg,"What color is the vehicle?","The vehicle is red"
 /data/images/bus.jpg,"Describe it, briefly","A yellow bus, parked.
 It has two doors."
-'''
+"""
 
-MORE_CSV = '''image_path,prompt,response
+MORE_CSV = """image_path,prompt,response
 /data/images/owl.jpg,"What bird is this?","An owl"
-'''
+"""
 
 
 SPEC_STEP_1 = """set -e
@@ -36,7 +36,9 @@ mixtrain dataset list
 
 def test_dataset_lifecycle_as_in_the_spec(mix, tmp_path):
     # Step 1 of the spec's "Example: Complete Workflow", pasted into bash as written.
-    proc = subprocess.run(["bash", "-c", SPEC_STEP_1], cwd=tmp_path, env=mix.env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-c", SPEC_STEP_1], cwd=tmp_path, env=mix.env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Created dataset vlm-training-data" in proc.stdout and "2 rows" in proc.stdout and "3 columns" in proc.stdout
     listing = proc.stdout.split("\n", 1)[1]

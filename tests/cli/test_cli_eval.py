@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import CLI
 
 FILES = {
@@ -35,7 +36,9 @@ def ev(tmp_path_factory):
     cli("dataset", "create", "noref", "--file", "noref.csv", check=0)
     cli("dataset", "create", "taken-results", "--file", "noref.csv", check=0)
     (root / "fake-llava").mkdir()
-    (root / "fake-llava" / "config.json").write_text('{"model_type": "llava"}')  # config only: register reads no weights
+    (root / "fake-llava" / "config.json").write_text(
+        '{"model_type": "llava"}'
+    )  # config only: register reads no weights
     cli("model", "register", "base", "--base_model", str(root / "fake-llava"), "--model_type", "llava", check=0)
     cli("model", "register", "other", "--base_model", str(root / "fake-llava"), "--model_type", "llava", check=0)
     # Every image of qa is missing or not an image: the eval completes without loading a model.
@@ -47,13 +50,32 @@ Q = ["--dataset", "qa", "--models", "base"]
 CASES = [
     ("unknown-dataset", ["eval", "create", "e1", "--dataset", "nope", "--models", "base"], "dataset 'nope' not found"),
     ("unknown-model", ["eval", "create", "e1", "--dataset", "qa", "--models", "base,nope"], "model 'nope' not found"),
-    ("unknown-version", ["eval", "create", "e1", "--dataset", "qa", "--models", "base:9"], "model 'base' has no version 9"),
+    (
+        "unknown-version",
+        ["eval", "create", "e1", "--dataset", "qa", "--models", "base:9"],
+        "model 'base' has no version 9",
+    ),
     ("bad-version", ["eval", "create", "e1", "--dataset", "qa", "--models", "base:x"], "bad model version in 'base:x'"),
-    ("missing-image-column", ["eval", "create", "e1", *Q, "--image_column", "img"], "has no column 'img' (--image_column)"),
-    ("missing-prompt-column", ["eval", "create", "e1", *Q, "--prompt_column", "question"], "has no column 'question' (--prompt_column)"),
-    ("missing-reference-column", ["eval", "create", "e1", *Q, "--reference_column", "answer"], "has no column 'answer'"),
-    ("metric-needs-reference", ["eval", "create", "e1", "--dataset", "noref", "--models", "base", "--metric", "exact_match"],
-     "--metric exact_match needs a reference column"),
+    (
+        "missing-image-column",
+        ["eval", "create", "e1", *Q, "--image_column", "img"],
+        "has no column 'img' (--image_column)",
+    ),
+    (
+        "missing-prompt-column",
+        ["eval", "create", "e1", *Q, "--prompt_column", "question"],
+        "has no column 'question' (--prompt_column)",
+    ),
+    (
+        "missing-reference-column",
+        ["eval", "create", "e1", *Q, "--reference_column", "answer"],
+        "has no column 'answer'",
+    ),
+    (
+        "metric-needs-reference",
+        ["eval", "create", "e1", "--dataset", "noref", "--models", "base", "--metric", "exact_match"],
+        "--metric exact_match needs a reference column",
+    ),
     ("unknown-metric", ["eval", "create", "e1", *Q, "--metric", "bleu"], "unknown metric 'bleu'"),
     ("limit-zero", ["eval", "create", "e1", *Q, "--limit", "0"], "--limit must be a whole number ≥ 1"),
     ("batch-size-zero", ["eval", "create", "e1", *Q, "--batch_size", "0"], "--batch_size must be a whole number ≥ 1"),
@@ -62,12 +84,24 @@ CASES = [
     ("bad-eval-name", ["eval", "create", "Bad.Name", *Q], "invalid eval name"),
     ("eval-name-too-long", ["eval", "create", "e" * 60, *Q], "too long for its results dataset"),
     ("models-empty", ["eval", "create", "e1", "--dataset", "qa", "--models", ""], "--models lists no model"),
-    ("models-empty-entry", ["eval", "create", "e1", "--dataset", "qa", "--models", "base,,other"], "--models has an empty entry"),
+    (
+        "models-empty-entry",
+        ["eval", "create", "e1", "--dataset", "qa", "--models", "base,,other"],
+        "--models has an empty entry",
+    ),
     ("model-twice", ["eval", "create", "e1", "--dataset", "qa", "--models", "base,base"], "lists base version 1 twice"),
-    ("model-twice-via-version", ["eval", "create", "e1", "--dataset", "qa", "--models", "base,base:1"], "lists base version 1 twice"),
+    (
+        "model-twice-via-version",
+        ["eval", "create", "e1", "--dataset", "qa", "--models", "base,base:1"],
+        "lists base version 1 twice",
+    ),
     ("config-bad-json", ["eval", "create", "e1", *Q, "--config", "{max_new_tokens: 4"], "--config: invalid JSON"),
     ("config-not-object", ["eval", "create", "e1", *Q, "--config", "[4]"], "--config must be a JSON object"),
-    ("config-unknown-key", ["eval", "create", "e1", *Q, "--config", '{"beams": 4}'], "unknown generation setting(s): beams"),
+    (
+        "config-unknown-key",
+        ["eval", "create", "e1", *Q, "--config", '{"beams": 4}'],
+        "unknown generation setting(s): beams",
+    ),
     ("config-bad-value", ["eval", "create", "e1", *Q, "--config", '{"temperature": -1}'], "temperature ≥ 0"),
     ("get-unknown", ["eval", "get", "nope"], "eval 'nope' not found"),
     ("results-unknown", ["eval", "results", "nope"], "eval 'nope' not found"),
@@ -111,7 +145,16 @@ def test_unreadable_images_fail_rows_not_the_eval(ev):
         assert "not found" in s["failures"][0]["reason"] and "decode" in s["failures"][1]["reason"]
     rows = json.loads(ev("eval", "results", "existing", "--json", check=0).stdout)
     assert [r["row_id"] for r in rows] == [0, 1, 2]
-    assert list(rows[0]) == ["row_id", "image", "prompt", "reference", "base_v1__output", "base_v1__score", "other_v1__output", "other_v1__score"]
+    assert list(rows[0]) == [
+        "row_id",
+        "image",
+        "prompt",
+        "reference",
+        "base_v1__output",
+        "base_v1__score",
+        "other_v1__output",
+        "other_v1__score",
+    ]
     assert [r["reference"] for r in rows] == ["red", "blue", "green"]
     assert all(r["base_v1__output"] is None and r["base_v1__score"] is None for r in rows)
     shown = ev("eval", "get", "existing", check=0).stdout
@@ -127,12 +170,30 @@ def test_model_get_lists_its_evals(ev):
 
 
 def test_delete_removes_record_and_results(ev):
-    ev("eval", "create", "gone", "--dataset", "qa", "--models", "base", "--metric", "none", "--limit", "1", timeout=300, check=0)
+    ev(
+        "eval",
+        "create",
+        "gone",
+        "--dataset",
+        "qa",
+        "--models",
+        "base",
+        "--metric",
+        "none",
+        "--limit",
+        "1",
+        timeout=300,
+        check=0,
+    )
     rec = json.loads(ev("eval", "get", "gone", "--json", check=0).stdout)
-    assert rec["status"] == "completed" and rec["config"]["limit"] == 1 and rec["config"]["reference_column"] == "response"
+    assert (
+        rec["status"] == "completed" and rec["config"]["limit"] == 1 and rec["config"]["reference_column"] == "response"
+    )
     assert "gone-results" in _datasets(ev)
     rows = json.loads(ev("eval", "results", "gone", "--json", check=0).stdout)
-    assert [(r["row_id"], r["base_v1__output"], r["base_v1__score"]) for r in rows] == [(0, None, None)]  # --limit 1; metric none
+    assert [(r["row_id"], r["base_v1__output"], r["base_v1__score"]) for r in rows] == [
+        (0, None, None)
+    ]  # --limit 1; metric none
     ev("eval", "delete", "gone", "-y", check=0)
     assert "gone" not in [e["name"] for e in json.loads(ev("eval", "list", "--json", check=0).stdout)]
     assert "gone-results" not in _datasets(ev)

@@ -21,15 +21,30 @@ CASES = [
     (["model", "run", "nope", "--inputs", '{"image": "a.png", "prompt": "hi"}'], "model 'nope' not found"),
     (["model", "run", "base", "--version", "7", "--inputs", '{"image": "a.png", "prompt": "hi"}'], "has no version 7"),
     (["model", "run", "base", "--inputs", '{"image": "{tmp}/missing.png", "prompt": "hi"}'], "not found"),
-    (["model", "run", "base", "--inputs", '{"image": "{tmp}/notes.txt", "prompt": "hi"}'], "does not decode as an image"),
-    (["model", "run", "base", "--inputs", '{"image": "http://127.0.0.1:9/x.png", "prompt": "hi"}'], "http://127.0.0.1:9/x.png"),
+    (
+        ["model", "run", "base", "--inputs", '{"image": "{tmp}/notes.txt", "prompt": "hi"}'],
+        "does not decode as an image",
+    ),
+    (
+        ["model", "run", "base", "--inputs", '{"image": "http://127.0.0.1:9/x.png", "prompt": "hi"}'],
+        "http://127.0.0.1:9/x.png",
+    ),
     (["model", "run", "base", "--inputs", '{"prompt": "hi"}'], "inputs need 'image'"),
     (["model", "run", "base", "--inputs", '{"image": "a.png"}'], "inputs need 'prompt'"),
     (["model", "run", "base", "--inputs", '{"image": "a.png", "prompt": "hi"'], "--inputs: invalid JSON"),
     (["model", "run", "base", "--inputs", '["a.png"]'], "inputs must be a JSON object"),
-    (["model", "run", "base", "--inputs", '{"image": "a.png", "prompt": "hi", "colour": 1}'], "unknown input key(s): colour"),
-    (["model", "run", "base", "--image", "a.png", "--prompt", "hi", "--config", '{"temperature": -1}'], "temperature ≥ 0"),
-    (["model", "run", "base", "--image", "a.png", "--prompt", "hi", "--config", '{"beams": 4}'], "unknown generation setting(s): beams"),
+    (
+        ["model", "run", "base", "--inputs", '{"image": "a.png", "prompt": "hi", "colour": 1}'],
+        "unknown input key(s): colour",
+    ),
+    (
+        ["model", "run", "base", "--image", "a.png", "--prompt", "hi", "--config", '{"temperature": -1}'],
+        "temperature ≥ 0",
+    ),
+    (
+        ["model", "run", "base", "--image", "a.png", "--prompt", "hi", "--config", '{"beams": 4}'],
+        "unknown generation setting(s): beams",
+    ),
     (["model", "run", "base"], "give the inputs one way"),
     (["model", "run", "base", "--inputs-file", "{tmp}/rows.jsonl"], "row 1 of"),
     (["model", "run", "base", "--inputs-file", "{tmp}/broken.jsonl"], "line 1: invalid JSON"),
@@ -40,7 +55,10 @@ CASES = [
     (["model", "register", "x", "--base_model", "y", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
     (["model", "register", "x", "--base_model", "{tmp}/no-such-model", "--model_type", "llava"], "does not exist"),
     (["model", "register", "x", "--base_model", "{tmp}/fake-blip", "--model_type", "llava"], "does not support"),
-    (["model", "register", "x", "--base_model", "someone/not-cached-model", "--model_type", "llava"], "cannot read base model"),
+    (
+        ["model", "register", "x", "--base_model", "someone/not-cached-model", "--model_type", "llava"],
+        "cannot read base model",
+    ),
 ]
 
 

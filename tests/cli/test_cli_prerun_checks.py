@@ -39,8 +39,14 @@ def registered(tmp_path_factory):
     env = dict(os.environ, MIXTRAIN_HOME=str(home), COLUMNS="200", NO_COLOR="1")
 
     def mix(*args):
-        return subprocess.run([str(BIN / "mixtrain"), *args], capture_output=True, text=True, env=env, timeout=120,
-                              cwd=REPO / "src/mixtrain/examples")
+        return subprocess.run(
+            [str(BIN / "mixtrain"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            cwd=REPO / "src/mixtrain/examples",
+        )
 
     assert mix("workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune").returncode == 0
     return mix

@@ -46,9 +46,13 @@ def test_serve_bad_input(mix, registered, args, message):
 
 
 def test_serve_help_imports_nothing_heavy(mix):
-    code = ("import sys; from typer.testing import CliRunner; from mixtrain.cli.main import app; "
-            "r = CliRunner().invoke(app, ['model', 'serve', '--help']); assert r.exit_code == 0, r.output; "
-            "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn', 'peft') if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=mix.env, timeout=120)
+    code = (
+        "import sys; from typer.testing import CliRunner; from mixtrain.cli.main import app; "
+        "r = CliRunner().invoke(app, ['model', 'serve', '--help']); assert r.exit_code == 0, r.output; "
+        "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn', 'peft') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=mix.env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -9,7 +9,9 @@ import sys
 def test_non_loopback_host_needs_a_token(mix):
     r = mix("ui", "--host", "0.0.0.0", "--port", "1")
     assert r.returncode == 1
-    assert r.stderr.startswith("Error: --host 0.0.0.0 is reachable from other machines") and "--token-secret" in r.stderr
+    assert (
+        r.stderr.startswith("Error: --host 0.0.0.0 is reachable from other machines") and "--token-secret" in r.stderr
+    )
 
 
 def test_token_secret_must_exist_and_be_long(mix):
@@ -26,4 +28,6 @@ def test_bad_port_is_a_usage_error(mix):
 
 def test_cli_does_not_import_the_web_stack():
     code = "import sys, mixtrain.cli.main; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'torch', 'matplotlib') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )

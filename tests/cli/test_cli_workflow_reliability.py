@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from workflow_helpers import gone, registry, wait_for
 
 from conftest import CLI
@@ -20,7 +19,7 @@ from conftest import CLI
 SECRET = "sk-live-0123456789abcdef"
 
 FLOWS = {
-    "sleeper.py": '''
+    "sleeper.py": """
 import time
 from mixtrain import MixFlow
 
@@ -29,7 +28,7 @@ class Sleeper(MixFlow):
         print("started", flush=True)
         time.sleep(seconds)
         return seconds
-''',
+""",
     "leaky.py": '''
 import hashlib
 import os
@@ -50,7 +49,7 @@ class Leaky(MixFlow):
         time.sleep(hold)
         return {"sha256": hashlib.sha256(token.encode()).hexdigest()}
 ''',
-    "broken.py": '''
+    "broken.py": """
 from mixtrain import MixFlow
 from mixtrain.errors import InvalidInput
 
@@ -63,8 +62,8 @@ class Broken(MixFlow):
         if expected:  # a failure the workflow explains itself: no traceback needed
             raise InvalidInput(f"dataset has no shard {shard}", "pass --shard 0..6")
         load_shards(shard)
-''',
-    "slowpoke.py": '''
+""",
+    "slowpoke.py": """
 import time
 from mixtrain import MixFlow
 
@@ -74,8 +73,8 @@ class Slowpoke(MixFlow):
     def run(self):
         print("working", flush=True)
         time.sleep(600)  # only the 2 s timeout ends it before the test's own 10-minute limit
-''',
-    "wants_gpu.py": '''
+""",
+    "wants_gpu.py": """
 from mixtrain import MixFlow
 
 class WantsGpu(MixFlow):
@@ -85,8 +84,8 @@ class WantsGpu(MixFlow):
     def run(self):
         print("ran anyway", flush=True)
         return "ok"
-''',
-    "quick.py": '''
+""",
+    "quick.py": """
 import os
 import time
 from mixtrain import MixFlow
@@ -95,7 +94,7 @@ class Quick(MixFlow):
     def run(self, tag: str):
         time.sleep(0.5)
         return {"tag": tag, "run": os.environ["MIXTRAIN_RUN_NUMBER"]}
-''',
+""",
 }
 
 
@@ -117,7 +116,9 @@ def rel(tmp_path_factory):
 def start_and_wait_running(cli, name):
     cli("workflow", "run", name, "-d", check=0)
     reg = registry(cli)
-    return wait_for(lambda: (r := reg.runs(name, 1)[0])["status"] == "running" and r["worker_pid"] and r, what=f"{name} running")
+    return wait_for(
+        lambda: (r := reg.runs(name, 1)[0])["status"] == "running" and r["worker_pid"] and r, what=f"{name} running"
+    )
 
 
 @pytest.mark.parametrize("how", ["group", "both-pids"])
@@ -145,7 +146,9 @@ def test_sigkill_of_the_worker_only_is_recorded_by_the_supervisor(rel):
     run = start_and_wait_running(rel, "sleeper")
     os.kill(run["worker_pid"], signal.SIGKILL)
     reg = registry(rel)
-    final = wait_for(lambda: (r := reg.run("sleeper", run["number"]))["status"] != "running" and r, timeout=15, what="run to end")
+    final = wait_for(
+        lambda: (r := reg.run("sleeper", run["number"]))["status"] != "running" and r, timeout=15, what="run to end"
+    )
     assert final["status"] == "failed" and "SIGKILL" in final["error"], final
     wait_for(lambda: gone(run["pid"]), timeout=10, what="supervisor to exit")
     assert "SIGKILL" in Path(final["log_path"]).read_text()
@@ -153,8 +156,14 @@ def test_sigkill_of_the_worker_only_is_recorded_by_the_supervisor(rel):
 
 def test_concurrent_runs_get_distinct_numbers_and_both_complete(rel):
     procs = [
-        subprocess.Popen([shutil.which("mixtrain", path=rel.env["PATH"]), "workflow", "run", "quick", "--tag", tag], env=rel.env, cwd=rel.root,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [shutil.which("mixtrain", path=rel.env["PATH"]), "workflow", "run", "quick", "--tag", tag],
+            env=rel.env,
+            cwd=rel.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for tag in ("a", "b")
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -171,12 +180,16 @@ def test_secrets_never_leak(rel):
 
     rel("workflow", "run", "leaky", "--hold", "1.5", "-d", check=0)
     reg = registry(rel)
-    run = wait_for(lambda: (r := reg.runs("leaky", 1)[0])["status"] == "running" and r["worker_pid"] and r, what="leaky running")
+    run = wait_for(
+        lambda: (r := reg.runs("leaky", 1)[0])["status"] == "running" and r["worker_pid"] and r, what="leaky running"
+    )
     pids = [run["pid"], run["worker_pid"]]
     for pid in pids:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         assert SECRET.encode() not in cmdline, f"secret in the command line of pid {pid}"
-    final = wait_for(lambda: (r := reg.run("leaky", run["number"]))["status"] not in ("pending", "running") and r, what="leaky done")
+    final = wait_for(
+        lambda: (r := reg.run("leaky", run["number"]))["status"] not in ("pending", "running") and r, what="leaky done"
+    )
     assert final["status"] == "completed", final
     assert final["output"] == {"sha256": hashlib.sha256(SECRET.encode()).hexdigest()}, "the run did not get the secret"
 
@@ -199,8 +212,14 @@ def assert_not_in_any_file(needle: str, folder) -> None:
 def test_exception_in_run_fails_with_the_users_traceback(rel):
     proc = rel("workflow", "run", "broken", "--shard", "3", check=1)
     assert "about to fail" in proc.stdout
-    assert "Traceback" in proc.stdout and "load_shards" in proc.stdout and "ValueError: shard 3 is corrupt" in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1].startswith("Error: run #1 of broken failed: ValueError: shard 3 is corrupt")
+    assert (
+        "Traceback" in proc.stdout and "load_shards" in proc.stdout and "ValueError: shard 3 is corrupt" in proc.stdout
+    )
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Error: run #1 of broken failed: ValueError: shard 3 is corrupt")
+    )
     run = json.loads(rel("workflow", "runs", "broken", "--json", check=0).stdout)[0]
     assert run["status"] == "failed" and run["error"] == "ValueError: shard 3 is corrupt"
     log = Path(run["log_path"]).read_text()

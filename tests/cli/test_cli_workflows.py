@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from workflow_helpers import gone, registry, wait_for
 
 from conftest import CLI
@@ -86,7 +85,7 @@ class Finetune(MixFlow):
         }
 '''
 
-SLEEPY_FLOW = '''
+SLEEPY_FLOW = """
 import os
 import subprocess
 import time
@@ -103,9 +102,9 @@ class Sleepy(MixFlow):
         print("sleeping", flush=True)
         time.sleep(seconds)
         return "woke up"
-'''
+"""
 
-SLOWPRINT_FLOW = '''
+SLOWPRINT_FLOW = """
 import time
 from mixtrain import MixFlow
 
@@ -115,7 +114,7 @@ class SlowPrint(MixFlow):
             print(f"line {i}", flush=True)
             time.sleep(0.3)
         return lines
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,12 @@ def wf(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
     env.update(MIXTRAIN_HOME=str(root / "home"), COLUMNS="200", NO_COLOR="1")
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    for name, text in {"greeter.py": ATTR_FLOW, "finetune.py": SIG_FLOW, "sleepy.py": SLEEPY_FLOW, "slowprint.py": SLOWPRINT_FLOW}.items():
+    for name, text in {
+        "greeter.py": ATTR_FLOW,
+        "finetune.py": SIG_FLOW,
+        "sleepy.py": SLEEPY_FLOW,
+        "slowprint.py": SLOWPRINT_FLOW,
+    }.items():
         (root / name).write_text(text)
     cli = CLI(env, root)
     cli("workflow", "create", "greeter.py", "--name", "greeter", "--description", "Attribute style", check=0)
@@ -210,8 +214,23 @@ def test_get_shows_inputs_and_versions(wf):
 # -- running ----------------------------------------------------------------------------------------
 def test_attribute_style_run_with_typed_inputs(wf):
     proc = wf(
-        "workflow", "run", "greeter", "--who", "ada", "--epochs=5", "--learning-rate", "0.5", "--verbose",
-        "--mode", "slow", "--speed=slow", "--tags", '["a", "b"]', "--extra", '{"k": 1}', check=0,
+        "workflow",
+        "run",
+        "greeter",
+        "--who",
+        "ada",
+        "--epochs=5",
+        "--learning-rate",
+        "0.5",
+        "--verbose",
+        "--mode",
+        "slow",
+        "--speed=slow",
+        "--tags",
+        '["a", "b"]',
+        "--extra",
+        '{"k": 1}',
+        check=0,
     )
     assert "hello ada" in proc.stdout
     assert "completed" in proc.stderr
@@ -221,11 +240,31 @@ def test_attribute_style_run_with_typed_inputs(wf):
     assert out["who"] == "ada" and out["epochs"] == 5 and out["learning_rate"] == 0.5 and out["verbose"] is True
     assert out["mode"] == "slow" and out["speed"] == "<Speed.SLOW: 'slow'>"
     assert out["tags"] == ["a", "b"] and out["extra"] == {"k": 1}
-    assert out["types"] == {"epochs": "int", "learning_rate": "float", "verbose": "bool", "tags": "list", "extra": "dict"}
-    assert run["inputs"] == {"who": "ada", "epochs": 5, "learning_rate": 0.5, "verbose": True, "mode": "slow", "speed": "slow", "tags": ["a", "b"], "extra": {"k": 1}}
+    assert out["types"] == {
+        "epochs": "int",
+        "learning_rate": "float",
+        "verbose": "bool",
+        "tags": "list",
+        "extra": "dict",
+    }
+    assert run["inputs"] == {
+        "who": "ada",
+        "epochs": 5,
+        "learning_rate": 0.5,
+        "verbose": True,
+        "mode": "slow",
+        "speed": "slow",
+        "tags": ["a", "b"],
+        "extra": {"k": 1},
+    }
     # The run's environment and its folder.
     run_dir = Path(run["run_dir"])
-    assert out["env"] == {"MIXTRAIN_RUN_ID": str(run["id"]), "MIXTRAIN_WORKFLOW": "greeter", "MIXTRAIN_RUN_DIR": str(run_dir), "MIXTRAIN_RUN_NUMBER": str(run["number"])}
+    assert out["env"] == {
+        "MIXTRAIN_RUN_ID": str(run["id"]),
+        "MIXTRAIN_WORKFLOW": "greeter",
+        "MIXTRAIN_RUN_DIR": str(run_dir),
+        "MIXTRAIN_RUN_NUMBER": str(run["number"]),
+    }
     assert run_dir.is_dir() and Path(run["log_path"]).parent == run_dir
     assert "hello ada" in Path(run["log_path"]).read_text()
     assert json.loads((run_dir / "output.json").read_text()) == out
@@ -234,13 +273,34 @@ def test_attribute_style_run_with_typed_inputs(wf):
 
 def test_signature_style_run(wf):
     wf(
-        "workflow", "run", "finetune", "--dataset_name", "my-vlm-data", "--output-model-name", "my-model",
-        "--num_epochs", "4", "--use_flash_attention", "false", "--color", "blue", "--layers", "[1, 2]", check=0,
+        "workflow",
+        "run",
+        "finetune",
+        "--dataset_name",
+        "my-vlm-data",
+        "--output-model-name",
+        "my-model",
+        "--num_epochs",
+        "4",
+        "--use_flash_attention",
+        "false",
+        "--color",
+        "blue",
+        "--layers",
+        "[1, 2]",
+        check=0,
     )
     out = newest(wf, "finetune")["output"]
     assert out == {
-        "dataset_name": "my-vlm-data", "output_model_name": "my-model", "num_epochs": 4, "learning_rate": 2e-5,
-        "use_flash_attention": False, "batch_size": 2, "color": "<Color.BLUE: 'blue'>", "layers": [1, 2], "options": None,
+        "dataset_name": "my-vlm-data",
+        "output_model_name": "my-model",
+        "num_epochs": 4,
+        "learning_rate": 2e-5,
+        "use_flash_attention": False,
+        "batch_size": 2,
+        "color": "<Color.BLUE: 'blue'>",
+        "layers": [1, 2],
+        "options": None,
     }
 
 
@@ -261,14 +321,24 @@ def test_bool_forms(wf, flags, expected):
 
 def test_json_inputs_and_flag_override(wf):
     cfg = wf.root / "config.json"
-    cfg.write_text(json.dumps({"dataset-name": "from-file", "output_model_name": "m", "num_epochs": 9, "options": {"a": [1]}}))
+    cfg.write_text(
+        json.dumps({"dataset-name": "from-file", "output_model_name": "m", "num_epochs": 9, "options": {"a": [1]}})
+    )
     wf("workflow", "run", "finetune", "--config", str(cfg), "--num-epochs", "2", check=0)
     run = newest(wf, "finetune")
     assert run["inputs"]["dataset_name"] == "from-file"
     assert run["inputs"]["num_epochs"] == 2, "a flag overrides the JSON"
     assert run["inputs"]["options"] == {"a": [1]}
 
-    wf("workflow", "run", "finetune", "-i", '{"dataset_name": "inline", "output_model_name": "m", "layers": [3]}', "-d", check=0)
+    wf(
+        "workflow",
+        "run",
+        "finetune",
+        "-i",
+        '{"dataset_name": "inline", "output_model_name": "m", "layers": [3]}',
+        "-d",
+        check=0,
+    )
     assert newest(wf, "finetune")["inputs"]["layers"] == [3]
     wf("workflow", "run", "finetune", "-c", str(cfg), "--input-json", '{"num_epochs": 1}', "-d", check=0)
     assert newest(wf, "finetune")["inputs"]["num_epochs"] == 1  # later JSON wins over earlier JSON
@@ -306,7 +376,9 @@ def test_cancel_kills_the_process_group_and_delete_is_refused_while_active(wf):
     wf("workflow", "create", "sleepy.py", "--name", "sleepy", check=0)
     wf("workflow", "run", "sleepy", "-d", check=0)
     reg = registry(wf)
-    run = wait_for(lambda: (r := reg.runs("sleepy")[0])["status"] == "running" and r["worker_pid"] and r, what="running")
+    run = wait_for(
+        lambda: (r := reg.runs("sleepy")[0])["status"] == "running" and r["worker_pid"] and r, what="running"
+    )
     pid_file = Path(run["run_dir"]) / "grandchild.pid"
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="grandchild pid")
     grandchild = int(pid_file.read_text())

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
 from e2e_helpers import FAMILIES, REPO, Env
 
 
@@ -27,8 +25,15 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory) -> Env:
     env = Env(tmp_path_factory.mktemp("e2e"))
-    env.mix("workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune", "--description", "Fine-tune VLMs with Axolotl",
-            cwd=REPO / "src/mixtrain/examples", check=0)
+    env.mix(
+        "workflow",
+        "create",
+        "axolotl_vlm_finetune.py",
+        "--name",
+        "vlm-finetune",
+        "--description",
+        "Fine-tune VLMs with Axolotl",
+        cwd=REPO / "src/mixtrain/examples",
+        check=0,
+    )
     return env
-
-

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
@@ -22,8 +21,15 @@ class Env:
         self.home = root / "home"
         # One torch thread: tiny models train and generate several times faster that way on 2 cores,
         # and a single-threaded CPU run is reproducible (the learning test's accuracy does not wander).
-        self.env = dict(os.environ, MIXTRAIN_HOME=str(self.home), COLUMNS="200", NO_COLOR="1", PATH=f"{BIN}:{os.environ['PATH']}",
-                        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.env = dict(
+            os.environ,
+            MIXTRAIN_HOME=str(self.home),
+            COLUMNS="200",
+            NO_COLOR="1",
+            PATH=f"{BIN}:{os.environ['PATH']}",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+        )
         from mixtrain.hardware import DIST_VARS
 
         for key in (*DIST_VARS, "MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL"):
@@ -31,11 +37,17 @@ class Env:
 
     def mix(self, *args, env: dict | None = None, cwd=None, timeout=900, check=None):
         proc = subprocess.run(
-            [str(BIN / "mixtrain"), *map(str, args)], capture_output=True, text=True,
-            env={**self.env, **(env or {})}, cwd=cwd or self.root, timeout=timeout,
+            [str(BIN / "mixtrain"), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            cwd=cwd or self.root,
+            timeout=timeout,
         )
         if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            assert proc.returncode == check, (
+                f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            )
         return proc
 
     def json(self, *args):

@@ -24,7 +24,9 @@ def setup(e2e, tiny_models):
     task = make_task(e2e.root / "evaltask", n_train=6, n_test=12, size=48, seed=3)
     with open(task["test_csv"]) as fh:
         rows = list(csv.DictReader(fh))
-    rows.insert(5, {"image_path": str(e2e.root / "missing.png"), "prompt": "What colour is the shape?", "response": "red"})
+    rows.insert(
+        5, {"image_path": str(e2e.root / "missing.png"), "prompt": "What colour is the shape?", "response": "red"}
+    )
     path = e2e.root / "evalset.csv"
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["image_path", "prompt", "response"])
@@ -32,9 +34,25 @@ def setup(e2e, tiny_models):
         w.writerows(rows)
     e2e.mix("dataset", "create", "evalset", "--file", path, check=0)
     e2e.mix("model", "register", "llava-base", "--base_model", tiny_models["llava"], "--model_type", "llava", check=0)
-    e2e.mix("model", "register", "qwen-base", "--base_model", tiny_models["qwen2_vl"], "--model_type", "qwen2_vl", check=0)
-    proc = e2e.mix("eval", "create", "cmp", "--dataset", "evalset", "--models", "llava-base,qwen-base", "--metric", "contains",
-                   "--config", GEN, "--batch_size", "4", check=0)
+    e2e.mix(
+        "model", "register", "qwen-base", "--base_model", tiny_models["qwen2_vl"], "--model_type", "qwen2_vl", check=0
+    )
+    proc = e2e.mix(
+        "eval",
+        "create",
+        "cmp",
+        "--dataset",
+        "evalset",
+        "--models",
+        "llava-base,qwen-base",
+        "--metric",
+        "contains",
+        "--config",
+        GEN,
+        "--batch_size",
+        "4",
+        check=0,
+    )
     return {"rows": rows, "stdout": proc.stdout}
 
 
@@ -69,19 +87,44 @@ def test_results_match_one_at_a_time_and_rerun(e2e, setup, monkeypatch):
     monkeypatch.setenv("MIXTRAIN_HOME", str(e2e.home))
     client = MixClient(load_settings())
     table = get_eval("cmp", client=client).results().to_pandas().sort_values("row_id")
-    assert list(table.columns) == ["row_id", "image", "prompt", "reference", "llava-base_v1__output", "llava-base_v1__score",
-                                   "qwen-base_v1__output", "qwen-base_v1__score"]
+    assert list(table.columns) == [
+        "row_id",
+        "image",
+        "prompt",
+        "reference",
+        "llava-base_v1__output",
+        "llava-base_v1__score",
+        "qwen-base_v1__output",
+        "qwen-base_v1__score",
+    ]
     from mixtrain.models.inference import LoadedModel
 
     for name, lab in (("llava-base", "llava-base_v1"), ("qwen-base", "qwen-base_v1")):
         model = LoadedModel(client.get_model_info(name), client.settings)
-        one = [model.run({"image": r["image"], "prompt": r["prompt"]}, max_new_tokens=6)["generated_text"]
-               for r in results if r[lab + "__output"] is not None]
+        one = [
+            model.run({"image": r["image"], "prompt": r["prompt"]}, max_new_tokens=6)["generated_text"]
+            for r in results
+            if r[lab + "__output"] is not None
+        ]
         assert [r[lab + "__output"] for r in results if r[lab + "__output"] is not None] == one, lab
         del model
 
-    e2e.mix("eval", "create", "cmp-again", "--dataset", "evalset", "--models", "qwen-base,llava-base", "--metric", "contains",
-            "--config", GEN, "--batch_size", "5", check=0)
+    e2e.mix(
+        "eval",
+        "create",
+        "cmp-again",
+        "--dataset",
+        "evalset",
+        "--models",
+        "qwen-base,llava-base",
+        "--metric",
+        "contains",
+        "--config",
+        GEN,
+        "--batch_size",
+        "5",
+        check=0,
+    )
     again = {r["row_id"]: r for r in e2e.json("eval", "results", "cmp-again", "--limit", "100")}
     for r in results:
         assert again[r["row_id"]]["qwen-base_v1__output"] == r["qwen-base_v1__output"]
@@ -102,7 +145,17 @@ def _wait_running(e2e, name: str) -> dict:
 
 @pytest.mark.e2e
 def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
-    slow = ["--dataset", "evalset", "--models", "llava-base", "--config", '{"max_new_tokens": 200}', "--batch_size", "1", "-d"]
+    slow = [
+        "--dataset",
+        "evalset",
+        "--models",
+        "llava-base",
+        "--config",
+        '{"max_new_tokens": 200}',
+        "--batch_size",
+        "1",
+        "-d",
+    ]
     e2e.mix("eval", "create", "slow", *slow, check=0)
     assert _wait_running(e2e, "slow")["status"] == "running"
     out = e2e.mix("eval", "cancel", "slow", check=0).stdout

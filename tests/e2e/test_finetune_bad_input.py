@@ -6,13 +6,11 @@ Inputs the schema can judge alone (PRE_RUN) are refused by the CLI before a run 
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
-import csv
-
 import pytest
-
 from e2e_helpers import colour_dataset
 
 
@@ -47,19 +45,39 @@ def bad(e2e, tiny_models):
 
 
 CASES = [
-    ("missing column", ["--dataset_name", "good-shapes", "--image_column", "img"], "has no column img (--image_column)"),
-    ("lists columns", ["--dataset_name", "good-shapes", "--prompt_column", "question"], "its columns are: image_path, prompt, response"),
+    (
+        "missing column",
+        ["--dataset_name", "good-shapes", "--image_column", "img"],
+        "has no column img (--image_column)",
+    ),
+    (
+        "lists columns",
+        ["--dataset_name", "good-shapes", "--prompt_column", "question"],
+        "its columns are: image_path, prompt, response",
+    ),
     ("missing file", ["--dataset_name", "missing-file"], "not found"),
     ("corrupt image", ["--dataset_name", "corrupt-image"], "1 of 1 rows are unusable"),
     ("not an image", ["--dataset_name", "not-an-image"], "rows are unusable"),
     ("bad url", ["--dataset_name", "bad-url"], "rows are unusable"),
     ("empty response", ["--dataset_name", "empty-response"], "row 1: empty response"),
     ("unknown model_type", ["--dataset_name", "good-shapes", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
-    ("bad deepspeed", ["--dataset_name", "good-shapes", "--deepspeed_config", "zero1"], "'zero1' is not a DeepSpeed stage"),
+    (
+        "bad deepspeed",
+        ["--dataset_name", "good-shapes", "--deepspeed_config", "zero1"],
+        "'zero1' is not a DeepSpeed stage",
+    ),
     ("no such dataset", ["--dataset_name", "nope"], "dataset 'nope' not found"),
     ("bad output name", ["--dataset_name", "good-shapes", "--output_model_name", "Bad Name"], "invalid model name"),
-    ("phi3_v needs trust", ["--dataset_name", "good-shapes", "--model_type", "phi3_v", "--base_model", "PHI3"], "runs model code downloaded from the model hub"),
-    ("unreachable hub model", ["--dataset_name", "good-shapes", "--base_model", "llava-hf/llava-1.5-7b-hf"], "cannot read base model 'llava-hf/llava-1.5-7b-hf'"),
+    (
+        "phi3_v needs trust",
+        ["--dataset_name", "good-shapes", "--model_type", "phi3_v", "--base_model", "PHI3"],
+        "runs model code downloaded from the model hub",
+    ),
+    (
+        "unreachable hub model",
+        ["--dataset_name", "good-shapes", "--base_model", "llava-hf/llava-1.5-7b-hf"],
+        "cannot read base model 'llava-hf/llava-1.5-7b-hf'",
+    ),
 ]
 PRE_RUN = {"bad deepspeed", "bad output name"}
 
@@ -92,15 +110,32 @@ def test_bad_input_fails_before_training(e2e, bad, why, args, message, tmp_path)
 
 @pytest.mark.e2e
 def test_skip_policy_drops_bad_rows_and_dry_run_stops(e2e, bad):
-    res = e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "mixed", "--output_model_name", "dry",
-                  "--base_model", bad["base"], "--on_bad_image", "skip", "--dry_run", "true", check=0)
+    res = e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "mixed",
+        "--output_model_name",
+        "dry",
+        "--base_model",
+        bad["base"],
+        "--on_bad_image",
+        "skip",
+        "--dry_run",
+        "true",
+        check=0,
+    )
     assert "skipping 1 unusable rows" in res.stdout
     assert "axolotl config OK" in e2e.run_log() and "● dry run: 1 of 2 rows usable (1 unusable)" in res.stdout
     assert "● preflight: 1 rows through the processor" in res.stdout and "● memory estimate per process:" in res.stdout
     run_dir = Path(e2e.last_run()["run_dir"])
     assert "adapter: lora" in (run_dir / "axolotl.yml").read_text()
     report = json.loads((run_dir / "data_report.json").read_text())
-    assert report["rows_used"] == 1 and report["preflight"]["tokens"]["max"] > report["preflight"]["image_tokens"]["max"] > 0
+    assert (
+        report["rows_used"] == 1
+        and report["preflight"]["tokens"]["max"] > report["preflight"]["image_tokens"]["max"] > 0
+    )
     assert len(res.stdout.splitlines()) < 25
     assert e2e.last_run()["output"]["dry_run"] is True
     assert all(m["name"] != "dry" for m in e2e.json("model", "list"))
@@ -112,14 +147,31 @@ def test_rows_longer_than_max_seq_length_with_their_image_tokens(e2e, tiny_model
 
     task = make_task(e2e.root / "long", n_train=4, n_test=1, size=448)
     e2e.mix("dataset", "create", "long-rows", "--file", task["train_csv"], check=0)
-    args = ["workflow", "run", "vlm-finetune", "--dataset_name", "long-rows", "--output_model_name", "long", "--base_model", tiny_models["qwen2_vl"],
-            "--model_type", "qwen2_vl", "--max_seq_length", "64", "--dry_run", "true"]
+    args = [
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "long-rows",
+        "--output_model_name",
+        "long",
+        "--base_model",
+        tiny_models["qwen2_vl"],
+        "--model_type",
+        "qwen2_vl",
+        "--max_seq_length",
+        "64",
+        "--dry_run",
+        "true",
+    ]
     short = e2e.mix(*args, check=0)  # the processor's default resolution: 16 image tokens, rows fit
     assert "image tokens 16/16/16" in short.stdout
     res = e2e.mix(*args, "--max_pixels", "100000", check=1)  # more pixels → 121 image tokens per image
     assert "image tokens 121/121/121" in res.stdout
     assert "4 rows are longer than --max_seq_length 64 with their image tokens: row 0 (" in res.stderr
     preflight = json.loads((Path(e2e.last_run()["run_dir"]) / "preflight.json").read_text())
-    assert [r["row"] for r in preflight["long_rows"]] == [0, 1, 2, 3] and all(r["tokens"] > 64 for r in preflight["long_rows"])
+    assert [r["row"] for r in preflight["long_rows"]] == [0, 1, 2, 3] and all(
+        r["tokens"] > 64 for r in preflight["long_rows"]
+    )
     res = e2e.mix(*args, "--max_pixels", "100000", "--on_long_row", "skip", check=1)
     assert "every row is longer than --max_seq_length 64" in res.stderr

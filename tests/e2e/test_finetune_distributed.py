@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from e2e_helpers import colour_dataset
 
 
@@ -20,9 +19,31 @@ def test_two_process_ddp_on_loopback(e2e, tiny_models):
     colour_dataset(e2e, "ddp-shapes", n=8)
     port = _free_port()
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
-    res = e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "ddp-shapes", "--output_model_name", "ddp-llava",
-                  "--base_model", tiny_models["llava"], "--num_processes", "2", "--num_epochs", "1", "--batch_size", "1",
-                  "--gradient_accumulation_steps", "1", "--max_steps", "2", "--max_seq_length", "256", env=env, check=0)
+    e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "ddp-shapes",
+        "--output_model_name",
+        "ddp-llava",
+        "--base_model",
+        tiny_models["llava"],
+        "--num_processes",
+        "2",
+        "--num_epochs",
+        "1",
+        "--batch_size",
+        "1",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_steps",
+        "2",
+        "--max_seq_length",
+        "256",
+        env=env,
+        check=0,
+    )
     log = e2e.run_log()
     assert "🌐 Detected distributed environment - using accelerate launch" in log
     assert "MASTER_ADDR: 127.0.0.1" in log and "WORLD_SIZE: 1" in log

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import colour_dataset
 
 # (family folder, the --model_type a user passes, the family mixtrain must use)
@@ -16,8 +15,22 @@ CASES = [
     ("qwen2_vl", "qwen2_vl", "qwen2_vl"),
     ("qwen2_5_vl", "qwen2_vl", "qwen2_vl"),
 ]
-TRAIN_ARGS = ["--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_steps", "3",
-              "--learning_rate", "0.001", "--lora_r", "8", "--max_seq_length", "512"]
+TRAIN_ARGS = [
+    "--num_epochs",
+    "1",
+    "--batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--max_steps",
+    "3",
+    "--learning_rate",
+    "0.001",
+    "--lora_r",
+    "8",
+    "--max_seq_length",
+    "512",
+]
 
 
 @pytest.mark.e2e
@@ -27,8 +40,21 @@ def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_typ
     colour_dataset(e2e, dataset)
     snapshot = e2e.json("dataset", "get", dataset)["version"]
     model = f"tuned-{folder.replace('_', '-')}"
-    run = e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", dataset, "--output_model_name", model,
-                  "--base_model", tiny_models[folder], "--model_type", model_type, *TRAIN_ARGS, check=0)
+    e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        dataset,
+        "--output_model_name",
+        model,
+        "--base_model",
+        tiny_models[folder],
+        "--model_type",
+        model_type,
+        *TRAIN_ARGS,
+        check=0,
+    )
     log = e2e.run_log()
     assert "Single GPU mode - running without distributed setup" in log
     assert "mixtrain: training process rank 0 of 1 finished" in log
@@ -50,7 +76,14 @@ def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_typ
     assert isinstance(info["train_loss"], float)
     out = Path(info["adapter_path"])
     assert out.is_relative_to(e2e.home / "axolotl_workspace" / "output" / model)
-    for f in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "config.json", "trainer_state.json"):
+    for f in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+        "trainer_state.json",
+    ):
         assert (out / f).is_file(), f
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
     adapter_cfg = json.loads((out / "adapter_config.json").read_text())
@@ -61,8 +94,17 @@ def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_typ
 
     # Inference through the CLI, as the spec writes it.
     image = sorted((e2e.root / f"task-{dataset}" / "images").glob("test_*.png"))[0]
-    res = e2e.mix("model", "run", model, "--inputs", json.dumps({"image": str(image), "prompt": "What colour is the shape?"}), "--json",
-                  "--config", '{"max_new_tokens": 4}', check=0)
+    res = e2e.mix(
+        "model",
+        "run",
+        model,
+        "--inputs",
+        json.dumps({"image": str(image), "prompt": "What colour is the shape?"}),
+        "--json",
+        "--config",
+        '{"max_new_tokens": 4}',
+        check=0,
+    )
     answer = json.loads(res.stdout)
     assert answer["model"] == model and answer["version"] == 1 and isinstance(answer["generated_text"], str)
     assert answer["latency_s"] > 0

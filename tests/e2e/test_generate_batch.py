@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-PROMPTS = ["What colour is the shape?", "Describe the image.", "What is in the image? Answer with one word.",
-           "What", "The shape is a", "What shape is it?"]
+PROMPTS = [
+    "What colour is the shape?",
+    "Describe the image.",
+    "What is in the image? Answer with one word.",
+    "What",
+    "The shape is a",
+    "What shape is it?",
+]
 
 
 def _adapter(base: Path, out: Path) -> Path:
@@ -43,7 +49,12 @@ def test_batched_equals_one_at_a_time(family, tiny_models, tmp_path, monkeypatch
     from mixtrain.settings import load_settings
 
     monkeypatch.setenv("MIXTRAIN_HOME", str(tmp_path / "home"))
-    info = {"name": "m", "version": 1, "base_model": str(tiny_models[family]), "adapter_path": str(_adapter(tiny_models[family], tmp_path / "lora"))}
+    info = {
+        "name": "m",
+        "version": 1,
+        "base_model": str(tiny_models[family]),
+        "adapter_path": str(_adapter(tiny_models[family], tmp_path / "lora")),
+    }
     model = LoadedModel(info, load_settings())
     rows = _rows(tmp_path)
     one = [model.run(row, max_new_tokens=12)["generated_text"] for row in rows]

@@ -19,8 +19,24 @@ import pytest
 from mixtrain.testing.colour_task import make_task
 
 # Documented in the README ("How the demo learns"); the same as `make demo`.
-HYPER = ["--num_epochs", "20", "--batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "3e-3",
-         "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0.0", "--max_seq_length", "256"]
+HYPER = [
+    "--num_epochs",
+    "20",
+    "--batch_size",
+    "4",
+    "--gradient_accumulation_steps",
+    "1",
+    "--learning_rate",
+    "3e-3",
+    "--lora_r",
+    "16",
+    "--lora_alpha",
+    "32",
+    "--lora_dropout",
+    "0.0",
+    "--max_seq_length",
+    "256",
+]
 GEN = '{"max_new_tokens": 8}'
 CHANCE = 1 / 6
 
@@ -34,25 +50,71 @@ def test_finetune_learns_colour_from_the_image(e2e, tiny_models):
     e2e.mix("dataset", "create", "held-out-shuffled", "--file", task["shuffled_csv"], check=0)
     e2e.mix("model", "register", "base-llava", "--base_model", tiny_models["llava"], "--model_type", "llava", check=0)
 
-    e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "colours", "--output_model_name", "colour-llava",
-            "--base_model", tiny_models["llava"], *HYPER, check=0)
-    e2e.mix("eval", "create", "learned", "--dataset", "held-out", "--models", "base-llava,colour-llava", "--config", GEN, check=0)
+    e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "colours",
+        "--output_model_name",
+        "colour-llava",
+        "--base_model",
+        tiny_models["llava"],
+        *HYPER,
+        check=0,
+    )
+    e2e.mix(
+        "eval",
+        "create",
+        "learned",
+        "--dataset",
+        "held-out",
+        "--models",
+        "base-llava,colour-llava",
+        "--config",
+        GEN,
+        check=0,
+    )
     rec = e2e.json("eval", "get", "learned")
     before, after = rec["scores"]["base-llava_v1"], rec["scores"]["colour-llava_v1"]
     print(f"held-out colour accuracy: before {before['mean']:.0%} -> after {after['mean']:.0%}")
     assert (before["n"], after["n"], after["failed"]) == (48, 48, 0)
 
-    assert before["mean"] <= CHANCE  # the prior, stated: a random model is no better than guessing (see the control below)
-    misses = [r for r in e2e.json("eval", "results", "learned", "--disagreements", "--limit", "48") if r["colour-llava_v1__score"] == 0]
-    assert after["mean"] >= 0.90, f"after fine-tuning only {after['mean']:.0%}: {[(r['reference'], r['colour-llava_v1__output']) for r in misses][:12]}"
-    assert rec["comparison"]["diff"] <= -0.7 and rec["comparison"]["p_value"] < 0.01  # first minus second: base − fine-tuned
+    assert (
+        before["mean"] <= CHANCE
+    )  # the prior, stated: a random model is no better than guessing (see the control below)
+    misses = [
+        r
+        for r in e2e.json("eval", "results", "learned", "--disagreements", "--limit", "48")
+        if r["colour-llava_v1__score"] == 0
+    ]
+    assert after["mean"] >= 0.90, (
+        f"after fine-tuning only {after['mean']:.0%}: {[(r['reference'], r['colour-llava_v1__output']) for r in misses][:12]}"
+    )
+    assert (
+        rec["comparison"]["diff"] <= -0.7 and rec["comparison"]["p_value"] < 0.01
+    )  # first minus second: base − fine-tuned
 
     # The control: same prompts and answers, images that do not show the answer.
     for control in ("blank", "shuffled"):
-        e2e.mix("eval", "create", f"control-{control}", "--dataset", f"held-out-{control}", "--models", "colour-llava", "--config", GEN, check=0)
+        e2e.mix(
+            "eval",
+            "create",
+            f"control-{control}",
+            "--dataset",
+            f"held-out-{control}",
+            "--models",
+            "colour-llava",
+            "--config",
+            GEN,
+            check=0,
+        )
         score = e2e.json("eval", "get", f"control-{control}")["scores"]["colour-llava_v1"]["mean"]
         print(f"{control}-image control: {score:.0%} (chance {CHANCE:.0%})")
         assert score <= 0.30, f"{control} images still give {score:.0%}: the answers do not come from the image"
         # ...and not because it stopped answering: it still names a colour, just not the one asked about.
-        outputs = [r["colour-llava_v1__output"].strip(" .").lower() for r in e2e.json("eval", "results", f"control-{control}", "--limit", "48")]
+        outputs = [
+            r["colour-llava_v1__output"].strip(" .").lower()
+            for r in e2e.json("eval", "results", f"control-{control}", "--limit", "48")
+        ]
         assert sum(o in task["colours"] for o in outputs) >= 0.9 * len(outputs), outputs

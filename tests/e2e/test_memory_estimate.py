@@ -19,11 +19,29 @@ def qwen2_vl_7b():
 
     # Qwen/Qwen2-VL-7B-Instruct config.json
     return Qwen2VLConfig(
-        text_config={"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-                     "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768, "rope_theta": 1e6,
-                     "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}, "tie_word_embeddings": False},
-        vision_config={"depth": 32, "embed_dim": 1280, "hidden_size": 3584, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
-                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        text_config={
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+            "max_position_embeddings": 32768,
+            "rope_theta": 1e6,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            "depth": 32,
+            "embed_dim": 1280,
+            "hidden_size": 3584,
+            "mlp_ratio": 4,
+            "num_heads": 16,
+            "in_chans": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
         tie_word_embeddings=False,
     )
 
@@ -32,9 +50,26 @@ def llava_15_7b():
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     # llava-hf/llava-1.5-7b-hf config.json: CLIP ViT-L/14-336 + Vicuna-7B (Llama-2 shape, vocab 32064)
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
-    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, vocab_size=32064)
-    return LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=32000, vision_feature_layer=-2)
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32064,
+    )
+    return LlavaConfig(
+        vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=32000, vision_feature_layer=-2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +96,12 @@ def test_qwen2_vl_7b_lora_r8_batch1_is_close_to_ms_swift(qwen):
 def test_each_lever_moves_the_estimate_the_right_way(qwen):
     base = estimate(qwen, lora_rank=8, micro_batch=1, seq_len=2048)
     assert estimate(qwen, lora_rank=8, micro_batch=4, seq_len=2048).total > base.total
-    assert estimate(qwen, lora_rank=8, micro_batch=1, seq_len=2048, gradient_checkpointing=False).parts["activations"] > 10 * base.parts["activations"]
+    assert (
+        estimate(qwen, lora_rank=8, micro_batch=1, seq_len=2048, gradient_checkpointing=False).parts["activations"]
+        > 10 * base.parts["activations"]
+    )
     z3 = estimate(qwen, lora_rank=8, micro_batch=1, seq_len=2048, zero_stage=3, processes=4)
     assert abs(z3.parts["weights"] - base.parts["weights"] / 4) < 0.01
-    assert estimate(qwen, lora_rank=64, micro_batch=1, seq_len=2048).parts["lora+optimizer"] == pytest.approx(8 * base.parts["lora+optimizer"])
+    assert estimate(qwen, lora_rank=64, micro_batch=1, seq_len=2048).parts["lora+optimizer"] == pytest.approx(
+        8 * base.parts["lora+optimizer"]
+    )

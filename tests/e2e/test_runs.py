@@ -17,9 +17,30 @@ import pytest
 from e2e_helpers import colour_dataset
 
 STEPS = 24
-ARGS = ["--dataset_name", "runs-colours", "--model_type", "qwen2_vl", "--max_steps", str(STEPS), "--save_steps", "4",
-        "--num_epochs", "4", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--learning_rate", "0.001",
-        "--lora_r", "8", "--lora_dropout", "0.1", "--max_seq_length", "256"]
+ARGS = [
+    "--dataset_name",
+    "runs-colours",
+    "--model_type",
+    "qwen2_vl",
+    "--max_steps",
+    str(STEPS),
+    "--save_steps",
+    "4",
+    "--num_epochs",
+    "4",
+    "--batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--learning_rate",
+    "0.001",
+    "--lora_r",
+    "8",
+    "--lora_dropout",
+    "0.1",
+    "--max_seq_length",
+    "256",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +50,13 @@ def trained(e2e, tiny_models):
     base = ["--base_model", str(tiny_models["qwen2_vl"])]
     res = e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *base, "--output_model_name", "runs-a", check=0)
     run = e2e.last_run()
-    return {"out": res.stdout, "err": res.stderr, "run": run, "base": base, "metrics": e2e.json("workflow", "metrics", "vlm-finetune", str(run["number"]))}
+    return {
+        "out": res.stdout,
+        "err": res.stderr,
+        "run": run,
+        "base": base,
+        "metrics": e2e.json("workflow", "metrics", "vlm-finetune", str(run["number"])),
+    }
 
 
 def losses(rows):
@@ -40,7 +67,9 @@ def losses(rows):
 def test_attached_run_is_compact_and_every_step_is_recorded(e2e, trained):
     out = trained["out"]
     assert len(out.splitlines()) < 30, out
-    assert "● read dataset runs-colours: 16 rows" in out and "● verify images: 16 usable" in out and "● configure:" in out
+    assert (
+        "● read dataset runs-colours: 16 rows" in out and "● verify images: 16 usable" in out and "● configure:" in out
+    )
     assert "● load model and data: 24 steps to train" in out and f"● train: {STEPS} steps" in out
     assert f"  step {STEPS}/{STEPS} (100%)" in out and "loss" in out
     assert "'loss'" not in out and "[INFO]" not in out  # the trainer's stream is not in the terminal...
@@ -49,7 +78,9 @@ def test_attached_run_is_compact_and_every_step_is_recorded(e2e, trained):
 
     rows = trained["metrics"]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-    assert all(isinstance(r["loss"], float) and r["learning_rate"] > 0 and "grad_norm" in r and r["epoch"] > 0 for r in rows)
+    assert all(
+        isinstance(r["loss"], float) and r["learning_rate"] > 0 and "grad_norm" in r and r["epoch"] > 0 for r in rows
+    )
     from unittest import mock
 
     from mixtrain.client import MixClient
@@ -94,7 +125,12 @@ def test_kill_after_a_checkpoint_then_resume_matches_the_uninterrupted_run(e2e, 
     assert "● resume run #" in res.stdout and "(resumed)" in res.stdout
     resumed = e2e.last_run()
     step = resumed["resumed_from"]["step"]
-    assert resumed["status"] == "completed" and resumed["resumed_from"]["run"] == run["number"] and step >= 4 and step % 4 == 0
+    assert (
+        resumed["status"] == "completed"
+        and resumed["resumed_from"]["run"] == run["number"]
+        and step >= 4
+        and step % 4 == 0
+    )
     rows = e2e.json("workflow", "metrics", "vlm-finetune", str(resumed["number"]))
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # no gap, no duplicate
     assert losses(rows) == losses(trained["metrics"])  # same data order, optimizer, scheduler and RNG state
@@ -131,8 +167,22 @@ def _trainer_pid(worker: int) -> int:
 @pytest.mark.e2e
 def test_eval_loss_on_a_separate_dataset_is_recorded_and_in_the_lineage(e2e, trained):
     colour_dataset(e2e, "runs-eval", n=4)
-    e2e.mix("workflow", "run", "vlm-finetune", *ARGS[ARGS.index("--model_type"):], *trained["base"], "--dataset_name", "runs-colours",
-            "--output_model_name", "runs-e", "--eval_dataset_name", "runs-eval", "--eval_steps", "8", check=0)
+    e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        *ARGS[ARGS.index("--model_type") :],
+        *trained["base"],
+        "--dataset_name",
+        "runs-colours",
+        "--output_model_name",
+        "runs-e",
+        "--eval_dataset_name",
+        "runs-eval",
+        "--eval_steps",
+        "8",
+        check=0,
+    )
     rows = e2e.json("workflow", "metrics", "vlm-finetune", str(e2e.last_run()["number"]))
     evals = [r["step"] for r in rows if "eval_loss" in r]
     assert evals == [0, 8, 16, 24], evals  # Axolotl evaluates once before the first step: the baseline

@@ -26,14 +26,30 @@ from ui_helpers import PLANTED, SLEEPY, crawl
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(os.environ.get("MIXTRAIN_TEST_ARTIFACTS") or REPO / "test-artifacts") / "ui"
-TRAIN_ARGS = ["--num_epochs", "1", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_steps", "6",
-              "--learning_rate", "0.001", "--lora_r", "8", "--max_seq_length", "512"]
+TRAIN_ARGS = [
+    "--num_epochs",
+    "1",
+    "--batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--max_steps",
+    "6",
+    "--learning_rate",
+    "0.001",
+    "--lora_r",
+    "8",
+    "--max_seq_length",
+    "512",
+]
 PROMPT = "What colour is the shape?"
 GEN = '{"max_new_tokens": 6}'
 
 
 def chromium_path() -> str:
-    proc = subprocess.run(["bash", str(REPO / "scripts/chromium.sh")], capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/chromium.sh")], capture_output=True, text=True, timeout=900, check=False
+    )
     if proc.returncode != 0:
         why = f"headless Chromium unavailable: {proc.stderr.strip()[-300:]}"
         if os.environ.get("CI") == "true":
@@ -52,23 +68,56 @@ def free_port() -> int:
 def home(e2e):
     """The fixture home (built once): returns the Env plus what the tests need to know about it."""
     tiny = e2e.root / "tiny-llava"
-    subprocess.run([sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "llava", "--out", str(tiny)], check=True,
-                   env=e2e.env, timeout=600, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "llava", "--out", str(tiny)],
+        check=True,
+        env=e2e.env,
+        timeout=600,
+        capture_output=True,
+    )
     colour_dataset(e2e, "colours")
-    e2e.mix("workflow", "run", "vlm-finetune", "--dataset_name", "colours", "--output_model_name", "colour-a",
-            "--base_model", tiny, "--model_type", "llava", *TRAIN_ARGS, check=0)
+    e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "colours",
+        "--output_model_name",
+        "colour-a",
+        "--base_model",
+        tiny,
+        "--model_type",
+        "llava",
+        *TRAIN_ARGS,
+        check=0,
+    )
     e2e.mix("model", "register", "base-llava", "--base_model", tiny, "--model_type", "llava", check=0)
     # An eval set whose reference is colour-a's own answer on even rows: colour-a is right there and the
     # base model only where it happens to answer alike, so the two disagree on some rows but not all.
     with open(e2e.root / "task-colours" / "train.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    (e2e.root / "ask.jsonl").write_text("".join(json.dumps({"image": r["image_path"], "prompt": r["prompt"]}) + "\n" for r in rows))
-    e2e.mix("model", "run", "colour-a", "--inputs-file", e2e.root / "ask.jsonl", "-c", GEN, "-o", e2e.root / "answers.jsonl", check=0)
+    (e2e.root / "ask.jsonl").write_text(
+        "".join(json.dumps({"image": r["image_path"], "prompt": r["prompt"]}) + "\n" for r in rows)
+    )
+    e2e.mix(
+        "model",
+        "run",
+        "colour-a",
+        "--inputs-file",
+        e2e.root / "ask.jsonl",
+        "-c",
+        GEN,
+        "-o",
+        e2e.root / "answers.jsonl",
+        check=0,
+    )
     answers = [json.loads(line)["generated_text"] for line in (e2e.root / "answers.jsonl").read_text().splitlines()]
     with open(e2e.root / "evalset.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["image_path", "prompt", "response"])
-        w.writerows((r["image_path"], r["prompt"], answers[i] if i % 2 == 0 else r["response"]) for i, r in enumerate(rows))
+        w.writerows(
+            (r["image_path"], r["prompt"], answers[i] if i % 2 == 0 else r["response"]) for i, r in enumerate(rows)
+        )
     e2e.mix("dataset", "create", "colours-eval", "--file", e2e.root / "evalset.csv", check=0)
     e2e.mix("eval", "create", "ev", "--dataset", "colours-eval", "--models", "colour-a,base-llava", "-c", GEN, check=0)
     e2e.mix("workflow", "create", SLEEPY, "--name", "sleepy", "--description", "prints lines slowly", check=0)
@@ -80,8 +129,13 @@ def home(e2e):
 @pytest.fixture(scope="module")
 def server(home):
     port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mixtrain"), "ui", "--port", str(port)], env=home.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mixtrain"), "ui", "--port", str(port)],
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -120,9 +174,16 @@ class Watched:
         self.ctx = browser.new_context(viewport={"width": 1360, "height": 900})
         self.page = self.ctx.new_page()
         self.problems: list[str] = []
-        self.page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("response", lambda r: self.problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 and r.url.startswith(base) else None)
+        self.page.on(
+            "response",
+            lambda r: (
+                self.problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 and r.url.startswith(base) else None
+            ),
+        )
 
     def go(self, path: str):
         self.page.goto(self.base + path, wait_until="load")
@@ -157,10 +218,18 @@ def wait_images(page, selector="img.thumb"):
 
 
 PAGES = [
-    ("datasets", "/datasets"), ("dataset", "/datasets/colours"), ("workflows", "/workflows"),
-    ("workflow", "/workflows/vlm-finetune"), ("run", "/runs/vlm-finetune/1"), ("run-form", "/workflows/sleepy/run"),
-    ("models", "/models"), ("model", "/models/colour-a"), ("evals", "/evals"), ("eval", "/evals/ev"),
-    ("playground", "/playground"), ("secrets", "/secrets"),
+    ("datasets", "/datasets"),
+    ("dataset", "/datasets/colours"),
+    ("workflows", "/workflows"),
+    ("workflow", "/workflows/vlm-finetune"),
+    ("run", "/runs/vlm-finetune/1"),
+    ("run-form", "/workflows/sleepy/run"),
+    ("models", "/models"),
+    ("model", "/models/colour-a"),
+    ("evals", "/evals"),
+    ("eval", "/evals/ev"),
+    ("playground", "/playground"),
+    ("secrets", "/secrets"),
 ]
 
 
@@ -267,7 +336,9 @@ def test_playground_answers_equal_model_run(web, home):
     assert page.eval_on_selector("#play-image", "e => e.naturalWidth") > 0
     web.shot("playground-answer")
     for model in ("colour-a", "base-llava"):
-        cli = json.loads(home.mix("model", "run", model, "--image", image, "--prompt", PROMPT, "--json", check=0).stdout)
+        cli = json.loads(
+            home.mix("model", "run", model, "--image", image, "--prompt", PROMPT, "--json", check=0).stdout
+        )
         assert shown[model] == cli["generated_text"].strip(), model
     assert web.problems == []
 
@@ -280,7 +351,9 @@ def test_eval_grid_disagreements_match_the_results_table(web, home):
         "norm = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)\n"
         "print(json.dumps(sum(len({norm(r[f'{l}__score']) for l in labels}) > 1 for _, r in df.iterrows())))\n"
     )
-    expected = json.loads(subprocess.run([sys.executable, "-c", code], env=home.env, capture_output=True, text=True, check=True).stdout)
+    expected = json.loads(
+        subprocess.run([sys.executable, "-c", code], env=home.env, capture_output=True, text=True, check=True).stdout
+    )
     assert 0 < expected < 16  # the eval set is built so that the models agree on some rows and not on others
     page = web.go("/evals/ev")
     assert int(page.locator("#disagree-count").get_attribute("data-count")) == expected

@@ -32,7 +32,9 @@ def tmpfs(tmp_path):
     def mount(size: str = "2m") -> Path:
         d = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
         d.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
         mounted.append(d)

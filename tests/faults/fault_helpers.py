@@ -17,7 +17,9 @@ def _root_cli():
     """The root conftest's CLI class, loaded by path: `from conftest import` would find this folder's."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("mixtrain_tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "mixtrain_tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.CLI

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fault_helpers import clean_error, files_under, fill
 
-FLOW = '''
+FLOW = """
 import os
 from mixtrain import MixFlow
 
@@ -18,7 +18,7 @@ class Hello(MixFlow):
     def run(self, big: bool = False):
         print("hello", flush=True)
         return {"blob": "z" * (3 << 20)} if big else "hi"
-'''
+"""
 
 # SQLite's own WAL index files may appear (empty) on any read: not data, not ours to remove.
 SQLITE_SIDE = ("-wal", "-shm")
@@ -36,7 +36,9 @@ def full(request, fmix, tmpfs):
     (fmix.root / "d.csv").write_text("image,text\na.png,first\nb.png,second\n")
     (fmix.root / "hello.py").write_text(FLOW)
     rnd = random.Random(0)
-    (fmix.root / "big.csv").write_text("image,text\n" + "".join(f"i{i}.png,{rnd.random()} caption {i}\n" for i in range(120_000)))
+    (fmix.root / "big.csv").write_text(
+        "image,text\n" + "".join(f"i{i}.png,{rnd.random()} caption {i}\n" for i in range(120_000))
+    )
     fmix("dataset", "create", "pets", str(fmix.root / "d.csv"), check=0)
     fmix("workflow", "create", str(fmix.root / "hello.py"), "--name", "hello", check=0)
     fmix("secret", "set", "API_TOKEN", input="tok-123456", check=0)

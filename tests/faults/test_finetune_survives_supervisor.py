@@ -23,12 +23,45 @@ def test_finetune_registers_its_model_after_supervisor_sigkill(tmp_path):
     env = Env(tmp_path)
     code = "import sys\nfrom mixtrain.testing.tiny_vlm import build_tiny_vlm\nbuild_tiny_vlm('llava', sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "llava")], check=True, timeout=600, env=env.env)
-    env.mix("workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune", cwd=REPO / "src/mixtrain/examples", check=0)
+    env.mix(
+        "workflow",
+        "create",
+        "axolotl_vlm_finetune.py",
+        "--name",
+        "vlm-finetune",
+        cwd=REPO / "src/mixtrain/examples",
+        check=0,
+    )
     colour_dataset(env, "shapes")
-    env.mix("workflow", "run", "vlm-finetune", "--dataset_name", "shapes", "--output_model_name", "survivor",
-            "--base_model", tmp_path / "llava", "--model_type", "llava", "--num_epochs", "1", "--batch_size", "2",
-            "--gradient_accumulation_steps", "1", "--max_steps", "8", "--learning_rate", "0.001", "--lora_r", "8",
-            "--max_seq_length", "512", "-d", check=0)
+    env.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "shapes",
+        "--output_model_name",
+        "survivor",
+        "--base_model",
+        tmp_path / "llava",
+        "--model_type",
+        "llava",
+        "--num_epochs",
+        "1",
+        "--batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_steps",
+        "8",
+        "--learning_rate",
+        "0.001",
+        "--lora_r",
+        "8",
+        "--max_seq_length",
+        "512",
+        "-d",
+        check=0,
+    )
 
     class _Cli:  # registry() reads the home from a CLI-like object
         pass
@@ -36,16 +69,27 @@ def test_finetune_registers_its_model_after_supervisor_sigkill(tmp_path):
     cli = _Cli()
     cli.env = env.env
     reg = registry(cli)
-    run = wait_for(lambda: (r := reg.runs("vlm-finetune", 1)[0])["status"] == "running" and r["worker_pid"] and r, timeout=120, what="running")
+    run = wait_for(
+        lambda: (r := reg.runs("vlm-finetune", 1)[0])["status"] == "running" and r["worker_pid"] and r,
+        timeout=120,
+        what="running",
+    )
     log = Path(run["log_path"])
     # kill the supervisor once Axolotl is training (its first logged step)
-    wait_for(lambda: "'loss'" in log.read_text(errors="replace") or reg.run("vlm-finetune", 1)["status"] != "running",
-             timeout=600, what="the first training step")
+    wait_for(
+        lambda: "'loss'" in log.read_text(errors="replace") or reg.run("vlm-finetune", 1)["status"] != "running",
+        timeout=600,
+        what="the first training step",
+    )
     assert reg.run("vlm-finetune", 1)["status"] == "running", "training ended before the supervisor could be killed"
     os.kill(run["pid"], signal.SIGKILL)
     wait_for(lambda: gone(run["pid"]), timeout=10, what="the supervisor to die")
 
-    final = wait_for(lambda: (r := reg.run("vlm-finetune", 1))["status"] not in ("pending", "running") and r, timeout=900, what="run end")
+    final = wait_for(
+        lambda: (r := reg.run("vlm-finetune", 1))["status"] not in ("pending", "running") and r,
+        timeout=900,
+        what="run end",
+    )
     assert final["status"] == "completed", (final, log.read_text()[-3000:])
     assert final["output"]["model"] == "survivor"
     info = env.json("model", "get", "survivor")

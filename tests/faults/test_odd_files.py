@@ -74,7 +74,10 @@ def base_model(fmix):
 def test_model_run_odd_image_is_one_line(base_model, case, tmp_path):
     make, needle = ODD[case]
     ref = make(tmp_path)
-    clean_error(base_model("model", "run", "base", "--inputs", json.dumps({"image": str(ref), "prompt": "hi"}), timeout=120), needle)
+    clean_error(
+        base_model("model", "run", "base", "--inputs", json.dumps({"image": str(ref), "prompt": "hi"}), timeout=120),
+        needle,
+    )
 
 
 def test_verify_images_reports_odd_files_as_bad_rows(tmp_path):
@@ -111,7 +114,7 @@ def test_inputs_file_with_only_bad_rows_reports_each_line(base_model, tmp_path):
 
 def test_multi_line_secret_is_redacted_line_by_line(fmix):
     secret = "-----BEGIN KEY-----\nAAAAline-one-of-the-key\nBBBBline-two-of-the-key\n-----END KEY-----"
-    (fmix.root / "pem.py").write_text('''
+    (fmix.root / "pem.py").write_text("""
 import os
 from mixtrain import MixFlow
 
@@ -122,7 +125,7 @@ class Pem(MixFlow):
         for line in key.splitlines():
             print("line:", line, flush=True)
         raise ValueError("bad key line " + key.splitlines()[2])
-''')
+""")
     fmix("workflow", "create", str(fmix.root / "pem.py"), "--name", "pem", check=0)
     fmix("secret", "set", "PEM", input=secret, check=0)
     fmix("workflow", "run", "pem")
@@ -134,7 +137,7 @@ class Pem(MixFlow):
     assert log.count("line: ***") == 4 and run["error"] == "ValueError: bad key line ***"
 
 
-BG = '''
+BG = """
 import os, subprocess, sys
 {start}
 from mixtrain import MixFlow
@@ -142,7 +145,7 @@ from mixtrain import MixFlow
 class Bg(MixFlow):
     def run(self, x: int = 1):
         return x
-'''
+"""
 STARTS = {
     "child process": 'p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])\nopen(os.environ["BG_PID"], "w").write(str(p.pid))',
     "detached daemon": (
@@ -157,7 +160,9 @@ def test_workflow_create_of_a_module_that_starts_a_process(fmix, case):
     pid_file = fmix.root / "bg.pid"
     fmix.env["BG_PID"] = str(pid_file)
     (fmix.root / "bg.py").write_text(BG.format(start=STARTS[case]))
-    proc = fmix("workflow", "create", str(fmix.root / "bg.py"), "--name", "bg", timeout=55)  # the bug: a false 60 s timeout
+    proc = fmix(
+        "workflow", "create", str(fmix.root / "bg.py"), "--name", "bg", timeout=55
+    )  # the bug: a false 60 s timeout
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the background pid"))
     wait_for(lambda: gone(pid), timeout=10, what="the background process to be ended")
@@ -173,11 +178,26 @@ def test_inputs_file_answers_good_rows_and_reports_the_bad_one(fmix, tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "llava")], check=True, timeout=600, env=fmix.env)
     fmix("model", "register", "tiny", "--base_model", str(tmp_path / "llava"), "--model_type", "llava", check=0)
     good = str(_png(tmp_path / "ok.png"))
-    rows = [{"image": good, "prompt": "colour?"}, {"image": str(_loop(tmp_path)), "prompt": "colour?"}, {"image": good, "prompt": "shape?"}]
+    rows = [
+        {"image": good, "prompt": "colour?"},
+        {"image": str(_loop(tmp_path)), "prompt": "colour?"},
+        {"image": good, "prompt": "shape?"},
+    ]
     f = tmp_path / "rows.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
-    proc = fmix("model", "run", "tiny", "--inputs-file", str(f), "-o", str(out), "--config", '{"max_new_tokens": 3}', timeout=900)
+    proc = fmix(
+        "model",
+        "run",
+        "tiny",
+        "--inputs-file",
+        str(f),
+        "-o",
+        str(out),
+        "--config",
+        '{"max_new_tokens": 3}',
+        timeout=900,
+    )
     clean_error(proc, "row 2 of", "line 2", "symlink loop", "the other 2 row(s) were answered")
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["line"] for r in records] == [1, 2, 3]

@@ -28,7 +28,9 @@ def _big_csv(path: Path, rows: int = 400_000) -> Path:
 def _kill_when(cli, args, seen) -> bool:
     """Start the CLI, SIGKILL it once ``seen()`` is true; False if it finished first."""
     exe = shutil.which("mixtrain", path=cli.env["PATH"])
-    proc = subprocess.Popen([exe, *args], env=cli.env, cwd=cli.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, *args], env=cli.env, cwd=cli.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while proc.poll() is None:
         if seen():
             os.kill(proc.pid, signal.SIGKILL)

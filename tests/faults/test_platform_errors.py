@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from fault_helpers import clean_error
 
-FLOW = '''
+FLOW = """
 from mixtrain import MixFlow
 
 class Hello(MixFlow):
     def run(self, x: int = 1):
         print("hello from the workflow", flush=True)
         return x
-'''
+"""
 
 
 def _break_key_garbage(home: Path):

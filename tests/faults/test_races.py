@@ -21,8 +21,17 @@ def test_concurrent_creates_one_wins_others_already_exists(fmix, n):
     src = _csv(fmix.root / "data.csv")
     fmix("dataset", "list", check=0)  # the home exists; the race is on the table, not on first-use setup
     exe = shutil.which("mixtrain", path=fmix.env["PATH"])
-    procs = [subprocess.Popen([exe, "dataset", "create", "shared", str(src)], env=fmix.env, cwd=fmix.root,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [exe, "dataset", "create", "shared", str(src)],
+            env=fmix.env,
+            cwd=fmix.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -76,8 +85,17 @@ def test_concurrent_first_secret_sets_through_the_cli_all_decrypt(fmix):
     exe = shutil.which("mixtrain", path=fmix.env["PATH"])
     fmix("secret", "list", check=0)  # the DB exists; the race is on the key file
     names = [f"TOKEN_{i}" for i in range(6)]
-    procs = [subprocess.Popen([exe, "secret", "set", n], env=fmix.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for n in names]
+    procs = [
+        subprocess.Popen(
+            [exe, "secret", "set", n],
+            env=fmix.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in names
+    ]
     for n, p in zip(names, procs, strict=True):
         _, err = p.communicate(input=f"value-of-{n}", timeout=120)
         assert p.returncode == 0, err

@@ -14,7 +14,7 @@ from workflow_helpers import gone, registry, wait_for
 SECRET = "sk-multi-0123456789"
 
 FLOWS = {
-    "ticker.py": '''
+    "ticker.py": """
 import os, time
 from mixtrain import MixFlow
 
@@ -26,8 +26,8 @@ class Ticker(MixFlow):
         if fail:
             raise RuntimeError("failed after the ticks")
         return {"ticks": seconds}
-''',
-    "slow.py": '''
+""",
+    "slow.py": """
 import time
 from mixtrain import MixFlow
 
@@ -38,7 +38,7 @@ class Slow(MixFlow):
         for i in range(120):
             print(f"still working {i}", flush=True)
             time.sleep(0.5)
-''',
+""",
     "chatty.py": '''
 import os, sys, time
 from mixtrain import MixFlow
@@ -80,7 +80,9 @@ def _start(cli, name, *args):
     cli("workflow", "run", name, *args, "-d", check=0)
     reg = registry(cli)
     number = reg.runs(name, 1)[0]["number"]
-    run = wait_for(lambda: (r := reg.run(name, number))["status"] == "running" and r["worker_pid"] and r, what=f"{name} running")
+    run = wait_for(
+        lambda: (r := reg.run(name, number))["status"] == "running" and r["worker_pid"] and r, what=f"{name} running"
+    )
     return reg, run
 
 
@@ -95,7 +97,11 @@ def test_printing_run_completes_after_supervisor_sigkill(sup):
     wait_for(lambda: "tick 1" in log.read_text(), what="two ticks")
     _kill_supervisor(run)
     assert not gone(run["worker_pid"]), "the worker died with its supervisor"
-    final = wait_for(lambda: (r := reg.run("ticker", run["number"]))["status"] not in ("pending", "running") and r, timeout=60, what="run end")
+    final = wait_for(
+        lambda: (r := reg.run("ticker", run["number"]))["status"] not in ("pending", "running") and r,
+        timeout=60,
+        what="run end",
+    )
     assert final["status"] == "completed", final
     assert final["output"] == {"ticks": 6}
     assert json.loads((Path(run["run_dir"]) / "output.json").read_text()) == {"ticks": 6}
@@ -109,7 +115,11 @@ def test_printing_run_completes_after_supervisor_sigkill(sup):
 def test_failing_run_records_its_own_error_after_supervisor_sigkill(sup):
     reg, run = _start(sup, "ticker", "--seconds", "3", "--fail")
     _kill_supervisor(run)
-    final = wait_for(lambda: (r := reg.run("ticker", run["number"]))["status"] not in ("pending", "running") and r, timeout=60, what="run end")
+    final = wait_for(
+        lambda: (r := reg.run("ticker", run["number"]))["status"] not in ("pending", "running") and r,
+        timeout=60,
+        what="run end",
+    )
     assert final["status"] == "failed" and final["error"] == "RuntimeError: failed after the ticks", final
     log = wait_for(lambda: "■ run #" in (t := Path(run["log_path"]).read_text()) and t, timeout=15, what="closing line")
     assert "tick 2" in log and "failed after the ticks" in log
@@ -121,7 +131,11 @@ def test_output_larger_than_a_pipe_after_supervisor_sigkill_is_logged_and_redact
     wait_for(lambda: "ready" in log.read_text(), what="ready")
     _kill_supervisor(run)
     (Path(run["run_dir"]) / "go").touch()
-    final = wait_for(lambda: (r := reg.run("chatty", run["number"]))["status"] not in ("pending", "running") and r, timeout=60, what="run end")
+    final = wait_for(
+        lambda: (r := reg.run("chatty", run["number"]))["status"] not in ("pending", "running") and r,
+        timeout=60,
+        what="run end",
+    )
     assert final["status"] == "completed", final
     text = wait_for(lambda: "done writing" in (t := log.read_text()) and t, timeout=15, what="the whole output")
     assert text.count("x" * 1023) == 512
@@ -140,7 +154,11 @@ def test_worker_death_after_supervisor_death_is_reported(sup):
 def test_time_limit_still_enforced_after_supervisor_sigkill(sup):
     reg, run = _start(sup, "slow")
     _kill_supervisor(run)
-    final = wait_for(lambda: (r := reg.run("slow", run["number"]))["status"] not in ("pending", "running") and r, timeout=60, what="run end")
+    final = wait_for(
+        lambda: (r := reg.run("slow", run["number"]))["status"] not in ("pending", "running") and r,
+        timeout=60,
+        what="run end",
+    )
     assert final["status"] == "timeout" and "4s" in final["error"], final
     wait_for(lambda: gone(run["worker_pid"]), timeout=20, what="the worker to be stopped")
     log = wait_for(lambda: "■ run #" in (t := Path(run["log_path"]).read_text()) and t, timeout=15, what="closing line")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fault_helpers import clean_error, files_under
 
-FLOW = '''
+FLOW = """
 import time
 from mixtrain import MixFlow
 
@@ -19,7 +19,7 @@ class Hello(MixFlow):
         print("hello", flush=True)
         time.sleep(seconds)
         return "hi"
-'''
+"""
 
 
 def populate(cli) -> None:
@@ -44,17 +44,34 @@ def _garble(p: Path):
 
 LOST = {
     # case: (break it, command that must refuse, words of its error)
-    "metadata db truncated": (lambda h: _truncate(h / "mixtrain.db"), ["workflow", "list"], "mixtrain.db is empty (0 bytes)"),
+    "metadata db truncated": (
+        lambda h: _truncate(h / "mixtrain.db"),
+        ["workflow", "list"],
+        "mixtrain.db is empty (0 bytes)",
+    ),
     "metadata db deleted": (lambda h: (h / "mixtrain.db").unlink(), ["secret", "list"], "mixtrain.db is missing"),
-    "metadata db garbled": (lambda h: _garble(h / "mixtrain.db"), ["workflow", "runs", "hello"], "mixtrain.db is corrupt"),
+    "metadata db garbled": (
+        lambda h: _garble(h / "mixtrain.db"),
+        ["workflow", "runs", "hello"],
+        "mixtrain.db is corrupt",
+    ),
     "catalog truncated": (lambda h: _truncate(h / "catalog.db"), ["dataset", "list"], "catalog.db is empty (0 bytes)"),
     "catalog and marker deleted": (
         lambda h: [(h / n).unlink() for n in ("catalog.db", "catalog.db.initialized")],
-        ["dataset", "list"], "warehouse holds 1 table(s)",
+        ["dataset", "list"],
+        "warehouse holds 1 table(s)",
     ),
     "catalog garbled": (lambda h: _garble(h / "catalog.db"), ["dataset", "head", "pets"], "catalog.db is corrupt"),
-    "secret key garbage": (lambda h: (h / "secret.key").write_text("garbage"), ["secret", "get", "API_TOKEN", "--show"], "secret.key does not hold a valid key"),
-    "secret key empty": (lambda h: (h / "secret.key").write_text(""), ["secret", "get", "API_TOKEN", "--show"], "secret.key is empty"),
+    "secret key garbage": (
+        lambda h: (h / "secret.key").write_text("garbage"),
+        ["secret", "get", "API_TOKEN", "--show"],
+        "secret.key does not hold a valid key",
+    ),
+    "secret key empty": (
+        lambda h: (h / "secret.key").write_text(""),
+        ["secret", "get", "API_TOKEN", "--show"],
+        "secret.key is empty",
+    ),
 }
 
 
@@ -96,8 +113,12 @@ def test_read_only_home_reads_work_writes_say_read_only(fmix, tmpfs):
     assert json.loads(fmix("workflow", "runs", "hello", "--json", check=0).stdout)[0]["status"] == "completed"
     assert "hello" in fmix("workflow", "logs", "hello", "1", check=0).stdout
     assert fmix("secret", "get", "API_TOKEN", "--show", check=0).stdout.strip().endswith("tok-123456")
-    for cmd, stdin in ((["dataset", "create", "more", str(fmix.root / "d.csv")], None), (["secret", "set", "NEW"], "value-1234"),
-                       (["workflow", "run", "hello"], None), (["dataset", "append", "pets", str(fmix.root / "d.csv")], None)):
+    for cmd, stdin in (
+        (["dataset", "create", "more", str(fmix.root / "d.csv")], None),
+        (["secret", "set", "NEW"], "value-1234"),
+        (["workflow", "run", "hello"], None),
+        (["dataset", "append", "pets", str(fmix.root / "d.csv")], None),
+    ):
         clean_error(fmix(*cmd, input=stdin), "read-only")
     doc = fmix("doctor")
     assert "read-only" in doc.stdout and "Traceback" not in doc.stdout + doc.stderr
@@ -141,7 +162,9 @@ def test_doctor_fails_runs_stuck_as_running(fmix):
     populate(fmix)
     fmix("workflow", "run", "hello", "--seconds", "60", "-d", check=0)
     reg = registry(fmix)
-    run = wait_for(lambda: (r := reg.runs("hello", 1)[0])["status"] == "running" and r["worker_pid"] and r, what="running")
+    run = wait_for(
+        lambda: (r := reg.runs("hello", 1)[0])["status"] == "running" and r["worker_pid"] and r, what="running"
+    )
     os.killpg(run["pid"], signal.SIGKILL)
     wait_for(lambda: gone(run["pid"]) and gone(run["worker_pid"]), timeout=10, what="the run's processes to die")
     out = fmix("doctor")

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.gpu
 def _cuda() -> bool:
     if not shutil.which("nvidia-smi"):
         return False
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True
+    )
     return out.stdout.strip() == "True"
 
 
@@ -44,8 +46,15 @@ def _ask(url, model, key=None):
     from openai import OpenAI
 
     client = OpenAI(base_url=url, api_key=key or "none", max_retries=0, timeout=600)
-    msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(png())}},
-                                        {"type": "text", "text": "What colour is the shape?"}]}]
+    msg = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": data_url(png())}},
+                {"type": "text", "text": "What colour is the shape?"},
+            ],
+        }
+    ]
     return client.chat.completions.create(model=model, messages=msg, max_tokens=8, temperature=0)
 
 
@@ -68,8 +77,12 @@ def test_vllm_engine_serves_the_adapters_and_the_base(world):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([str(BIN / "mixtrain"), "model", "serve", "colour", "shape", "tiny", "--engine", "vllm", "--port", str(port)],
-                            env=env, stdout=open(root / "vllm.out", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "mixtrain"), "model", "serve", "colour", "shape", "tiny", "--engine", "vllm", "--port", str(port)],
+        env=env,
+        stdout=open(root / "vllm.out", "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 900

@@ -33,8 +33,15 @@ c.models.register_base("tiny", str(base), "llava")
 
 
 def env_for(home: Path) -> dict:
-    env = dict(os.environ, MIXTRAIN_HOME=str(home), COLUMNS="200", NO_COLOR="1", PATH=f"{BIN}:{os.environ['PATH']}",
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        MIXTRAIN_HOME=str(home),
+        COLUMNS="200",
+        NO_COLOR="1",
+        PATH=f"{BIN}:{os.environ['PATH']}",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     for key in ("MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL", "MIXTRAIN_WAREHOUSE"):
         env.pop(key, None)
     return env
@@ -50,15 +57,24 @@ class Server:
 
     def __init__(self, env: dict, *args: str, log: Path):
         self.log = log
-        self.proc = subprocess.Popen([str(BIN / "mixtrain"), "model", "serve", *args, "--port", "0"], env=env,
-                                     stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "mixtrain"), "model", "serve", *args, "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=open(log, "w"),
+            text=True,
+        )
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout] + [lines.put(None)], daemon=True).start()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in self.proc.stdout] + [lines.put(None)], daemon=True
+        ).start()
         self.stdout = []
         while True:
             line = lines.get(timeout=600)
             if line is None:
-                raise AssertionError(f"server exited {self.proc.wait()}:\n{''.join(self.stdout)}\n{log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"server exited {self.proc.wait()}:\n{''.join(self.stdout)}\n{log.read_text()[-3000:]}"
+                )
             self.stdout.append(line)
             if " at http://" in line:
                 self.url = line.split(" at ", 1)[1].split()[0]  # http://127.0.0.1:PORT/v1

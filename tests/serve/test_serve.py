@@ -26,8 +26,12 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     env = env_for(root / "home")
     setup_models(root, env)
-    images = {"red.png": png((220, 30, 30)), "blue.png": png((30, 60, 220)), "green.png": png((30, 170, 60)),
-              "big.png": png(size=(200, 200))}
+    images = {
+        "red.png": png((220, 30, 30)),
+        "blue.png": png((30, 60, 220)),
+        "green.png": png((30, 170, 60)),
+        "big.png": png(size=(200, 200)),
+    }
     for name, data in images.items():
         (root / name).write_bytes(data)
     host = ImageHost(images)
@@ -40,8 +44,23 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world):
-    s = Server(world.env, "colour", "shape", "tiny", "--max-wait-ms", "50", "--max-images", "2",
-               "--max-image-pixels", str(PIXEL_LIMIT), "--max-tokens", "64", "--max-body-mb", "1", log=world.root / "server.log")
+    s = Server(
+        world.env,
+        "colour",
+        "shape",
+        "tiny",
+        "--max-wait-ms",
+        "50",
+        "--max-images",
+        "2",
+        "--max-image-pixels",
+        str(PIXEL_LIMIT),
+        "--max-tokens",
+        "64",
+        "--max-body-mb",
+        "1",
+        log=world.root / "server.log",
+    )
     yield s
     assert s.stop() == 0
     assert "Traceback" not in s.log.read_text()
@@ -53,11 +72,18 @@ def client(server):
 
 
 def image_msg(url: str, prompt: str = PROMPT) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}],
+        }
+    ]
 
 
 def ask(client, model, url, prompt=PROMPT, max_tokens=8, **kw):
-    return client.chat.completions.create(model=model, messages=image_msg(url, prompt), max_tokens=max_tokens, temperature=0, **kw)
+    return client.chat.completions.create(
+        model=model, messages=image_msg(url, prompt), max_tokens=max_tokens, temperature=0, **kw
+    )
 
 
 # -- models --------------------------------------------------------------------------------------------------
@@ -83,7 +109,10 @@ def test_response_object_is_openai_shaped_and_adapters_answer_differently(client
         choice = r.choices[0]
         assert len(r.choices) == 1 and choice.index == 0 and choice.message.role == "assistant"
         assert choice.finish_reason in ("stop", "length")
-        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens and 0 < r.usage.completion_tokens <= 8
+        assert (
+            r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+            and 0 < r.usage.completion_tokens <= 8
+        )
         answers[model] = choice.message.content
     # three different weights behind one base in memory: each request got its own adapter (or none)
     assert len(set(answers.values())) == 3, answers
@@ -98,8 +127,26 @@ def test_greedy_answer_equals_model_run_and_http_url_equals_data_url(client, wor
 
     by_data = ask(client, model, data_url(world.images["blue.png"])).choices[0].message.content
     by_http = ask(client, model, f"{world.host.base}/blue.png").choices[0].message.content
-    run = subprocess.run([str(BIN / "mixtrain"), "model", "run", model, "--image", str(world.root / "blue.png"), "--prompt", PROMPT,
-                          "--config", '{"max_new_tokens": 8}', "--json"], check=False, env=world.env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            str(BIN / "mixtrain"),
+            "model",
+            "run",
+            model,
+            "--image",
+            str(world.root / "blue.png"),
+            "--prompt",
+            PROMPT,
+            "--config",
+            '{"max_new_tokens": 8}',
+            "--json",
+        ],
+        check=False,
+        env=world.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert by_data == by_http == json.loads(run.stdout)["generated_text"]
 
@@ -132,7 +179,11 @@ def test_stop_strings_cut_the_answer_streamed_or_not(client, world):
     expected = full[: full.find(stop)].strip()
     cut = ask(client, "tiny", url, max_tokens=16, stop=[stop])
     assert cut.choices[0].message.content == expected and cut.choices[0].finish_reason == "stop"
-    streamed = "".join(c.choices[0].delta.content or "" for c in ask(client, "tiny", url, max_tokens=16, stop=stop, stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in ask(client, "tiny", url, max_tokens=16, stop=stop, stream=True)
+        if c.choices
+    )
     assert streamed == expected
 
 
@@ -150,13 +201,17 @@ def test_multi_turn_is_rendered_with_the_models_chat_template(client, world):
     ]
     r = client.chat.completions.create(model="colour", messages=messages, max_tokens=4, temperature=0)
     proc = AutoProcessor.from_pretrained(str(world.root / "base"), use_fast=False)
-    hf = [{"role": "system", "content": [{"type": "text", "text": "Answer with one word."}]},
-          {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]},
-          {"role": "assistant", "content": [{"type": "text", "text": "red"}]},
-          {"role": "user", "content": [{"type": "text", "text": "What shape is it?"}]}]
+    hf = [
+        {"role": "system", "content": [{"type": "text", "text": "Answer with one word."}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "red"}]},
+        {"role": "user", "content": [{"type": "text", "text": "What shape is it?"}]},
+    ]
     text = proc.apply_chat_template(hf, add_generation_prompt=True, tokenize=False)
     assert text.count("ASSISTANT:") == 2 and "red</s>" in text  # both turns, the answer closed by EOS
-    ids = proc(images=[Image.open(io.BytesIO(world.images["red.png"])).convert("RGB")], text=[text], return_tensors="pt")["input_ids"]
+    ids = proc(
+        images=[Image.open(io.BytesIO(world.images["red.png"])).convert("RGB")], text=[text], return_tensors="pt"
+    )["input_ids"]
     assert r.usage.prompt_tokens == ids.shape[1]
 
 
@@ -176,15 +231,16 @@ def test_sixteen_concurrent_mixed_requests_equal_their_sequential_answers(client
     health = httpx.get(f"{server.root}/health").json()
     assert concurrent == sequential
     assert health["batches"] - before < 16 and health["largest_batch"] > 1  # batching happened
-    assert len({(m, a) for (m, _, _), a in zip(specs, sequential)}) > 3  # the answers differ across the mix
+    assert (
+        len({(m, a) for (m, _, _), a in zip(specs, sequential, strict=False)}) > 3
+    )  # the answers differ across the mix
 
 
 # -- bad input -------------------------------------------------------------------------------------------------
 
 
 def _body(**over):
-    body = {"model": "tiny", "max_tokens": 4, "temperature": 0,
-            "messages": image_msg(data_url(png(size=(32, 32))))}
+    body = {"model": "tiny", "max_tokens": 4, "temperature": 0, "messages": image_msg(data_url(png(size=(32, 32))))}
     body.update(over)
     return body
 
@@ -205,11 +261,27 @@ BAD = [
     ("image-url-is-html", lambda w: _with_image(f"{w.host.base}/page.html"), 400, "invalid_image"),
     ("oversize-image", lambda w: _with_image(data_url(w.images["big.png"])), 413, "image_too_large"),
     ("oversize-image-by-url", lambda w: _with_image(f"{w.host.base}/big.png"), 413, "image_too_large"),
-    ("too-many-images", lambda w: _body(messages=[{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": data_url(png(size=(8, 8)))}}] * 3}]), 413, "too_many_images"),
+    (
+        "too-many-images",
+        lambda w: _body(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": data_url(png(size=(8, 8)))}}] * 3,
+                }
+            ]
+        ),
+        413,
+        "too_many_images",
+    ),
     ("max-tokens-wrong-type", lambda w: _body(max_tokens="ten"), 422, "invalid_value"),
     ("messages-wrong-type", lambda w: _body(messages="hello"), 422, "invalid_value"),
-    ("content-part-unknown-type", lambda w: _body(messages=[{"role": "user", "content": [{"type": "audio", "audio": "x"}]}]), 422, "invalid_value"),
+    (
+        "content-part-unknown-type",
+        lambda w: _body(messages=[{"role": "user", "content": [{"type": "audio", "audio": "x"}]}]),
+        422,
+        "invalid_value",
+    ),
     ("n-2", lambda w: _body(n=2), 400, "unsupported_parameter"),
     ("negative-max-tokens", lambda w: _body(max_tokens=-1), 422, "invalid_value"),
     ("max-tokens-over-cap", lambda w: _body(max_tokens=65), 400, "invalid_value"),
@@ -217,8 +289,18 @@ BAD = [
     ("unknown-field", lambda w: _body(beams=4), 422, "invalid_value"),
     ("unsupported-penalty", lambda w: _body(presence_penalty=1.0), 400, "unsupported_parameter"),
     ("local-path-refused", lambda w: _with_image(str(w.root / "red.png")), 400, "invalid_image_url"),
-    ("image-in-assistant-turn", lambda w: _body(messages=[*image_msg(data_url(png())), {"role": "assistant", "content": [
-        {"type": "image_url", "image_url": {"url": data_url(png())}}]}, {"role": "user", "content": "and?"}]), 400, "invalid_value"),
+    (
+        "image-in-assistant-turn",
+        lambda w: _body(
+            messages=[
+                *image_msg(data_url(png())),
+                {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": data_url(png())}}]},
+                {"role": "user", "content": "and?"},
+            ]
+        ),
+        400,
+        "invalid_value",
+    ),
     ("body-not-json", lambda w: b"{not json", 400, "invalid_json"),
     ("body-json-list", lambda w: b"[1, 2]", 400, "invalid_request_body"),
     ("body-too-large", lambda w: _body(user="x" * (1024 * 1024 + 10)), 413, "request_too_large"),
@@ -227,15 +309,23 @@ BAD = [
 
 def test_bad_input_table_gets_openai_errors_and_the_server_stays_up(server, world):
     seen = []
-    for name, make, status, code in BAD:
+    for name, make, _status, _code in BAD:
         payload = make(world)
         if isinstance(payload, bytes):
-            r = httpx.post(f"{server.url}/chat/completions", content=payload, headers={"content-type": "application/json"}, timeout=120)
+            r = httpx.post(
+                f"{server.url}/chat/completions",
+                content=payload,
+                headers={"content-type": "application/json"},
+                timeout=120,
+            )
         else:
             r = httpx.post(f"{server.url}/chat/completions", json=payload, timeout=120)
         err = r.json().get("error") if r.headers.get("content-type", "").startswith("application/json") else None
         seen.append((name, r.status_code, err and err.get("code")))
-        assert err is not None and set(err) == {"message", "type", "param", "code"} and err["message"], (name, r.text[:300])
+        assert err is not None and set(err) == {"message", "type", "param", "code"} and err["message"], (
+            name,
+            r.text[:300],
+        )
         assert "Traceback" not in r.text
     assert [(n, s, c) for n, s, c in seen] == [(n, s, c) for n, _, s, c in BAD]
     assert httpx.get(f"{server.url}/chat/completions").status_code == 405
@@ -264,8 +354,14 @@ def test_api_key_from_a_secret_and_graceful_shutdown(world):
     from serve_helpers import BIN
 
     key = "sk-test-3f9c1e7a"
-    subprocess.run([str(BIN / "mixtrain"), "secret", "create", "SERVE_KEY"], input=key, env=world.env, check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [str(BIN / "mixtrain"), "secret", "create", "SERVE_KEY"],
+        input=key,
+        env=world.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     s = Server(world.env, "tiny", "--api-key-secret", "SERVE_KEY", log=world.root / "auth.log")
     try:
         cmdline = open(f"/proc/{s.proc.pid}/cmdline", "rb").read().decode()
@@ -274,12 +370,15 @@ def test_api_key_from_a_secret_and_graceful_shutdown(world):
         for bad_key in ("wrong-key", key + "x"):
             with pytest.raises(openai.AuthenticationError) as info:
                 OpenAI(base_url=s.url, api_key=bad_key, max_retries=0).chat.completions.create(
-                    model="tiny", messages=[{"role": "user", "content": "hi"}])
+                    model="tiny", messages=[{"role": "user", "content": "hi"}]
+                )
             assert info.value.status_code == 401 and info.value.body["code"] == "invalid_api_key"
         assert httpx.get(f"{s.url}/models").status_code == 401  # no header at all
         assert httpx.get(f"{s.root}/health").status_code == 200  # liveness stays open
         assert [m.id for m in good.models.list()] == ["tiny"]
-        assert good.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2).choices
+        assert good.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        ).choices
 
         # Graceful: a request still fetching its image when SIGTERM arrives is answered, then the server exits 0.
         slow = png((10, 10, 10))

@@ -45,7 +45,9 @@ def test_state_changes_need_post_and_the_csrf_token(app_client, ui_home):
 
 
 def test_oversized_posts_are_refused_before_reading(app_client):
-    r = app_client.post("/playground", content=b"x" * (26 * 2**20), headers={"content-type": "application/x-www-form-urlencoded"})
+    r = app_client.post(
+        "/playground", content=b"x" * (26 * 2**20), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 413
 
 
@@ -59,19 +61,22 @@ def test_csrf_cookie_is_httponly_and_samesite_strict(ui_home):
     assert "mixtrain_csrf=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
 
 
-@pytest.mark.parametrize("path", [
-    "/thumb/dataset/colours/1/0/..%2F..%2F..%2Fetc%2Fpasswd",
-    "/thumb/dataset/../../etc/passwd",
-    "/thumb/dataset/colours/%2E%2E/0/image_path",
-    "/thumb/dataset/colours/{snap}/0/..%2F..%2Fetc%2Fpasswd",
-    "/thumb/dataset/colours/{snap}/99999/image_path",
-    "/thumb/dataset/colours/{snap}/0/prompt",
-    "/uploads/..%2F..%2Fmixtrain.db",
-    "/uploads/../mixtrain.db",
-    "/static/../app.py",
-    "/static/..%2F..%2Fclient.py",
-    "/thumb/eval/x/0",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/thumb/dataset/colours/1/0/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/thumb/dataset/../../etc/passwd",
+        "/thumb/dataset/colours/%2E%2E/0/image_path",
+        "/thumb/dataset/colours/{snap}/0/..%2F..%2Fetc%2Fpasswd",
+        "/thumb/dataset/colours/{snap}/99999/image_path",
+        "/thumb/dataset/colours/{snap}/0/prompt",
+        "/uploads/..%2F..%2Fmixtrain.db",
+        "/uploads/../mixtrain.db",
+        "/static/../app.py",
+        "/static/..%2F..%2Fclient.py",
+        "/thumb/eval/x/0",
+    ],
+)
 def test_images_are_served_only_for_references_the_stores_hold(app_client, ui_home, path):
     snap = re.search(r"/thumb/dataset/colours/(\d+)/", app_client.get("/datasets/colours").text).group(1)
     r = app_client.get(path.format(snap=snap))
@@ -108,16 +113,22 @@ def test_token_login_sets_a_strict_httponly_session(ui_home):
     cookie = ok.headers["set-cookie"].lower()
     assert "mixtrain_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
     assert c.get("/models").status_code == 200
-    off_site = c.post("/login", data={"token": token, "next": "//evil.example/x", "csrf": csrf(c)}, follow_redirects=False)
+    off_site = c.post(
+        "/login", data={"token": token, "next": "//evil.example/x", "csrf": csrf(c)}, follow_redirects=False
+    )
     assert off_site.headers["location"] == "/"
 
 
 def test_run_form_shows_each_bad_input_next_to_its_field(app_client, ui_home):
     before = mix(ui_home, "workflow", "runs", "sleepy", "--json").stdout.count('"number"')
-    r = app_client.post("/workflows/sleepy/run", data={"label": "", "lines": "many", "delay": "0", "mode": "plain", "csrf": csrf(app_client)})
+    r = app_client.post(
+        "/workflows/sleepy/run",
+        data={"label": "", "lines": "many", "delay": "0", "mode": "plain", "csrf": csrf(app_client)},
+    )
     assert r.status_code == 200  # the form is shown again, with the errors (a browser logs 4xx pages as console errors)
-    field = re.search(r'<div class="field invalid" id="field-lines">(.*?)</div>\s*</div>', r.text, re.DOTALL) or re.search(
-        r'id="field-lines">(.*?)id="field-delay"', r.text, re.DOTALL)
+    field = re.search(
+        r'<div class="field invalid" id="field-lines">(.*?)</div>\s*</div>', r.text, re.DOTALL
+    ) or re.search(r'id="field-lines">(.*?)id="field-delay"', r.text, re.DOTALL)
     assert field and 'id="error-lines"' in field.group(1) and "expected an integer" in field.group(1)
     assert 'value="many"' in r.text  # what was typed is kept
     assert re.search(r'id="error-label">required', r.text)
@@ -129,15 +140,23 @@ def test_run_form_shows_each_bad_input_next_to_its_field(app_client, ui_home):
 
 
 def test_run_form_starts_a_run_with_typed_inputs(app_client, ui_home):
-    r = app_client.post("/workflows/sleepy/run", data={"label": "formrun", "lines": "2", "delay": "", "mode": "loud", "csrf": csrf(app_client)},
-                        follow_redirects=False)
+    r = app_client.post(
+        "/workflows/sleepy/run",
+        data={"label": "formrun", "lines": "2", "delay": "", "mode": "loud", "csrf": csrf(app_client)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     number = int(r.headers["location"].rsplit("/", 1)[1])
     mix(ui_home, "workflow", "logs", "sleepy", str(number), "-f")
     runs = __import__("json").loads(mix(ui_home, "workflow", "runs", "sleepy", "--json").stdout)
     run = next(x for x in runs if x["number"] == number)
     assert run["status"] == "completed"
-    assert run["inputs"] == {"label": "formrun", "lines": 2, "delay": 0.0, "mode": "loud"}  # typed; empty delay kept its default
+    assert run["inputs"] == {
+        "label": "formrun",
+        "lines": 2,
+        "delay": 0.0,
+        "mode": "loud",
+    }  # typed; empty delay kept its default
     assert "FORMRUN LINE 1" in app_client.get(f"/runs/sleepy/{number}").text
 
 
@@ -198,5 +217,9 @@ def test_open_mode_answers_only_to_loopback_host_names(ui_home):
     assert TestClient(create_app(), base_url="http://localhost:8765").get("/datasets").status_code == 200
     rebound = TestClient(create_app(), base_url="http://attacker.example:8765").get("/datasets")
     assert rebound.status_code == 400 and "colours" not in rebound.text
-    with_token = TestClient(create_app(token="x" * 20), base_url="http://dashboard.lan:8765").get("/datasets", follow_redirects=False)
-    assert with_token.status_code == 303  # a token-protected dashboard may be reached by any name: it asks for the token
+    with_token = TestClient(create_app(token="x" * 20), base_url="http://dashboard.lan:8765").get(
+        "/datasets", follow_redirects=False
+    )
+    assert (
+        with_token.status_code == 303
+    )  # a token-protected dashboard may be reached by any name: it asks for the token

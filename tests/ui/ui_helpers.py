@@ -24,8 +24,15 @@ def cli_env(home: Path) -> dict:
 
 
 def mix(home: Path, *args, check: int | None = 0, timeout: float = 900, cwd=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / "mixtrain"), *map(str, args)], capture_output=True, text=True, env=cli_env(home),
-                          timeout=timeout, cwd=cwd or home.parent, check=False)
+    proc = subprocess.run(
+        [str(BIN / "mixtrain"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        timeout=timeout,
+        cwd=cwd or home.parent,
+        check=False,
+    )
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -34,7 +41,10 @@ def mix(home: Path, *args, check: int | None = 0, timeout: float = 900, cwd=None
 @contextmanager
 def home_env(home: Path):
     """MIXTRAIN_HOME for an in-process client while the block runs."""
-    saved = {k: os.environ.get(k) for k in ("MIXTRAIN_HOME", "MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL", "MIXTRAIN_WAREHOUSE")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("MIXTRAIN_HOME", "MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL", "MIXTRAIN_WAREHOUSE")
+    }
     os.environ["MIXTRAIN_HOME"] = str(home)
     for k in list(saved)[1:]:
         os.environ.pop(k, None)
@@ -61,7 +71,9 @@ def basic_home(root: Path) -> Path:
     return home
 
 
-def crawl(c, start=("/datasets", "/workflows", "/models", "/evals", "/playground", "/secrets"), limit=200) -> dict[str, str]:
+def crawl(
+    c, start=("/datasets", "/workflows", "/models", "/evals", "/playground", "/secrets"), limit=200
+) -> dict[str, str]:
     """Every same-site page reachable by links from the nav (GET only), with its HTML."""
     seen: dict[str, str] = {}
     todo = list(start)

@@ -25,7 +25,11 @@ def store(request, home, monkeypatch) -> EvalStore:
 
 def _insert(store, name="e1", models=(("a", 1), ("b", 2))):
     return store.insert(
-        name=name, dataset="d", snapshot_id=2**62, metric="exact_match", results_dataset=f"{name}-results",
+        name=name,
+        dataset="d",
+        snapshot_id=2**62,
+        metric="exact_match",
+        results_dataset=f"{name}-results",
         config={"generation": {"max_new_tokens": 8}, "batch_size": 4},
         models=[{"name": n, "version": v, "label": label(n, v)} for n, v in models],
     )
@@ -51,8 +55,10 @@ def test_record_shape_and_labels(store):
 def test_complete_is_final_and_scores_read_back(store):
     _insert(store)
     assert store.set_status("e1", "running")
-    scores = {"a_v1": {"mean": 0.5, "ci_low": 0.2, "ci_high": 0.8, "n": 10, "failed": 1, "generation_s": 1.5},
-              "b_v2": {"mean": 0.9, "ci_low": 0.7, "ci_high": 1.0, "n": 10, "failed": 1, "generation_s": 2.0}}
+    scores = {
+        "a_v1": {"mean": 0.5, "ci_low": 0.2, "ci_high": 0.8, "n": 10, "failed": 1, "generation_s": 1.5},
+        "b_v2": {"mean": 0.9, "ci_low": 0.7, "ci_high": 1.0, "n": 10, "failed": 1, "generation_s": 2.0},
+    }
     failures = [{"row_id": 3, "image": "x.png", "reason": "not found"}]
     assert store.complete("e1", scores, failures, {"a": "a_v1", "b": "b_v2", "diff": -0.4, "p_value": 0.01})
     assert not store.set_status("e1", "failed", error="late writer")  # a finished eval is never overwritten

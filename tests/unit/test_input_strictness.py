@@ -60,7 +60,7 @@ def test_bad_secret_names(name):
 def test_config_file_is_strict(home):
     home.mkdir(parents=True)
     (home / "config.toml").write_text('databse_url = "sqlite:///x.db"\n')
-    with pytest.raises(InvalidInput, match="unknown setting.*databse_url"):
+    with pytest.raises(InvalidInput, match=r"unknown setting.*databse_url"):
         load_settings()
     (home / "config.toml").write_text("database_url = \n")
     with pytest.raises(InvalidInput, match="not valid TOML"):
@@ -70,7 +70,16 @@ def test_config_file_is_strict(home):
     assert s.database_url.endswith("other.db") and s.sources["database_url"] == "config file"
 
 
-@pytest.mark.parametrize("field,value", [("learning_rate", float("inf")), ("learning_rate", float("nan")), ("seed", -1), ("seed", 2**32), ("lora_r", 10**6)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("learning_rate", float("inf")),
+        ("learning_rate", float("nan")),
+        ("seed", -1),
+        ("seed", 2**32),
+        ("lora_r", 10**6),
+    ],
+)
 def test_finetune_rejects_absurd_values(field, value):
     with pytest.raises(InvalidInput, match=field):
         parse_spec({"dataset_name": "d", "output_model_name": "m", field: value})

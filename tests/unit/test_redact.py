@@ -21,7 +21,7 @@ def test_stream_catches_a_value_split_across_chunks_and_lines():
     data = ("x" * 9000 + "sk-live-123456" + "y" * 9000 + "\n" + PEM + "\n").encode()
     for size in (1, 7, 4096, 8193):
         s = StreamRedactor(r)
-        out = b"".join(s.feed(data[i:i + size]) for i in range(0, len(data), size)) + s.flush()
+        out = b"".join(s.feed(data[i : i + size]) for i in range(0, len(data), size)) + s.flush()
         assert b"sk-live" not in out and b"line-one" not in out and b"line-two" not in out, size
         assert out.count(b"***") >= 2, size  # the token, and the PEM whole or line by line
         assert out.replace(b"***", b"").strip(b"xy\n") == b"", size  # nothing else was cut

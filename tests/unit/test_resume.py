@@ -31,12 +31,15 @@ def test_checkpoints_sort_by_number_not_by_name(tmp_path):
     assert resume.latest_complete(tmp_path).name == "checkpoint-100"
 
 
-@pytest.mark.parametrize("broken", [
-    {"state": None},  # killed before trainer_state.json (written last)
-    {"state": '{"global_step": 1'},  # truncated JSON
-    {"state": json.dumps({"global_step": 99})},  # a state from another step
-    {"skip": ("optimizer.pt",)},  # a file missing
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"state": None},  # killed before trainer_state.json (written last)
+        {"state": '{"global_step": 1'},  # truncated JSON
+        {"state": json.dumps({"global_step": 99})},  # a state from another step
+        {"skip": ("optimizer.pt",)},  # a file missing
+    ],
+)
 def test_a_half_written_checkpoint_is_skipped(tmp_path, broken):
     checkpoint(tmp_path, 20)
     checkpoint(tmp_path, 100, **broken)
@@ -53,7 +56,9 @@ def _run(tmp_path, status: str, output_dir=None) -> dict:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
     if output_dir is not None:
-        (run_dir / resume.CHECKPOINTS_FILE).write_text(json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": 7}))
+        (run_dir / resume.CHECKPOINTS_FILE).write_text(
+            json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": 7})
+        )
     return {"number": 3, "workflow": "vlm-finetune", "status": status, "run_dir": str(run_dir)}
 
 
@@ -61,16 +66,24 @@ def test_plan_names_run_step_checkpoint_and_snapshot(tmp_path):
     out = tmp_path / "out"
     checkpoint(out, 4)
     checkpoint(out, 8, state=None)
-    assert resume.plan(_run(tmp_path, "failed", out)) == {"run": 3, "step": 4, "checkpoint": str(out / "checkpoint-4"), "dataset_snapshot_id": 7}
+    assert resume.plan(_run(tmp_path, "failed", out)) == {
+        "run": 3,
+        "step": 4,
+        "checkpoint": str(out / "checkpoint-4"),
+        "dataset_snapshot_id": 7,
+    }
 
 
-@pytest.mark.parametrize("status,has_dir,error,message", [
-    ("running", True, Conflict, "is still running"),
-    ("pending", True, Conflict, "is still pending"),
-    ("completed", True, InvalidInput, "completed; there is nothing to resume"),
-    ("failed", False, InvalidInput, "never started training"),
-    ("cancelled", True, InvalidInput, "left no complete checkpoint"),
-])
+@pytest.mark.parametrize(
+    "status,has_dir,error,message",
+    [
+        ("running", True, Conflict, "is still running"),
+        ("pending", True, Conflict, "is still pending"),
+        ("completed", True, InvalidInput, "completed; there is nothing to resume"),
+        ("failed", False, InvalidInput, "never started training"),
+        ("cancelled", True, InvalidInput, "left no complete checkpoint"),
+    ],
+)
 def test_runs_that_cannot_be_resumed(tmp_path, status, has_dir, error, message):
     out = tmp_path / "out"
     checkpoint(out, 2, state=None)

@@ -45,7 +45,11 @@ def test_series_per_step_sorted_and_idempotent(client, tmp_path):
     run = _run(client, tmp_path)
     store = MetricsStore(client.settings.database_url)
     assert client.get_run_metrics("quick", run["number"]) == []  # never trained: empty, no error
-    store.record(run["id"], 2, {"loss": 1.5, "learning_rate": 1e-4, "epoch": 0.5, "note": "text", "nan": float("nan"), "flag": True})
+    store.record(
+        run["id"],
+        2,
+        {"loss": 1.5, "learning_rate": 1e-4, "epoch": 0.5, "note": "text", "nan": float("nan"), "flag": True},
+    )
     store.record(run["id"], 1, {"loss": 2.0, "learning_rate": 2e-4, "epoch": 0.25})
     store.record(run["id"], 2, {"loss": 1.25, "epoch": 0.5})  # a step logged again (resume) replaces, never duplicates
     store.record(run["id"], 2, {"eval_loss": 1.75, "epoch": 0.5})  # an eval log at the same step adds its key
@@ -90,7 +94,10 @@ def test_metrics_cli_table_json_plot_and_empty(mix, tmp_path):
     empty = mix("workflow", "metrics", "quick", "2", check=0)
     assert "recorded no training metrics" in empty.stdout
     assert json.loads(mix("workflow", "metrics", "quick", "2", "--json", check=0).stdout) == []
-    assert "no metrics to plot" in mix("workflow", "metrics", "quick", "2", "--plot", tmp_path / "none.png", check=1).stderr
+    assert (
+        "no metrics to plot"
+        in mix("workflow", "metrics", "quick", "2", "--plot", tmp_path / "none.png", check=1).stderr
+    )
     assert not (tmp_path / "none.png").exists()
 
     from unittest import mock
@@ -103,7 +110,11 @@ def test_metrics_cli_table_json_plot_and_empty(mix, tmp_path):
         run_id = WorkflowRegistry(settings).run("quick", 1)["id"]
         store = MetricsStore(settings.database_url)
         for step in range(1, 5):
-            store.record(run_id, step, {"loss": 3.0 / step, "learning_rate": 1e-3, "grad_norm": 0.5, "epoch": step / 4, "ppl": 9.0})
+            store.record(
+                run_id,
+                step,
+                {"loss": 3.0 / step, "learning_rate": 1e-3, "grad_norm": 0.5, "epoch": step / 4, "ppl": 9.0},
+            )
         store.record(run_id, 4, {"eval_loss": 0.9, "epoch": 1.0})
     table = mix("workflow", "metrics", "quick", "1", check=0).stdout
     assert "eval loss" in table and "0.75" in table and "also recorded (see --json): ppl" in table
@@ -128,8 +139,16 @@ def test_compact_view_hides_the_trainer_stream_but_not_phases(tmp_path):
     out = io.StringIO()
     view = CompactView(tmp_path, out, tty=False)
     _feed(view, "▶ run #1\n" + phase_line("read dataset d: 16 rows", 0.4) + "\n" + SECTION_BEGIN + "\n")
-    _feed(view, "[INFO] loading model\n{'loss': 6.1, 'epoch': 0.1}\n 10%|█  | 1/10\r 20%|██ | 2/10" + phase_line("load model and data", 3.0) + "\n")
-    write_progress(tmp_path, {"step": 2, "max_steps": 10, "epoch": 0.2, "num_epochs": 1, "loss": 6.1, "learning_rate": 1e-4, "eta_s": 65})
+    _feed(
+        view,
+        "[INFO] loading model\n{'loss': 6.1, 'epoch': 0.1}\n 10%|█  | 1/10\r 20%|██ | 2/10"
+        + phase_line("load model and data", 3.0)
+        + "\n",
+    )
+    write_progress(
+        tmp_path,
+        {"step": 2, "max_steps": 10, "epoch": 0.2, "num_epochs": 1, "loss": 6.1, "learning_rate": 1e-4, "eta_s": 65},
+    )
     view.tick()
     view.tick()  # nothing new: no second line
     _feed(view, "{'loss': 5.9}\n" + SECTION_END + "\nregistered model m version 1\n")
@@ -158,7 +177,12 @@ def test_compact_view_pipe_lines_are_rare_and_failure_shows_the_hidden_tail(tmp_
         view.tick()
     printed = [line for line in out.getvalue().splitlines() if line.startswith("  step")]
     assert [p.split()[1] for p in printed] == [f"{s}/200" for s in range(0, 201, 20)]
-    _feed(view, "Traceback (most recent call last):\nRuntimeError: boom\n" + SECTION_END + "\nError: Axolotl training exited with code 1: RuntimeError: boom\n")
+    _feed(
+        view,
+        "Traceback (most recent call last):\nRuntimeError: boom\n"
+        + SECTION_END
+        + "\nError: Axolotl training exited with code 1: RuntimeError: boom\n",
+    )
     view.close({"status": "failed", "workflow": "w", "number": 3})
     text = out.getvalue()
     assert text.index("Error: Axolotl") < text.index("RuntimeError: boom\n")  # the hidden cause comes back on failure
@@ -184,5 +208,7 @@ def test_cli_process_imports_no_plotting_or_training_library(mix):
     code = "import sys, mixtrain.cli.main, mixtrain.cli.workflow, mixtrain.cli.live; print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))"
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=mix.env, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=mix.env, check=True
+    ).stdout.strip()
     assert out == "[]"

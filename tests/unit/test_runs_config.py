@@ -18,9 +18,14 @@ BASE = {"dataset_name": "d", "output_model_name": "m"}
 def build(**params):
     spec = parse_spec({**BASE, **params})
     return configure.build_config(
-        spec, families.get_family("llava"), Hardware.cpu(), train_jsonl=Path("/r/train.jsonl"),
+        spec,
+        families.get_family("llava"),
+        Hardware.cpu(),
+        train_jsonl=Path("/r/train.jsonl"),
         eval_jsonl=Path("/r/eval.jsonl") if params.get("val_set_size") or params.get("eval_dataset_name") else None,
-        output_dir=Path("/r/out"), run_dir=Path("/r"), warn=lambda m: None,
+        output_dir=Path("/r/out"),
+        run_dir=Path("/r"),
+        warn=lambda m: None,
     )
 
 
@@ -39,14 +44,17 @@ def test_eval_each_epoch_or_every_n_steps():
     assert (cfg["eval_strategy"], cfg["eval_steps"]) == ("steps", 3)
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"val_set_size": 0.9}, "--val_set_size: Input should be less than or equal to 0.5"),
-    ({"val_set_size": -1}, "--val_set_size: Input should be greater than or equal to 0"),
-    ({"save_steps": -5}, "--save_steps: Input should be greater than or equal to 0"),
-    ({"eval_steps": -1}, "--eval_steps: Input should be greater than or equal to 0"),
-    ({"eval_dataset_name": "Bad.Name"}, "invalid dataset name 'Bad.Name'"),
-    ({"val_set_size": 0.2, "eval_dataset_name": "other"}, "pass only one"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"val_set_size": 0.9}, "--val_set_size: Input should be less than or equal to 0.5"),
+        ({"val_set_size": -1}, "--val_set_size: Input should be greater than or equal to 0"),
+        ({"save_steps": -5}, "--save_steps: Input should be greater than or equal to 0"),
+        ({"eval_steps": -1}, "--eval_steps: Input should be greater than or equal to 0"),
+        ({"eval_dataset_name": "Bad.Name"}, "invalid dataset name 'Bad.Name'"),
+        ({"val_set_size": 0.2, "eval_dataset_name": "other"}, "pass only one"),
+    ],
+)
 def test_bad_eval_and_save_inputs(params, message):
     with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(")):
         parse_spec({**BASE, **params})

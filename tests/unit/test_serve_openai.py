@@ -41,19 +41,43 @@ def test_bad_requests(payload, status, needle):
 
 
 def test_neutral_openai_parameters_are_accepted():
-    req = oa.parse_request({"model": "m", "messages": [USER], "presence_penalty": 0, "logprobs": False, "user": "u",
-                            "stream": True, "stream_options": {"include_usage": True}, "stop": "\n"})
+    req = oa.parse_request(
+        {
+            "model": "m",
+            "messages": [USER],
+            "presence_penalty": 0,
+            "logprobs": False,
+            "user": "u",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "stop": "\n",
+        }
+    )
     assert req.stream and oa.stop_list(req) == ["\n"]
 
 
 def test_conversation_maps_image_parts_in_order_and_developer_to_system():
-    req = oa.parse_request({"model": "m", "messages": [
-        {"role": "developer", "content": "be brief"},
-        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "data:1"}},
-                                     {"type": "image_url", "image_url": {"url": "data:2"}}]}]})
+    req = oa.parse_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "a"},
+                        {"type": "image_url", "image_url": {"url": "data:1"}},
+                        {"type": "image_url", "image_url": {"url": "data:2"}},
+                    ],
+                },
+            ],
+        }
+    )
     conv, refs = _conversation(req, max_images=2)
-    assert conv == [{"role": "system", "content": [{"type": "text", "text": "be brief"}]},
-                    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}, {"type": "image"}]}]
+    assert conv == [
+        {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}, {"type": "image"}]},
+    ]
     assert refs == ["data:1", "data:2"]
     with pytest.raises(oa.APIError) as info:
         _conversation(req, max_images=1)

@@ -16,7 +16,9 @@ GOLDEN = Path(__file__).parent / "golden_serve" / "vllm_serve_two_adapters_and_b
 def _adapter(root: Path, name: str, r: int, rank_pattern: dict | None = None, template: bool = False) -> str:
     d = root / name
     d.mkdir(parents=True)
-    (d / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r, "rank_pattern": rank_pattern or {}}))
+    (d / "adapter_config.json").write_text(
+        json.dumps({"r": r, "lora_alpha": 2 * r, "rank_pattern": rank_pattern or {}})
+    )
     if template:
         (d / "chat_template.jinja").write_text("{{ messages }}")
     return str(d)
@@ -51,7 +53,9 @@ def test_rank_over_vllm_maximum_is_an_error(tmp_path):
 
 
 def test_one_base_per_vllm_server(tmp_path):
-    bases = pool.plan([_info("x", 1, "/base-a", _adapter(tmp_path, "x", 8)), _info("y", 1, "/base-b", _adapter(tmp_path, "y", 8))])
+    bases = pool.plan(
+        [_info("x", 1, "/base-a", _adapter(tmp_path, "x", 8)), _info("y", 1, "/base-b", _adapter(tmp_path, "y", 8))]
+    )
     assert len(bases) == 2
     with pytest.raises(InvalidInput, match="one base model per server"):
         vllm.vllm_command(bases, "127.0.0.1", 8000, max_batch_size=8)
@@ -74,8 +78,10 @@ def test_api_key_reaches_the_child_by_environment_only(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from mixtrain.serving.vllm import run_vllm; "
-            f"sys.exit(run_vllm([{str(script)!r}, 'serve', '/base'], 's3cr3t-key'))")
+    code = (
+        "import sys; from mixtrain.serving.vllm import run_vllm; "
+        f"sys.exit(run_vllm([{str(script)!r}, 'serve', '/base'], 's3cr3t-key'))"
+    )
     with open(out, "w") as fh:
         rc = subprocess.run([sys.executable, "-c", code], check=False, stdout=fh, timeout=60).returncode
     text = out.read_text()

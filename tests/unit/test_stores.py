@@ -31,7 +31,10 @@ def csv(tmp_path, text, name="data.csv"):
 
 
 def test_dataset_roundtrip_and_versions(client, tmp_path):
-    f = csv(tmp_path, 'image_path,prompt,response\n/a.jpg,"Describe, please","line one\nline two"\n/b.jpg,Q,"A ""quoted"" answer"\n')
+    f = csv(
+        tmp_path,
+        'image_path,prompt,response\n/a.jpg,"Describe, please","line one\nline two"\n/b.jpg,Q,"A ""quoted"" answer"\n',
+    )
     client.create_dataset("my-data", f, description="two rows")
     df = client.get_dataset("my-data").scan().to_pandas()
     assert list(df.columns) == ["image_path", "prompt", "response"]
@@ -56,7 +59,9 @@ def test_dataset_formats(client, tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"image_path": ["x.png"], "n": [1]}), tmp_path / "d.parquet")
-    (tmp_path / "d.jsonl").write_text('{"image_path": "x.png", "prompt": "p"}\n{"image_path": "y.png", "prompt": "q"}\n')
+    (tmp_path / "d.jsonl").write_text(
+        '{"image_path": "x.png", "prompt": "p"}\n{"image_path": "y.png", "prompt": "q"}\n'
+    )
     client.create_dataset("pq", tmp_path / "d.parquet")
     client.create_dataset("js", tmp_path / "d.jsonl")
     assert client.get_dataset("js").scan().to_arrow().num_rows == 2
@@ -119,7 +124,9 @@ def test_concurrent_appends_lose_no_rows(client, tmp_path):
 def test_concurrent_creates_exactly_one_wins(home, tmp_path):
     f = csv(tmp_path, "a\n1\n")
     code = "import sys\nfrom mixtrain.client import MixClient\nMixClient().create_dataset('race', sys.argv[1])\n"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(f)], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(f)], stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
     results = [(p.wait(), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in results) == [0, 1, 1], results
     assert all("already exists" in err for rc, err in results if rc)
@@ -151,4 +158,6 @@ def test_migrations_applied_once(client):
     engine = get_engine(client.settings.database_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
-        assert {"datasets", "workflows", "workflow_versions", "runs", "models", "model_versions", "secrets"} <= set(inspect(conn).get_table_names())
+        assert {"datasets", "workflows", "workflow_versions", "runs", "models", "model_versions", "secrets"} <= set(
+            inspect(conn).get_table_names()
+        )

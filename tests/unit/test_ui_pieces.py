@@ -42,9 +42,17 @@ def test_no_loss_no_chart():
 
 
 def test_form_types_values_like_the_cli_and_reports_each_field():
-    typed, errors = forms.parse(INPUTS, {"label": "x", "lines": "7", "rate": "", "loud": "true", "mode": "b", "tags": '["p","q"]'})
+    typed, errors = forms.parse(
+        INPUTS, {"label": "x", "lines": "7", "rate": "", "loud": "true", "mode": "b", "tags": '["p","q"]'}
+    )
     assert errors == {}
-    assert typed == {"label": "x", "lines": 7, "loud": True, "mode": "b", "tags": ["p", "q"]}  # empty rate → workflow default
+    assert typed == {
+        "label": "x",
+        "lines": 7,
+        "loud": True,
+        "mode": "b",
+        "tags": ["p", "q"],
+    }  # empty rate → workflow default
     typed, errors = forms.parse(INPUTS, {"label": "", "lines": "seven", "rate": "fast", "mode": "c", "tags": "{"})
     assert set(errors) == {"label", "lines", "rate", "mode", "tags"}
     assert errors["lines"].startswith("expected an integer, got 'seven'")
@@ -55,15 +63,32 @@ def test_form_fields_show_defaults_and_keep_typed_values():
     fields = {f["name"]: f for f in forms.fields(INPUTS, {"lines": "oops"}, {"lines": "expected an integer"})}
     assert fields["lines"]["value"] == "oops" and fields["lines"]["error"] == "expected an integer"
     assert fields["rate"]["value"] == "0.5" and fields["loud"]["value"] == "false" and fields["tags"]["value"] == "[]"
-    assert fields["label"]["value"] == "" and fields["mode"]["widget"] == "select" and fields["loud"]["options"] == ["true", "false"]
+    assert (
+        fields["label"]["value"] == ""
+        and fields["mode"]["widget"] == "select"
+        and fields["loud"]["options"] == ["true", "false"]
+    )
 
 
-@pytest.mark.parametrize("host,loop", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
-                                       ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.com", False)])
+@pytest.mark.parametrize(
+    "host,loop",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("example.com", False),
+    ],
+)
 def test_loopback(host, loop):
     assert is_loopback(host) is loop
 
 
-@pytest.mark.parametrize("target,out", [("/models", "/models"), ("//evil.example/", "/"), ("https://evil.example/", "/"), ("/\\evil", "/")])
+@pytest.mark.parametrize(
+    "target,out", [("/models", "/models"), ("//evil.example/", "/"), ("https://evil.example/", "/"), ("/\\evil", "/")]
+)
 def test_login_redirects_stay_on_site(target, out):
     assert _local(target) == out

@@ -25,7 +25,9 @@ def test_many_files_go_through_the_pool_and_bad_rows_keep_their_index(tmp_path):
     (tmp_path / "img" / "7.png").write_bytes(b"not an image")
     refs.append(refs[3])  # a repeated ref is resolved once, reported per row
     good, bad = verify_images(refs, tmp_path / "cache")
-    assert [(i, why.split(" (")[0]) for i, _, why in bad] == [(7, "image '" + refs[7] + "' does not decode as an image")]
+    assert [(i, why.split(" (")[0]) for i, _, why in bad] == [
+        (7, "image '" + refs[7] + "' does not decode as an image")
+    ]
     assert len(good) == POOL_MIN + 9
 
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from mixtrain.errors import InvalidInput
-from mixtrain.vlm import configure, families
 from mixtrain.hardware import Hardware
+from mixtrain.vlm import configure, families
 from mixtrain.vlm.spec import FinetuneSpec, parse_spec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -92,8 +92,14 @@ CASES = [
         "llava",
         A100,
         {
-            "num_epochs": 5, "batch_size": 4, "learning_rate": 0.00002, "gradient_accumulation_steps": 8,
-            "lora_r": 128, "lora_alpha": 32, "deepspeed_config": "zero2", "wandb_project": "my-vlm-experiments",
+            "num_epochs": 5,
+            "batch_size": 4,
+            "learning_rate": 0.00002,
+            "gradient_accumulation_steps": 8,
+            "lora_r": 128,
+            "lora_alpha": 32,
+            "deepspeed_config": "zero2",
+            "wandb_project": "my-vlm-experiments",
             "use_flash_attention": True,
         },
         wandb_online=True,
@@ -107,9 +113,16 @@ def build(case: Case, *, base_model: str | None = None, run: Path = RUN) -> tupl
     warnings: list[str] = []
     ds_json = run / f"deepspeed_{spec.deepspeed_config}.json" if spec.deepspeed_config else None
     cfg = configure.build_config(
-        spec, families.get_family(case.family), case.hw,
-        train_jsonl=run / "train.jsonl", output_dir=run / "output", run_dir=run, deepspeed_json=ds_json,
-        wandb_run_name="my-finetuned-llava-run1", wandb_online=case.wandb_online, warn=warnings.append,
+        spec,
+        families.get_family(case.family),
+        case.hw,
+        train_jsonl=run / "train.jsonl",
+        output_dir=run / "output",
+        run_dir=run,
+        deepspeed_json=ds_json,
+        wandb_run_name="my-finetuned-llava-run1",
+        wandb_online=case.wandb_online,
+        warn=warnings.append,
     )
     return cfg, warnings
 
@@ -120,7 +133,9 @@ def check_golden(name: str, text: str, parse) -> None:
         GOLDEN.mkdir(exist_ok=True)
         path.write_text(text)
     assert path.is_file(), f"no golden {path}: run with MIXTRAIN_UPDATE_GOLDEN=1 and review it"
-    assert parse(text) == parse(path.read_text()), f"{name} differs from its golden; if intended, regenerate with MIXTRAIN_UPDATE_GOLDEN=1 and review the diff"
+    assert parse(text) == parse(path.read_text()), (
+        f"{name} differs from its golden; if intended, regenerate with MIXTRAIN_UPDATE_GOLDEN=1 and review the diff"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -135,7 +150,7 @@ def test_config_matches_golden(case, tmp_path):
     assert yaml.safe_load(text) == cfg  # the YAML round-trips
     check_golden(f"{case.name}.yml", text, yaml.safe_load)
     assert len(warnings) == len(case.warnings), warnings
-    for want, got in zip(case.warnings, warnings):
+    for want, got in zip(case.warnings, warnings, strict=False):
         assert want in got
 
 
@@ -146,7 +161,12 @@ def test_deepspeed_json_matches_golden(stage, tmp_path):
     ds = json.loads(text)
     assert ds["zero_optimization"]["stage"] == int(stage[-1])
     # The HF trainer fills these from the Axolotl config, so the two can never disagree.
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+    for key in (
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ):
         assert ds[key] == "auto"
     assert ds["bf16"]["enabled"] == ds["fp16"]["enabled"] == "auto"
 
@@ -190,7 +210,9 @@ def test_multimodal_essentials_in_every_config(case):
     assert cfg["skip_prepare_dataset"] is True
     assert cfg["remove_unused_columns"] is False
     assert cfg["sample_packing"] is False
-    assert cfg["datasets"] == [{"path": "/runs/1/train.jsonl", "ds_type": "json", "type": "chat_template", "field_messages": "messages"}]
+    assert cfg["datasets"] == [
+        {"path": "/runs/1/train.jsonl", "ds_type": "json", "type": "chat_template", "field_messages": "messages"}
+    ]
     assert cfg["dataset_prepared_path"] == "/runs/1/prepared"  # else Axolotl litters the CWD
     assert cfg["output_dir"] == "/runs/1/output"
     assert cfg["lora_target_modules"] == LM_ONLY  # language model only, every family
@@ -213,7 +235,9 @@ def test_qwen_uses_axolotls_builtin_template_without_boundaries():
     assert "chat_template_jinja" not in cfg and "role_boundaries" not in cfg
 
 
-@pytest.mark.parametrize("name", ["cpu_llava", "cpu_llava_next", "cpu_qwen2_vl", "cpu_llava_no_flash", "cpu_llava_max_steps"])
+@pytest.mark.parametrize(
+    "name", ["cpu_llava", "cpu_llava_next", "cpu_qwen2_vl", "cpu_llava_no_flash", "cpu_llava_max_steps"]
+)
 def test_cpu_settings(name):
     cfg, _ = build(BY_NAME[name])
     assert (cfg["bf16"], cfg["fp16"], cfg["tf32"]) == (False, False, False)
@@ -258,7 +282,9 @@ def test_wandb_keys_and_no_secret(name, mode, monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_API_KEY", "wandb-secret-0123456789")
     cfg, _ = build(BY_NAME[name])
     assert {k: v for k, v in cfg.items() if k.startswith("wandb")} == {
-        "wandb_project": "my-vlm-experiments", "wandb_name": "my-finetuned-llava-run1", "wandb_mode": mode,
+        "wandb_project": "my-vlm-experiments",
+        "wandb_name": "my-finetuned-llava-run1",
+        "wandb_mode": mode,
     }
     text = configure.write_yaml(cfg, tmp_path / "a.yml").read_text()
     assert "wandb-secret" not in text and "api_key" not in text.lower()
@@ -272,7 +298,13 @@ def test_no_wandb_keys_without_a_project():
 def test_wandb_name_defaults_to_the_model_name():
     case = BY_NAME["a100_llava_wandb_offline"]
     cfg = configure.build_config(
-        case.spec(), families.get_family("llava"), A100, train_jsonl=RUN / "t.jsonl", output_dir=RUN / "o", run_dir=RUN, warn=lambda m: None,
+        case.spec(),
+        families.get_family("llava"),
+        A100,
+        train_jsonl=RUN / "t.jsonl",
+        output_dir=RUN / "o",
+        run_dir=RUN,
+        warn=lambda m: None,
     )
     assert cfg["wandb_name"] == "my-finetuned-llava"
 
@@ -288,7 +320,10 @@ def tiny_llava(tmp_path_factory) -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "llava", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
@@ -320,7 +355,11 @@ def test_axolotl_accepts_every_config(tiny_llava, tmp_path):
     env.pop("MIXTRAIN_VALIDATE_CAPABILITIES", None)
     proc = subprocess.run(
         [sys.executable, "-m", "mixtrain.vlm.axolotl_main", "validate", *args],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
@@ -346,16 +385,42 @@ def problems(params: dict) -> str:
 
 def test_spec_defaults_equal_the_spec_tables():
     spec = parse_spec(REQUIRED)
-    assert spec.model_dump(include={
-        "base_model", "model_type", "num_epochs", "batch_size", "learning_rate", "gradient_accumulation_steps",
-        "max_seq_length", "lora_r", "lora_alpha", "lora_dropout", "use_flash_attention", "deepspeed_config",
-        "wandb_project", "image_column", "prompt_column", "response_column",
-    }) == {
-        "base_model": "llava-hf/llava-1.5-7b-hf", "model_type": "llava",
-        "num_epochs": 3, "batch_size": 2, "learning_rate": 2e-5, "gradient_accumulation_steps": 4, "max_seq_length": 2048,
-        "lora_r": 64, "lora_alpha": 16, "lora_dropout": 0.05,
-        "use_flash_attention": True, "deepspeed_config": "", "wandb_project": "",
-        "image_column": "image_path", "prompt_column": "prompt", "response_column": "response",
+    assert spec.model_dump(
+        include={
+            "base_model",
+            "model_type",
+            "num_epochs",
+            "batch_size",
+            "learning_rate",
+            "gradient_accumulation_steps",
+            "max_seq_length",
+            "lora_r",
+            "lora_alpha",
+            "lora_dropout",
+            "use_flash_attention",
+            "deepspeed_config",
+            "wandb_project",
+            "image_column",
+            "prompt_column",
+            "response_column",
+        }
+    ) == {
+        "base_model": "llava-hf/llava-1.5-7b-hf",
+        "model_type": "llava",
+        "num_epochs": 3,
+        "batch_size": 2,
+        "learning_rate": 2e-5,
+        "gradient_accumulation_steps": 4,
+        "max_seq_length": 2048,
+        "lora_r": 64,
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "use_flash_attention": True,
+        "deepspeed_config": "",
+        "wandb_project": "",
+        "image_column": "image_path",
+        "prompt_column": "prompt",
+        "response_column": "response",
     }
     assert (spec.max_steps, spec.dry_run, spec.trust_remote_code, spec.on_bad_image) == (0, False, False, "fail")
 
@@ -371,7 +436,9 @@ def test_unknown_parameter_is_an_error_naming_it():
 
 
 def test_all_bad_values_are_reported_at_once():
-    msg = problems({**REQUIRED, "batch_size": 0, "lora_dropout": 1.5, "num_epochs": "three", "learning_rate": -1, "epochs": 3})
+    msg = problems(
+        {**REQUIRED, "batch_size": 0, "lora_dropout": 1.5, "num_epochs": "three", "learning_rate": -1, "epochs": 3}
+    )
     for name in ("--batch_size", "--lora_dropout", "--num_epochs", "--learning_rate", "--epochs"):
         assert name in msg, msg
     assert msg.count(";") == 4
@@ -383,7 +450,9 @@ def test_deepspeed_stage_must_be_zero2_or_zero3(bad):
     assert "--deepspeed_config" in msg and "zero2, zero3" in msg
 
 
-@pytest.mark.parametrize("given, stored", [("zero2", "zero2"), (" ZeRO3 ", "zero3"), ("", ""), ("none", ""), ("off", "")])
+@pytest.mark.parametrize(
+    "given, stored", [("zero2", "zero2"), (" ZeRO3 ", "zero3"), ("", ""), ("none", ""), ("off", "")]
+)
 def test_deepspeed_stage_is_normalised(given, stored):
     assert parse_spec({**REQUIRED, "deepspeed_config": given}).deepspeed_config == stored
 
@@ -426,7 +495,9 @@ def test_get_family_unknown_lists_the_known_ones():
         assert name in msg
 
 
-@pytest.mark.parametrize("alias, name", [("qwen2_5_vl", "qwen2_vl"), ("llava-next", "llava_next"), ("phi3v", "phi3_v"), ("llava", "llava")])
+@pytest.mark.parametrize(
+    "alias, name", [("qwen2_5_vl", "qwen2_vl"), ("llava-next", "llava_next"), ("phi3v", "phi3_v"), ("llava", "llava")]
+)
 def test_get_family_aliases(alias, name):
     assert families.get_family(alias).name == name
 
@@ -461,7 +532,7 @@ def test_resolve_unsupported_model_is_an_error(tmp_path, hf_type):
 
 
 def test_resolve_folder_without_config_is_an_error(tmp_path):
-    with pytest.raises(InvalidInput, match="no config.json"):
+    with pytest.raises(InvalidInput, match=r"no config\.json"):
         families.resolve("llava", str(tmp_path), lambda m: None)
 
 

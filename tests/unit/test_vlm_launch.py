@@ -73,7 +73,9 @@ def test_single_gpu_banner():
 
 
 def test_distributed_banner():
-    dist = launch.distributed_from_env({"MASTER_ADDR": "192.168.1.100", "RANK": "0", "WORLD_SIZE": "4", "LOCAL_RANK": "0"})
+    dist = launch.distributed_from_env(
+        {"MASTER_ADDR": "192.168.1.100", "RANK": "0", "WORLD_SIZE": "4", "LOCAL_RANK": "0"}
+    )
     assert launch.banner(dist) == [
         "\U0001f310 Detected distributed environment - using accelerate launch",
         "  MASTER_ADDR: 192.168.1.100",
@@ -93,8 +95,8 @@ ENTRY = ["-m", "mixtrain.vlm.axolotl_main", "train", str(CFG)]
 def accelerate_flags(cmd: list[str]) -> tuple[dict, set]:
     """Split an ``accelerate launch`` command into its valued options and bare flags."""
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert cmd[-len(ENTRY):] == ENTRY
-    args = cmd[3:-len(ENTRY)]
+    assert cmd[-len(ENTRY) :] == ENTRY
+    args = cmd[3 : -len(ENTRY)]
     valued, bare, i = {}, set(), 0
     while i < len(args):
         if i + 1 < len(args) and not args[i + 1].startswith("--"):
@@ -150,10 +152,18 @@ def test_accelerate_accepts_our_flags():
     assert proc.returncode == 0, proc.stderr[-3000:]
     parsed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert parsed == {
-        "num_machines": 2, "machine_rank": 1, "main_process_ip": "192.168.1.100", "main_process_port": 29501,
-        "num_processes": 8, "multi_gpu": True, "cpu": False, "module": True,
-        "training_script": "mixtrain.vlm.axolotl_main", "training_script_args": ["train", str(CFG)],
-        "dynamo_backend": "no", "mixed_precision": "no",
+        "num_machines": 2,
+        "machine_rank": 1,
+        "main_process_ip": "192.168.1.100",
+        "main_process_port": 29501,
+        "num_processes": 8,
+        "multi_gpu": True,
+        "cpu": False,
+        "module": True,
+        "training_script": "mixtrain.vlm.axolotl_main",
+        "training_script_args": ["train", str(CFG)],
+        "dynamo_backend": "no",
+        "mixed_precision": "no",
     }
 
 
@@ -166,8 +176,16 @@ def test_validate_command():
 # ---------------------------------------------------------------------------------------------------------
 
 DIST_ENV = {
-    "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0",
-    "LOCAL_WORLD_SIZE": "1", "NODE_RANK": "1", "NUM_NODES": "2", "GROUP_RANK": "1", "ROLE_RANK": "1",
+    "MASTER_ADDR": "10.0.0.1",
+    "MASTER_PORT": "29500",
+    "RANK": "1",
+    "WORLD_SIZE": "2",
+    "LOCAL_RANK": "0",
+    "LOCAL_WORLD_SIZE": "1",
+    "NODE_RANK": "1",
+    "NUM_NODES": "2",
+    "GROUP_RANK": "1",
+    "ROLE_RANK": "1",
 }
 
 
@@ -188,7 +206,9 @@ def test_training_env_turns_telemetry_off(tmp_path):
 
 
 def test_training_env_keeps_the_users_own_choice(tmp_path):
-    env = launch.training_env({"AXOLOTL_DO_NOT_TRACK": "0", "TOKENIZERS_PARALLELISM": "true"}, wandb=False, run_dir=tmp_path)
+    env = launch.training_env(
+        {"AXOLOTL_DO_NOT_TRACK": "0", "TOKENIZERS_PARALLELISM": "true"}, wandb=False, run_dir=tmp_path
+    )
     assert env["AXOLOTL_DO_NOT_TRACK"] == "0"
     assert env["TOKENIZERS_PARALLELISM"] == "true"
 
@@ -255,7 +275,11 @@ def test_out_of_memory_names_the_spec_remedies(tmp_path):
     with pytest.raises(TrainingOutOfMemory) as err:
         launch.run(child(code), {}, tmp_path)
     # An SDK caller catches it at whichever level it cares about.
-    assert isinstance(err.value, TrainingFailed) and isinstance(err.value, WorkflowFailed) and isinstance(err.value, MixtrainError)
+    assert (
+        isinstance(err.value, TrainingFailed)
+        and isinstance(err.value, WorkflowFailed)
+        and isinstance(err.value, MixtrainError)
+    )
     assert err.value.what == "training ran out of GPU memory"
     for remedy in ("--batch_size 1", "--deepspeed_config zero3", "--max_seq_length 1024", "--lora_r 32"):
         assert remedy in err.value.fix
@@ -263,7 +287,9 @@ def test_out_of_memory_names_the_spec_remedies(tmp_path):
 
 
 def test_out_of_memory_early_in_a_long_log_is_still_recognised(tmp_path):
-    code = "print('RuntimeError: CUDA out of memory.'); [print('  at frame', i) for i in range(30)]; raise SystemExit(1)"
+    code = (
+        "print('RuntimeError: CUDA out of memory.'); [print('  at frame', i) for i in range(30)]; raise SystemExit(1)"
+    )
     with pytest.raises(WorkflowFailed, match="ran out of GPU memory"):
         launch.run(child(code), {}, tmp_path)
 

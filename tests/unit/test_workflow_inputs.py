@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 from pydantic import BaseModel, Field
 
 from mixtrain import MixFlow, mixparam
-from mixtrain.errors import InvalidInput
 from mixtrain.cli import run_options as cliargs
+from mixtrain.errors import InvalidInput
 from mixtrain.workflows.runner import validate_inputs
 from mixtrain.workflows.spec import coerce, extract
 from mixtrain.workflows.worker import call_flow
@@ -55,10 +55,28 @@ class SigFlow(MixFlow):
     def setup(self, inputs):
         self.seen_setup = dict(inputs)
 
-    def run(self, name: str, n: int = 2, ratio: float = 0.5, flag: bool = False, color: Color = Color.BLUE,
-            items: Optional[list] = None, opts: dict | None = None, described: int = mixparam(default=7, description="Seven")):
-        return {"name": name, "n": n, "ratio": ratio, "flag": flag, "color": color, "items": items, "opts": opts,
-                "described": described, "setup": self.seen_setup}
+    def run(
+        self,
+        name: str,
+        n: int = 2,
+        ratio: float = 0.5,
+        flag: bool = False,
+        color: Color = Color.BLUE,
+        items: list | None = None,
+        opts: dict | None = None,
+        described: int = mixparam(default=7, description="Seven"),
+    ):
+        return {
+            "name": name,
+            "n": n,
+            "ratio": ratio,
+            "flag": flag,
+            "color": color,
+            "items": items,
+            "opts": opts,
+            "described": described,
+            "setup": self.seen_setup,
+        }
 
 
 ATTR = extract(AttrFlow)
@@ -74,9 +92,19 @@ def test_attribute_spec():
     assert ATTR["entrypoint"] == "AttrFlow"
     assert ATTR["doc"].splitlines()[0] == "Attribute style."
     assert ATTR["resources"] == {"gpu": "a100", "memory": None, "timeout": 60, "cpu": None}
-    assert s["dataset_name"] == {"name": "dataset_name", "type": "str", "required": True, "default": None,
-                                 "description": "Name of mixtrain dataset", "choices": None, "style": "attribute",
-                                 "ge": None, "gt": None, "le": None, "lt": None}
+    assert s["dataset_name"] == {
+        "name": "dataset_name",
+        "type": "str",
+        "required": True,
+        "default": None,
+        "description": "Name of mixtrain dataset",
+        "choices": None,
+        "style": "attribute",
+        "ge": None,
+        "gt": None,
+        "le": None,
+        "lt": None,
+    }
     assert (s["num_epochs"]["type"], s["num_epochs"]["default"], s["num_epochs"]["required"]) == ("int", 3, False)
     assert (s["learning_rate"]["type"], s["use_flash_attention"]["type"]) == ("float", "bool")
     assert s["model_type"]["choices"] == ["llava", "qwen2_vl", "phi3_v"]
@@ -137,7 +165,7 @@ def test_json_file_config_and_override(tmp_path):
         assert parsed.inputs == {"name": "from-file", "n": "9", "items": [1]}
     parsed = cliargs.parse(["--n", "9", "-i", '{"n": 1, "name": "j"}'], SIG)
     assert parsed.inputs == {"n": "9", "name": "j"}, "flags win wherever they stand"
-    assert cliargs.parse(["-i={\"name\": \"eq\"}"], SIG).inputs == {"name": "eq"}
+    assert cliargs.parse(['-i={"name": "eq"}'], SIG).inputs == {"name": "eq"}
     assert cliargs.parse(["--config=" + str(cfg)], SIG).inputs["name"] == "from-file"
     assert cliargs.parse(["-i", '{"dataset-name": "d"}'], ATTR).inputs == {"dataset_name": "d"}
 
@@ -239,7 +267,16 @@ def test_choices():
 
 def test_validate_inputs_fills_defaults_and_reports():
     full = validate_inputs(SIG, {"name": "x", "n": "4"}, from_text=True)
-    assert full == {"name": "x", "n": 4, "ratio": 0.5, "flag": False, "color": "blue", "items": None, "opts": None, "described": 7}
+    assert full == {
+        "name": "x",
+        "n": 4,
+        "ratio": 0.5,
+        "flag": False,
+        "color": "blue",
+        "items": None,
+        "opts": None,
+        "described": 7,
+    }
     with pytest.raises(InvalidInput, match="missing required input --name"):
         validate_inputs(SIG, {})
     with pytest.raises(InvalidInput) as err:
@@ -253,7 +290,13 @@ def test_call_flow_hands_over_typed_values_and_enum_members():
     out = call_flow(SigFlow, SIG, validate_inputs(SIG, {"name": "x", "color": "red"}))
     assert out["color"] is Color.RED and out["n"] == 2 and out["setup"]["name"] == "x"
     out = call_flow(AttrFlow, ATTR, validate_inputs(ATTR, {"dataset_name": "d", "level": 2}))
-    assert out == {"dataset_name": "d", "num_epochs": 3, "color": Color.RED, "level": Level.HIGH, "use_flash_attention": True}
+    assert out == {
+        "dataset_name": "d",
+        "num_epochs": 3,
+        "color": Color.RED,
+        "level": Level.HIGH,
+        "use_flash_attention": True,
+    }
 
 
 # -- bounds and a pydantic model as the one source of inputs ---------------------------------------------
@@ -270,8 +313,10 @@ def test_mixparam_bounds_are_in_the_spec_and_checked():
     assert (s["batch"]["ge"], s["batch"]["le"], s["frac"]["lt"]) == (1, 64, 0.5)
     spec = extract(BoundFlow)
     assert validate_inputs(spec, {"batch": "64", "frac": "0.25"}, from_text=True) == {"batch": 64, "frac": 0.25}
-    for given, fragment in [({"batch": "0"}, "--batch: 0 is out of range — use a value ≥ 1, ≤ 64"),
-                            ({"frac": "0.5"}, "--frac: 0.5 is out of range — use a value ≥ 0, < 0.5")]:
+    for given, fragment in [
+        ({"batch": "0"}, "--batch: 0 is out of range — use a value ≥ 1, ≤ 64"),
+        ({"frac": "0.5"}, "--frac: 0.5 is out of range — use a value ≥ 0, < 0.5"),
+    ]:
         with pytest.raises(InvalidInput) as err:
             validate_inputs(spec, given, from_text=True)
         assert str(err.value) == fragment
@@ -294,7 +339,10 @@ def test_finetune_inputs_come_from_the_one_schema():
     assert spec["schema"] == "mixtrain.vlm.spec:FinetuneSpec"
     assert all(i["style"] == "model" and i["description"] for i in spec["inputs"])
     assert s["batch_size"]["ge"] == 1 and s["lora_dropout"]["lt"] == 1
-    assert s["deepspeed_config"]["choices"] == ["", "zero2", "zero3"] and s["on_bad_image"]["choices"] == ["fail", "skip"]
+    assert s["deepspeed_config"]["choices"] == ["", "zero2", "zero3"] and s["on_bad_image"]["choices"] == [
+        "fail",
+        "skip",
+    ]
     assert s["dataset_name"]["required"] and s["num_epochs"]["default"] == 3
     assert "mixparam" not in example.read_text() and "Field(" not in example.read_text()
     json.dumps(spec)
@@ -302,17 +350,22 @@ def test_finetune_inputs_come_from_the_one_schema():
 
 def test_schema_validation_runs_before_a_run_exists():
     """The CLI process runs the model's own validators (normalisation included) on the inputs."""
-    from mixtrain.workflows.loader import find_flow, load_module
     from pathlib import Path
+
+    from mixtrain.workflows.loader import find_flow, load_module
 
     example = Path(__file__).resolve().parents[2] / "src/mixtrain/examples/axolotl_vlm_finetune.py"
     spec = extract(find_flow(load_module(example)))
     req = {"dataset_name": "d", "output_model_name": "m"}
-    full = validate_inputs(spec, {**req, "deepspeed_config": " ZeRO3 ", "num_epochs": "5", "use_flash_attention": "no"}, from_text=True)
+    full = validate_inputs(
+        spec, {**req, "deepspeed_config": " ZeRO3 ", "num_epochs": "5", "use_flash_attention": "no"}, from_text=True
+    )
     assert (full["deepspeed_config"], full["num_epochs"], full["use_flash_attention"]) == ("zero3", 5, False)
-    for bad, fragment in [({"batch_size": "0"}, "--batch_size: Input should be greater than or equal to 1"),
-                          ({"output_model_name": "Bad Name"}, "--output_model_name"),
-                          ({"deepspeed_config": "zero1"}, "zero2, zero3")]:
+    for bad, fragment in [
+        ({"batch_size": "0"}, "--batch_size: Input should be greater than or equal to 1"),
+        ({"output_model_name": "Bad Name"}, "--output_model_name"),
+        ({"deepspeed_config": "zero1"}, "zero2, zero3"),
+    ]:
         with pytest.raises(InvalidInput) as err:
             validate_inputs(spec, {**req, **bad}, from_text=True)
         assert fragment in str(err.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,13 @@ def _with_progress(path: Path, action):
         return action(None)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=console) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task(f"reading {path.name}", total=size)
         return action(lambda done: bar.update(task, completed=done))
 
@@ -28,9 +33,11 @@ def _with_progress(path: Path, action):
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="Dataset name (lowercase letters, digits, - and _)."),
-    file_arg: Optional[Path] = typer.Argument(None, metavar="[FILE]", help="CSV, TSV, Parquet or JSONL file."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV, TSV, Parquet or JSONL file."),
-    iceberg: Optional[str] = typer.Option(None, "--iceberg", help="Register an existing Iceberg table by its metadata JSON (no copy)."),
+    file_arg: Path | None = typer.Argument(None, metavar="[FILE]", help="CSV, TSV, Parquet or JSONL file."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="CSV, TSV, Parquet or JSONL file."),
+    iceberg: str | None = typer.Option(
+        None, "--iceberg", help="Register an existing Iceberg table by its metadata JSON (no copy)."
+    ),
     description: str = typer.Option("", "--description", "-d", help="What the dataset holds."),
 ):
     """Create a dataset from a file, or register an existing Iceberg table."""
@@ -46,14 +53,16 @@ def create(
         path = Path(sources[0])
         _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb))
     s = c.datasets.summary(name)
-    console.print(f"Created dataset [bold]{name}[/] — {s['rows']} rows, {len(s['columns'])} columns, version {s['version']}")
+    console.print(
+        f"Created dataset [bold]{name}[/] — {s['rows']} rows, {len(s['columns'])} columns, version {s['version']}"
+    )
 
 
 @app.command("append")
 def append(
     name: str = typer.Argument(..., help="Dataset name."),
-    file_arg: Optional[Path] = typer.Argument(None, metavar="[FILE]"),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="File with the same columns."),
+    file_arg: Path | None = typer.Argument(None, metavar="[FILE]"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="File with the same columns."),
 ):
     """Append rows from a file as a new dataset version."""
     from mixtrain.errors import InvalidInput
@@ -125,7 +134,7 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")):
 def head(
     name: str,
     n: int = typer.Option(5, "-n", "--rows", min=1, help="Rows to show."),
-    version: Optional[int] = typer.Option(None, "--version", help="Snapshot id (default: current)."),
+    version: int | None = typer.Option(None, "--version", help="Snapshot id (default: current)."),
 ):
     """Show the first rows of a dataset."""
     table = client().datasets.get(name)

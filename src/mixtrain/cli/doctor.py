@@ -8,8 +8,15 @@ from mixtrain.cli.common import console
 
 
 def doctor(
-    fix: bool = typer.Option(False, "--fix", help="Repair what is safe: remove orphan/temp files, fail runs stuck as running."),
-    older_than: int = typer.Option(3600, "--older-than", min=0, help="Only treat unreferenced files older than this many seconds as orphans (protects writes in flight)."),
+    fix: bool = typer.Option(
+        False, "--fix", help="Repair what is safe: remove orphan/temp files, fail runs stuck as running."
+    ),
+    older_than: int = typer.Option(
+        3600,
+        "--older-than",
+        min=0,
+        help="Only treat unreferenced files older than this many seconds as orphans (protects writes in flight).",
+    ),
 ):
     """Check this mixtrain home for damage and say how to fix it (exit 1 while problems remain)."""
     from mixtrain.doctor import check

@@ -19,19 +19,37 @@ from mixtrain.cli.common import (
 
 app = typer.Typer(help="Evaluate models on a dataset, side by side, as tracked runs.", no_args_is_help=True)
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "running": "cyan", "pending": "yellow", "cancelled": "magenta", "timeout": "red"}
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "running": "cyan",
+    "pending": "yellow",
+    "cancelled": "magenta",
+    "timeout": "red",
+}
 
 
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="Eval name (its results become dataset NAME-results)."),
     dataset: str = typer.Option(..., "--dataset", help="Dataset to evaluate on (its current snapshot is pinned)."),
-    models: str = typer.Option(..., "--models", help="MODEL[:VERSION][,MODEL...] — compared side by side; the first two get a paired test."),
+    models: str = typer.Option(
+        ..., "--models", help="MODEL[:VERSION][,MODEL...] — compared side by side; the first two get a paired test."
+    ),
     metric: str = typer.Option("exact_match", "--metric", help="exact_match | contains | anls | none (outputs only)."),
-    image_column: str = typer.Option("image_path", "--image_column", "--image-column", help="Column with image paths or URLs."),
+    image_column: str = typer.Option(
+        "image_path", "--image_column", "--image-column", help="Column with image paths or URLs."
+    ),
     prompt_column: str = typer.Option("prompt", "--prompt_column", "--prompt-column", help="Column with the prompt."),
-    reference_column: str | None = typer.Option(None, "--reference_column", "--reference-column", help="Column with the expected answer (default: response)."),
-    config: str | None = typer.Option(None, "--config", "-c", help='Generation settings JSON, e.g. {"max_new_tokens": 32, "temperature": 0}. Greedy by default.'),
+    reference_column: str | None = typer.Option(
+        None, "--reference_column", "--reference-column", help="Column with the expected answer (default: response)."
+    ),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help='Generation settings JSON, e.g. {"max_new_tokens": 32, "temperature": 0}. Greedy by default.',
+    ),
     limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N rows."),
     batch_size: int = typer.Option(8, "--batch_size", "--batch-size", help="Rows generated together per model."),
     detach: bool = typer.Option(False, "-d", "--detach", help="Start it and return at once."),
@@ -44,22 +62,38 @@ def create(
     gen = _json_arg(config, "--config")
     c = client()
     rec = creating.create(
-        c.settings, name, dataset, models, fork=True, metric=metric, image_column=image_column, prompt_column=prompt_column,
-        reference_column=reference_column, config=gen, limit=limit, batch_size=batch_size,
+        c.settings,
+        name,
+        dataset,
+        models,
+        fork=True,
+        metric=metric,
+        image_column=image_column,
+        prompt_column=prompt_column,
+        reference_column=reference_column,
+        config=gen,
+        limit=limit,
+        batch_size=batch_size,
     )
     number = rec["run"]["number"]
-    err_console.print(f"[dim]Started eval {name} (run #{number} of {engine.WORKFLOW}) — logs: mixtrain eval logs {name} -f[/]")
+    err_console.print(
+        f"[dim]Started eval {name} (run #{number} of {engine.WORKFLOW}) — logs: mixtrain eval logs {name} -f[/]"
+    )
     if detach:
         console.print(f"Eval {name} started (detached). See it: mixtrain eval get {name}")
         return
     try:
         engine.follow(c.settings, number, sys.stdout.buffer)
     except KeyboardInterrupt:
-        err_console.print(f"\nDetached: eval {name} goes on. Follow it: mixtrain eval logs {name} -f — stop it: mixtrain eval cancel {name}")
-        raise typer.Exit(130)
+        err_console.print(
+            f"\nDetached: eval {name} goes on. Follow it: mixtrain eval logs {name} -f — stop it: mixtrain eval cancel {name}"
+        )
+        raise typer.Exit(130) from None
     rec = c.get_eval_info(name)
     if rec["status"] != "completed":
-        raise WorkflowFailed(f"eval {name} {rec['status']}: {rec['error'] or 'no reason recorded'}", f"see `mixtrain eval logs {name}`")
+        raise WorkflowFailed(
+            f"eval {name} {rec['status']}: {rec['error'] or 'no reason recorded'}", f"see `mixtrain eval logs {name}`"
+        )
     console.print()
     _show(rec)
 
@@ -94,7 +128,9 @@ def get(name: str, as_json: bool = typer.Option(False, "--json")):
 def results(
     name: str,
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many rows to show."),
-    disagreements: bool = typer.Option(False, "--disagreements", help="Only rows where the models' scores differ (outputs, with --metric none)."),
+    disagreements: bool = typer.Option(
+        False, "--disagreements", help="Only rows where the models' scores differ (outputs, with --metric none)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Show result rows: prompt, reference, and each model's output and score."""
@@ -116,12 +152,21 @@ def results(
         return
     from rich.table import Table
 
-    t = Table("row", "prompt", "reference", *labels, title=f"{name}: {len(rows)} row(s){' where the models disagree' if disagreements else ''}", title_justify="left")
+    t = Table(
+        "row",
+        "prompt",
+        "reference",
+        *labels,
+        title=f"{name}: {len(rows)} row(s){' where the models disagree' if disagreements else ''}",
+        title_justify="left",
+    )
     for r in rows:
         cells = []
         for lab in labels:
             out, sc = r[lab + "__output"], r[lab + "__score"]
-            cells.append("[red](failed)[/]" if out is None else f"{out}" + ("" if sc is None else f"  [dim]({sc:.2f})[/]"))
+            cells.append(
+                "[red](failed)[/]" if out is None else f"{out}" + ("" if sc is None else f"  [dim]({sc:.2f})[/]")
+            )
         t.add_row(str(r["row_id"]), r["prompt"], r["reference"] or "", *cells)
     console.print(t)
 
@@ -169,13 +214,21 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
 def _show(rec: dict) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]{rec['name']}[/]  {_status(rec['status'])}  dataset {rec['dataset']} @ snapshot {rec['snapshot_id']}  metric {rec['metric']}")
+    console.print(
+        f"[bold]{rec['name']}[/]  {_status(rec['status'])}  dataset {rec['dataset']} @ snapshot {rec['snapshot_id']}  metric {rec['metric']}"
+    )
     run = rec["run"]
     took = (rec["finished_at"] - rec["created_at"]).total_seconds() if rec["finished_at"] else None
     run_text = f"{run['workflow']} #{run['number']}" if run else "-"
-    console.print(f"created {fmt_time(rec['created_at'])}  took {fmt_duration(took)}  run {run_text}  results: dataset {rec['results_dataset']}")
+    console.print(
+        f"created {fmt_time(rec['created_at'])}  took {fmt_duration(took)}  run {run_text}  results: dataset {rec['results_dataset']}"
+    )
     gen = rec["config"].get("generation") or {}
-    console.print("generation: " + " ".join(f"{k}={v}" for k, v in gen.items()) + f"  batch_size={rec['config'].get('batch_size')}  limit={rec['config'].get('limit') or 'all'}")
+    console.print(
+        "generation: "
+        + " ".join(f"{k}={v}" for k, v in gen.items())
+        + f"  batch_size={rec['config'].get('batch_size')}  limit={rec['config'].get('limit') or 'all'}"
+    )
     if rec["error"]:
         console.print(f"[red]error:[/] {rec['error']}")
     t = Table("model", rec["metric"], "95% CI", "n", "failed", "gen s")
@@ -216,4 +269,6 @@ def _json_arg(value: str | None, flag: str):
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes") from None
+        raise InvalidInput(
+            f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes"
+        ) from None

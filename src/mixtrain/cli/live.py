@@ -13,6 +13,7 @@ import collections
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mixtrain.workflows.progress import PHASE, SECTION_BEGIN, SECTION_END, read_progress
 
@@ -55,8 +56,9 @@ class CompactView:
         self.partial = b""
         self.hidden = False
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_ON_FAILURE)
-        self.bar = None
-        self.last_step = None
+        self.bar: Any = None  # a rich Progress once the first step arrives on a terminal
+        self.task: Any = None
+        self.last_step: int | None = None
         self.last_print = 0.0
         self.lines = 0
 
@@ -115,7 +117,9 @@ class CompactView:
         now = time.monotonic()
         if step == self.last_step:
             return
-        due = self.last_step is None or (now - self.last_print >= PIPE_EVERY_S and step - self.last_step >= PIPE_EVERY_FRACTION * total)
+        due = self.last_step is None or (
+            now - self.last_print >= PIPE_EVERY_S and step - self.last_step >= PIPE_EVERY_FRACTION * total
+        )
         if due or (final or step >= total):
             self.last_step, self.last_print = step, now
             self._print(f"  step {step}/{total} ({100 * step // total}%) · {describe(p)}")
@@ -124,8 +128,14 @@ class CompactView:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        self.bar = Progress(TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                            console=Console(file=self.stream), transient=False)
+        self.bar = Progress(
+            TextColumn("  training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(file=self.stream),
+            transient=False,
+        )
         self.task = self.bar.add_task("train", total=total, info="")
         self.bar.start()
 
@@ -141,7 +151,9 @@ class CompactView:
             self.partial = b""
         self._stop_bar()
         if final.get("status") != "completed" and self.tail:
-            self._print(f"--- last {len(self.tail)} lines of the trainer output (all of it: mixtrain workflow logs {final.get('workflow')} {final.get('number')}) ---")
+            self._print(
+                f"--- last {len(self.tail)} lines of the trainer output (all of it: mixtrain workflow logs {final.get('workflow')} {final.get('number')}) ---"
+            )
             for text in self.tail:
                 self._print(text)
             self.tail.clear()

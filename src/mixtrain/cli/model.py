@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -19,13 +21,25 @@ def list_(as_json: bool = typer.Option(False, "--json")):
     """List models (latest version of each)."""
     rows = client().list_models()
     if as_json:
-        print_json([{k: r[k] for k in ("name", "version", "base_model", "model_type", "train_loss", "created_at")} for r in rows])
+        print_json(
+            [
+                {k: r[k] for k in ("name", "version", "base_model", "model_type", "train_loss", "created_at")}
+                for r in rows
+            ]
+        )
         return
     from rich.table import Table
 
     t = Table("name", "version", "type", "base model", "train loss", "created")
     for r in rows:
-        t.add_row(r["name"], str(r["version"]), r["model_type"], r["base_model"], _loss(r["train_loss"]), fmt_time(r["created_at"]))
+        t.add_row(
+            r["name"],
+            str(r["version"]),
+            r["model_type"],
+            r["base_model"],
+            _loss(r["train_loss"]),
+            fmt_time(r["created_at"]),
+        )
     console.print(t if rows else "No models yet — a fine-tune run registers one.")
 
 
@@ -36,7 +50,7 @@ def _loss(v) -> str:
 @app.command("get")
 def get(
     name: str,
-    version: Optional[int] = typer.Option(None, "--version", "-v", help="Version (default: latest)."),
+    version: int | None = typer.Option(None, "--version", "-v", help="Version (default: latest)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Show a model version and its lineage (base model, dataset snapshot, run, params, loss, versions)."""
@@ -47,7 +61,9 @@ def get(
         print_json({**m, "evals": evals})
         return
     lin = m["lineage"]
-    console.print(f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, registered {fmt_time(m['created_at'])})")
+    console.print(
+        f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, registered {fmt_time(m['created_at'])})"
+    )
     console.print(f"base model:   {m['base_model']}")
     console.print(f"adapter:      {m['adapter_path']}")
     ds = lin.get("dataset") or {}
@@ -55,20 +71,30 @@ def get(
     run = lin.get("workflow_run") or {}
     if run.get("workflow"):
         resumed = run.get("resumed_from") or lin.get("resumed_from")
-        console.print(f"workflow run: {run['workflow']} #{run['number']}" + (f" (resumed run #{resumed['run']} from step {resumed['step']})" if resumed else ""))
-    console.print(f"train loss:   {_loss(m['train_loss'])}   steps: {lin.get('global_step')}   epochs: {lin.get('epochs')}   seed: {lin.get('seed', '-')}")
+        console.print(
+            f"workflow run: {run['workflow']} #{run['number']}"
+            + (f" (resumed run #{resumed['run']} from step {resumed['step']})" if resumed else "")
+        )
+    console.print(
+        f"train loss:   {_loss(m['train_loss'])}   steps: {lin.get('global_step')}   epochs: {lin.get('epochs')}   seed: {lin.get('seed', '-')}"
+    )
     if lin.get("eval_loss") is not None:
         ev = lin.get("eval") or {}
         where = f"dataset {ev.get('dataset')}" if ev.get("source") == "dataset" else "held-out rows"
         console.print(f"eval loss:    {_loss(lin['eval_loss'])}   ({ev.get('rows')} {where})")
     console.print("versions:     " + ", ".join(f"{k} {v}" for k, v in (lin.get("versions") or {}).items() if v))
     params = lin.get("params") or {}
-    console.print("params:       " + " ".join(f"{k}={v}" for k, v in params.items() if k not in ("dataset_name", "output_model_name")))
+    console.print(
+        "params:       "
+        + " ".join(f"{k}={v}" for k, v in params.items() if k not in ("dataset_name", "output_model_name"))
+    )
     if evals:
         console.print("evals:")
         for e in evals:
             score = "-" if e["mean"] is None else f"{e['mean'] * 100:.1f}%"
-            console.print(f"  {e['eval']:24} v{e['version']}  {e['metric']} {score}  on {e['dataset']}  ({e['status']})")
+            console.print(
+                f"  {e['eval']:24} v{e['version']}  {e['metric']} {score}  on {e['dataset']}  ({e['status']})"
+            )
     else:
         console.print(f"evals:        none yet (`mixtrain eval create NAME --dataset D --models {name}`)")
 
@@ -80,8 +106,19 @@ def _evals_of(c, name: str) -> list[dict]:
         for mod in rec["models"]:
             if mod["name"] == name:
                 s = rec["scores"].get(mod["label"]) or {}
-                out.append({"eval": rec["name"], "version": mod["version"], "label": mod["label"], "dataset": rec["dataset"],
-                            "metric": rec["metric"], "status": rec["status"], "mean": s.get("mean"), "ci_low": s.get("ci_low"), "ci_high": s.get("ci_high")})
+                out.append(
+                    {
+                        "eval": rec["name"],
+                        "version": mod["version"],
+                        "label": mod["label"],
+                        "dataset": rec["dataset"],
+                        "metric": rec["metric"],
+                        "status": rec["status"],
+                        "mean": s.get("mean"),
+                        "ci_low": s.get("ci_low"),
+                        "ci_high": s.get("ci_high"),
+                    }
+                )
     return out
 
 
@@ -90,14 +127,22 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")):
     """List a model's versions."""
     rows = client().models.versions(name)
     if as_json:
-        print_json([{k: r[k] for k in ("version", "base_model", "train_loss", "adapter_path", "created_at")} for r in rows])
+        print_json(
+            [{k: r[k] for k in ("version", "base_model", "train_loss", "adapter_path", "created_at")} for r in rows]
+        )
         return
     from rich.table import Table
 
     t = Table("version", "base model", "dataset", "train loss", "created")
     for r in rows:
-        ds = (r["lineage"].get("dataset") or {})
-        t.add_row(str(r["version"]), r["base_model"], f"{ds.get('name')}@{ds.get('snapshot_id')}", _loss(r["train_loss"]), fmt_time(r["created_at"]))
+        ds = r["lineage"].get("dataset") or {}
+        t.add_row(
+            str(r["version"]),
+            r["base_model"],
+            f"{ds.get('name')}@{ds.get('snapshot_id')}",
+            _loss(r["train_loss"]),
+            fmt_time(r["created_at"]),
+        )
     console.print(t)
 
 
@@ -114,13 +159,17 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
 @app.command("run")
 def run(
     name: str,
-    inputs: Optional[str] = typer.Option(None, "--inputs", help='JSON: {"image": PATH_OR_URL, "prompt": TEXT}.'),
-    image: Optional[str] = typer.Option(None, "--image", help="Image path or URL."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt text."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help='Generation settings JSON, e.g. {"temperature": 0.2, "max_new_tokens": 64}.'),
-    version: Optional[int] = typer.Option(None, "--version", "-v", help="Model version (default: latest)."),
-    inputs_file: Optional[Path] = typer.Option(None, "--inputs-file", help="JSONL of inputs: many rows, one model load."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="With --inputs-file: write results JSONL here (default: stdout)."),
+    inputs: str | None = typer.Option(None, "--inputs", help='JSON: {"image": PATH_OR_URL, "prompt": TEXT}.'),
+    image: str | None = typer.Option(None, "--image", help="Image path or URL."),
+    prompt: str | None = typer.Option(None, "--prompt", help="Prompt text."),
+    config: str | None = typer.Option(
+        None, "--config", "-c", help='Generation settings JSON, e.g. {"temperature": 0.2, "max_new_tokens": 64}.'
+    ),
+    version: int | None = typer.Option(None, "--version", "-v", help="Model version (default: latest)."),
+    inputs_file: Path | None = typer.Option(None, "--inputs-file", help="JSONL of inputs: many rows, one model load."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="With --inputs-file: write results JSONL here (default: stdout)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print generated_text, model, version and latency as JSON."),
 ):
     """Ask a fine-tuned model about an image."""
@@ -165,7 +214,9 @@ def _answer(model, recs: list[dict], gen: dict) -> None:
     if not recs:
         return
     try:
-        for rec, res in zip(recs, model.run_batch([r["input"] for r in recs], batch_size=len(recs), **gen), strict=True):
+        for rec, res in zip(
+            recs, model.run_batch([r["input"] for r in recs], batch_size=len(recs), **gen), strict=True
+        ):
             rec.update(res)
         return
     except MixtrainError:
@@ -220,15 +271,15 @@ def _run_file(name, version, inputs_file: Path, output, gen) -> None:
         k, first = bad[0]
         where = f"row {k} of {inputs_file}, line {first['line']}: {first['error']}"
         answered = len(records) - len(bad)
-        summary = where if len(bad) == 1 else f"{len(bad)} of {len(records)} rows failed (lines {', '.join(str(r['line']) for _, r in bad[:10])}); first: {where}"
+        summary = (
+            where
+            if len(bad) == 1
+            else f"{len(bad)} of {len(records)} rows failed (lines {', '.join(str(r['line']) for _, r in bad[:10])}); first: {where}"
+        )
         raise InvalidInput(
             summary + (f" — the other {answered} row(s) were answered" if answered else ""),
-            "see the \"error\" record of each failed line in the output",
+            'see the "error" record of each failed line in the output',
         )
-
-
-import contextlib
-import os
 
 
 @contextlib.contextmanager
@@ -255,7 +306,7 @@ def _quiet_native_logs():
             os.close(saved)
 
 
-def _json_arg(value: Optional[str], flag: str):
+def _json_arg(value: str | None, flag: str):
     if value is None:
         return None
     from mixtrain.errors import InvalidInput
@@ -263,7 +314,9 @@ def _json_arg(value: Optional[str], flag: str):
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes") from None
+        raise InvalidInput(
+            f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes"
+        ) from None
 
 
 def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
@@ -271,7 +324,9 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
 
     given = sum(x is not None for x in (inputs, inputs_file)) + (1 if image is not None or prompt is not None else 0)
     if given != 1:
-        raise InvalidInput("give the inputs one way", "--inputs JSON, or --image and --prompt, or --inputs-file rows.jsonl")
+        raise InvalidInput(
+            "give the inputs one way", "--inputs JSON, or --image and --prompt, or --inputs-file rows.jsonl"
+        )
     if inputs is not None:
         return [_json_arg(inputs, "--inputs")]
     if inputs_file is None:
@@ -297,7 +352,13 @@ def _file_rows(inputs_file: Path) -> list[tuple[int, Any, str | None]]:
             except json.JSONDecodeError as exc:
                 out.append((n, line[:200], f"invalid JSON ({exc.msg}) — one JSON object per line"))
                 continue
-            out.append((n, row, None if isinstance(row, dict) else "not a JSON object — one {\"image\", \"prompt\"} object per line"))
+            out.append(
+                (
+                    n,
+                    row,
+                    None if isinstance(row, dict) else 'not a JSON object — one {"image", "prompt"} object per line',
+                )
+            )
     if not out:
         raise InvalidInput(f"{inputs_file} has no rows", "one JSON object per line")
     return out
@@ -326,8 +387,10 @@ def register(
 @app.command("export")
 def export(
     name: str,
-    merged: Path = typer.Option(..., "--merged", help="Folder for a merged full-weight model (safetensors + processor)."),
-    version: Optional[int] = typer.Option(None, "--version", "-v"),
+    merged: Path = typer.Option(
+        ..., "--merged", help="Folder for a merged full-weight model (safetensors + processor)."
+    ),
+    version: int | None = typer.Option(None, "--version", "-v"),
 ):
     """Merge the LoRA adapter into the base model and save a model plain transformers loads."""
     from mixtrain.models import _fastimport
@@ -343,15 +406,31 @@ def export(
 
 @app.command("serve")
 def serve(
-    models: list[str] = typer.Argument(..., help="Models to serve: NAME or NAME:VERSION (default: latest). Adapters of one base share it in memory."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs --api-key-secret (or --insecure)."),
+    models: list[str] = typer.Argument(
+        ..., help="Models to serve: NAME or NAME:VERSION (default: latest). Adapters of one base share it in memory."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on. Anything but loopback needs --api-key-secret (or --insecure).",
+    ),
     port: int = typer.Option(8000, "--port", help="Port (0 = any free port; the URL is printed)."),
-    engine: str = typer.Option("auto", "--engine", help="auto (vLLM when installed with a CUDA GPU, else transformers), transformers or vllm."),
+    engine: str = typer.Option(
+        "auto", "--engine", help="auto (vLLM when installed with a CUDA GPU, else transformers), transformers or vllm."
+    ),
     max_batch_size: int = typer.Option(8, "--max-batch-size", help="Most requests batched into one generate call."),
-    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="How long a request may wait for others to batch with."),
-    api_key_secret: Optional[str] = typer.Option(None, "--api-key-secret", help="Name of a mixtrain secret holding the API key clients must send as 'Authorization: Bearer KEY'."),
+    max_wait_ms: float = typer.Option(
+        10.0, "--max-wait-ms", help="How long a request may wait for others to batch with."
+    ),
+    api_key_secret: str | None = typer.Option(
+        None,
+        "--api-key-secret",
+        help="Name of a mixtrain secret holding the API key clients must send as 'Authorization: Bearer KEY'.",
+    ),
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --host without an API key."),
-    allow_local_files: bool = typer.Option(False, "--allow-local-files", help="Accept local file paths as image URLs (off: only data: and http(s) URLs)."),
+    allow_local_files: bool = typer.Option(
+        False, "--allow-local-files", help="Accept local file paths as image URLs (off: only data: and http(s) URLs)."
+    ),
     max_tokens: int = typer.Option(4096, "--max-tokens", help="Largest max_tokens a request may ask for."),
     max_images: int = typer.Option(8, "--max-images", help="Most images in one request."),
     max_image_mb: float = typer.Option(10.0, "--max-image-mb", help="Largest image (encoded bytes, MiB)."),
@@ -363,9 +442,27 @@ def serve(
     from mixtrain.serving.app import Limits  # the server (torch, FastAPI) loads only when serving
     from mixtrain.serving.server import serve as run_server
 
-    limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_image_bytes=int(max_image_mb * 2**20),
-                    max_image_pixels=max_image_pixels, max_images=max_images, max_tokens=max_tokens)
+    limits = Limits(
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_image_bytes=int(max_image_mb * 2**20),
+        max_image_pixels=max_image_pixels,
+        max_images=max_images,
+        max_tokens=max_tokens,
+    )
     if min(limits.max_body_bytes, limits.max_image_bytes, max_image_pixels, max_images, max_tokens) < 1:
-        raise InvalidInput("the request limits must be positive", "fix --max-tokens/--max-images/--max-image-mb/--max-image-pixels/--max-body-mb")
-    run_server(models, host=host, port=port, engine=engine, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-               api_key_secret=api_key_secret, insecure=insecure, allow_local_files=allow_local_files, limits=limits)
+        raise InvalidInput(
+            "the request limits must be positive",
+            "fix --max-tokens/--max-images/--max-image-mb/--max-image-pixels/--max-body-mb",
+        )
+    run_server(
+        models,
+        host=host,
+        port=port,
+        engine=engine,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        api_key_secret=api_key_secret,
+        insecure=insecure,
+        allow_local_files=allow_local_files,
+        limits=limits,
+    )

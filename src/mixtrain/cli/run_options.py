@@ -38,7 +38,11 @@ def _record(ctx: click.Context, param: click.Parameter, value):
 
 
 def _spellings(name: str, prefix: str = "") -> list[str]:
-    return list(dict.fromkeys([f"--{prefix}{name}", f"--{prefix}{name}".replace("_", "-"), f"--{prefix.replace('-', '_')}{name}"]))
+    return list(
+        dict.fromkeys(
+            [f"--{prefix}{name}", f"--{prefix}{name}".replace("_", "-"), f"--{prefix.replace('-', '_')}{name}"]
+        )
+    )
 
 
 def build_command(spec: dict) -> click.Command:
@@ -52,11 +56,35 @@ def build_command(spec: dict) -> click.Command:
         if name in RESERVED:
             continue  # reachable through -i JSON only
         if inp["type"] == "bool":
-            params.append(click.Option([*_spellings(name), f"in__{name}"], is_flag=False, flag_value="true", default=None, callback=_record, expose_value=False))
-            params.append(click.Option([*_spellings(name, "no-"), f"no__{name}"], is_flag=True, flag_value="false", default=None, callback=_record, expose_value=False))
+            params.append(
+                click.Option(
+                    [*_spellings(name), f"in__{name}"],
+                    is_flag=False,
+                    flag_value="true",
+                    default=None,
+                    callback=_record,
+                    expose_value=False,
+                )
+            )
+            params.append(
+                click.Option(
+                    [*_spellings(name, "no-"), f"no__{name}"],
+                    is_flag=True,
+                    flag_value="false",
+                    default=None,
+                    callback=_record,
+                    expose_value=False,
+                )
+            )
         else:
-            params.append(click.Option([*_spellings(name), f"in__{name}"], default=None, callback=_record, expose_value=False))
-    return click.Command("run", params=params, context_settings={"ignore_unknown_options": False, "allow_extra_args": True, "help_option_names": []})
+            params.append(
+                click.Option([*_spellings(name), f"in__{name}"], default=None, callback=_record, expose_value=False)
+            )
+    return click.Command(
+        "run",
+        params=params,
+        context_settings={"ignore_unknown_options": False, "allow_extra_args": True, "help_option_names": []},
+    )
 
 
 def parse(args: list[str], spec: dict) -> RunArgs:
@@ -64,7 +92,9 @@ def parse(args: list[str], spec: dict) -> RunArgs:
     try:
         ctx = build_command(spec).make_context("run", list(args))
     except click.NoSuchOption as exc:
-        raise InvalidInput(f"unknown input {_norm(exc.option_name)}", f"available: {', '.join('--' + n for n in names) or '(none)'}") from None
+        raise InvalidInput(
+            f"unknown input {_norm(exc.option_name)}", f"available: {', '.join('--' + n for n in names) or '(none)'}"
+        ) from None
     except click.BadOptionUsage as exc:
         if "does not take a value" in exc.message:
             raise InvalidInput(f"{exc.option_name} takes no value", f"use {exc.option_name} alone") from None
@@ -100,12 +130,16 @@ def _load_json(value: str, flag: str) -> dict:
     if not value.lstrip().startswith("{"):
         path = Path(value).expanduser()
         if not path.is_file():
-            raise InvalidInput(f"{flag}: {value!r} is neither a JSON object nor a file", "pass '{\"name\": value}' or a .json file")
+            raise InvalidInput(
+                f"{flag}: {value!r} is neither a JSON object nor a file", "pass '{\"name\": value}' or a .json file"
+            )
         text = path.read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{flag}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", "fix the JSON") from None
+        raise InvalidInput(
+            f"{flag}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", "fix the JSON"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{flag}: expected a JSON object, got {type(data).__name__}", "pass '{\"name\": value}'")
     return data

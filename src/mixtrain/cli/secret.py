@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from mixtrain.cli.common import client, confirm, console, fmt_time, print_json
@@ -11,7 +9,7 @@ from mixtrain.cli.common import client, confirm, console, fmt_time, print_json
 app = typer.Typer(help="Encrypted secrets, injected into workflow runs as environment variables.", no_args_is_help=True)
 
 
-def _read_value(name: str, value: Optional[str]) -> str:
+def _read_value(name: str, value: str | None) -> str:
     if value is not None:
         return value
     import sys
@@ -22,7 +20,9 @@ def _read_value(name: str, value: Optional[str]) -> str:
 
 
 @app.command("create")
-def create(name: str, value: Optional[str] = typer.Argument(None, help="Value (omit to type it hidden or pipe it on stdin).")):
+def create(
+    name: str, value: str | None = typer.Argument(None, help="Value (omit to type it hidden or pipe it on stdin).")
+):
     """Create a secret (fails if it exists)."""
     client().secrets.set(name, _read_value(name, value))
     console.print(f"Created secret {name}")
@@ -31,7 +31,7 @@ def create(name: str, value: Optional[str] = typer.Argument(None, help="Value (o
 @app.command("set")
 def set_(
     name: str,
-    value: Optional[str] = typer.Argument(None, help="Value (omit to type it hidden or pipe it on stdin)."),
+    value: str | None = typer.Argument(None, help="Value (omit to type it hidden or pipe it on stdin)."),
     update: bool = typer.Option(False, "--update", help="Replace an existing value."),
 ):
     """Set a secret; --update replaces an existing one."""

@@ -22,7 +22,9 @@ def is_loopback(host: str) -> bool:
 
 
 def ui(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback needs --token-secret."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind. Anything but loopback needs --token-secret."
+    ),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
     token_secret: str | None = typer.Option(
         None, "--token-secret", help="Name of a mixtrain secret whose value is the login token (required off loopback)."
@@ -46,5 +48,9 @@ def ui(
 
     app = create_app(c, token)
     shown = f"[{host}]" if ":" in host else host
-    err_console.print(f"mixtrain dashboard on http://{shown}:{port}/" + ("  (sign in with the token)" if token else "") + " — Ctrl-C stops it")
+    err_console.print(
+        f"mixtrain dashboard on http://{shown}:{port}/"
+        + ("  (sign in with the token)" if token else "")
+        + " — Ctrl-C stops it"
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -12,28 +11,37 @@ from mixtrain.cli.common import client, confirm, console, err_console, fmt_durat
 
 app = typer.Typer(help="Register workflow files and run them.", no_args_is_help=True)
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "running": "cyan", "pending": "yellow", "cancelled": "magenta", "timeout": "red"}
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "running": "cyan",
+    "pending": "yellow",
+    "cancelled": "magenta",
+    "timeout": "red",
+}
 
 
 @app.command("create")
 def create(
-    files: List[Path] = typer.Argument(..., help="The workflow's .py file (first) and any files it imports."),
+    files: list[Path] = typer.Argument(..., help="The workflow's .py file (first) and any files it imports."),
     name: str = typer.Option(..., "--name", "-n", help="Workflow name."),
     description: str = typer.Option("", "--description", help="What it does."),
-    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="MixFlow class to use when the file has several."),
+    entrypoint: str | None = typer.Option(None, "--entrypoint", help="MixFlow class to use when the file has several."),
 ):
     """Register a workflow from its Python file(s)."""
     wf = client().create_workflow(files, name, description, entrypoint)
-    console.print(f"Created workflow [bold]{name}[/] (version {wf['version']}, entrypoint {wf['entrypoint']}, {len(wf['inputs'])} inputs)")
+    console.print(
+        f"Created workflow [bold]{name}[/] (version {wf['version']}, entrypoint {wf['entrypoint']}, {len(wf['inputs'])} inputs)"
+    )
     console.print(f"Run it: mixtrain workflow run {name} --help")
 
 
 @app.command("update")
 def update_(
     name: str,
-    files: List[Path] = typer.Argument(..., help="The new version's files."),
-    description: Optional[str] = typer.Option(None, "--description"),
-    entrypoint: Optional[str] = typer.Option(None, "--entrypoint"),
+    files: list[Path] = typer.Argument(..., help="The new version's files."),
+    description: str | None = typer.Option(None, "--description"),
+    entrypoint: str | None = typer.Option(None, "--entrypoint"),
 ):
     """Register a new version of a workflow."""
     wf = client().workflows.update(name, files, description, entrypoint)
@@ -114,7 +122,9 @@ def metrics(
     name: str,
     run: int = typer.Argument(..., help="Run number."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per logged step."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the loss curve (train and eval) to this file."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG of the loss curve (train and eval) to this file."
+    ),
 ):
     """Show the training metrics a run recorded per step (loss, learning rate, grad norm, eval loss, ...)."""
     rows = client().get_run_metrics(name, run)
@@ -150,7 +160,13 @@ def _metrics_table(rows: list[dict]):
 
 
 # The columns of the table view (key → header); every recorded metric is in --json.
-TABLE_METRICS = {"loss": "loss", "eval_loss": "eval loss", "learning_rate": "lr", "grad_norm": "grad norm", "tokens/train_per_sec_per_gpu": "tokens/s"}
+TABLE_METRICS = {
+    "loss": "loss",
+    "eval_loss": "eval loss",
+    "learning_rate": "lr",
+    "grad_norm": "grad norm",
+    "tokens/train_per_sec_per_gpu": "tokens/s",
+}
 
 
 def _num(v) -> str:
@@ -171,7 +187,9 @@ def resume(
     c = client()
     info = runner.resume(c.settings, name, run, fork=True)
     origin = info["resumed_from"]
-    err_console.print(f"[dim]Started run #{info['number']} of {name}, resuming run #{run} from step {origin['step']} — logs: mixtrain workflow logs {name} {info['number']} -f[/]")
+    err_console.print(
+        f"[dim]Started run #{info['number']} of {name}, resuming run #{run} from step {origin['step']} — logs: mixtrain workflow logs {name} {info['number']} -f[/]"
+    )
     if detach:
         console.print(f"Run #{info['number']} of {name} started (detached).")
         return
@@ -241,7 +259,7 @@ def _attach(c, name: str, info: dict) -> None:
         err_console.print(
             f"\nDetached: run #{number} goes on. Follow it: mixtrain workflow logs {name} {number} -f — stop it: mixtrain workflow cancel {name} {number}"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     view.close(final)
     took = fmt_duration(final["duration"])
     if final["status"] == "completed":
@@ -249,7 +267,10 @@ def _attach(c, name: str, info: dict) -> None:
         return
     from mixtrain.errors import WorkflowFailed
 
-    raise WorkflowFailed(f"run #{number} of {name} {final['status']}: {final['error'] or 'no reason recorded'}", f"see `mixtrain workflow logs {name} {number}`")
+    raise WorkflowFailed(
+        f"run #{number} of {name} {final['status']}: {final['error'] or 'no reason recorded'}",
+        f"see `mixtrain workflow logs {name} {number}`",
+    )
 
 
 def _print_run_help(name: str, spec: dict) -> None:
@@ -257,7 +278,9 @@ def _print_run_help(name: str, spec: dict) -> None:
     if spec.get("doc"):
         console.print(spec["doc"].strip().splitlines()[0] + "\n")
     console.print(_inputs_table(spec["inputs"]))
-    console.print("Flags override -i/--input-json/-c/--config JSON; -d/--detach returns at once; booleans take true/false or --no-NAME.")
+    console.print(
+        "Flags override -i/--input-json/-c/--config JSON; -d/--detach returns at once; booleans take true/false or --no-NAME."
+    )
     example = " ".join(f"--{i['name']} {_example_value(i)}" for i in spec["inputs"] if i["required"])
     console.print(f"\nExample:\n  mixtrain workflow run {name} {example}".rstrip())
 
@@ -276,7 +299,9 @@ def _inputs_table(inputs: list[dict]):
     t = Table("input", "required / default", "type", "description", title="Inputs", title_justify="left")
     for i in inputs:
         req = "[bold]required[/]" if i["required"] else repr(i["default"]) if i["default"] != "" else "''"
-        typ = i["type"] + (f" ({'|'.join(str(c) if c != '' else repr(c) for c in i['choices'])})" if i.get("choices") else "")
+        typ = i["type"] + (
+            f" ({'|'.join(str(c) if c != '' else repr(c) for c in i['choices'])})" if i.get("choices") else ""
+        )
         typ += f" ({bounds_text(i)})" if bounds_text(i) else ""
         t.add_row("--" + i["name"], req, typ, i.get("description") or "")
     return t
@@ -289,5 +314,12 @@ def _runs_table(rows: list[dict]):
     for r in rows:
         style = STATUS_STYLE.get(r["status"], "")
         err = (r.get("error") or "")[:60]
-        t.add_row(f"#{r['number']}", f"[{style}]{r['status']}[/]", fmt_time(r["started_at"] or r["created_at"]), fmt_time(r["finished_at"]), fmt_duration(r["duration"]), err)
+        t.add_row(
+            f"#{r['number']}",
+            f"[{style}]{r['status']}[/]",
+            fmt_time(r["started_at"] or r["created_at"]),
+            fmt_time(r["finished_at"]),
+            fmt_duration(r["duration"]),
+            err,
+        )
     return t

@@ -8,8 +8,8 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mixtrain.errors import InvalidInput
 
@@ -76,7 +76,9 @@ def _read_csv(path: Path, delimiter: str, progress):
     # Keep text as text: "" stays an empty string, only real null markers become null.
     # Keep text as text: every CSV cell is stored as written ("007" stays "007", "true" stays "true",
     # "" stays ""). Types only come from self-describing formats (Parquet, JSONL).
-    convert = pc.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=False, quoted_strings_can_be_null=False)
+    convert = pc.ConvertOptions(
+        column_types={name: pa.string() for name in header}, strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
     if progress is None:
         return pc.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     with open(path, "rb") as raw:

@@ -11,8 +11,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import delete, insert, select, update
 
@@ -124,7 +124,7 @@ class DatasetStore:
     def warehouse_dir(self) -> Path | None:
         """The local warehouse folder (None for object storage)."""
         wh = self.settings.warehouse
-        return Path(wh[len("file://"):]) if wh.startswith("file://") else None
+        return Path(wh[len("file://") :]) if wh.startswith("file://") else None
 
     def _check_catalog_file(self, db_file: Path) -> None:
         """A lost, emptied or corrupt catalog must never look like a fresh install with no datasets."""
@@ -165,7 +165,9 @@ class DatasetStore:
         try:
             with _storage(self.warehouse_dir(), f"dataset {name!r}", data.nbytes):
                 try:
-                    txn = self.catalog.create_table_transaction(ident, schema=data.schema, location=location, properties={DESCRIPTION: description})
+                    txn = self.catalog.create_table_transaction(
+                        ident, schema=data.schema, location=location, properties={DESCRIPTION: description}
+                    )
                     txn.append(data)
                     txn.commit_transaction()
                 except (TableAlreadyExistsError, CommitFailedException) as exc:
@@ -190,7 +192,9 @@ class DatasetStore:
 
         ident = self._ident(name)
         try:
-            txn = self.catalog.create_table_transaction(ident, schema=data.schema, properties={DESCRIPTION: description})
+            txn = self.catalog.create_table_transaction(
+                ident, schema=data.schema, properties={DESCRIPTION: description}
+            )
             txn.append(data)
             txn.commit_transaction()
         except TableAlreadyExistsError as exc:
@@ -206,13 +210,18 @@ class DatasetStore:
         if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name")
         if "://" not in metadata_location and not Path(metadata_location).is_file():
-            raise InvalidInput(f"Iceberg metadata file not found: {metadata_location}", "pass the table's metadata JSON path")
+            raise InvalidInput(
+                f"Iceberg metadata file not found: {metadata_location}", "pass the table's metadata JSON path"
+            )
         try:
             table = self.catalog.register_table(ident, metadata_location)
         except TableAlreadyExistsError as exc:
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from exc
         except Exception as exc:
-            raise InvalidInput(f"cannot register {metadata_location}: {str(exc).splitlines()[0]}", "pass a valid Iceberg metadata JSON file") from exc
+            raise InvalidInput(
+                f"cannot register {metadata_location}: {str(exc).splitlines()[0]}",
+                "pass a valid Iceberg metadata JSON file",
+            ) from exc
         if description:
             with table.transaction() as txn:
                 txn.set_properties({DESCRIPTION: description})
@@ -230,7 +239,12 @@ class DatasetStore:
         _check_compatible(target, data.schema, name)
         try:  # same columns in any order; types must convert losslessly
             data = data.select(target.names).cast(target)
-        except (ValueError, TypeError, ArithmeticError, NotImplementedError) as exc:  # pyarrow's errors derive from these
+        except (
+            ValueError,
+            TypeError,
+            ArithmeticError,
+            NotImplementedError,
+        ) as exc:  # pyarrow's errors derive from these
             # (NotImplementedError: e.g. a nested struct/list value offered for a scalar column)
             raise InvalidInput(
                 f"file column types do not match dataset {name!r}: {str(exc).splitlines()[0]}",
@@ -393,8 +407,12 @@ def _check_compatible(current, new, name: str) -> None:
     missing = [f.name for f in current if f.name not in new.names]
     extra = [f.name for f in new if f.name not in current.names]
     if missing or extra:
-        detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if p)
-        raise InvalidInput(f"file columns do not match dataset {name!r}: {detail}", "append a file with the same columns")
+        detail = "; ".join(
+            p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if p
+        )
+        raise InvalidInput(
+            f"file columns do not match dataset {name!r}: {detail}", "append a file with the same columns"
+        )
 
 
 # -- faults: staged writes, orphans, a lost catalog ---------------------------------------------------
@@ -415,7 +433,9 @@ class _storage:
         if isinstance(exc, OSError):
             raise StorageError.from_os_error(exc, self.where or "the warehouse", self.what, self.needed) from None
         if is_disk_full(exc):
-            raise StorageError.from_os_error(OSError(28, "No space left on device"), self.where or "the warehouse", self.what, self.needed) from None
+            raise StorageError.from_os_error(
+                OSError(28, "No space left on device"), self.where or "the warehouse", self.what, self.needed
+            ) from None
         fault = sqlite_fault(exc, None)
         if fault is not None:
             raise fault from None
@@ -423,7 +443,11 @@ class _storage:
 
 
 def _local_path(location: str) -> Path | None:
-    return Path(location[len("file://"):]) if location.startswith("file://") else (Path(location) if location.startswith("/") else None)
+    return (
+        Path(location[len("file://") :])
+        if location.startswith("file://")
+        else (Path(location) if location.startswith("/") else None)
+    )
 
 
 def _local_files(location: str) -> set[str]:

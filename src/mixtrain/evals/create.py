@@ -22,15 +22,19 @@ def parse_models(models) -> list[tuple[str, int | None]]:
     items = models.split(",") if isinstance(models, str) else list(models or [])
     items = [str(m).strip() for m in items]
     if not items or any(not m for m in items):
-        raise InvalidInput("--models lists no model" if not any(items) else f"--models has an empty entry: {models!r}",
-                           "pass MODEL[:VERSION][,MODEL...], e.g. --models base-llava,my-llava:2")
+        raise InvalidInput(
+            "--models lists no model" if not any(items) else f"--models has an empty entry: {models!r}",
+            "pass MODEL[:VERSION][,MODEL...], e.g. --models base-llava,my-llava:2",
+        )
     out: list[tuple[str, int | None]] = []
     for m in items:
         name, _, version = m.partition(":")
         check_name(name, "model")
         if version:
             if not version.isdigit() or int(version) < 1:
-                raise InvalidInput(f"bad model version in {m!r}", "write MODEL:VERSION with a version number ≥ 1, e.g. my-llava:2")
+                raise InvalidInput(
+                    f"bad model version in {m!r}", "write MODEL:VERSION with a version number ≥ 1, e.g. my-llava:2"
+                )
             out.append((name, int(version)))
         else:
             out.append((name, None))
@@ -59,23 +63,33 @@ def plan(
     check_name(name, "eval")
     results = name + RESULTS_SUFFIX
     if not NAME_RE.fullmatch(results):
-        raise InvalidInput(f"eval name {name!r} is too long for its results dataset {results!r}", f"use at most {64 - len(RESULTS_SUFFIX)} characters")
+        raise InvalidInput(
+            f"eval name {name!r} is too long for its results dataset {results!r}",
+            f"use at most {64 - len(RESULTS_SUFFIX)} characters",
+        )
     check_metric(metric)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidInput(f"--limit must be a whole number ≥ 1, got {limit!r}", "omit it to evaluate every row")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInput(f"--batch_size must be a whole number ≥ 1, got {batch_size!r}", "e.g. --batch_size 8")
     if config is not None and not isinstance(config, dict):
-        raise InvalidInput("--config must be a JSON object", 'e.g. --config \'{"max_new_tokens": 32, "temperature": 0}\'')
+        raise InvalidInput(
+            "--config must be a JSON object", 'e.g. --config \'{"max_new_tokens": 32, "temperature": 0}\''
+        )
     gen = generation_settings(config)
     wanted = parse_models(models)
 
     store = EvalStore(settings)
     if store.exists(name):
-        raise AlreadyExists(f"eval {name!r} already exists", f"pick another name, or `mixtrain eval delete {name}` first")
+        raise AlreadyExists(
+            f"eval {name!r} already exists", f"pick another name, or `mixtrain eval delete {name}` first"
+        )
     datasets = DatasetStore(settings)
     if datasets.catalog.table_exists(datasets._ident(results)):
-        raise AlreadyExists(f"dataset {results!r} already exists (an eval's results go there)", f"pick another eval name, or `mixtrain dataset delete {results}`")
+        raise AlreadyExists(
+            f"dataset {results!r} already exists (an eval's results go there)",
+            f"pick another eval name, or `mixtrain dataset delete {results}`",
+        )
 
     table = datasets.get(dataset)
     snapshot = table.current_snapshot()
@@ -84,7 +98,10 @@ def plan(
     columns = [f.name for f in table.schema().fields]
     for flag, col in (("--image_column", image_column), ("--prompt_column", prompt_column)):
         if col not in columns:
-            raise InvalidInput(f"dataset {dataset!r} has no column {col!r} ({flag})", f"its columns are: {', '.join(columns)} — pass {flag} COLUMN")
+            raise InvalidInput(
+                f"dataset {dataset!r} has no column {col!r} ({flag})",
+                f"its columns are: {', '.join(columns)} — pass {flag} COLUMN",
+            )
     reference = reference_column or DEFAULT_REFERENCE
     if reference not in columns:
         if metric != "none":
@@ -93,7 +110,10 @@ def plan(
                 f"its columns are: {', '.join(columns)} — pass --reference_column COLUMN, or --metric none for outputs only",
             )
         if reference_column is not None:
-            raise InvalidInput(f"dataset {dataset!r} has no column {reference!r} (--reference_column)", f"its columns are: {', '.join(columns)}")
+            raise InvalidInput(
+                f"dataset {dataset!r} has no column {reference!r} (--reference_column)",
+                f"its columns are: {', '.join(columns)}",
+            )
         reference = None  # type: ignore[assignment]  # no reference column: outputs only
 
     registry = ModelRegistry(settings)
@@ -103,8 +123,10 @@ def plan(
         info = registry.get(model, version)  # NotFound names the model or the version
         lab = label(model, info["version"])
         if lab in seen:
-            raise InvalidInput(f"--models lists {model} version {info['version']} twice ({seen[lab]!r} and {f'{model}:{version}' if version else model!r})",
-                               "list each model version once")
+            raise InvalidInput(
+                f"--models lists {model} version {info['version']} twice ({seen[lab]!r} and {f'{model}:{version}' if version else model!r})",
+                "list each model version once",
+            )
         seen[lab] = f"{model}:{version}" if version else model
         resolved.append({"name": model, "version": info["version"], "label": lab})
 
@@ -152,7 +174,9 @@ def delete(settings: Settings, name: str) -> None:
     rec = store.get(name)
     if rec["status"] in ACTIVE:
         number = rec["run"]["number"] if rec["run"] else "?"
-        raise Conflict(f"eval {name!r} is {rec['status']} (run #{number})", f"wait for it or `mixtrain eval cancel {name}`")
+        raise Conflict(
+            f"eval {name!r} is {rec['status']} (run #{number})", f"wait for it or `mixtrain eval cancel {name}`"
+        )
     datasets = DatasetStore(settings)
     try:
         datasets.delete(rec["results_dataset"])

@@ -22,7 +22,9 @@ def ensure_workflow(settings: Settings) -> None:
         version = reg.latest_version(WORKFLOW)
     except NotFound:
         try:
-            reg.create(WORKFLOW, [FLOW_FILE], description="built-in: runs `mixtrain eval create` jobs", entrypoint=ENTRYPOINT)
+            reg.create(
+                WORKFLOW, [FLOW_FILE], description="built-in: runs `mixtrain eval create` jobs", entrypoint=ENTRYPOINT
+            )
         except AlreadyExists:  # a concurrent `eval create` registered it first
             pass
         version = reg.latest_version(WORKFLOW)

@@ -32,7 +32,12 @@ def run_eval(name: str, settings: Settings | None = None) -> dict:
         store.set_status(name, "failed", error=str(exc)[:4000] or type(exc).__name__)
         raise
     store.complete(name, result["scores"], result["failures"], result["comparison"])
-    return {"eval": name, "results_dataset": rec["results_dataset"], "scores": result["scores"], "comparison": result["comparison"]}
+    return {
+        "eval": name,
+        "results_dataset": rec["results_dataset"],
+        "scores": result["scores"],
+        "comparison": result["comparison"],
+    }
 
 
 def _evaluate(settings: Settings, rec: dict) -> dict:
@@ -41,8 +46,11 @@ def _evaluate(settings: Settings, rec: dict) -> dict:
     cfg = rec["config"]
     datasets = DatasetStore(settings)
     rows = load_rows(datasets, rec)
-    print(f"eval {rec['name']}: {len(rows)} rows of {rec['dataset']} @ snapshot {rec['snapshot_id']}, "
-          f"metric {rec['metric']}, {len(rec['models'])} model(s), batch size {cfg['batch_size']}", flush=True)
+    print(
+        f"eval {rec['name']}: {len(rows)} rows of {rec['dataset']} @ snapshot {rec['snapshot_id']}, "
+        f"metric {rec['metric']}, {len(rec['models'])} model(s), batch size {cfg['batch_size']}",
+        flush=True,
+    )
     images, failures = load_images(rows, settings)
     for f in failures:
         print(f"  row {f['row_id']}: {f['reason']} — counted as failed", flush=True)
@@ -52,22 +60,35 @@ def _evaluate(settings: Settings, rec: dict) -> dict:
     for m in rec["models"]:
         out, seconds = generate_all(settings, m, [rows[i]["prompt"] for i in ok], [images[i] for i in ok], cfg)
         column: list = [None] * len(rows)
-        for i, text in zip(ok, out):
+        for i, text in zip(ok, out, strict=False):
             column[i] = text
         outputs[m["label"]] = column
         per_row = [score(rec["metric"], column[i], rows[i]["reference"]) for i in range(len(rows))]
-        summary = summarize(per_row) if rec["metric"] != "none" else {"mean": None, "ci_low": None, "ci_high": None, "n": len(ok)}
+        summary = (
+            summarize(per_row)
+            if rec["metric"] != "none"
+            else {"mean": None, "ci_low": None, "ci_high": None, "n": len(ok)}
+        )
         scores[m["label"]] = {**summary, "failed": len(failures), "generation_s": round(seconds, 3), "_rows": per_row}
-        print(f"  {m['label']}: {_fmt_summary(rec['metric'], summary)}  ({len(failures)} failed, {seconds:.1f}s generating)", flush=True)
+        print(
+            f"  {m['label']}: {_fmt_summary(rec['metric'], summary)}  ({len(failures)} failed, {seconds:.1f}s generating)",
+            flush=True,
+        )
     comparison = None
     labels = [m["label"] for m in rec["models"]]
     if rec["metric"] != "none" and len(labels) >= 2:
         a, b = labels[0], labels[1]
         comparison = {"a": a, "b": b, **paired_bootstrap(scores[a]["_rows"], scores[b]["_rows"])}
         if comparison["diff"] is not None:
-            print(f"  {a} − {b}: {comparison['diff']:+.3f} (95% CI {comparison['ci_low']:+.3f} … {comparison['ci_high']:+.3f}), paired bootstrap p = {comparison['p_value']:.4f}", flush=True)
+            print(
+                f"  {a} − {b}: {comparison['diff']:+.3f} (95% CI {comparison['ci_low']:+.3f} … {comparison['ci_high']:+.3f}), paired bootstrap p = {comparison['p_value']:.4f}",
+                flush=True,
+            )
     write_results(datasets, rec, rows, outputs, {lab: s.pop("_rows") for lab, s in scores.items()})
-    print(f"results: dataset {rec['results_dataset']} ({len(rows)} rows) — `mixtrain eval results {rec['name']}`", flush=True)
+    print(
+        f"results: dataset {rec['results_dataset']} ({len(rows)} rows) — `mixtrain eval results {rec['name']}`",
+        flush=True,
+    )
     return {"scores": scores, "failures": failures, "comparison": comparison}
 
 
@@ -76,17 +97,23 @@ def load_rows(datasets, rec: dict) -> list[dict]:
     cfg = rec["config"]
     table = datasets.get(rec["dataset"])
     cols = [c for c in (cfg["image_column"], cfg["prompt_column"], cfg["reference_column"]) if c]
-    data = table.scan(snapshot_id=rec["snapshot_id"], selected_fields=tuple(dict.fromkeys(cols)), limit=cfg["limit"]).to_arrow().to_pylist()
+    data = (
+        table.scan(snapshot_id=rec["snapshot_id"], selected_fields=tuple(dict.fromkeys(cols)), limit=cfg["limit"])
+        .to_arrow()
+        .to_pylist()
+    )
     source_dirs = list(dict.fromkeys(Path(s).parent for s in datasets.sources(rec["dataset"]) if Path(s).is_file()))
     out = []
     for i, r in enumerate(data):
         ref = cfg["reference_column"]
-        out.append({
-            "row_id": i,
-            "image": image_ref(r[cfg["image_column"]], source_dirs),
-            "prompt": "" if r[cfg["prompt_column"]] is None else str(r[cfg["prompt_column"]]),
-            "reference": None if not ref or r[ref] is None else str(r[ref]),
-        })
+        out.append(
+            {
+                "row_id": i,
+                "image": image_ref(r[cfg["image_column"]], source_dirs),
+                "prompt": "" if r[cfg["prompt_column"]] is None else str(r[cfg["prompt_column"]]),
+                "reference": None if not ref or r[ref] is None else str(r[ref]),
+            }
+        )
     return out
 
 
@@ -117,7 +144,9 @@ def load_images(rows: list[dict], settings: Settings) -> tuple[list, list[dict]]
     return images, failures
 
 
-def generate_all(settings: Settings, model_ref: dict, prompts: list[str], images: list, cfg: dict) -> tuple[list[str], float]:
+def generate_all(
+    settings: Settings, model_ref: dict, prompts: list[str], images: list, cfg: dict
+) -> tuple[list[str], float]:
     """Load the model once, generate in batches with progress (rows/s, ETA), free it; returns (texts, seconds)."""
     from mixtrain.models.registry import ModelRegistry
 
@@ -164,7 +193,12 @@ def write_results(datasets, rec: dict, rows: list[dict], outputs: dict[str, list
     for m in rec["models"]:
         columns[f"{m['label']}__output"] = pa.array(outputs[m["label"]], pa.string())
         columns[f"{m['label']}__score"] = pa.array(per_row[m["label"]], pa.float64())
-    datasets.create_from_arrow(rec["results_dataset"], pa.table(columns), description=f"results of eval {rec['name']}", source=f"eval {rec['name']}")
+    datasets.create_from_arrow(
+        rec["results_dataset"],
+        pa.table(columns),
+        description=f"results of eval {rec['name']}",
+        source=f"eval {rec['name']}",
+    )
 
 
 def _fmt_summary(metric: str, s: dict) -> str:

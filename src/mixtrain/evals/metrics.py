@@ -60,7 +60,11 @@ def anls(output: str | None, reference: str, threshold: float = ANLS_THRESHOLD) 
     return 0.0 if distance > threshold else 1.0 - distance
 
 
-SCORERS: dict[str, Callable[[str | None, str], float]] = {"exact_match": exact_match, "contains": contains, "anls": anls}
+SCORERS: dict[str, Callable[[str | None, str], float]] = {
+    "exact_match": exact_match,
+    "contains": contains,
+    "anls": anls,
+}
 
 
 def check_metric(metric: str) -> str:
@@ -76,7 +80,9 @@ def score(metric: str, output: str | None, reference: str | None) -> float | Non
     return SCORERS[check_metric(metric)](output, reference or "")
 
 
-def bootstrap_ci(scores: list[float], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    scores: list[float], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (resampling rows with replacement)."""
     import numpy as np
 
@@ -98,7 +104,9 @@ def summarize(scores: list[float | None]) -> dict:
     return {"mean": sum(kept) / len(kept), "ci_low": low, "ci_high": high, "n": len(kept)}
 
 
-def paired_bootstrap(a: list[float | None], b: list[float | None], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+def paired_bootstrap(
+    a: list[float | None], b: list[float | None], *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+) -> dict:
     """Difference of means a − b over the rows both scored, its 95% CI and a two-sided p-value.
 
     Rows are resampled together (paired), which is what makes two models scored on the same rows
@@ -108,7 +116,7 @@ def paired_bootstrap(a: list[float | None], b: list[float | None], *, samples: i
     """
     import numpy as np
 
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    pairs = [(x, y) for x, y in zip(a, b, strict=False) if x is not None and y is not None]
     if not pairs:
         return {"diff": None, "ci_low": None, "ci_high": None, "p_value": None, "n": 0}
     d = np.asarray([x - y for x, y in pairs], dtype=float)

@@ -9,14 +9,13 @@ has ended (cancelled, killed, timed out) takes the run's status on read, so no e
 from __future__ import annotations
 
 import builtins
-
 import datetime as dt
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, NotFound
-from mixtrain.metadata.db import inserted_id, get_engine, now
+from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import eval_models, evals, runs, workflows
 from mixtrain.settings import Settings
 
@@ -35,22 +34,48 @@ class EvalStore:
         self.settings = settings
         self.engine = get_engine(settings.database_url)
 
-    def insert(self, *, name: str, dataset: str, snapshot_id: int | None, metric: str, config: dict, models: builtins.list[dict], results_dataset: str) -> dict:
+    def insert(
+        self,
+        *,
+        name: str,
+        dataset: str,
+        snapshot_id: int | None,
+        metric: str,
+        config: dict,
+        models: builtins.list[dict],
+        results_dataset: str,
+    ) -> dict:
         """A pending eval and its model rows, in one transaction."""
         try:
             with self.engine.begin() as conn:
-                eval_id = inserted_id(conn.execute(
-                    insert(evals).values(
-                        name=name, dataset=dataset, snapshot_id=snapshot_id, metric=metric, status="pending",
-                        config=config, results_dataset=results_dataset, created_at=now(),
+                eval_id = inserted_id(
+                    conn.execute(
+                        insert(evals).values(
+                            name=name,
+                            dataset=dataset,
+                            snapshot_id=snapshot_id,
+                            metric=metric,
+                            status="pending",
+                            config=config,
+                            results_dataset=results_dataset,
+                            created_at=now(),
+                        )
                     )
-                ))
+                )
                 for i, m in enumerate(models):
                     conn.execute(
-                        insert(eval_models).values(eval_id=eval_id, position=i, model_name=m["name"], model_version=m["version"], label=m["label"])
+                        insert(eval_models).values(
+                            eval_id=eval_id,
+                            position=i,
+                            model_name=m["name"],
+                            model_version=m["version"],
+                            label=m["label"],
+                        )
                     )
         except IntegrityError as exc:
-            raise AlreadyExists(f"eval {name!r} already exists", f"pick another name, or `mixtrain eval delete {name}` first") from exc
+            raise AlreadyExists(
+                f"eval {name!r} already exists", f"pick another name, or `mixtrain eval delete {name}` first"
+            ) from exc
         return self.get(name)
 
     def exists(self, name: str) -> bool:
@@ -70,7 +95,9 @@ class EvalStore:
             q = update(evals).where(evals.c.name == name).where(evals.c.status.in_(ACTIVE))
             return conn.execute(q.values(**values)).rowcount == 1
 
-    def complete(self, name: str, scores: dict[str, dict], failures: builtins.list[dict], comparison: dict | None) -> bool:
+    def complete(
+        self, name: str, scores: dict[str, dict], failures: builtins.list[dict], comparison: dict | None
+    ) -> bool:
         """Store every model's summary and mark the eval completed, atomically."""
         with self.engine.begin() as conn:
             row = conn.execute(select(evals.c.id, evals.c.status).where(evals.c.name == name)).first()
@@ -83,7 +110,11 @@ class EvalStore:
                     .where(eval_models.c.label == lab)
                     .values(**{k: s.get(k) for k in SCORE_KEYS}, failures=failures)
                 )
-            conn.execute(update(evals).where(evals.c.id == row.id).values(status="completed", comparison=comparison, finished_at=now()))
+            conn.execute(
+                update(evals)
+                .where(evals.c.id == row.id)
+                .values(status="completed", comparison=comparison, finished_at=now())
+            )
         return True
 
     def get(self, name: str) -> dict:
@@ -101,10 +132,17 @@ class EvalStore:
     def for_model(self, model_name: str) -> builtins.list[dict]:
         """Every eval a model appears in (any version), oldest first, with that model's scores."""
         with self.engine.connect() as conn:
-            names = conn.execute(
-                select(evals.c.name).join(eval_models, eval_models.c.eval_id == evals.c.id)
-                .where(eval_models.c.model_name == model_name).distinct().order_by(evals.c.name)
-            ).scalars().all()
+            names = (
+                conn.execute(
+                    select(evals.c.name)
+                    .join(eval_models, eval_models.c.eval_id == evals.c.id)
+                    .where(eval_models.c.model_name == model_name)
+                    .distinct()
+                    .order_by(evals.c.name)
+                )
+                .scalars()
+                .all()
+            )
         return [self.get(n) for n in names]
 
     def delete(self, name: str) -> None:
@@ -117,13 +155,22 @@ class EvalStore:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(evals, runs.c.number.label("run_number"), workflows.c.name.label("run_workflow"))
-                .select_from(evals.outerjoin(runs, runs.c.id == evals.c.run_id).outerjoin(workflows, workflows.c.id == runs.c.workflow_id))
+                .select_from(
+                    evals.outerjoin(runs, runs.c.id == evals.c.run_id).outerjoin(
+                        workflows, workflows.c.id == runs.c.workflow_id
+                    )
+                )
                 .where(evals.c.name == name)
             ).first()
             if row is None:
                 raise NotFound(f"eval {name!r} not found", "see `mixtrain eval list`")
             d = dict(row._mapping)
-            d["models"] = [dict(r._mapping) for r in conn.execute(select(eval_models).where(eval_models.c.eval_id == d["id"]).order_by(eval_models.c.position))]
+            d["models"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(eval_models).where(eval_models.c.eval_id == d["id"]).order_by(eval_models.c.position)
+                )
+            ]
         return d
 
     def _reconcile(self, row: dict) -> None:
@@ -131,17 +178,23 @@ class EvalStore:
         if row["run_workflow"] is None:
             age = (now() - _utc(row["created_at"])).total_seconds()
             if row["run_id"] is None and age > NEVER_STARTED_AFTER:  # the creating process died before starting the run
-                self.set_status(row["name"], "failed", error="the eval's run was never started (its creator exited first)")
+                self.set_status(
+                    row["name"], "failed", error="the eval's run was never started (its creator exited first)"
+                )
             return
         from mixtrain.workflows.registry import WorkflowRegistry
 
         try:
-            run = WorkflowRegistry(self.settings).run(row["run_workflow"], row["run_number"])  # reconciles the run itself
+            run = WorkflowRegistry(self.settings).run(
+                row["run_workflow"], row["run_number"]
+            )  # reconciles the run itself
         except NotFound:
             self.set_status(row["name"], "failed", error="its run record was deleted")
             return
         if run["status"] not in ACTIVE:
-            status = "failed" if run["status"] == "completed" else run["status"]  # completed run, eval not: its job never reported
+            status = (
+                "failed" if run["status"] == "completed" else run["status"]
+            )  # completed run, eval not: its job never reported
             self.set_status(row["name"], status, error=run["error"] or "the eval's run ended without reporting scores")
 
     @staticmethod

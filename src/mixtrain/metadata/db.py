@@ -31,7 +31,7 @@ def inserted_id(result) -> int:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -103,7 +103,9 @@ def read_only_dir(db_file: Path) -> bool:
 
 def _disk_full_at(db_file: Path, exc: BaseException) -> bool:
     text = str(exc).lower()
-    io_error = isinstance(exc, StorageError) or any(t in text for t in ("disk i/o error", "disk is full", "unable to open"))
+    io_error = isinstance(exc, StorageError) or any(
+        t in text for t in ("disk i/o error", "disk is full", "unable to open")
+    )
     return io_error and db_file.exists() and (free_bytes(db_file.parent) or 0) < (1 << 20)
 
 
@@ -124,7 +126,9 @@ def mark_in_use(db_file: Path) -> None:
     m = marker(db_file)
     if not m.exists():
         try:
-            m.write_text("mixtrain state lives beside this file; if the database is lost, restore it rather than start afresh\n")
+            m.write_text(
+                "mixtrain state lives beside this file; if the database is lost, restore it rather than start afresh\n"
+            )
         except OSError:  # a read-only home: reads still work
             pass
 
@@ -169,11 +173,18 @@ def sqlite_fault(exc: BaseException, db: str | None) -> MixtrainError | None:
         )
     full = db is not None and (free_bytes(where) or 0) == 0
     if ("readonly database" in text or "attempt to write" in text or "disk i/o error" in text) and full:
-        return StorageError(f"disk full writing the database {where} (0 bytes free)", "free space on that disk and try again; nothing was changed")
+        return StorageError(
+            f"disk full writing the database {where} (0 bytes free)",
+            "free space on that disk and try again; nothing was changed",
+        )
     if "readonly database" in text or "read-only" in text or "attempt to write" in text:
-        return StorageError(f"cannot write to {where}: it is read-only", "reads work; writes need a writable mixtrain home")
+        return StorageError(
+            f"cannot write to {where}: it is read-only", "reads work; writes need a writable mixtrain home"
+        )
     if "disk i/o error" in text:
-        return StorageError(f"disk I/O error on the database {where}", "check the disk (full, removed or failing) and try again")
+        return StorageError(
+            f"disk I/O error on the database {where}", "check the disk (full, removed or failing) and try again"
+        )
     return None
 
 

@@ -23,8 +23,17 @@ class Generation:
     finish_reason: str  # "stop" (EOS or a stop string) | "length" (max_new_tokens reached)
 
 
-def generate_batch(model, processor, conversations: list[list[dict]], images: list[list[Any]], gen: dict, *, device: str, dtype,
-                   streamer=None) -> list[Generation]:
+def generate_batch(
+    model,
+    processor,
+    conversations: list[list[dict]],
+    images: list[list[Any]],
+    gen: dict,
+    *,
+    device: str,
+    dtype,
+    streamer=None,
+) -> list[Generation]:
     """Generate one answer per conversation in a single batched ``model.generate``.
 
     ``conversations[i]`` is a chat message list in the processor's format; each ``{"type": "image"}``
@@ -69,7 +78,10 @@ def generate_batch(model, processor, conversations: list[list[dict]], images: li
         out = model.generate(**batch, **kwargs, pad_token_id=pad)
     prompt_len = batch["input_ids"].shape[1]
     prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
-    return [_decode(tok, out[i, prompt_len:].tolist(), eos, pad, int(prompt_tokens[i]), gen["max_new_tokens"], stop) for i in range(len(texts))]
+    return [
+        _decode(tok, out[i, prompt_len:].tolist(), eos, pad, int(prompt_tokens[i]), gen["max_new_tokens"], stop)
+        for i in range(len(texts))
+    ]
 
 
 def _eos_ids(model, tok) -> set[int]:
@@ -81,7 +93,9 @@ def _eos_ids(model, tok) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def _decode(tok, new: list[int], eos: set[int], pad: int, prompt_tokens: int, max_new: int, stop: list[str]) -> Generation:
+def _decode(
+    tok, new: list[int], eos: set[int], pad: int, prompt_tokens: int, max_new: int, stop: list[str]
+) -> Generation:
     end = next((i for i, t in enumerate(new) if t in eos), None)
     if end is not None:
         kept, used, reason = new[:end], end + 1, "stop"

@@ -21,16 +21,22 @@ def generation_settings(config: dict | None) -> dict:
     config = dict(config or {})
     unknown = sorted(set(config) - set(GENERATION_DEFAULTS))
     if unknown:
-        raise InvalidInput(f"unknown generation setting(s): {', '.join(unknown)}", f"use: {', '.join(GENERATION_DEFAULTS)}")
+        raise InvalidInput(
+            f"unknown generation setting(s): {', '.join(unknown)}", f"use: {', '.join(GENERATION_DEFAULTS)}"
+        )
     out = {**GENERATION_DEFAULTS, **config}
     try:
         out["max_new_tokens"] = int(out["max_new_tokens"])
         out["temperature"] = float(out["temperature"])
         out["top_p"] = float(out["top_p"])
     except (TypeError, ValueError):
-        raise InvalidInput("generation settings must be numbers", 'e.g. {"temperature": 0.2, "max_new_tokens": 64}') from None
+        raise InvalidInput(
+            "generation settings must be numbers", 'e.g. {"temperature": 0.2, "max_new_tokens": 64}'
+        ) from None
     if out["max_new_tokens"] < 1 or out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
-        raise InvalidInput("max_new_tokens must be ≥ 1, temperature ≥ 0 and 0 < top_p ≤ 1", "fix the generation settings")
+        raise InvalidInput(
+            "max_new_tokens must be ≥ 1, temperature ≥ 0 and 0 < top_p ≤ 1", "fix the generation settings"
+        )
     if out["do_sample"] is None:
         out["do_sample"] = out["temperature"] > 0  # greedy when temperature is 0
     return out
@@ -38,10 +44,16 @@ def generation_settings(config: dict | None) -> dict:
 
 def check_inputs(inputs) -> tuple[str, str]:
     if not isinstance(inputs, dict):
-        raise InvalidInput("inputs must be a JSON object", '--inputs \'{"image": "/path/img.jpg", "prompt": "What is in this image?"}\'')
+        raise InvalidInput(
+            "inputs must be a JSON object",
+            '--inputs \'{"image": "/path/img.jpg", "prompt": "What is in this image?"}\'',
+        )
     missing = [k for k in ("image", "prompt") if not str(inputs.get(k) or "").strip()]
     if missing:
-        raise InvalidInput(f"inputs need {' and '.join(repr(k) for k in missing)}", '--inputs \'{"image": "/path/img.jpg", "prompt": "..."}\'')
+        raise InvalidInput(
+            f"inputs need {' and '.join(repr(k) for k in missing)}",
+            '--inputs \'{"image": "/path/img.jpg", "prompt": "..."}\'',
+        )
     extra = sorted(set(inputs) - {"image", "prompt"})
     if extra:
         raise InvalidInput(f"unknown input key(s): {', '.join(extra)}", "inputs take 'image' and 'prompt'")
@@ -72,16 +84,23 @@ class LoadedModel:
         if adapter is None:  # a base model registered without an adapter
             merged_dir = Path(self.info["base_model"])
         elif merged_dir is None and not (adapter / "adapter_config.json").is_file():
-            raise InvalidInput(f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}", "re-run the fine-tune")
+            raise InvalidInput(
+                f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}",
+                "re-run the fine-tune",
+            )
         hw = detect()
         if hw.cuda:
             self.device, self.dtype = "cuda", (torch.bfloat16 if hw.bf16 else torch.float16)
         else:
             self.device, self.dtype = "cpu", torch.float32
-        has_processor = adapter is not None and any((adapter / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+        has_processor = adapter is not None and any(
+            (adapter / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")
+        )
         processor_src = merged_dir or (adapter if has_processor else self.info["base_model"])
         self.processor = AutoProcessor.from_pretrained(str(processor_src), use_fast=self.device == "cuda")
-        model = AutoModelForImageTextToText.from_pretrained(str(merged_dir or self.info["base_model"]), dtype=self.dtype)
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(merged_dir or self.info["base_model"]), dtype=self.dtype
+        )
         if merged_dir is None:
             from peft import PeftModel
 
@@ -93,8 +112,13 @@ class LoadedModel:
 
     def generate(self, conversations: list[list[dict]], images: list[list], **config) -> list[Generation]:
         """Chat conversations (with their PIL images) in, one batched ``generate``, answers out."""
-        gen = {**generation_settings({k: v for k, v in config.items() if k not in ("stop", "seed")}), **{k: config[k] for k in ("stop", "seed") if k in config}}
-        return generate_batch(self.model, self.processor, conversations, images, gen, device=self.device, dtype=self.dtype)
+        gen = {
+            **generation_settings({k: v for k, v in config.items() if k not in ("stop", "seed")}),
+            **{k: config[k] for k in ("stop", "seed") if k in config},
+        }
+        return generate_batch(
+            self.model, self.processor, conversations, images, gen, device=self.device, dtype=self.dtype
+        )
 
     def run_batch(self, rows: list[dict], batch_size: int = 8, **config) -> list[dict]:
         """Answer many ``{"image", "prompt"}`` rows, ``batch_size`` per ``generate`` call."""
@@ -109,10 +133,24 @@ class LoadedModel:
             chunk = checked[start : start + batch_size]
             images = [[load_image(ref, self.settings.image_cache)] for ref, _ in chunk]
             t0 = time.perf_counter()
-            outs = generate_batch(self.model, self.processor, [image_prompt(p) for _, p in chunk], images, gen, device=self.device, dtype=self.dtype)
+            outs = generate_batch(
+                self.model,
+                self.processor,
+                [image_prompt(p) for _, p in chunk],
+                images,
+                gen,
+                device=self.device,
+                dtype=self.dtype,
+            )
             latency = round((time.perf_counter() - t0) / len(chunk), 4)
             results += [
-                {"generated_text": o.text, "model": self.info["name"], "version": self.info["version"], "latency_s": latency} for o in outs
+                {
+                    "generated_text": o.text,
+                    "model": self.info["name"],
+                    "version": self.info["version"],
+                    "latency_s": latency,
+                }
+                for o in outs
             ]
         return results
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
-
 import shutil
 from pathlib import Path
 
@@ -11,7 +9,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import MixtrainError, NotFound
-from mixtrain.metadata.db import inserted_id, get_engine, now
+from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import model_versions, models
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -22,7 +20,9 @@ class ModelRegistry:
         self.settings = settings
         self.engine = get_engine(settings.database_url)
 
-    def register(self, name: str, *, base_model: str, model_type: str, adapter_path: str, train_loss: float | None, lineage: dict) -> dict:
+    def register(
+        self, name: str, *, base_model: str, model_type: str, adapter_path: str, train_loss: float | None, lineage: dict
+    ) -> dict:
         """Add a version (1 for a new name); concurrent registrations get distinct versions."""
         check_name(name, "model")
         for _ in range(20):
@@ -31,21 +31,41 @@ class ModelRegistry:
                     model_id = conn.execute(select(models.c.id).where(models.c.name == name)).scalar()
                     if model_id is None:
                         model_id = inserted_id(conn.execute(insert(models).values(name=name, created_at=now())))
-                    version = (conn.execute(select(func.max(model_versions.c.version)).where(model_versions.c.model_id == model_id)).scalar() or 0) + 1
+                    version = (
+                        conn.execute(
+                            select(func.max(model_versions.c.version)).where(model_versions.c.model_id == model_id)
+                        ).scalar()
+                        or 0
+                    ) + 1
                     conn.execute(
                         insert(model_versions).values(
-                            model_id=model_id, version=version, base_model=base_model, model_type=model_type,
-                            adapter_path=adapter_path, train_loss=train_loss, lineage=lineage, created_at=now(),
+                            model_id=model_id,
+                            version=version,
+                            base_model=base_model,
+                            model_type=model_type,
+                            adapter_path=adapter_path,
+                            train_loss=train_loss,
+                            lineage=lineage,
+                            created_at=now(),
                         )
                     )
                 return self.get(name, version)
             except IntegrityError:
                 continue
-        raise MixtrainError(f"could not allocate a version of model {name!r} (too many concurrent registrations)", "try again")
+        raise MixtrainError(
+            f"could not allocate a version of model {name!r} (too many concurrent registrations)", "try again"
+        )
 
     def register_base(self, name: str, base_model: str, model_type: str) -> dict:
         """Register a base model without an adapter, to query it like any other (e.g. before fine-tuning)."""
-        return self.register(name, base_model=base_model, model_type=model_type, adapter_path="", train_loss=None, lineage={"base_only": True})
+        return self.register(
+            name,
+            base_model=base_model,
+            model_type=model_type,
+            adapter_path="",
+            train_loss=None,
+            lineage={"base_only": True},
+        )
 
     def _model_id(self, name: str) -> int:
         with self.engine.connect() as conn:
@@ -57,7 +77,11 @@ class ModelRegistry:
     def get(self, name: str, version: int | None = None) -> dict:
         model_id = self._model_id(name)
         q = select(model_versions).where(model_versions.c.model_id == model_id)
-        q = q.where(model_versions.c.version == version) if version is not None else q.order_by(model_versions.c.version.desc()).limit(1)
+        q = (
+            q.where(model_versions.c.version == version)
+            if version is not None
+            else q.order_by(model_versions.c.version.desc()).limit(1)
+        )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         if row is None:
@@ -69,7 +93,9 @@ class ModelRegistry:
     def versions(self, name: str) -> list[dict]:
         model_id = self._model_id(name)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(model_versions).where(model_versions.c.model_id == model_id).order_by(model_versions.c.version))
+            rows = conn.execute(
+                select(model_versions).where(model_versions.c.model_id == model_id).order_by(model_versions.c.version)
+            )
             return [dict(r._mapping, name=name) for r in rows]
 
     def list(self) -> list[dict]:
@@ -82,7 +108,10 @@ class ModelRegistry:
             rows = conn.execute(
                 select(models.c.name, model_versions)
                 .join(latest, latest.c.model_id == models.c.id)
-                .join(model_versions, (model_versions.c.model_id == models.c.id) & (model_versions.c.version == latest.c.version))
+                .join(
+                    model_versions,
+                    (model_versions.c.model_id == models.c.id) & (model_versions.c.version == latest.c.version),
+                )
                 .order_by(models.c.name)
             )
             return [dict(r._mapping) for r in rows]

@@ -68,7 +68,9 @@ def _read_key(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except IsADirectoryError:
-        raise MixtrainError(f"the secret key file {path} is a directory", "move it away; mixtrain keeps its key in that file") from None
+        raise MixtrainError(
+            f"the secret key file {path} is a directory", "move it away; mixtrain keeps its key in that file"
+        ) from None
     except OSError as exc:
         raise MixtrainError(
             f"cannot read the secret key file {path}: {exc.strerror}",
@@ -107,7 +109,9 @@ class SecretStore:
         check_secret_name(name)
         if value is None or len(value) < 4:
             # Run logs redact secret values; a 1-3 character value cannot be redacted without mangling them.
-            raise InvalidInput(f"the value of secret {name!r} is shorter than 4 characters", "pass the real secret value")
+            raise InvalidInput(
+                f"the value of secret {name!r} is shorter than 4 characters", "pass the real secret value"
+            )
         token = self.fernet.encrypt(value.encode())
         with self.engine.begin() as conn:
             exists = conn.execute(select(secrets.c.id).where(secrets.c.name == name)).first()
@@ -119,7 +123,9 @@ class SecretStore:
             try:
                 conn.execute(insert(secrets).values(name=name, value=token, created_at=now(), updated_at=now()))
             except IntegrityError as exc:
-                raise AlreadyExists(f"secret {name!r} already exists", "use `mixtrain secret set NAME --update`") from exc
+                raise AlreadyExists(
+                    f"secret {name!r} already exists", "use `mixtrain secret set NAME --update`"
+                ) from exc
         return False
 
     def require(self, name: str) -> None:
@@ -143,7 +149,9 @@ class SecretStore:
 
     def list(self) -> list[dict]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(secrets.c.name, secrets.c.created_at, secrets.c.updated_at).order_by(secrets.c.name))
+            rows = conn.execute(
+                select(secrets.c.name, secrets.c.created_at, secrets.c.updated_at).order_by(secrets.c.name)
+            )
             return [dict(r._mapping) for r in rows]
 
     def delete(self, name: str) -> None:

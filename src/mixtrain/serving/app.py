@@ -61,7 +61,11 @@ def create_app(bases: list[Base], batcher: Batcher, opts: ServeOptions) -> FastA
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), opts.api_key.encode()):
-                return _error(oa.APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'", "invalid_api_key"))
+                return _error(
+                    oa.APIError(
+                        401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'", "invalid_api_key"
+                    )
+                )
         return await call_next(request)
 
     @app.exception_handler(oa.APIError)
@@ -81,8 +85,13 @@ def create_app(bases: list[Base], batcher: Batcher, opts: ServeOptions) -> FastA
     @app.get("/health")
     async def health():
         sizes = batcher.batches
-        return {"status": "ok", "models": sorted(served), "pending": batcher.pending,
-                "batches": len(sizes), "largest_batch": max(sizes, default=0)}
+        return {
+            "status": "ok",
+            "models": sorted(served),
+            "pending": batcher.pending,
+            "batches": len(sizes),
+            "largest_batch": max(sizes, default=0),
+        }
 
     @app.get("/v1/models")
     async def list_models():
@@ -96,10 +105,16 @@ def create_app(bases: list[Base], batcher: Batcher, opts: ServeOptions) -> FastA
     async def chat(request: Request):
         req = oa.parse_request(await _read_json(request, opts.limits.max_body_bytes))
         target = _find(served, req.model)
-        max_tokens = req.max_completion_tokens or req.max_tokens or min(opts.limits.default_max_tokens, opts.limits.max_tokens)
+        max_tokens = (
+            req.max_completion_tokens or req.max_tokens or min(opts.limits.default_max_tokens, opts.limits.max_tokens)
+        )
         if max_tokens > opts.limits.max_tokens:
-            raise oa.APIError(400, f"max_tokens={max_tokens} is over this server's limit of {opts.limits.max_tokens}",
-                              "invalid_value", "max_tokens")
+            raise oa.APIError(
+                400,
+                f"max_tokens={max_tokens} is over this server's limit of {opts.limits.max_tokens}",
+                "invalid_value",
+                "max_tokens",
+            )
         conversation, refs = _conversation(req, opts.limits.max_images)
         images = [await run_in_threadpool(_load_image, ref, i, opts) for i, ref in enumerate(refs)]
         from mixtrain.models.inference import generation_settings
@@ -112,15 +127,28 @@ def create_app(bases: list[Base], batcher: Batcher, opts: ServeOptions) -> FastA
             job = Job(target, conversation, images, gen, req.seed, loop, loop.create_future())
             batcher.submit(job)
             g = await job.future
-            return oa.completion(cid, int(time.time()), name, g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
+            return oa.completion(
+                cid, int(time.time()), name, g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens
+            )
         pieces: asyncio.Queue = asyncio.Queue()
-        job = Job(target, conversation, images, gen, req.seed, loop, loop.create_future(),
-                  on_text=lambda t: loop.call_soon_threadsafe(pieces.put_nowait, t))
+        job = Job(
+            target,
+            conversation,
+            images,
+            gen,
+            req.seed,
+            loop,
+            loop.create_future(),
+            on_text=lambda t: loop.call_soon_threadsafe(pieces.put_nowait, t),
+        )
         job.future.add_done_callback(lambda _f: pieces.put_nowait(None))
         batcher.submit(job)
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(_sse(job, pieces, cid, name, gen["stop"], usage), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _sse(job, pieces, cid, name, gen["stop"], usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     return app
 
@@ -145,7 +173,7 @@ async def _sse(job: Job, pieces: asyncio.Queue, cid: str, model: str, stops: lis
         raw += piece
         safe = _safe_prefix(raw, stops)
         if len(safe) > len(sent) and safe.startswith(sent):
-            yield event(oa.chunk(cid, created, model, {"content": safe[len(sent):]}))
+            yield event(oa.chunk(cid, created, model, {"content": safe[len(sent) :]}))
             sent = safe
     try:
         g = job.future.result()
@@ -155,10 +183,14 @@ async def _sse(job: Job, pieces: asyncio.Queue, cid: str, model: str, stops: lis
         yield "data: [DONE]\n\n"
         return
     if g.text.startswith(sent) and len(g.text) > len(sent):
-        yield event(oa.chunk(cid, created, model, {"content": g.text[len(sent):]}))
+        yield event(oa.chunk(cid, created, model, {"content": g.text[len(sent) :]}))
     yield event(oa.chunk(cid, created, model, {}, g.finish_reason))
     if include_usage:
-        u = {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens, "total_tokens": g.prompt_tokens + g.completion_tokens}
+        u = {
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.completion_tokens,
+            "total_tokens": g.prompt_tokens + g.completion_tokens,
+        }
         yield f"data: {json.dumps(oa.chunk(cid, created, model, {}, usage=u, choices=False))}\n\n"
     yield "data: [DONE]\n\n"
 
@@ -190,14 +222,20 @@ def _find(served: dict[str, Served], name: str) -> Served:
     base, _, version = name.rpartition(":")
     if base in served and version == str(served[base].version):
         return served[base]
-    raise oa.APIError(404, f"The model '{name}' does not exist on this server (serving: {', '.join(sorted(served))})",
-                      "model_not_found", "model")
+    raise oa.APIError(
+        404,
+        f"The model '{name}' does not exist on this server (serving: {', '.join(sorted(served))})",
+        "model_not_found",
+        "model",
+    )
 
 
 async def _read_json(request: Request, limit: int):
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise oa.APIError(413, f"request body is {int(declared):,} bytes, over the limit of {limit:,}", "request_too_large")
+        raise oa.APIError(
+            413, f"request body is {int(declared):,} bytes, over the limit of {limit:,}", "request_too_large"
+        )
     body = bytearray()
     async for part in request.stream():
         body += part
@@ -220,12 +258,19 @@ def _conversation(req: oa.ChatRequest, max_images: int) -> tuple[list[dict], lis
                 parts.append({"type": "text", "text": p.text})
                 continue
             if role != "user":
-                raise oa.APIError(400, f"messages[{i}]: images are allowed in user turns only", "invalid_value", f"messages.{i}.content")
+                raise oa.APIError(
+                    400,
+                    f"messages[{i}]: images are allowed in user turns only",
+                    "invalid_value",
+                    f"messages.{i}.content",
+                )
             parts.append({"type": "image"})
             refs.append(p.image_url.url)
         conversation.append({"role": role, "content": parts})
     if len(refs) > max_images:
-        raise oa.APIError(413, f"{len(refs)} images in one request, over the limit of {max_images}", "too_many_images", "messages")
+        raise oa.APIError(
+            413, f"{len(refs)} images in one request, over the limit of {max_images}", "too_many_images", "messages"
+        )
     return conversation, refs
 
 
@@ -238,10 +283,20 @@ def _load_image(ref: str, index: int, opts: ServeOptions):
         if ref[:5].lower() == "data:":
             return image_from_data_url(ref, max_bytes=lim.max_image_bytes, max_pixels=lim.max_image_pixels)
         if ref.split(":", 1)[0].lower() in ("http", "https"):
-            return load_image(ref, opts.image_cache, timeout=lim.download_timeout_s, max_bytes=lim.max_image_bytes, max_pixels=lim.max_image_pixels)
+            return load_image(
+                ref,
+                opts.image_cache,
+                timeout=lim.download_timeout_s,
+                max_bytes=lim.max_image_bytes,
+                max_pixels=lim.max_image_pixels,
+            )
         if not opts.allow_local_files:
-            raise oa.APIError(400, f"image {index + 1}: local file paths are disabled on this server",
-                              "invalid_image_url", "image_url")
+            raise oa.APIError(
+                400,
+                f"image {index + 1}: local file paths are disabled on this server",
+                "invalid_image_url",
+                "image_url",
+            )
         return load_image(ref, opts.image_cache, max_pixels=lim.max_image_pixels)
     except ImageTooLarge as err:
         raise oa.APIError(413, f"image {index + 1}: {err}", "image_too_large", "image_url") from None

@@ -41,7 +41,11 @@ class Job:
         return self.on_text is not None or (self.seed is not None and bool(self.gen.get("do_sample")))
 
     def key(self) -> tuple:
-        return (self.served.name, self.seed, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.gen.items())))
+        return (
+            self.served.name,
+            self.seed,
+            tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.gen.items())),
+        )
 
 
 class Batcher:
@@ -53,7 +57,10 @@ class Batcher:
         self.batches: list[int] = []  # sizes of the batches run (for /health and tests)
         self.pending = 0  # submitted and not yet answered (queued or generating)
         self._last: dict[int, int] = {}  # size of each base's previous batch
-        self._threads = [threading.Thread(target=self._work, args=(b,), name=f"batcher-{i}", daemon=True) for i, b in enumerate(bases)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(b,), name=f"batcher-{i}", daemon=True)
+            for i, b in enumerate(bases)
+        ]
         for t in self._threads:
             t.start()
 
@@ -112,14 +119,14 @@ class Batcher:
         self._last[id(base)] = len(batch)
         try:
             results = self._generate(base, batch)
-        except Exception as err:  # noqa: BLE001 - reported to the waiting requests, the worker lives on
+        except Exception as err:
             if len(batch) > 1:
                 for job in batch:  # find the request that broke the batch; the others still get answers
                     self._run(base, [job])
                 return
             self._deliver(batch[0], None, err)
             return
-        for job, res in zip(batch, results):
+        for job, res in zip(batch, results, strict=False):
             self._deliver(job, res, None)
 
     def _deliver(self, job: Job, result, error) -> None:
@@ -138,8 +145,16 @@ class Batcher:
         if batch[0].on_text is not None:
             kwargs["streamer"] = _Streamer(served.processor.tokenizer, batch[0].on_text)
         with base.activate(served):
-            return generate_batch(base.model, served.processor, [j.conversation for j in batch], [j.images for j in batch],
-                                  gen, device=base.device, dtype=base.dtype, **kwargs)
+            return generate_batch(
+                base.model,
+                served.processor,
+                [j.conversation for j in batch],
+                [j.images for j in batch],
+                gen,
+                device=base.device,
+                dtype=base.dtype,
+                **kwargs,
+            )
 
 
 def _settle(job: Job, result, error) -> None:

@@ -15,8 +15,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # status code -> OpenAI error type
-ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-               413: "invalid_request_error", 422: "invalid_request_error", 500: "server_error", 503: "server_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    500: "server_error",
+    503: "server_error",
+}
 
 
 class APIError(Exception):
@@ -27,8 +34,14 @@ class APIError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": ERROR_TYPES.get(self.status, "invalid_request_error"),
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": ERROR_TYPES.get(self.status, "invalid_request_error"),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class _Strict(BaseModel):
@@ -86,8 +99,14 @@ class ChatRequest(_Strict):
     parallel_tool_calls: bool | None = None
 
 
-NEUTRAL = {"frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0), "logprobs": (None, False),
-           "top_logprobs": (None, 0), "store": (None, False), "parallel_tool_calls": (None, True)}
+NEUTRAL = {
+    "frequency_penalty": (None, 0, 0.0),
+    "presence_penalty": (None, 0, 0.0),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "store": (None, False),
+    "parallel_tool_calls": (None, True),
+}
 
 
 def parse_request(payload: Any) -> ChatRequest:
@@ -103,16 +122,28 @@ def parse_request(payload: Any) -> ChatRequest:
         raise APIError(422, f"{loc}: {first['msg']}{more}", "invalid_value", param=loc or None) from None
     for key, allowed in NEUTRAL.items():
         if getattr(req, key) not in allowed:
-            raise APIError(400, f"{key}={getattr(req, key)!r} is not supported by this server", "unsupported_parameter", key)
+            raise APIError(
+                400, f"{key}={getattr(req, key)!r} is not supported by this server", "unsupported_parameter", key
+            )
     if req.n != 1:
-        raise APIError(400, f"n={req.n} is not supported: this server returns one choice per request", "unsupported_parameter", "n")
-    if req.max_tokens is not None and req.max_completion_tokens is not None and req.max_tokens != req.max_completion_tokens:
+        raise APIError(
+            400, f"n={req.n} is not supported: this server returns one choice per request", "unsupported_parameter", "n"
+        )
+    if (
+        req.max_tokens is not None
+        and req.max_completion_tokens is not None
+        and req.max_tokens != req.max_completion_tokens
+    ):
         raise APIError(400, "max_tokens and max_completion_tokens disagree", "invalid_value", "max_tokens")
     if not any(m.role == "user" for m in req.messages):
         raise APIError(400, "messages need at least one user turn", "invalid_value", "messages")
     if req.messages[-1].role == "assistant":
-        raise APIError(400, "the last message must not be an assistant turn (continuing a reply is not supported)",
-                       "invalid_value", "messages")
+        raise APIError(
+            400,
+            "the last message must not be an assistant turn (continuing a reply is not supported)",
+            "invalid_value",
+            "messages",
+        )
     stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     if len(stops) > 4 or any(not s for s in stops):
         raise APIError(400, "stop takes up to 4 non-empty strings", "invalid_value", "stop")
@@ -127,26 +158,59 @@ def new_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:24]
 
 
-def completion(cid: str, created: int, model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int) -> dict:
+def completion(
+    cid: str, created: int, model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int
+) -> dict:
     return {
-        "id": cid, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                     "logprobs": None, "finish_reason": finish}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
         "system_fingerprint": None,
     }
 
 
-def chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, usage: dict | None = None,
-          choices: bool = True) -> dict:
-    out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": None,
-           "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
+def chunk(
+    cid: str,
+    created: int,
+    model: str,
+    delta: dict,
+    finish: str | None = None,
+    usage: dict | None = None,
+    choices: bool = True,
+) -> dict:
+    out = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else [],
+    }
     if usage is not None:
         out["usage"] = usage
     return out
 
 
 def model_card(name: str, parent: str | None, created: int | None = None) -> dict:
-    return {"id": name, "object": "model", "created": created or int(time.time()), "owned_by": "mixtrain",
-            "root": parent or name, "parent": parent}
+    return {
+        "id": name,
+        "object": "model",
+        "created": created or int(time.time()),
+        "owned_by": "mixtrain",
+        "root": parent or name,
+        "parent": parent,
+    }

@@ -59,7 +59,9 @@ def adapter_rank(adapter_dir: str) -> int:
     try:
         cfg = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise InvalidInput(f"cannot read the adapter config {path}: {err}", "re-run the fine-tune or re-register the model") from err
+        raise InvalidInput(
+            f"cannot read the adapter config {path}: {err}", "re-run the fine-tune or re-register the model"
+        ) from err
     ranks = [int(cfg.get("r") or 0), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())]
     return max(ranks)
 
@@ -74,7 +76,9 @@ def plan(infos: list[dict]) -> list[Base]:
         names.add(info["name"])
         adapter = info["adapter_path"] or None
         if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise InvalidInput(f"adapter files of {info['name']} v{info['version']} are missing at {adapter}", "re-run the fine-tune")
+            raise InvalidInput(
+                f"adapter files of {info['name']} v{info['version']} are missing at {adapter}", "re-run the fine-tune"
+            )
         base = bases.setdefault(_base_key(info["base_model"]), Base(path=info["base_model"]))
         s = Served(info["name"], info["version"], info["base_model"], adapter, info.get("model_type", ""), base=base)
         if adapter is not None:

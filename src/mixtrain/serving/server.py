@@ -36,12 +36,25 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(host: str, api_key_secret: str | None, insecure: bool) -> None:
     if not is_loopback(host) and api_key_secret is None and not insecure:
-        raise InvalidInput(f"refusing to serve on {host} without an API key",
-                           "pass --api-key-secret NAME (see `mixtrain secret create`), or --insecure to serve openly")
+        raise InvalidInput(
+            f"refusing to serve on {host} without an API key",
+            "pass --api-key-secret NAME (see `mixtrain secret create`), or --insecure to serve openly",
+        )
 
 
-def serve(refs: list[str], *, host: str, port: int, engine: str, max_batch_size: int, max_wait_ms: float,
-          api_key_secret: str | None, insecure: bool, allow_local_files: bool, limits: Limits) -> None:
+def serve(
+    refs: list[str],
+    *,
+    host: str,
+    port: int,
+    engine: str,
+    max_batch_size: int,
+    max_wait_ms: float,
+    api_key_secret: str | None,
+    insecure: bool,
+    allow_local_files: bool,
+    limits: Limits,
+) -> None:
     from mixtrain.client import MixClient
 
     if not refs:
@@ -63,12 +76,16 @@ def serve(refs: list[str], *, host: str, port: int, engine: str, max_batch_size:
     use_vllm = engine == "vllm" or (engine == "auto" and len(bases) == 1 and vllm.vllm_available())
     if use_vllm:
         if not vllm.vllm_available():
-            raise InvalidInput("--engine vllm needs a CUDA GPU and the vllm package", "use --engine transformers on this machine")
+            raise InvalidInput(
+                "--engine vllm needs a CUDA GPU and the vllm package", "use --engine transformers on this machine"
+            )
         cmd = vllm.vllm_command(bases, host, port, max_batch_size=max_batch_size, allow_local_files=allow_local_files)
         _say(f"Starting vLLM for {', '.join(s.name for b in bases for s in b.served)}: {' '.join(cmd)}")
         sys.exit(vllm.run_vllm(cmd, api_key))
     sock = _bind(host, port)
-    _serve_transformers(sock, bases, client.settings.image_cache, max_batch_size, max_wait_ms, api_key, allow_local_files, limits)
+    _serve_transformers(
+        sock, bases, client.settings.image_cache, max_batch_size, max_wait_ms, api_key, allow_local_files, limits
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -82,13 +99,17 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise InvalidInput(f"cannot listen on {host}:{port}: {err.strerror}", "pick another --port (0 = any free port)") from None
+        raise InvalidInput(
+            f"cannot listen on {host}:{port}: {err.strerror}", "pick another --port (0 = any free port)"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
 
-def _serve_transformers(sock, bases, image_cache, max_batch_size, max_wait_ms, api_key, allow_local_files, limits) -> None:
+def _serve_transformers(
+    sock, bases, image_cache, max_batch_size, max_wait_ms, api_key, allow_local_files, limits
+) -> None:
     import uvicorn
 
     from mixtrain.serving import pool
@@ -108,7 +129,9 @@ def _serve_transformers(sock, bases, image_cache, max_batch_size, max_wait_ms, a
     # uvicorn finishes in-flight requests on SIGINT/SIGTERM, then re-raises the signal with the handler
     # that was there before it; a recording handler makes a requested stop a clean exit 0.
     stops: list[int] = []
-    saved = {sig: signal.signal(sig, lambda signum, _frame: stops.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved = {
+        sig: signal.signal(sig, lambda signum, _frame: stops.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         server.run(sockets=[sock])
     finally:

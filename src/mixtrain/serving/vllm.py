@@ -33,12 +33,21 @@ def vllm_available() -> bool:
     return torch.cuda.is_available()
 
 
-def vllm_command(bases: list[Base], host: str, port: int, *, max_batch_size: int, allow_local_files: bool = False,
-                 vllm_bin: str = "vllm") -> list[str]:
+def vllm_command(
+    bases: list[Base],
+    host: str,
+    port: int,
+    *,
+    max_batch_size: int,
+    allow_local_files: bool = False,
+    vllm_bin: str = "vllm",
+) -> list[str]:
     """The `vllm serve` argument list for one base and its adapters (golden-tested)."""
     if len(bases) != 1:
-        raise InvalidInput(f"--engine vllm serves one base model per server; these models use {len(bases)} bases",
-                           "start one `mixtrain model serve` per base model, or use --engine transformers")
+        raise InvalidInput(
+            f"--engine vllm serves one base model per server; these models use {len(bases)} bases",
+            "start one `mixtrain model serve` per base model, or use --engine transformers",
+        )
     base = bases[0]
     plain = [s for s in base.served if s.adapter_path is None]
     adapters = [s for s in base.served if s.adapter_path is not None]
@@ -50,10 +59,19 @@ def vllm_command(bases: list[Base], host: str, port: int, *, max_batch_size: int
         rank = max(s.rank or 0 for s in adapters)
         fit = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
         if fit is None:
-            raise InvalidInput(f"LoRA rank {rank} is over vLLM's largest supported rank {VLLM_LORA_RANKS[-1]}",
-                               "use --engine transformers")
-        cmd += ["--enable-lora", "--lora-modules", *(f"{s.name}={s.adapter_path}" for s in adapters),
-                "--max-lora-rank", str(fit), "--max-loras", str(len(adapters))]
+            raise InvalidInput(
+                f"LoRA rank {rank} is over vLLM's largest supported rank {VLLM_LORA_RANKS[-1]}",
+                "use --engine transformers",
+            )
+        cmd += [
+            "--enable-lora",
+            "--lora-modules",
+            *(f"{s.name}={s.adapter_path}" for s in adapters),
+            "--max-lora-rank",
+            str(fit),
+            "--max-loras",
+            str(len(adapters)),
+        ]
         template = Path(adapters[0].adapter_path or "") / "chat_template.jinja"
         if template.is_file():  # the template the adapters were trained with
             cmd += ["--chat-template", str(template)]

@@ -29,7 +29,12 @@ PROMPTS = (
     "Describe the colour of the shape.",
 )
 # Backgrounds that are none of the answer colours.
-BACKGROUNDS = {"grey": (128, 128, 128), "light grey": (200, 200, 200), "dark grey": (60, 60, 60), "beige": (225, 210, 180)}
+BACKGROUNDS = {
+    "grey": (128, 128, 128),
+    "light grey": (200, 200, 200),
+    "dark grey": (60, 60, 60),
+    "beige": (225, 210, 180),
+}
 
 
 def render(colour: str, shape: str, size: int, rng: random.Random):
@@ -57,7 +62,9 @@ def render(colour: str, shape: str, size: int, rng: random.Random):
 TASK_COLOURS = ("red", "green", "blue", "yellow", "white", "black")
 
 
-def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 64, seed: int = 0, colours=TASK_COLOURS) -> dict:
+def make_task(
+    out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 64, seed: int = 0, colours=TASK_COLOURS
+) -> dict:
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -80,7 +87,9 @@ def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 
         w = csv.writer(fh)
         w.writerow(["image_path", "prompt", "response"])
         w.writerows((r["image"], r["prompt"], r["answer"]) for r in train)
-    (out / "test.jsonl").write_text("".join(json.dumps({"image": r["image"], "prompt": r["prompt"]}) + "\n" for r in test))
+    (out / "test.jsonl").write_text(
+        "".join(json.dumps({"image": r["image"], "prompt": r["prompt"]}) + "\n" for r in test)
+    )
     (out / "test_answers.json").write_text(json.dumps([r["answer"] for r in test]))
     _write_csv(out / "test.csv", test)
     # Controls: the same prompts and answers with images that do not show the answer. A model that
@@ -93,9 +102,16 @@ def make_task(out: str | Path, n_train: int = 96, n_test: int = 48, size: int = 
     _write_csv(out / "test_blank.csv", blank)
     order = list(range(len(test)))
     rng.shuffle(order)
-    _write_csv(out / "test_shuffled.csv", [{**r, "image": test[j]["image"]} for r, j in zip(test, order)])
-    return {"train_csv": out / "train.csv", "test_jsonl": out / "test.jsonl", "answers": out / "test_answers.json",
-            "test_csv": out / "test.csv", "blank_csv": out / "test_blank.csv", "shuffled_csv": out / "test_shuffled.csv", "colours": list(colours)}
+    _write_csv(out / "test_shuffled.csv", [{**r, "image": test[j]["image"]} for r, j in zip(test, order, strict=False)])
+    return {
+        "train_csv": out / "train.csv",
+        "test_jsonl": out / "test.jsonl",
+        "answers": out / "test_answers.json",
+        "test_csv": out / "test.csv",
+        "blank_csv": out / "test_blank.csv",
+        "shuffled_csv": out / "test_shuffled.csv",
+        "colours": list(colours),
+    }
 
 
 def render_blank(size: int, rng: random.Random):
@@ -115,9 +131,11 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def accuracy(results_jsonl: str | Path, answers_json: str | Path) -> float:
     """Exact match (case- and punctuation-insensitive) of `model run --inputs-file` output vs answers."""
     answers = json.loads(Path(answers_json).read_text())
-    outputs = [json.loads(line)["generated_text"] for line in Path(results_jsonl).read_text().splitlines() if line.strip()]
+    outputs = [
+        json.loads(line)["generated_text"] for line in Path(results_jsonl).read_text().splitlines() if line.strip()
+    ]
     norm = lambda s: s.strip().strip(".!").lower()  # noqa: E731
-    return sum(norm(o) == a for o, a in zip(outputs, answers)) / max(1, len(answers))
+    return sum(norm(o) == a for o, a in zip(outputs, answers, strict=False)) / max(1, len(answers))
 
 
 def main(argv: list[str] | None = None) -> int:

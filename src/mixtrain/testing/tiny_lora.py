@@ -23,7 +23,9 @@ def make_tiny_lora(base_dir: str | Path, out_dir: str | Path, seed: int = 1, r: 
     model = AutoModelForImageTextToText.from_pretrained(str(base_dir), dtype=torch.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=LM_TARGET, init_lora_weights=False))
+        peft_model = get_peft_model(
+            model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=LM_TARGET, init_lora_weights=False)
+        )
     out = Path(out_dir)
     peft_model.save_pretrained(str(out))
     return out

@@ -55,7 +55,13 @@ def create_app(client: MixClient | None = None, token: str | None = None) -> Fas
         target = _local(str(form.get("next") or "/"))
         sid = request.app.state.guard.login(str(form.get("token") or ""))
         if sid is None:
-            return render(request, "login.html", 401, next=target, error="wrong token — use the value of the secret named by --token-secret")
+            return render(
+                request,
+                "login.html",
+                401,
+                next=target,
+                error="wrong token — use the value of the secret named by --token-secret",
+            )
         response = RedirectResponse(target, status_code=303)
         security.set_cookie(response, security.SESSION_COOKIE, sid, secure=request.url.scheme == "https")
         return response
@@ -71,7 +77,9 @@ def create_app(client: MixClient | None = None, token: str | None = None) -> Fas
     @app.exception_handler(RequestValidationError)
     async def bad_params(request: Request, exc: RequestValidationError):
         in_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())  # e.g. /runs/x/abc names nothing
-        return render(request, "error.html", 404 if in_path else 400, message="not found" if in_path else "bad query parameter")
+        return render(
+            request, "error.html", 404 if in_path else 400, message="not found" if in_path else "bad query parameter"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

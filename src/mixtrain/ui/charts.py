@@ -29,7 +29,7 @@ def loss_svg(metrics: list[dict]) -> str | None:
         fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
         try:
             for name, points in series.items():
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=False)
                 (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=name.replace("_", " "))
                 line.set_gid(f"series-{name}")
             ax.set_xlabel("step")
@@ -42,4 +42,4 @@ def loss_svg(metrics: list[dict]) -> str | None:
         finally:
             plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: the SVG is inlined in HTML
+    return svg[svg.index("<svg") :]  # drop the XML prolog and doctype: the SVG is inlined in HTML

@@ -26,8 +26,17 @@ def scores_for_model(c, model: str) -> list[dict]:
     for ev in list_evals(c):
         for m in ev.get("models") or []:
             if m.get("name") == model:
-                out.append({"eval": ev["name"], "dataset": ev.get("dataset"), "metric": ev.get("metric"), "status": ev.get("status"),
-                            "version": m.get("version"), "label": m["label"], "score": (ev.get("scores") or {}).get(m["label"])})
+                out.append(
+                    {
+                        "eval": ev["name"],
+                        "dataset": ev.get("dataset"),
+                        "metric": ev.get("metric"),
+                        "status": ev.get("status"),
+                        "version": m.get("version"),
+                        "label": m["label"],
+                        "score": (ev.get("scores") or {}).get(m["label"]),
+                    }
+                )
     return out
 
 
@@ -50,12 +59,20 @@ def results(c, info: dict) -> list[dict]:
     rows = []
     for i, rec in enumerate(frame.to_dict("records")):
         scores = [_score(rec.get(f"{lb}__score")) for lb in labels]
-        rows.append({
-            "index": i, "row_id": rec.get("row_id"), "image": rec.get("image"), "prompt": rec.get("prompt"),
-            "reference": rec.get("reference"),
-            "answers": [{"label": lb, "output": rec.get(f"{lb}__output"), "score": s} for lb, s in zip(labels, scores)],
-            "disagree": len(set(scores)) > 1,
-        })
+        rows.append(
+            {
+                "index": i,
+                "row_id": rec.get("row_id"),
+                "image": rec.get("image"),
+                "prompt": rec.get("prompt"),
+                "reference": rec.get("reference"),
+                "answers": [
+                    {"label": lb, "output": rec.get(f"{lb}__output"), "score": s}
+                    for lb, s in zip(labels, scores, strict=False)
+                ],
+                "disagree": len(set(scores)) > 1,
+            }
+        )
     with _lock:
         _cache.clear() if len(_cache) > 32 else None
         _cache[key] = rows

@@ -15,7 +15,9 @@ from mixtrain.workflows.spec import coerce
 def widget(inp: dict) -> str:
     if inp.get("choices"):
         return "select"
-    return {"bool": "select", "int": "number", "float": "text", "list": "textarea", "dict": "textarea"}.get(inp["type"], "text")
+    return {"bool": "select", "int": "number", "float": "text", "list": "textarea", "dict": "textarea"}.get(
+        inp["type"], "text"
+    )
 
 
 def shown(inp: dict, value) -> str:
@@ -29,18 +31,26 @@ def shown(inp: dict, value) -> str:
     return str(value)
 
 
-def fields(inputs: list[dict], values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> list[dict]:
+def fields(
+    inputs: list[dict], values: dict[str, str] | None = None, errors: dict[str, str] | None = None
+) -> list[dict]:
     out = []
     for inp in inputs:
-        options = [shown(inp, c) for c in inp["choices"]] if inp.get("choices") else (["true", "false"] if inp["type"] == "bool" else None)
+        options = (
+            [shown(inp, c) for c in inp["choices"]]
+            if inp.get("choices")
+            else (["true", "false"] if inp["type"] == "bool" else None)
+        )
         value = (values or {}).get(inp["name"])
-        out.append({
-            **inp,
-            "widget": widget(inp),
-            "options": options,
-            "value": value if value is not None else ("" if inp["required"] else shown(inp, inp["default"])),
-            "error": (errors or {}).get(inp["name"]),
-        })
+        out.append(
+            {
+                **inp,
+                "widget": widget(inp),
+                "options": options,
+                "value": value if value is not None else ("" if inp["required"] else shown(inp, inp["default"])),
+                "error": (errors or {}).get(inp["name"]),
+            }
+        )
     return out
 
 

@@ -76,8 +76,15 @@ def dataset(request: Request, name: str, snapshot: str | None = None):
         columns, rows = _page(c, name, snap.snapshot_id, page.offset, PAGE_ROWS)
         image_cols = {col for col in columns if thumbs.is_image_column(col, [r[col] for r in rows])}
     return render(
-        request, "dataset.html", ds=summary, versions=list(reversed(c.datasets.versions(name))), snap=snap,
-        columns=columns, rows=rows, image_cols=image_cols, page=page,
+        request,
+        "dataset.html",
+        ds=summary,
+        versions=list(reversed(c.datasets.versions(name))),
+        snap=snap,
+        columns=columns,
+        rows=rows,
+        image_cols=image_cols,
+        page=page,
     )
 
 

@@ -31,8 +31,16 @@ def eval_page(request: Request, name: str, disagreements: int = 0):
     rows = evals_view.results(c, info) if info.get("status") == "completed" else []
     shown = [r for r in rows if r["disagree"]] if disagreements else rows
     page = Page(request, len(shown), GRID_ROWS)
-    return render(request, "eval.html", ev=info, rows=shown[page.offset : page.offset + GRID_ROWS], page=page,
-                  total=len(rows), disagree_count=sum(r["disagree"] for r in rows), disagreements=bool(disagreements))
+    return render(
+        request,
+        "eval.html",
+        ev=info,
+        rows=shown[page.offset : page.offset + GRID_ROWS],
+        page=page,
+        total=len(rows),
+        disagree_count=sum(r["disagree"] for r in rows),
+        disagreements=bool(disagreements),
+    )
 
 
 @router.get("/thumb/eval/{name}/{index}")

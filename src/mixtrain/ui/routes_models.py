@@ -28,12 +28,20 @@ def models(request: Request):
 def model(request: Request, name: str, version: int | None = None):
     c = client(request)
     m = c.get_model_info(name, version)
-    return render(request, "model.html", m=m, versions=list(reversed(c.models.versions(name))), scores=evals_view.scores_for_model(c, name))
+    return render(
+        request,
+        "model.html",
+        m=m,
+        versions=list(reversed(c.models.versions(name))),
+        scores=evals_view.scores_for_model(c, name),
+    )
 
 
 @router.get("/playground")
 def playground(request: Request):
-    return render(request, "playground.html", models=client(request).list_models(), form={}, answers=[], error=None, image=None)
+    return render(
+        request, "playground.html", models=client(request).list_models(), form={}, answers=[], error=None, image=None
+    )
 
 
 @router.post("/playground")
@@ -45,7 +53,12 @@ async def ask(request: Request):
     prompt = str(form.get("prompt") or "").strip()
     upload = form.get("image_file")
     pasted = str(form.get("image_ref") or "").strip()
-    shown = {"model_a": chosen[0] if chosen else "", "model_b": chosen[1] if len(chosen) > 1 else "", "prompt": prompt, "image_ref": pasted}
+    shown = {
+        "model_a": chosen[0] if chosen else "",
+        "model_b": chosen[1] if len(chosen) > 1 else "",
+        "prompt": prompt,
+        "image_ref": pasted,
+    }
     error, answers, image = None, [], None
     try:
         if not chosen:
@@ -62,8 +75,15 @@ async def ask(request: Request):
         answers = await _answer(c, chosen, str(image), prompt)
     except MixtrainError as exc:
         error = str(exc)
-    return render(request, "playground.html", models=c.list_models(), form=shown, answers=answers,
-                  error=error, image=image.name if image else None)
+    return render(
+        request,
+        "playground.html",
+        models=c.list_models(),
+        form=shown,
+        answers=answers,
+        error=error,
+        image=image.name if image else None,
+    )
 
 
 def _copy_pasted(ref: str, settings):
@@ -91,5 +111,3 @@ def uploaded(request: Request, filename: str):
     if not path.is_file():
         raise HTTPException(404)
     return FileResponse(path, media_type="image/png")
-
-

@@ -99,9 +99,19 @@ def run_page(request: Request, name: str, number: int, note: str | None = None):
     metrics = _metrics(c, name, number)
     report = _read(run_dir, "data_report.json")
     return render(
-        request, "run.html", run=run, active=run["status"] in ACTIVE, log=log, log_offset=offset, log_truncated=truncated,
-        metrics=metrics, chart=charts.loss_svg(metrics), report=json.loads(report) if report else None,
-        yaml=_read(run_dir, "axolotl.yml"), note=note, nav="workflows",
+        request,
+        "run.html",
+        run=run,
+        active=run["status"] in ACTIVE,
+        log=log,
+        log_offset=offset,
+        log_truncated=truncated,
+        metrics=metrics,
+        chart=charts.loss_svg(metrics),
+        report=json.loads(report) if report else None,
+        yaml=_read(run_dir, "axolotl.yml"),
+        note=note,
+        nav="workflows",
     )
 
 
@@ -132,8 +142,10 @@ def run_log(request: Request, name: str, number: int, offset: int = 0):
 
 
 def _poller(name: str, number: int, offset: int) -> str:
-    return (f'<div id="log-poll" hx-get="/runs/{name}/{number}/log?offset={offset}" '
-            'hx-trigger="every 1s" hx-swap="outerHTML"></div>')
+    return (
+        f'<div id="log-poll" hx-get="/runs/{name}/{number}/log?offset={offset}" '
+        'hx-trigger="every 1s" hx-swap="outerHTML"></div>'
+    )
 
 
 @router.get("/runs/{name}/{number}/chart")
@@ -155,5 +167,3 @@ def cancel(request: Request, name: str, number: int):
     from urllib.parse import quote
 
     return RedirectResponse(f"/runs/{name}/{number}?note={quote(note)}", status_code=303)
-
-

@@ -77,7 +77,9 @@ async def _csrf_ok(request: Request, csrf: str, new_csrf: bool) -> bool:
     if new_csrf:  # no cookie: the request did not come from one of our pages
         return False
     given = request.headers.get(CSRF_HEADER, "")
-    if not given and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if not given and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         await request.body()  # cache the body: the endpoint then parses the same bytes again
         form = await request.form()
         given = str(form.get(CSRF_FIELD, ""))

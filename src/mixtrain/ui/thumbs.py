@@ -31,7 +31,9 @@ def looks_like_image(value) -> bool:
 def is_image_column(name: str, values: list) -> bool:
     if any(looks_like_image(v) for v in values):
         return True
-    return bool(re.search(r"(^|_)(image|img|picture|photo)s?($|_)", name.lower())) and any(isinstance(v, str) and v for v in values)
+    return bool(re.search(r"(^|_)(image|img|picture|photo)s?($|_)", name.lower())) and any(
+        isinstance(v, str) and v for v in values
+    )
 
 
 def local_ref(value: str, source_dirs: list[Path]) -> str:
@@ -99,7 +101,9 @@ def save_upload(data: bytes, settings, max_bytes: int = 20 * 2**20) -> Path:
             buf = io.BytesIO()
             im.save(buf, "PNG")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise InvalidInput("the uploaded file is not an image PIL can read", "upload a PNG, JPEG, WebP, GIF or BMP file") from None
+        raise InvalidInput(
+            "the uploaded file is not an image PIL can read", "upload a PNG, JPEG, WebP, GIF or BMP file"
+        ) from None
     png = buf.getvalue()
     out = uploads_dir(settings) / f"{hashlib.sha256(png).hexdigest()}.png"
     if not out.exists():

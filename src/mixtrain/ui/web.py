@@ -14,7 +14,14 @@ from mixtrain.ui import features
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
-STATUS_CLASS = {"completed": "ok", "failed": "bad", "timeout": "bad", "running": "live", "pending": "wait", "cancelled": "muted"}
+STATUS_CLASS = {
+    "completed": "ok",
+    "failed": "bad",
+    "timeout": "bad",
+    "running": "live",
+    "pending": "wait",
+    "cancelled": "muted",
+}
 
 
 def fmt_time(ts) -> str:

@@ -33,7 +33,9 @@ def load(path: str, capabilities: dict | None = None):
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
     if capabilities is not None:  # validating for another machine (golden tests of GPU configs)
-        cfg = validate_config(DictDefault(dict(raw)), capabilities=capabilities, env_capabilities={"torch_version": "2.13.0"})
+        cfg = validate_config(
+            DictDefault(dict(raw)), capabilities=capabilities, env_capabilities={"torch_version": "2.13.0"}
+        )
     else:
         cfg = load_cfg(path)
     lost = dropped_keys(raw, cfg)
@@ -73,7 +75,9 @@ def resolve_role_boundaries(cfg) -> list:
                 spec["start"] = candidate
                 break
         else:
-            raise SystemExit(f"mixtrain: the answer marker {word!r} does not tokenise consistently with {cfg.base_model}'s tokenizer; refusing to train on masked labels")
+            raise SystemExit(
+                f"mixtrain: the answer marker {word!r} does not tokenise consistently with {cfg.base_model}'s tokenizer; refusing to train on masked labels"
+            )
         out.append(MappingProxyType({k: v for k, v in spec.items() if v is not None}))
     return out
 
@@ -113,7 +117,11 @@ def main(argv: list[str]) -> int:
         # Capabilities of the machine the configs are for (default: this one). `--capabilities=JSON` applies to
         # the configs after it, so one Axolotl import validates configs for several machines; `--capabilities=`
         # switches back to this machine.
-        caps = json.loads(os.environ["MIXTRAIN_VALIDATE_CAPABILITIES"]) if os.environ.get("MIXTRAIN_VALIDATE_CAPABILITIES") else None
+        caps = (
+            json.loads(os.environ["MIXTRAIN_VALIDATE_CAPABILITIES"])
+            if os.environ.get("MIXTRAIN_VALIDATE_CAPABILITIES")
+            else None
+        )
         for path in paths:
             if path.startswith("--capabilities="):
                 caps = json.loads(path.partition("=")[2] or "null")
@@ -123,7 +131,9 @@ def main(argv: list[str]) -> int:
             _preflight(cfg, path)  # a dry run checks every row too
         return 0
     if mode != "train" or len(paths) != 1:
-        raise SystemExit("usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate [--capabilities=JSON] CONFIG...")
+        raise SystemExit(
+            "usage: python -m mixtrain.vlm.axolotl_main train CONFIG | validate [--capabilities=JSON] CONFIG..."
+        )
     cfg = load(paths[0])
     if cfg.get("role_boundaries"):
         cfg.role_boundaries = resolve_role_boundaries(cfg)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from mixtrain.vlm.families import Family
 from mixtrain.hardware import Hardware
+from mixtrain.vlm.families import Family
 from mixtrain.vlm.spec import FinetuneSpec
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -40,7 +41,9 @@ def build_config(
         "remove_unused_columns": False,
         "sample_packing": False,
         **chat_template_settings(family),
-        "datasets": [{"path": str(train_jsonl), "ds_type": "json", "type": "chat_template", "field_messages": "messages"}],
+        "datasets": [
+            {"path": str(train_jsonl), "ds_type": "json", "type": "chat_template", "field_messages": "messages"}
+        ],
         "dataset_prepared_path": str(run_dir / "prepared"),
         "val_set_size": 0,
         "output_dir": str(output_dir),
@@ -68,7 +71,15 @@ def build_config(
         cfg["save_strategy"] = "steps"
         cfg["save_steps"] = spec.max_steps
     if eval_jsonl is not None:  # eval loss on held-out rows or a separate dataset, each epoch or every eval_steps
-        cfg["test_datasets"] = [{"path": str(eval_jsonl), "ds_type": "json", "type": "chat_template", "field_messages": "messages", "split": "train"}]
+        cfg["test_datasets"] = [
+            {
+                "path": str(eval_jsonl),
+                "ds_type": "json",
+                "type": "chat_template",
+                "field_messages": "messages",
+                "split": "train",
+            }
+        ]
         cfg["eval_strategy"] = "steps" if spec.eval_steps else "epoch"
         if spec.eval_steps:
             cfg["eval_steps"] = spec.eval_steps
@@ -80,18 +91,25 @@ def build_config(
         if family.name.startswith("qwen2"):
             cfg["processor_kwargs"] = {**cfg.get("processor_kwargs", {}), "max_pixels": spec.max_pixels}
         else:
-            warn(f"--max_pixels applies to Qwen2-VL/2.5-VL; {family.name} resizes every image to its fixed size — ignored")
+            warn(
+                f"--max_pixels applies to Qwen2-VL/2.5-VL; {family.name} resizes every image to its fixed size — ignored"
+            )
     if deepspeed_json is not None:
         cfg["deepspeed"] = str(deepspeed_json)
     if spec.wandb_project:
         cfg.update(
-            {"wandb_project": spec.wandb_project, "wandb_name": wandb_run_name or spec.output_model_name, "wandb_mode": "online" if wandb_online else "offline"}
+            {
+                "wandb_project": spec.wandb_project,
+                "wandb_name": wandb_run_name or spec.output_model_name,
+                "wandb_mode": "online" if wandb_online else "offline",
+            }
         )
     return cfg
 
 
 def chat_template_settings(family: Family) -> dict:
     """LLaVA needs our own template: Axolotl's built-in one never emits EOS after the answer."""
+    out: dict[str, Any]
     if family.template_file:
         out = {"chat_template": "jinja", "chat_template_jinja": (TEMPLATES / family.template_file).read_text()}
     else:
@@ -128,11 +146,15 @@ def precision_settings(spec: FinetuneSpec, hw: Hardware, warn=print) -> dict:
     attn = "sdpa"
     if spec.use_flash_attention:
         if not hw.tf32:  # hardware.detect sets tf32 exactly for compute capability >= 8.0 (Ampere+), FA2's minimum
-            warn(f"FlashAttention-2 needs an Ampere or newer GPU (compute capability 8.0+), not {hw.gpu_name or 'this one'} — using PyTorch SDPA attention")
+            warn(
+                f"FlashAttention-2 needs an Ampere or newer GPU (compute capability 8.0+), not {hw.gpu_name or 'this one'} — using PyTorch SDPA attention"
+            )
         elif hw.flash_attn:
             attn = "flash_attention_2"
         else:
-            warn("flash_attn is not installed — using PyTorch SDPA attention (pip install flash-attn for FlashAttention-2)")
+            warn(
+                "flash_attn is not installed — using PyTorch SDPA attention (pip install flash-attn for FlashAttention-2)"
+            )
     return {
         "bf16": "auto" if hw.bf16 else False,
         "fp16": not hw.bf16,
@@ -168,7 +190,15 @@ def deepspeed_config(stage: str) -> dict:
     return {
         "zero_optimization": zero,
         "bf16": {"enabled": "auto"},
-        "fp16": {"enabled": "auto", "auto_cast": False, "loss_scale": 0, "initial_scale_power": 32, "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1},
+        "fp16": {
+            "enabled": "auto",
+            "auto_cast": False,
+            "loss_scale": 0,
+            "initial_scale_power": 32,
+            "loss_scale_window": 1000,
+            "hysteresis": 2,
+            "min_loss_scale": 1,
+        },
         "gradient_accumulation_steps": "auto",
         "gradient_clipping": "auto",
         "train_batch_size": "auto",

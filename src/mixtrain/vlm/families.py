@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mixtrain.errors import InvalidInput
 
@@ -115,7 +115,9 @@ def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print
     """
     family = get_family(model_type)
     if base_model.startswith(("/", "./", "../", "~")) and not Path(base_model).expanduser().is_dir():
-        raise InvalidInput(f"base model folder {base_model!r} does not exist", "pass an existing local model folder or a hub id")
+        raise InvalidInput(
+            f"base model folder {base_model!r} does not exist", "pass an existing local model folder or a hub id"
+        )
     config = read_base_config(base_model)
     if config is None:
         raise InvalidInput(
@@ -130,7 +132,9 @@ def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print
             f"use a base model of one of: {', '.join(t for f in FAMILIES.values() for t in f.hf_model_types)}",
         )
     if detected.name != family.name:
-        log(f"note: {base_model} is a {hf_type} model — using the {detected.name} handling instead of model_type={family.name}")
+        log(
+            f"note: {base_model} is a {hf_type} model — using the {detected.name} handling instead of model_type={family.name}"
+        )
     text_type = (config.get("text_config") or {}).get("model_type", "")
     if detected.template_file == "llava.jinja" and text_type == "mistral":
         # e.g. llava-v1.6-mistral-7b-hf: its conversation format is Mistral's [INST] ... [/INST]

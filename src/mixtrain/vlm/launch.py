@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mixtrain.errors import InvalidInput, TrainingFailed, TrainingOutOfMemory
 from mixtrain.hardware import DIST_VARS
@@ -58,7 +59,10 @@ def _env_int(env, names: tuple[str, ...], default: int) -> int:
             try:
                 return int(env[name])
             except ValueError:
-                raise InvalidInput(f"environment variable {name}={env[name]!r} is not an integer", f"set {name} to a whole number or unset it") from None
+                raise InvalidInput(
+                    f"environment variable {name}={env[name]!r} is not an integer",
+                    f"set {name} to a whole number or unset it",
+                ) from None
     return default
 
 
@@ -81,14 +85,23 @@ def command(config: Path, dist: Distributed | None, *, cuda: bool, n_gpu: int, n
     per_node = num_processes or (n_gpu if cuda else 1)
     total = per_node * dist.num_machines
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--num_machines", str(dist.num_machines),
-        "--machine_rank", str(dist.machine_rank),
-        "--main_process_ip", dist.master_addr,
-        "--main_process_port", str(dist.master_port),
-        "--num_processes", str(total),
-        "--dynamo_backend", "no",
-        "--mixed_precision", "no",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_machines",
+        str(dist.num_machines),
+        "--machine_rank",
+        str(dist.machine_rank),
+        "--main_process_ip",
+        dist.master_addr,
+        "--main_process_port",
+        str(dist.master_port),
+        "--num_processes",
+        str(total),
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "no",
     ]
     if total > 1:
         cmd.append("--multi_gpu")  # accelerate's name for multi-process DDP; gloo on CPU
@@ -129,12 +142,18 @@ def run(cmd: list[str], env: dict, cwd: Path, log=print) -> None:
 
 def _run(cmd: list[str], env: dict, cwd: Path) -> None:
     tail: collections.deque[str] = collections.deque(maxlen=40)
-    env = {**env, "PYTHONUNBUFFERED": "1"}  # else a traceback (stderr) overtakes buffered stdout and the "last line" is wrong
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    env = {
+        **env,
+        "PYTHONUNBUFFERED": "1",
+    }  # else a traceback (stderr) overtakes buffered stdout and the "last line" is wrong
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     assert proc.stdout is not None
+    stdout: Any = proc.stdout  # a BufferedReader: read1 returns what is there without waiting for 64 KiB
     out = sys.stdout.buffer
     partial = b""
-    for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # chunks, not lines: progress bars use \r
+    for chunk in iter(lambda: stdout.read1(65536), b""):  # chunks, not lines: progress bars use \r
         out.write(chunk)
         out.flush()
         *lines, partial = (partial + chunk).replace(b"\r", b"\n").split(b"\n")
@@ -147,5 +166,10 @@ def _run(cmd: list[str], env: dict, cwd: Path) -> None:
     text = "\n".join(tail)
     if any(m in text for m in OOM_MARKERS):
         raise TrainingOutOfMemory("training ran out of GPU memory", OOM_REMEDIES)
-    last = next((line for line in reversed(tail) if line.strip() and not line.startswith(("  ", "\t", "[rank"))), None) or (tail[-1] if tail else "")
-    raise TrainingFailed(f"Axolotl training exited with code {code}: {last.strip()[:500]}", "see the run log above for the full trainer output")
+    last = next(
+        (line for line in reversed(tail) if line.strip() and not line.startswith(("  ", "\t", "[rank"))), None
+    ) or (tail[-1] if tail else "")
+    raise TrainingFailed(
+        f"Axolotl training exited with code {code}: {last.strip()[:500]}",
+        "see the run log above for the full trainer output",
+    )

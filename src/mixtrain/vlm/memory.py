@@ -61,28 +61,55 @@ def architecture(config, lora_target: str, lora_rank: int) -> Architecture:
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
     pattern = re.compile(lora_target)
-    lora = sum(lora_rank * (m.in_features + m.out_features) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name))
+    lora = sum(
+        lora_rank * (m.in_features + m.out_features)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name)
+    )
     text = _text_config(config)
     return Architecture(
-        params=sum(p.numel() for p in model.parameters()), lora_params=lora, lora_rank=lora_rank,
-        layers=text.num_hidden_layers, hidden=text.hidden_size, intermediate=text.intermediate_size, vocab=text.vocab_size,
+        params=sum(p.numel() for p in model.parameters()),
+        lora_params=lora,
+        lora_rank=lora_rank,
+        layers=text.num_hidden_layers,
+        hidden=text.hidden_size,
+        intermediate=text.intermediate_size,
+        vocab=text.vocab_size,
     )
 
 
-def estimate(arch: Architecture, *, lora_rank: int, micro_batch: int, seq_len: int, dtype_bytes: int = 2,
-             gradient_checkpointing: bool = True, zero_stage: int = 0, processes: int = 1, cuda: bool = True) -> Estimate:
+def estimate(
+    arch: Architecture,
+    *,
+    lora_rank: int,
+    micro_batch: int,
+    seq_len: int,
+    dtype_bytes: int = 2,
+    gradient_checkpointing: bool = True,
+    zero_stage: int = 0,
+    processes: int = 1,
+    cuda: bool = True,
+) -> Estimate:
     n = max(1, processes)
     lora = arch.lora_params * lora_rank / arch.lora_rank
     weights = arch.params * dtype_bytes / (n if zero_stage == 3 else 1)
     lora_bytes = lora * 4 + lora * 12 / (n if zero_stage >= 2 else 1)  # fp32 weights; grads + 2 Adam moments sharded
     tokens = micro_batch * seq_len
-    per_layer = tokens * (34 * arch.hidden + 4 * arch.intermediate) * dtype_bytes / 2  # one layer's saved tensors (Korthikanti, no L² term)
+    per_layer = (
+        tokens * (34 * arch.hidden + 4 * arch.intermediate) * dtype_bytes / 2
+    )  # one layer's saved tensors (Korthikanti, no L² term)
     if gradient_checkpointing:
         acts = arch.layers * tokens * arch.hidden * dtype_bytes + per_layer
     else:
         acts = arch.layers * per_layer
     logits = 2 * tokens * arch.vocab * 4
-    parts = {"weights": weights, "lora+optimizer": lora_bytes, "activations": acts, "logits": logits, "overhead": GiB if cuda else 0}
+    parts = {
+        "weights": weights,
+        "lora+optimizer": lora_bytes,
+        "activations": acts,
+        "logits": logits,
+        "overhead": GiB if cuda else 0,
+    }
     parts = {k: v / GiB for k, v in parts.items()}
     return Estimate(parts, sum(parts.values()))
 

@@ -42,7 +42,9 @@ class PreparedData:
         }
 
 
-def load_rows(datasets, spec: FinetuneSpec, snapshot_id: int | None = None) -> tuple[list[dict], int | None, list[Path]]:
+def load_rows(
+    datasets, spec: FinetuneSpec, snapshot_id: int | None = None
+) -> tuple[list[dict], int | None, list[Path]]:
     """Read the three mapped columns at the dataset's current snapshot, or at ``snapshot_id`` (a resumed run)."""
     table = datasets.get(spec.dataset_name)
     snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
@@ -52,7 +54,11 @@ def load_rows(datasets, spec: FinetuneSpec, snapshot_id: int | None = None) -> t
             "start a new run with `mixtrain workflow run` on the dataset as it is now",
         )
     available = [f.name for f in table.schema().fields]
-    wanted = {"image_column": spec.image_column, "prompt_column": spec.prompt_column, "response_column": spec.response_column}
+    wanted = {
+        "image_column": spec.image_column,
+        "prompt_column": spec.prompt_column,
+        "response_column": spec.response_column,
+    }
     missing = [f"{col} (--{param})" for param, col in wanted.items() if col not in available]
     if missing:
         raise InvalidInput(
@@ -82,17 +88,29 @@ def _image_ref(value, source_dirs: list[Path]) -> str:
     return str(Path(ref).resolve())
 
 
-def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id: int | None = None, split: str = "train") -> PreparedData:
+def prepare(
+    datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id: int | None = None, split: str = "train"
+) -> PreparedData:
     """``datasets`` is the DatasetStore; images are cached under its settings' image cache.
 
     ``split="train"`` also prepares the eval rows: held out by --val_set_size (drawn with --seed, so
     the same inputs hold out the same rows) or read from --eval_dataset_name (prepared as ``split="eval"``).
     """
     if split == "train" and spec.eval_dataset_name:
-        ev = prepare(datasets, spec.model_copy(update={"dataset_name": spec.eval_dataset_name, "eval_dataset_name": ""}), out_dir, log, split="eval")
+        ev = prepare(
+            datasets,
+            spec.model_copy(update={"dataset_name": spec.eval_dataset_name, "eval_dataset_name": ""}),
+            out_dir,
+            log,
+            split="eval",
+        )
     t0 = time.monotonic()
     rows, snapshot_id, source_dirs = load_rows(datasets, spec, snapshot_id)
-    log(phase_line(f"read dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}", time.monotonic() - t0))
+    log(
+        phase_line(
+            f"read dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}", time.monotonic() - t0
+        )
+    )
     t0 = time.monotonic()
     bad: dict[int, str] = {}
     refs = []
@@ -107,22 +125,42 @@ def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id:
             bad[i] = f"empty {spec.response_column}"
     to_check = [r if i not in bad else "" for i, r in enumerate(refs)]
     good, failures = verify_images(
-        [r for r in to_check if r], datasets.settings.image_cache, workers=min(16, (os.cpu_count() or 2) * 4), progress=_progress(log)
+        [r for r in to_check if r],
+        datasets.settings.image_cache,
+        workers=min(16, (os.cpu_count() or 2) * 4),
+        progress=_progress(log),
     )
     reasons = {ref: why for _, ref, why in failures}
     for i, ref in enumerate(to_check):
         if ref and ref in reasons:
             bad[i] = reasons[ref]
     bad_rows = sorted((i, refs[i], why) for i, why in bad.items())
-    log(phase_line(f"verify images: {len(rows) - len(bad_rows)} usable, {len(bad_rows)} unusable rows", time.monotonic() - t0))
+    log(
+        phase_line(
+            f"verify images: {len(rows) - len(bad_rows)} usable, {len(bad_rows)} unusable rows", time.monotonic() - t0
+        )
+    )
     heldout = _held_out([i for i in range(len(rows)) if i not in bad], spec) if split == "train" else set()
-    result = PreparedData(out_dir / f"{split}.jsonl", len(rows) - len(bad) - len(heldout), snapshot_id, len(rows), bad_rows)
+    result = PreparedData(
+        out_dir / f"{split}.jsonl", len(rows) - len(bad) - len(heldout), snapshot_id, len(rows), bad_rows
+    )
     if heldout:
         result.eval_jsonl = out_dir / "eval.jsonl"
-        result.eval = {"source": "val_set_size", "val_set_size": spec.val_set_size, "seed": spec.seed, "rows": len(heldout), "held_out_rows": sorted(heldout)}
+        result.eval = {
+            "source": "val_set_size",
+            "val_set_size": spec.val_set_size,
+            "seed": spec.seed,
+            "rows": len(heldout),
+            "held_out_rows": sorted(heldout),
+        }
     elif split == "train" and spec.eval_dataset_name:
         result.eval_jsonl = ev.jsonl
-        result.eval = {"source": "dataset", "dataset": spec.eval_dataset_name, "snapshot_id": ev.snapshot_id, "rows": ev.rows}
+        result.eval = {
+            "source": "dataset",
+            "dataset": spec.eval_dataset_name,
+            "snapshot_id": ev.snapshot_id,
+            "rows": ev.rows,
+        }
     if split == "train":
         (out_dir / "data_report.json").write_text(json.dumps(result.report(), indent=2))
     if bad_rows:
@@ -135,20 +173,35 @@ def prepare(datasets, spec: FinetuneSpec, out_dir: Path, log=print, snapshot_id:
         log(f"skipping {len(bad_rows)} unusable rows (--on_bad_image skip)")
     if result.rows == 0:
         raise InvalidInput(f"dataset {spec.dataset_name!r} has no usable rows", "see the report above")
+
     def example(i: int) -> str:
-        return json.dumps(to_messages(str(good[refs[i]]), _text(rows[i][spec.prompt_column]), _text(rows[i][spec.response_column]))) + "\n"
+        return (
+            json.dumps(
+                to_messages(
+                    str(good[refs[i]]), _text(rows[i][spec.prompt_column]), _text(rows[i][spec.response_column])
+                )
+            )
+            + "\n"
+        )
 
     _write(result.jsonl, (example(i) for i in range(len(rows)) if i not in bad and i not in heldout))
     # Dataset row number of each JSONL line, so the preflight names rows as the user knows them.
-    (out_dir / f"{split}_rows.json").write_text(json.dumps([i for i in range(len(rows)) if i not in bad and i not in heldout]))
+    (out_dir / f"{split}_rows.json").write_text(
+        json.dumps([i for i in range(len(rows)) if i not in bad and i not in heldout])
+    )
     if heldout:
+        assert result.eval_jsonl is not None  # set whenever rows are held out
         _write(result.eval_jsonl, (example(i) for i in sorted(heldout)))
     if split == "eval":
         log(f"wrote {result.rows} eval examples to {result.jsonl}")
         return result
     log(f"wrote {result.rows} training examples to {result.jsonl}")  # benchmarks time the preparation by this line
     if result.eval:
-        log(phase_line(f"eval set: {result.eval['rows']} rows ({'held out by --val_set_size' if heldout else 'dataset ' + spec.eval_dataset_name})"))
+        log(
+            phase_line(
+                f"eval set: {result.eval['rows']} rows ({'held out by --val_set_size' if heldout else 'dataset ' + spec.eval_dataset_name})"
+            )
+        )
     return result
 
 
@@ -158,7 +211,10 @@ def _held_out(usable: list[int], spec: FinetuneSpec) -> set[int]:
         return set()
     k = max(1, round(len(usable) * spec.val_set_size))
     if k >= len(usable):
-        raise InvalidInput(f"--val_set_size {spec.val_set_size} leaves no training rows out of {len(usable)}", "use a smaller fraction or more rows")
+        raise InvalidInput(
+            f"--val_set_size {spec.val_set_size} leaves no training rows out of {len(usable)}",
+            "use a smaller fraction or more rows",
+        )
     return set(random.Random(spec.seed).sample(usable, k))
 
 

@@ -62,7 +62,9 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     origin = resumed_from(settings, ctx)  # `workflow resume`: continue another run's checkpoint, on its data
     if origin:
         log(phase_line(f"resume run #{origin['run']} from step {origin['step']} ({origin['checkpoint']})"))
-    data = prepare(DatasetStore(settings), spec, run_dir, log, snapshot_id=origin.get("dataset_snapshot_id") if origin else None)
+    data = prepare(
+        DatasetStore(settings), spec, run_dir, log, snapshot_id=origin.get("dataset_snapshot_id") if origin else None
+    )
 
     # -- 2. configure --------------------------------------------------------------------------------
     from mixtrain.hardware import detect
@@ -73,21 +75,48 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     # adapter folder is never reused or wiped by a later run.
     run_tag = f"{ctx.workflow}-{run_number}-{uuid.uuid4().hex[:8]}"
     output_dir = settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"
-    ds_json = configure.write_deepspeed(spec.deepspeed_config, run_dir / f"deepspeed_{spec.deepspeed_config}.json") if spec.deepspeed_config else None
+    ds_json = (
+        configure.write_deepspeed(spec.deepspeed_config, run_dir / f"deepspeed_{spec.deepspeed_config}.json")
+        if spec.deepspeed_config
+        else None
+    )
     wandb_online = bool(spec.wandb_project and os.environ.get("WANDB_API_KEY"))
     if spec.wandb_project and not wandb_online:
-        log(f"W&B: no WANDB_API_KEY secret — logging offline under {run_dir}/wandb (`mixtrain secret create WANDB_API_KEY ...` to sync live)")
+        log(
+            f"W&B: no WANDB_API_KEY secret — logging offline under {run_dir}/wandb (`mixtrain secret create WANDB_API_KEY ...` to sync live)"
+        )
     cfg = configure.build_config(
-        spec, family, hw, train_jsonl=data.jsonl, eval_jsonl=data.eval_jsonl, output_dir=output_dir, run_dir=run_dir, deepspeed_json=ds_json,
-        wandb_run_name=f"{spec.output_model_name}-run{run_number}", wandb_online=wandb_online, warn=lambda m: log(f"warning: {m}"),
+        spec,
+        family,
+        hw,
+        train_jsonl=data.jsonl,
+        eval_jsonl=data.eval_jsonl,
+        output_dir=output_dir,
+        run_dir=run_dir,
+        deepspeed_json=ds_json,
+        wandb_run_name=f"{spec.output_model_name}-run{run_number}",
+        wandb_online=wandb_online,
+        warn=lambda m: log(f"warning: {m}"),
     )
     if origin:
         cfg["resume_from_checkpoint"] = origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
     config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
     # What the training process's preflight (vlm/preflight.py) needs beyond the YAML.
-    (run_dir / "preflight_request.json").write_text(json.dumps({"on_long_row": spec.on_long_row, "lora_target": family.lora_target,
-                                                                 "processes": spec.num_processes or max(1, hw.n_gpu)}))
-    log(phase_line(f"configure: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}, Axolotl config {config_path}", time.monotonic() - t0))
+    (run_dir / "preflight_request.json").write_text(
+        json.dumps(
+            {
+                "on_long_row": spec.on_long_row,
+                "lora_target": family.lora_target,
+                "processes": spec.num_processes or max(1, hw.n_gpu),
+            }
+        )
+    )
+    log(
+        phase_line(
+            f"configure: {f'{hw.n_gpu}× {hw.gpu_name}' if hw.cuda else 'CPU only'}, Axolotl config {config_path}",
+            time.monotonic() - t0,
+        )
+    )
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
     env.pop("MIXTRAIN_RUN_ID", None)
     env.update(track_env(ctx))
@@ -97,8 +126,12 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
         finally:
             shutil.rmtree(output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
         report = json.loads((run_dir / "data_report.json").read_text())
-        log(phase_line(f"dry run: {report['rows_used']} of {report['rows_total']} rows usable ({report['rows_bad']} unusable); "
-                       f"report {run_dir / 'data_report.json'}; Axolotl config {config_path} (validated by Axolotl, not trained)"))
+        log(
+            phase_line(
+                f"dry run: {report['rows_used']} of {report['rows_total']} rows usable ({report['rows_bad']} unusable); "
+                f"report {run_dir / 'data_report.json'}; Axolotl config {config_path} (validated by Axolotl, not trained)"
+            )
+        )
         return FinetuneResult(data.snapshot_id, data.rows, str(config_path), dry_run=True)
 
     # -- 3. launch -----------------------------------------------------------------------------------
@@ -108,7 +141,9 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     # Where this run's checkpoints go, so `mixtrain workflow resume` can find them if the run dies.
-    (run_dir / CHECKPOINTS_FILE).write_text(json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id}))
+    (run_dir / CHECKPOINTS_FILE).write_text(
+        json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id})
+    )
     cmd = launch.command(config_path, dist, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=spec.num_processes)
     try:
         launch.run(cmd, env, run_dir, log)
@@ -117,22 +152,43 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
         raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
-        return FinetuneResult(data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir), node_rank=dist.machine_rank)
+        return FinetuneResult(
+            data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir), node_rank=dist.machine_rank
+        )
 
     # -- 4. register ---------------------------------------------------------------------------------
     state = register.finalize_outputs(output_dir)
-    run = {"workflow": ctx.workflow if ctx.id is not None else None, "number": run_number, "id": ctx.id, "config": str(config_path)}
+    run: dict[str, object] = {
+        "workflow": ctx.workflow if ctx.id is not None else None,
+        "number": run_number,
+        "id": ctx.id,
+        "config": str(config_path),
+    }
     if origin:
         run["resumed_from"] = {"run": origin["run"], "step": origin["step"]}
     model = register.register_model(
-        ModelRegistry(settings), spec=spec, family_name=family.name, hf_model_type=base_config.get("model_type"), output_dir=output_dir,
-        snapshot_id=data.snapshot_id, rows=data.rows, state=state, run=run,
+        ModelRegistry(settings),
+        spec=spec,
+        family_name=family.name,
+        hf_model_type=base_config.get("model_type"),
+        output_dir=output_dir,
+        snapshot_id=data.snapshot_id,
+        rows=data.rows,
+        state=state,
+        run=run,
         eval_info={k: v for k, v in data.eval.items() if k != "held_out_rows"} if data.eval else None,
     )
-    log(f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}")
+    log(
+        f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}"
+    )
     return FinetuneResult(
-        data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir),
-        model=model["name"], version=model["version"], train_loss=model["train_loss"],
+        data.snapshot_id,
+        data.rows,
+        str(config_path),
+        output_dir=str(output_dir),
+        model=model["name"],
+        version=model["version"],
+        train_loss=model["train_loss"],
     )
 
 
@@ -143,7 +199,10 @@ def check_family(family, spec) -> None:
             "pass --trust_remote_code true if you trust that code",
         )
     if not family.supported:
-        raise InvalidInput(f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}", "use llava, llava_next or qwen2_vl")
+        raise InvalidInput(
+            f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}",
+            "use llava, llava_next or qwen2_vl",
+        )
 
 
 def track_env(ctx: RunContext) -> dict:

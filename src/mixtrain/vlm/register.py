@@ -18,7 +18,9 @@ def finalize_outputs(output_dir: Path) -> dict:
     """Check the artifacts and copy the last checkpoint's trainer_state.json to the top."""
     missing = [f for f in REQUIRED if not (output_dir / f).is_file()]
     if missing:
-        raise WorkflowFailed(f"training finished but {', '.join(missing)} is missing in {output_dir}", "see the run log")
+        raise WorkflowFailed(
+            f"training finished but {', '.join(missing)} is missing in {output_dir}", "see the run log"
+        )
     checkpoints = sorted(
         (p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
         key=lambda p: int(p.name.split("-")[1]),  # by number: checkpoint-10 after checkpoint-9
@@ -51,7 +53,7 @@ def final_eval_loss(state: dict) -> float | None:
 
 
 def versions() -> dict:
-    out = {}
+    out: dict[str, str | None] = {}
     for pkg in VERSIONED:
         try:
             out[pkg] = importlib.metadata.version(pkg)
@@ -60,7 +62,19 @@ def versions() -> dict:
     return out
 
 
-def register_model(models, *, spec, family_name: str, hf_model_type: str | None, output_dir: Path, snapshot_id, rows: int, state: dict, run: dict, eval_info: dict | None = None) -> dict:
+def register_model(
+    models,
+    *,
+    spec,
+    family_name: str,
+    hf_model_type: str | None,
+    output_dir: Path,
+    snapshot_id,
+    rows: int,
+    state: dict,
+    run: dict,
+    eval_info: dict | None = None,
+) -> dict:
     loss = final_train_loss(state)
     lineage = {
         "dataset": {"name": spec.dataset_name, "snapshot_id": snapshot_id, "rows_used": rows},

@@ -41,18 +41,34 @@ class FinetuneSpec(BaseModel):
     image_column: str = Field("image_path", description="Column with image paths (or http(s) URLs)")
     prompt_column: str = Field("prompt", description="Column with prompts")
     response_column: str = Field("response", description="Column with responses")
-    on_bad_image: Literal["fail", "skip"] = Field("fail", description="On an unusable row: fail the run before training, or skip the row")
+    on_bad_image: Literal["fail", "skip"] = Field(
+        "fail", description="On an unusable row: fail the run before training, or skip the row"
+    )
     dry_run: bool = Field(False, description="Prepare data and validate the Axolotl config, then stop")
     trust_remote_code: bool = Field(False, description="Allow model code from the model hub (needed by phi3_v)")
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
     seed: int = Field(42, ge=0, lt=2**32, description="Random seed")
-    save_steps: int = Field(0, ge=0, description="Save a checkpoint every N steps (0: at the end of each epoch); `workflow resume` continues from the latest")
-    val_set_size: float = Field(0.0, ge=0, le=0.5, description="Fraction of rows held out for eval loss (0-0.5), chosen from --seed")
+    save_steps: int = Field(
+        0,
+        ge=0,
+        description="Save a checkpoint every N steps (0: at the end of each epoch); `workflow resume` continues from the latest",
+    )
+    val_set_size: float = Field(
+        0.0, ge=0, le=0.5, description="Fraction of rows held out for eval loss (0-0.5), chosen from --seed"
+    )
     eval_dataset_name: str = Field("", description="A separate mixtrain dataset (same columns) to compute eval loss on")
-    eval_steps: int = Field(0, ge=0, description="Eval loss every N steps (0: at the end of each epoch) when evaluating")
-    on_long_row: Literal["fail", "skip"] = Field("fail", description="A row longer than --max_seq_length with its image tokens: fail before training, or skip it")
-    max_pixels: int | None = Field(None, gt=0, description="Qwen2-VL/2.5-VL: most pixels per image (sets its image tokens; default: the processor's)")
+    eval_steps: int = Field(
+        0, ge=0, description="Eval loss every N steps (0: at the end of each epoch) when evaluating"
+    )
+    on_long_row: Literal["fail", "skip"] = Field(
+        "fail", description="A row longer than --max_seq_length with its image tokens: fail before training, or skip it"
+    )
+    max_pixels: int | None = Field(
+        None,
+        gt=0,
+        description="Qwen2-VL/2.5-VL: most pixels per image (sets its image tokens; default: the processor's)",
+    )
 
     @field_validator("eval_dataset_name")
     @classmethod

@@ -24,7 +24,7 @@ class RunTracker(TrainerCallback):
     def __init__(self, run_id: int | None, run_dir: str | None, store=None, started: float | None = None):
         self.run_id, self.run_dir, self.store = run_id, run_dir, store
         self.started = started or time.monotonic()
-        self.t_begin = None
+        self.t_begin: float | None = None
         self.first_step = 0
         self.spent = 0.0
 
@@ -33,7 +33,11 @@ class RunTracker(TrainerCallback):
             return
         self.t_begin = time.monotonic()
         self.first_step = state.global_step  # > 0 when resuming from a checkpoint
-        todo = f"steps {state.global_step + 1}-{state.max_steps} to train (resumed)" if state.global_step else f"{state.max_steps} steps to train"
+        todo = (
+            f"steps {state.global_step + 1}-{state.max_steps} to train (resumed)"
+            if state.global_step
+            else f"{state.max_steps} steps to train"
+        )
         print(phase_line(f"load model and data: {todo}", self.t_begin - self.started), flush=True)
         self._progress(state, {})
 
@@ -64,10 +68,11 @@ class RunTracker(TrainerCallback):
             import queue
             import threading
 
-            self._queue = queue.Queue()
+            q: queue.Queue = queue.Queue()
+            self._queue: queue.Queue | None = q
 
             def drain():
-                while (item := self._queue.get()) is not None:
+                while (item := q.get()) is not None:
                     self.store.record(self.run_id, *item)
 
             self._thread = threading.Thread(target=drain, name="mixtrain-metrics", daemon=True)
@@ -75,8 +80,9 @@ class RunTracker(TrainerCallback):
         return self._queue
 
     def flush(self) -> None:
-        if getattr(self, "_queue", None) is not None:
-            self._queue.put(None)
+        q = getattr(self, "_queue", None)
+        if q is not None:
+            q.put(None)
             self._thread.join()
             self._queue = None
 
@@ -98,10 +104,20 @@ class RunTracker(TrainerCallback):
         if tokens is not None:
             last["tokens_per_s"] = tokens
         self._last = last
-        write_progress(self.run_dir, {
-            "step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, "num_epochs": state.num_train_epochs,
-            "steps_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "tracking_s": self.spent, **last,
-        })
+        write_progress(
+            self.run_dir,
+            {
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+                "epoch": state.epoch,
+                "num_epochs": state.num_train_epochs,
+                "steps_per_s": rate,
+                "eta_s": eta,
+                "elapsed_s": elapsed,
+                "tracking_s": self.spent,
+                **last,
+            },
+        )
 
 
 def make_tracker(started: float | None = None) -> RunTracker:

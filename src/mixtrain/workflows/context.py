@@ -21,7 +21,7 @@ class RunContext:
     run_dir: Path
 
     @classmethod
-    def local(cls) -> "RunContext":
+    def local(cls) -> RunContext:
         """Outside any run (a direct Python call): a fresh scratch folder, no run record."""
         return cls(workflow="local", number=0, id=None, run_dir=Path(tempfile.mkdtemp(prefix="mixtrain-run-")))
 

@@ -15,7 +15,9 @@ _MISSING = object()
 class MixParam:
     """A declared input. The runner replaces it on the instance with the run's value."""
 
-    def __init__(self, default: Any = _MISSING, description: str = "", choices: list | None = None, **bounds: float | None):
+    def __init__(
+        self, default: Any = _MISSING, description: str = "", choices: list | None = None, **bounds: float | None
+    ):
         unknown = set(bounds) - {"ge", "gt", "le", "lt"}
         if unknown:
             raise TypeError(f"mixparam() got unknown bound(s) {sorted(unknown)}; use ge, gt, le, lt")
@@ -33,8 +35,14 @@ class MixParam:
 
 
 def mixparam(
-    default: Any = _MISSING, description: str = "", choices: list | None = None,
-    *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+    default: Any = _MISSING,
+    description: str = "",
+    choices: list | None = None,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
 ) -> Any:
     """Declare a workflow input: ``epochs: int = mixparam(default=3, description=..., ge=1)``.
 
@@ -58,7 +66,7 @@ class MixFlow:
     #: The run this instance executes in (set by the platform before ``setup()``; see ``mixtrain.current_run``).
     run_context: Any = None
 
-    def setup(self, *args, **kwargs) -> None:  # noqa: D401 - optional hook
+    def setup(self, *args, **kwargs) -> None:
         """Prepare before ``run()``; may take the merged input dict as its one argument."""
 
     def run(self, *args, **kwargs) -> Any:

@@ -32,7 +32,10 @@ def find_flow(module, entrypoint: str | None = None) -> type[MixFlow]:
     found = [
         obj
         for obj in vars(module).values()
-        if inspect.isclass(obj) and issubclass(obj, MixFlow) and obj is not MixFlow and obj.__module__ == module.__name__
+        if inspect.isclass(obj)
+        and issubclass(obj, MixFlow)
+        and obj is not MixFlow
+        and obj.__module__ == module.__name__
     ]
     if entrypoint:
         match = [c for c in found if c.__name__ == entrypoint]

@@ -33,7 +33,11 @@ class MetricsStore:
             return 0
         names = [r["name"] for r in rows]
         with self.engine.begin() as conn:
-            conn.execute(delete(run_metrics).where(run_metrics.c.run_id == run_id, run_metrics.c.step == int(step), run_metrics.c.name.in_(names)))
+            conn.execute(
+                delete(run_metrics).where(
+                    run_metrics.c.run_id == run_id, run_metrics.c.step == int(step), run_metrics.c.name.in_(names)
+                )
+            )
             conn.execute(insert(run_metrics), rows)
         return len(rows)
 
@@ -41,7 +45,9 @@ class MetricsStore:
         """One dict per step, sorted by step: ``{"step", "epoch", <metric>: value, ...}``."""
         with self.engine.connect() as conn:
             result = conn.execute(
-                select(run_metrics.c.step, run_metrics.c.name, run_metrics.c.value).where(run_metrics.c.run_id == run_id).order_by(run_metrics.c.step, run_metrics.c.id)
+                select(run_metrics.c.step, run_metrics.c.name, run_metrics.c.value)
+                .where(run_metrics.c.run_id == run_id)
+                .order_by(run_metrics.c.step, run_metrics.c.id)
             )
             by_step: dict[int, dict] = {}
             for step, name, value in result:
@@ -53,7 +59,9 @@ class MetricsStore:
         with self.engine.begin() as conn:
             rows = [
                 {"run_id": dst_run_id, "step": r.step, "name": r.name, "value": r.value}
-                for r in conn.execute(select(run_metrics).where(run_metrics.c.run_id == src_run_id, run_metrics.c.step <= up_to_step))
+                for r in conn.execute(
+                    select(run_metrics).where(run_metrics.c.run_id == src_run_id, run_metrics.c.step <= up_to_step)
+                )
             ]
             if rows:
                 conn.execute(insert(run_metrics), rows)

@@ -7,7 +7,6 @@ killer, reboot) becomes ``failed`` with the reason, so no run stays ``running`` 
 from __future__ import annotations
 
 import builtins
-
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput, MixtrainError, NotFound
 from mixtrain.faults import guard
-from mixtrain.metadata.db import inserted_id, get_engine, now
+from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
@@ -38,32 +37,49 @@ class WorkflowRegistry:
         self.engine = get_engine(settings.database_url)
 
     # -- workflows ---------------------------------------------------------------------------------
-    def create(self, name: str, files: builtins.list[Path], description: str = "", entrypoint: str | None = None) -> dict:
+    def create(
+        self, name: str, files: builtins.list[Path], description: str = "", entrypoint: str | None = None
+    ) -> dict:
         check_name(name, "workflow")
         with self.engine.connect() as conn:
             if conn.execute(select(workflows.c.id).where(workflows.c.name == name)).first():
-                raise AlreadyExists(f"workflow {name!r} already exists", f"use `mixtrain workflow update {name} FILE` for a new version")
+                raise AlreadyExists(
+                    f"workflow {name!r} already exists", f"use `mixtrain workflow update {name} FILE` for a new version"
+                )
         files = _check_files(files)
         spec = inspect_files(files, entrypoint)
         try:
             with self.engine.begin() as conn:
-                wf_id = inserted_id(conn.execute(insert(workflows).values(name=name, description=description, created_at=now())))
+                wf_id = inserted_id(
+                    conn.execute(insert(workflows).values(name=name, description=description, created_at=now()))
+                )
                 self._add_version(conn, wf_id, name, 1, files, spec)
         except IntegrityError as exc:
             raise AlreadyExists(f"workflow {name!r} already exists", "pick another name") from exc
         return self.describe(name)
 
-    def update(self, name: str, files: builtins.list[Path], description: str | None = None, entrypoint: str | None = None) -> dict:
+    def update(
+        self, name: str, files: builtins.list[Path], description: str | None = None, entrypoint: str | None = None
+    ) -> dict:
         wf = self._workflow(name)
         files = _check_files(files)
         spec = inspect_files(files, entrypoint or self.latest_version(name)["entrypoint"])
         for attempt in range(5):
             try:
                 with self.engine.begin() as conn:
-                    latest = conn.execute(select(func.max(workflow_versions.c.version)).where(workflow_versions.c.workflow_id == wf["id"])).scalar() or 0
+                    latest = (
+                        conn.execute(
+                            select(func.max(workflow_versions.c.version)).where(
+                                workflow_versions.c.workflow_id == wf["id"]
+                            )
+                        ).scalar()
+                        or 0
+                    )
                     self._add_version(conn, wf["id"], name, latest + 1, files, spec)
                     if description is not None:
-                        conn.execute(update(workflows).where(workflows.c.id == wf["id"]).values(description=description))
+                        conn.execute(
+                            update(workflows).where(workflows.c.id == wf["id"]).values(description=description)
+                        )
                 break
             except IntegrityError:
                 if attempt == 4:
@@ -109,16 +125,25 @@ class WorkflowRegistry:
         wf = self._workflow(name)
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(workflow_versions).where(workflow_versions.c.workflow_id == wf["id"]).order_by(workflow_versions.c.version.desc()).limit(1)
+                select(workflow_versions)
+                .where(workflow_versions.c.workflow_id == wf["id"])
+                .order_by(workflow_versions.c.version.desc())
+                .limit(1)
             ).first()
         if row is None:
-            raise NotFound(f"workflow {name!r} has no version", f"register one with `mixtrain workflow update {name} FILE`")
+            raise NotFound(
+                f"workflow {name!r} has no version", f"register one with `mixtrain workflow update {name} FILE`"
+            )
         return dict(row._mapping)
 
     def versions(self, name: str) -> builtins.list[dict]:
         wf = self._workflow(name)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(workflow_versions).where(workflow_versions.c.workflow_id == wf["id"]).order_by(workflow_versions.c.version))
+            rows = conn.execute(
+                select(workflow_versions)
+                .where(workflow_versions.c.workflow_id == wf["id"])
+                .order_by(workflow_versions.c.version)
+            )
             return [dict(r._mapping) for r in rows]
 
     def describe(self, name: str) -> dict:
@@ -130,7 +155,10 @@ class WorkflowRegistry:
             "created_at": wf["created_at"],
             "entrypoint": latest["entrypoint"],
             "version": latest["version"],
-            "versions": [{"version": v["version"], "created_at": v["created_at"], "source": v["source_dir"]} for v in self.versions(name)],
+            "versions": [
+                {"version": v["version"], "created_at": v["created_at"], "source": v["source_dir"]}
+                for v in self.versions(name)
+            ],
             "inputs": latest["spec"]["inputs"],
             "resources": latest["spec"]["resources"],
             "doc": latest["spec"].get("doc", ""),
@@ -140,13 +168,24 @@ class WorkflowRegistry:
     def list(self) -> builtins.list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(workflows.c.name, workflows.c.description, workflows.c.created_at, func.max(workflow_versions.c.version).label("version"))
+                select(
+                    workflows.c.name,
+                    workflows.c.description,
+                    workflows.c.created_at,
+                    func.max(workflow_versions.c.version).label("version"),
+                )
                 .join(workflow_versions, workflow_versions.c.workflow_id == workflows.c.id)
                 .group_by(workflows.c.id)
                 .order_by(workflows.c.name)
             )
             out = [dict(r._mapping) for r in rows]
-            counts: dict[str, int] = dict(conn.execute(select(workflows.c.name, func.count(runs.c.id)).join(runs, runs.c.workflow_id == workflows.c.id).group_by(workflows.c.name)).all())
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(workflows.c.name, func.count(runs.c.id))
+                    .join(runs, runs.c.workflow_id == workflows.c.id)
+                    .group_by(workflows.c.name)
+                ).all()
+            )
         for r in out:
             r["runs"] = counts.get(r["name"], 0)
         return out
@@ -172,14 +211,25 @@ class WorkflowRegistry:
         for _ in range(50):
             try:
                 with self.engine.begin() as conn:
-                    number = (conn.execute(select(func.max(runs.c.number)).where(runs.c.workflow_id == wf["id"])).scalar() or 0) + 1
+                    number = (
+                        conn.execute(select(func.max(runs.c.number)).where(runs.c.workflow_id == wf["id"])).scalar()
+                        or 0
+                    ) + 1
                     run_dir = self.settings.runs_dir / name / str(number)
-                    run_id = inserted_id(conn.execute(
-                        insert(runs).values(
-                            workflow_id=wf["id"], number=number, version=version, status="pending",
-                            inputs=inputs, run_dir=str(run_dir), created_at=now(), resumed_from=resumed_from,
+                    run_id = inserted_id(
+                        conn.execute(
+                            insert(runs).values(
+                                workflow_id=wf["id"],
+                                number=number,
+                                version=version,
+                                status="pending",
+                                inputs=inputs,
+                                run_dir=str(run_dir),
+                                created_at=now(),
+                                resumed_from=resumed_from,
+                            )
                         )
-                    ))
+                    )
                 break
             except IntegrityError:
                 continue
@@ -198,7 +248,9 @@ class WorkflowRegistry:
     def run_by_id(self, run_id: int) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(runs, workflows.c.name.label("workflow")).join(workflows, workflows.c.id == runs.c.workflow_id).where(runs.c.id == run_id)
+                select(runs, workflows.c.name.label("workflow"))
+                .join(workflows, workflows.c.id == runs.c.workflow_id)
+                .where(runs.c.id == run_id)
             ).first()
         if row is None:
             raise NotFound(f"run id {run_id} not found")
@@ -207,7 +259,9 @@ class WorkflowRegistry:
     def run(self, name: str, number: int) -> dict:
         wf = self._workflow(name)
         with self.engine.connect() as conn:
-            row = conn.execute(select(runs.c.id).where(and_(runs.c.workflow_id == wf["id"], runs.c.number == number))).first()
+            row = conn.execute(
+                select(runs.c.id).where(and_(runs.c.workflow_id == wf["id"], runs.c.number == number))
+            ).first()
         if row is None:
             raise NotFound(f"run #{number} of workflow {name!r} not found", f"see `mixtrain workflow runs {name}`")
         self.reconcile(row.id)
@@ -244,7 +298,9 @@ class WorkflowRegistry:
     def record_launcher(self, run_id: int, pid: int, ident: str | None) -> None:
         """Note the supervisor's identity, so a death before it reports is detected (it may have already)."""
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).where(runs.c.pid.is_(None)).values(pid=pid, pid_start=ident))
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).where(runs.c.pid.is_(None)).values(pid=pid, pid_start=ident)
+            )
 
     def record_worker(self, run_id: int, pid: int, started: str | None) -> None:
         """Note the worker's identity (whatever the status by now: a quick worker may have finished)."""
@@ -285,7 +341,7 @@ def _run_dict(row) -> dict:
         if d.get(key) is not None and d[key].tzinfo is None:  # SQLite returns naive UTC
             import datetime as dt
 
-            d[key] = d[key].replace(tzinfo=dt.timezone.utc)
+            d[key] = d[key].replace(tzinfo=dt.UTC)
     end = d.get("finished_at") or (now() if d["status"] in ACTIVE and d.get("started_at") else None)
     d["duration"] = (end - d["started_at"]).total_seconds() if end and d.get("started_at") else None
     d["log_path"] = str(Path(d["run_dir"]) / "run.log")
@@ -324,7 +380,9 @@ def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.Comple
     reaper = procs.set_subreaper(True)  # a daemon that escapes the group (setsid) is re-parented to us
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(main_file.parent), start_new_session=True)
+            child = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(main_file.parent), start_new_session=True
+            )
             try:
                 code = child.wait(timeout=INSPECT_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -337,10 +395,14 @@ def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.Comple
                 procs.kill_adopted(before)
                 procs.set_subreaper(False)
         if code is None:
-            raise InvalidInput(f"importing {main_file.name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time")
+            raise InvalidInput(
+                f"importing {main_file.name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time"
+            )
         out.seek(0)
         err.seek(0)
-        return subprocess.CompletedProcess(cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return subprocess.CompletedProcess(
+            cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        )
 
 
 def inspect_files(files: builtins.list[Path], entrypoint: str | None) -> dict:
@@ -350,7 +412,9 @@ def inspect_files(files: builtins.list[Path], entrypoint: str | None) -> dict:
     try:
         result = json.loads(last)
     except json.JSONDecodeError:
-        result = {"error": f"inspecting {files[0].name} failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"}
+        result = {
+            "error": f"inspecting {files[0].name} failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
+        }
     if "error" in result:
         detail = proc.stderr.strip()
         if detail:

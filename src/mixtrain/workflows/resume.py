@@ -51,17 +51,29 @@ def plan(run: dict) -> dict:
     """Where ``run`` can be resumed from, or a one-line error saying why it cannot."""
     label = f"run #{run['number']} of {run['workflow']!r}"
     if run["status"] in ("pending", "running"):
-        raise Conflict(f"{label} is still {run['status']}", f"wait for it, or `mixtrain workflow cancel {run['workflow']} {run['number']}` first")
+        raise Conflict(
+            f"{label} is still {run['status']}",
+            f"wait for it, or `mixtrain workflow cancel {run['workflow']} {run['number']}` first",
+        )
     if run["status"] == "completed":
-        raise InvalidInput(f"{label} completed; there is nothing to resume", "start a new run with `mixtrain workflow run`")
+        raise InvalidInput(
+            f"{label} completed; there is nothing to resume", "start a new run with `mixtrain workflow run`"
+        )
     try:
         info = json.loads((Path(run["run_dir"]) / CHECKPOINTS_FILE).read_text())
     except (OSError, ValueError):
-        raise InvalidInput(f"{label} never started training, so it has no checkpoint", "start a new run with `mixtrain workflow run`") from None
+        raise InvalidInput(
+            f"{label} never started training, so it has no checkpoint", "start a new run with `mixtrain workflow run`"
+        ) from None
     ckpt = latest_complete(info.get("output_dir") or "")
     if ckpt is None:
         raise InvalidInput(
             f"{label} left no complete checkpoint (it failed before its first save)",
             "start a new run; pass --save_steps N to checkpoint every N steps",
         )
-    return {**{k: v for k, v in info.items() if k != "output_dir"}, "run": run["number"], "step": int(ckpt.name.split("-")[1]), "checkpoint": str(ckpt)}
+    return {
+        **{k: v for k, v in info.items() if k != "output_dir"},
+        "run": run["number"],
+        "step": int(ckpt.name.split("-")[1]),
+        "checkpoint": str(ckpt),
+    }

@@ -51,7 +51,9 @@ def validate_inputs(spec: dict, given: dict, *, from_text: bool = False) -> dict
         else:
             out[name] = inp["default"]
     if missing:
-        raise InvalidInput(f"missing required input{'s' if len(missing) > 1 else ''} {', '.join(missing)}", "pass a value for each")
+        raise InvalidInput(
+            f"missing required input{'s' if len(missing) > 1 else ''} {', '.join(missing)}", "pass a value for each"
+        )
     if model is not None:
         fields = [i["name"] for i in spec["inputs"] if i.get("style") == "model"]
         checked = validate_model(model, {k: out[k] for k in fields}).model_dump(mode="json")
@@ -104,8 +106,12 @@ def _launch(settings: Settings, reg: WorkflowRegistry, run: dict, fork: bool) ->
         with open(err_log, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mixtrain.workflows.supervisor", str(run["id"])],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                env=dict(os.environ, MIXTRAIN_HOME=str(settings.home)), close_fds=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=dict(os.environ, MIXTRAIN_HOME=str(settings.home)),
+                close_fds=True,
             )
         _reap_later(proc)
         pid = proc.pid
@@ -153,7 +159,9 @@ def _fork_supervisor(settings: Settings, run_id: int, err_log: Path) -> int:
         pid = int(fh.read() or 0)
     os.waitpid(first, 0)
     if not pid:
-        raise MixtrainError("could not start the run's supervisor process", "check the machine's process limits and try again")
+        raise MixtrainError(
+            "could not start the run's supervisor process", "check the machine's process limits and try again"
+        )
     return pid
 
 
@@ -241,8 +249,11 @@ def cancel(settings: Settings, name: str, number: int, grace: float = 10.0) -> d
     reg = WorkflowRegistry(settings)
     run = reg.run(name, number)
     if run["status"] not in ACTIVE:
-        raise Conflict(f"run #{number} of {name!r} is already {run['status']}", "only pending or running runs can be cancelled")
+        raise Conflict(
+            f"run #{number} of {name!r} is already {run['status']}", "only pending or running runs can be cancelled"
+        )
     reg.set_status(run["id"], "cancelled", error="cancelled by user")
+
     # The supervisor leads the run's process group; the group outlives it while any member lives.
     def anything_alive():
         return procs.alive(run["pid"], run["pid_start"]) or procs.alive(run["worker_pid"], run["worker_start"])

@@ -91,19 +91,42 @@ def extract(cls: type[MixFlow]) -> dict:
             inputs[name] = _input(name, typ, required, None if required else param.default, "", choices, {}, "run")
     resources = {k: getattr(cls, f"_mixflow_{k}", None) for k in RESOURCE_KEYS}
     doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
-    return {"entrypoint": cls.__name__, "doc": doc, "inputs": list(inputs.values()), "resources": resources, "schema": schema}
-
-
-def _input(name: str, typ: str, required: bool, default: Any, description: str, choices, bounds: dict, style: str) -> dict:
     return {
-        "name": name, "type": typ, "required": required, "default": None if required else to_jsonable(default),
-        "description": description, "choices": choices, **{b: bounds.get(b) for b in BOUNDS}, "style": style,
+        "entrypoint": cls.__name__,
+        "doc": doc,
+        "inputs": list(inputs.values()),
+        "resources": resources,
+        "schema": schema,
+    }
+
+
+def _input(
+    name: str, typ: str, required: bool, default: Any, description: str, choices, bounds: dict, style: str
+) -> dict:
+    return {
+        "name": name,
+        "type": typ,
+        "required": required,
+        "default": None if required else to_jsonable(default),
+        "description": description,
+        "choices": choices,
+        **{b: bounds.get(b) for b in BOUNDS},
+        "style": style,
     }
 
 
 def _from_mixparam(name: str, p: MixParam, annotation, style: str) -> dict:
     typ, choices = describe_type(annotation)
-    return _input(name, typ, p.required, p.default, p.description, p.choices if p.choices is not None else choices, p.bounds, style)
+    return _input(
+        name,
+        typ,
+        p.required,
+        p.default,
+        p.description,
+        p.choices if p.choices is not None else choices,
+        p.bounds,
+        style,
+    )
 
 
 def input_model(cls) -> type | None:
@@ -125,8 +148,18 @@ def _from_model(model) -> list[dict]:
         typ, choices = describe_type(field.annotation)
         bounds = {b: getattr(m, b) for m in field.metadata for b in BOUNDS if getattr(m, b, None) is not None}
         required = field.is_required()
-        out.append(_input(name, typ, required, None if required else field.get_default(call_default_factory=True),
-                          field.description or "", choices, bounds, "model"))
+        out.append(
+            _input(
+                name,
+                typ,
+                required,
+                None if required else field.get_default(call_default_factory=True),
+                field.description or "",
+                choices,
+                bounds,
+                "model",
+            )
+        )
     return out
 
 
@@ -226,7 +259,8 @@ def coerce(spec_input: dict, value: Any, *, from_text: bool) -> Any:
     choices = spec_input.get("choices")
     if choices is not None and out not in choices:
         raise InvalidInput(
-            f"{flag}: {out!r} is not one of {', '.join(map(str, choices))}", f"pick one of: {', '.join(map(str, choices))}"
+            f"{flag}: {out!r} is not one of {', '.join(map(str, choices))}",
+            f"pick one of: {', '.join(map(str, choices))}",
         )
     return out
 
@@ -244,7 +278,9 @@ def check_bounds(spec_input: dict, value: Any) -> None:
         return
     ok = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
     if any(spec_input.get(b) is not None and not ok[b](value, spec_input[b]) for b in BOUNDS):
-        raise InvalidInput(f"--{spec_input['name']}: {value!r} is out of range", f"use a value {bounds_text(spec_input)}")
+        raise InvalidInput(
+            f"--{spec_input['name']}: {value!r} is out of range", f"use a value {bounds_text(spec_input)}"
+        )
 
 
 def _to_bool(value: Any) -> bool:
@@ -258,8 +294,20 @@ def _to_bool(value: Any) -> bool:
 
 
 def _article(typ: str) -> str:
-    return {"int": "an integer", "float": "a number", "bool": "true or false", "list": "a JSON list", "dict": "a JSON object"}.get(typ, "a string")
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "list": "a JSON list",
+        "dict": "a JSON object",
+    }.get(typ, "a string")
 
 
 def _example(typ: str) -> str:
-    return {"int": "e.g. 3", "float": "e.g. 0.0002", "bool": "true/false/yes/no/1/0", "list": 'e.g. \'["a","b"]\'', "dict": 'e.g. \'{"k": 1}\''}.get(typ, "a value")
+    return {
+        "int": "e.g. 3",
+        "float": "e.g. 0.0002",
+        "bool": "true/false/yes/no/1/0",
+        "list": 'e.g. \'["a","b"]\'',
+        "dict": "e.g. '{\"k\": 1}'",
+    }.get(typ, "a value")

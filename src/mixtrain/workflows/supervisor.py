@@ -60,7 +60,9 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     version = _version(reg, run)
     spec = version["spec"]
     run_dir = Path(run["run_dir"])
-    log.write(f"▶ run #{run['number']} of workflow {run['workflow']} (version {run['version']}) — {now():%Y-%m-%d %H:%M:%S} UTC\n".encode())
+    log.write(
+        f"▶ run #{run['number']} of workflow {run['workflow']} (version {run['version']}) — {now():%Y-%m-%d %H:%M:%S} UTC\n".encode()
+    )
     secrets = _secrets(settings)
     redactor = Redactor(secrets.values())
     for warning in resource_warnings(spec.get("resources") or {}):
@@ -146,12 +148,16 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     log.write(f"■ run #{run['number']} {final['status']}\n".encode())
     procs.kill_group(os.getpgrp(), signal.SIGTERM)  # leftovers of the run (e.g. orphaned dataloaders)
     if status == "timeout":
-        procs.kill_group(os.getpgrp(), signal.SIGKILL)  # whatever ignored SIGTERM; all is recorded, so this may end us too
+        procs.kill_group(
+            os.getpgrp(), signal.SIGKILL
+        )  # whatever ignored SIGTERM; all is recorded, so this may end us too
     _wait_child(relay, 1)
     return 0
 
 
-def _start_relay(read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: dict, timeout: float | None = None) -> int:
+def _start_relay(
+    read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: dict, timeout: float | None = None
+) -> int:
     """Fork the process that copies the worker's output into the run log, redacted.
 
     It ignores SIGTERM (a cancel must not cut the worker's last lines) and ends at end of output. If
@@ -236,7 +242,10 @@ def _close_orphaned_log(log, run: dict) -> None:
         time.sleep(0.5)  # the worker records its result just before its output closes
         reg.reconcile(run["id"])
         final = reg.run_by_id(run["id"])
-    _write(log, f"■ run #{run['number']} {final['status']} (its supervisor had died; the worker finished on its own)\n".encode())
+    _write(
+        log,
+        f"■ run #{run['number']} {final['status']} (its supervisor had died; the worker finished on its own)\n".encode(),
+    )
 
 
 def _wait_worker(child: int, deadline: float | None) -> str:

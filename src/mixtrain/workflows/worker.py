@@ -117,5 +117,9 @@ def _enum_members(cls, inputs: dict) -> dict:
 
 
 def _takes_argument(method) -> bool:
-    params = [p for p in inspect.signature(method).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [
+        p
+        for p in inspect.signature(method).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     return len(params) >= 1
