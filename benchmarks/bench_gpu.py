@@ -391,10 +391,12 @@ def bench_family(family: str, args, root: Path) -> dict:
         ]
         with GpuMemory() as mem_a:
             a_wall, a_log = stream(a_cmd, env, tmp, tmp / "a.log")
+        a_cfg_path = next((home / "runs" / "vlm-finetune").glob("*/axolotl.yml"))
+        # An attached run shows a compact view; the trainer's own lines (metrics, memory) are in the run log.
+        a_log += (a_cfg_path.parent / "run.log").read_text(errors="replace")
         m = METRICS.search(a_log)
         if not m:
-            raise SystemExit(f"no train metrics line in A's output ({tmp / 'a.log'})")
-        a_cfg_path = next((home / "runs" / "vlm-finetune").glob("*/axolotl.yml"))
+            raise SystemExit(f"no train metrics line in A's run log ({a_cfg_path.parent / 'run.log'})")
         a_cfg = yaml_load(a_cfg_path)
         a = {
             "wall": a_wall,

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import REPO
+from conftest import BIN, REPO
 
 CASES = [
     (["--batch_size", "0"], "--batch_size: Input should be greater than or equal to 1"),
@@ -32,8 +32,6 @@ CASES = [
 def registered(tmp_path_factory):
     import os
     import subprocess
-
-    from conftest import BIN
 
     home = tmp_path_factory.mktemp("prerun") / "home"
     env = dict(os.environ, MIXTRAIN_HOME=str(home), COLUMNS="200", NO_COLOR="1")
