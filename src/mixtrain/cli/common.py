@@ -46,3 +46,27 @@ def fmt_duration(seconds) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "running": "cyan",
+    "pending": "yellow",
+    "cancelled": "magenta",
+    "timeout": "red",
+}
+
+
+def json_arg(value: str | None, flag: str):
+    """A JSON option's value, or a one-line error naming the flag."""
+    if value is None:
+        return None
+    from mixtrain.errors import InvalidInput
+
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes"
+        ) from None

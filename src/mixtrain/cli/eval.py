@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import typer
 
 from mixtrain.cli.common import (
+    STATUS_STYLE,
     client,
     confirm,
     console,
     err_console,
     fmt_duration,
     fmt_time,
+    json_arg,
     print_json,
 )
 
 app = typer.Typer(help="Evaluate models on a dataset, side by side, as tracked runs.", no_args_is_help=True)
-
-STATUS_STYLE = {
-    "completed": "green",
-    "failed": "red",
-    "running": "cyan",
-    "pending": "yellow",
-    "cancelled": "magenta",
-    "timeout": "red",
-}
 
 
 @app.command("create")
@@ -59,7 +51,7 @@ def create(
     from mixtrain.evals import create as creating
     from mixtrain.evals import engine
 
-    gen = _json_arg(config, "--config")
+    gen = json_arg(config, "--config")
     c = client()
     rec = creating.create(
         c.settings,
@@ -259,16 +251,3 @@ def _status(status: str) -> str:
 
 def _pct(v) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
-
-
-def _json_arg(value: str | None, flag: str):
-    if value is None:
-        return None
-    from mixtrain.errors import InvalidInput
-
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes"
-        ) from None

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mixtrain.cli.common import client, confirm, console, fmt_time, print_json
+from mixtrain.cli.common import client, confirm, console, fmt_time, json_arg, print_json
 
 app = typer.Typer(help="Registered models: inspect, query with an image and a prompt, export.", no_args_is_help=True)
 
@@ -177,7 +175,7 @@ def run(
     from mixtrain.models.inference import check_inputs, generation_settings
 
     _fastimport.enable()  # this process is ours: skip the optional integrations inference never uses
-    gen = generation_settings(_json_arg(config, "--config"))
+    gen = generation_settings(json_arg(config, "--config"))
     if inputs_file is not None:
         _rows(inputs, image, prompt, inputs_file)  # only one way of giving inputs
         return _run_file(name, version, inputs_file, output, gen)
@@ -191,8 +189,9 @@ def run(
     for row in rows:  # fail on a bad image before loading the model
         resolve_image(str(row["image"]), c.settings.image_cache)
     from mixtrain.client import get_model
+    from mixtrain.models.quiet import quiet_native_stderr
 
-    with _quiet_native_logs():
+    with quiet_native_stderr():
         model = get_model(name, info["version"], client=c)
     if inputs_file is None:
         result = model.run(rows[0], **gen)
@@ -252,8 +251,9 @@ def _run_file(name, version, inputs_file: Path, output, gen) -> None:
     model = None
     if good:
         from mixtrain.client import get_model
+        from mixtrain.models.quiet import quiet_native_stderr
 
-        with _quiet_native_logs():
+        with quiet_native_stderr():
             model = get_model(name, info["version"], client=c)
     out = open(output, "w") if output else sys.stdout
     try:
@@ -282,43 +282,6 @@ def _run_file(name, version, inputs_file: Path, output, gen) -> None:
         )
 
 
-@contextlib.contextmanager
-def _quiet_native_logs():
-    """Model loading makes torch/torchao/bitsandbytes print warnings straight to fd 2; keep them unless it fails."""
-    if os.environ.get("MIXTRAIN_VERBOSE"):
-        yield
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            tmp.seek(0)
-            sys.stderr.buffer.write(tmp.read()[-4000:])
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-def _json_arg(value: str | None, flag: str):
-    if value is None:
-        return None
-    from mixtrain.errors import InvalidInput
-
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{flag}: invalid JSON ({exc.msg} at column {exc.colno})", "quote the JSON in single quotes"
-        ) from None
-
-
 def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
     from mixtrain.errors import InvalidInput
 
@@ -328,7 +291,7 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
             "give the inputs one way", "--inputs JSON, or --image and --prompt, or --inputs-file rows.jsonl"
         )
     if inputs is not None:
-        return [_json_arg(inputs, "--inputs")]
+        return [json_arg(inputs, "--inputs")]
     if inputs_file is None:
         return [{"image": image, "prompt": prompt}]
     if not inputs_file.is_file():
@@ -399,7 +362,9 @@ def export(
     _fastimport.enable()
     c = client()
     info = c.get_model_info(name, version)
-    with _quiet_native_logs():
+    from mixtrain.models.quiet import quiet_native_stderr
+
+    with quiet_native_stderr():
         out = export_merged(info, c.settings, merged)
     console.print(f"Exported {name} v{info['version']} merged to {out}")
 

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import typer
 
-from mixtrain.cli.common import client, confirm, console, err_console, fmt_duration, fmt_time, print_json
+from mixtrain.cli.common import STATUS_STYLE, client, confirm, console, err_console, fmt_duration, fmt_time, print_json
 
 app = typer.Typer(help="Register workflow files and run them.", no_args_is_help=True)
-
-STATUS_STYLE = {
-    "completed": "green",
-    "failed": "red",
-    "running": "cyan",
-    "pending": "yellow",
-    "cancelled": "magenta",
-    "timeout": "red",
-}
 
 
 @app.command("create")

@@ -8,16 +8,13 @@ every model: the row is counted and listed), never the eval.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 from mixtrain.evals.metrics import paired_bootstrap, score, summarize
 from mixtrain.evals.store import EvalStore
+from mixtrain.models.quiet import quiet_native_stderr
 from mixtrain.settings import Settings, load_settings
 
 
@@ -159,7 +156,7 @@ def generate_all(
     from mixtrain.models.inference import LoadedModel
 
     print(f"[{lab}] loading {info['base_model']}{' + adapter' if info['adapter_path'] else ''}", flush=True)
-    with _quiet_stderr():
+    with quiet_native_stderr():
         model = LoadedModel(info, settings)
     print(f"[{lab}] loaded in {model.load_seconds:.1f}s; generating {n} rows", flush=True)
     texts: list[str] = []
@@ -205,27 +202,3 @@ def _fmt_summary(metric: str, s: dict) -> str:
     if metric == "none" or s["mean"] is None:
         return f"outputs only (n={s['n']})"
     return f"{metric} {s['mean']:.3f} (95% CI {s['ci_low']:.3f} … {s['ci_high']:.3f}, n={s['n']})"
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Loading a model makes torch/torchao/bitsandbytes write warnings and progress bars straight to fd 2;
-    keep them out of the eval's log unless the load fails (then they are the explanation)."""
-    if os.environ.get("MIXTRAIN_VERBOSE"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            tmp.seek(0)
-            sys.stderr.buffer.write(tmp.read()[-4000:])
-            sys.stderr.flush()
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
