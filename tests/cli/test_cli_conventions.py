@@ -15,14 +15,15 @@ HEAVY = ("pandas", "pyarrow", "torch", "transformers", "pyiceberg", "axolotl")
 PROBE = f"""
 import json, sys
 sys.argv = ["mixtrain", *json.loads(sys.argv[1])]
-from mixtrain.cli.main import main
+from mixtrain.cli.main import NOUNS, main
 code = 0
 try:
     main()
 except SystemExit as exc:
     code = exc.code
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {set(HEAVY)!r})
-sys.__stderr__.write("\\nPROBE " + json.dumps({{"code": code, "heavy": sorted({{m.split(".")[0] for m in heavy}})}}) + "\\n")
+nouns = sorted(m.rsplit(".", 1)[1] for m in sys.modules if m in {{f"mixtrain.cli.{{n}}" for n in NOUNS}})
+sys.__stderr__.write("\\nPROBE " + json.dumps({{"code": code, "heavy": sorted({{m.split(".")[0] for m in heavy}}), "nouns": nouns}}) + "\\n")
 """
 
 
@@ -73,6 +74,24 @@ def test_help_imports_nothing_heavy(mix, argv):
     assert not heavy, f"`mixtrain {' '.join(argv)}` imported {sorted(heavy)}"
     if argv == ("dataset", "list"):
         assert not {"torch", "transformers", "axolotl"} & set(result["heavy"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "loaded"), [(("--help",), []), (("secret", "list"), ["secret"]), (("model", "--help"), ["model"])]
+)
+def test_nouns_load_on_use(mix, argv, loaded):
+    """The root group imports a noun's module only when that noun runs; its help still lists them all."""
+    result, proc = _probe(mix.env, *argv)
+    assert result["code"] in (0, None), proc.stderr
+    assert result["nouns"] == loaded
+    if argv == ("--help",):
+        for noun in ("dataset", "workflow", "model", "secret", "eval", "doctor", "ui", "config"):
+            assert f" {noun} " in proc.stdout, noun
+
+
+def test_unknown_noun_suggests_a_lazy_one(mix):
+    proc = mix("modle")
+    assert proc.returncode == 2 and "Did you mean 'model'?" in proc.stderr
 
 
 def test_help_importtime_has_no_heavy_module(mix):

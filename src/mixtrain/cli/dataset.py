@@ -8,7 +8,7 @@ import typer
 
 from mixtrain.cli.common import client, confirm, console, print_json
 
-app = typer.Typer(help="Upload and inspect datasets (Apache Iceberg tables).", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 PROGRESS_MIN_BYTES = 32 << 20
 
 

@@ -18,7 +18,7 @@ from mixtrain.cli.common import (
     print_json,
 )
 
-app = typer.Typer(help="Evaluate models on a dataset, side by side, as tracked runs.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
 
 @app.command("create")

@@ -1,28 +1,72 @@
-"""Entry point: registers one sub-app per noun and maps expected errors to `Error: ...` + exit 1."""
+"""Entry point: one sub-app per noun, loaded on use, and expected errors mapped to `Error: ...` + exit 1.
+
+Why lazy: every command starts here, and ``mixtrain --help`` or ``mixtrain secret list`` should not pay
+for importing the modules of the other nouns. The root help lists each noun from the table below
+(name → module, one-line help) without importing it; the module is imported only when its noun is run.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from difflib import get_close_matches
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from mixtrain import __version__
-from mixtrain.cli import dataset, doctor, eval, model, secret, ui, workflow
+from mixtrain.cli import doctor, ui
 from mixtrain.cli.common import console, print_json
 
+# noun -> (module whose ``app`` holds its commands, one-line help); the single place this help is written.
+NOUNS = {
+    "dataset": ("mixtrain.cli.dataset", "Upload and inspect datasets (Apache Iceberg tables)."),
+    "workflow": ("mixtrain.cli.workflow", "Register workflow files and run them."),
+    "model": ("mixtrain.cli.model", "Registered models: inspect, query with an image and a prompt, export, serve."),
+    "secret": ("mixtrain.cli.secret", "Encrypted secrets, injected into workflow runs as environment variables."),
+    "eval": ("mixtrain.cli.eval", "Evaluate models on a dataset, side by side, as tracked runs."),
+}
+
+
+class LazyNouns(TyperGroup):
+    """The root group: nouns are listed from ``NOUNS`` and imported only when resolved for running."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*NOUNS, *(n for n in super().list_commands(ctx) if n not in NOUNS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in NOUNS and cmd_name not in self.commands:
+            # Listing (help): a summary that imports nothing; resolve_command loads the real group.
+            return click.Command(cmd_name, help=NOUNS[cmd_name][1])
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else None
+        if name in NOUNS and name not in self.commands:
+            module, help_text = NOUNS[name]
+            group = typer.main.get_command(importlib.import_module(module).app)
+            group.name, group.help = name, help_text
+            self.add_command(group, name)
+        try:
+            return click.Group.resolve_command(self, ctx, args)
+        except click.UsageError as err:  # suggest among every command, loaded or not
+            matches = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if not matches:
+                raise
+            hint = ", ".join(repr(m) for m in matches)
+            raise click.UsageError(f"{err.message.rstrip('.')}. Did you mean {hint}?", ctx) from None
+
+
 app = typer.Typer(
+    cls=LazyNouns,
     name="mixtrain",
     help="mixtrain — self-hosted datasets, workflows and VLM fine-tuning.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(dataset.app, name="dataset")
-app.add_typer(workflow.app, name="workflow")
-app.add_typer(model.app, name="model")
-app.add_typer(secret.app, name="secret")
-app.add_typer(eval.app, name="eval")
 app.command("doctor")(doctor.doctor)
 app.command("ui")(ui.ui)
 

@@ -11,7 +11,7 @@ import typer
 
 from mixtrain.cli.common import client, confirm, console, fmt_time, json_arg, print_json
 
-app = typer.Typer(help="Registered models: inspect, query with an image and a prompt, export.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
 
 @app.command("list")

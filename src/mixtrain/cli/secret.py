@@ -6,7 +6,7 @@ import typer
 
 from mixtrain.cli.common import client, confirm, console, fmt_time, print_json
 
-app = typer.Typer(help="Encrypted secrets, injected into workflow runs as environment variables.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
 
 def _read_value(name: str, value: str | None) -> str:

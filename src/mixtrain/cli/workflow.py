@@ -9,7 +9,7 @@ import typer
 
 from mixtrain.cli.common import STATUS_STYLE, client, confirm, console, err_console, fmt_duration, fmt_time, print_json
 
-app = typer.Typer(help="Register workflow files and run them.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
 
 @app.command("create")
