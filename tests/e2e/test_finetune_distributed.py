@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
 from e2e_helpers import colour_dataset
@@ -50,6 +52,12 @@ def test_two_process_ddp_on_loopback(e2e, tiny_models):
     # Both training processes ran to the end (the single-process path prints "rank 0 of 1" only).
     assert "mixtrain: training process rank 0 of 2 finished" in log, log[-3000:]
     assert "mixtrain: training process rank 1 of 2 finished" in log, log[-3000:]
+    # The preflight ran once (the node's first process); the other process waited for that very request's verdict.
+    assert log.count("● preflight: 8 rows through the processor") == 1, log[-3000:]
+    run_dir = Path(e2e.last_run()["run_dir"])
+    verdict = json.loads((run_dir / "preflight.json").read_text())
+    assert verdict["request_id"] == json.loads((run_dir / "preflight_request.json").read_text())["id"]
+    assert "memory" in verdict and "error" not in verdict
     info = e2e.json("model", "get", "ddp-llava")
     assert info["lineage"]["global_step"] == 2
     # Both ranks log; only rank 0 records, so each step is in the DB once.

@@ -88,6 +88,10 @@ def test_attached_run_is_compact_and_every_step_is_recorded(e2e, trained):
 
     with mock.patch.dict(os.environ, {"MIXTRAIN_HOME": str(e2e.home)}):
         assert MixClient(load_settings()).get_run_metrics("vlm-finetune", trained["run"]["number"]) == rows
+    # What training took beside what the preflight estimated (on CPU: the growth of peak resident memory).
+    memory = json.loads((Path(trained["run"]["run_dir"]) / "preflight.json").read_text())["memory"]
+    assert memory["measured_gib"] > 0 and memory["measured"] == "growth of peak resident memory (CPU)"
+    assert f"● memory: estimated {memory['total_gib']:.3f} GiB, measured {memory['measured_gib']:.3f} GiB" in out
     lineage = e2e.json("model", "get", "runs-a")["lineage"]
     assert lineage["seed"] == 42 and lineage["resumed_from"] is None and lineage["global_step"] == STEPS
 

@@ -53,11 +53,26 @@ def test_eval_each_epoch_or_every_n_steps():
         ({"eval_steps": -1}, "--eval_steps: Input should be greater than or equal to 0"),
         ({"eval_dataset_name": "Bad.Name"}, "invalid dataset name 'Bad.Name'"),
         ({"val_set_size": 0.2, "eval_dataset_name": "other"}, "pass only one"),
+        ({"image_size": 0}, "--image_size: Input should be greater than or equal to 28"),
+        ({"image_size": 9000}, "--image_size: Input should be less than or equal to 8192"),
+        ({"image_size": "big"}, "--image_size: Input should be a valid integer"),
+        ({"max_pixels": 0}, "--max_pixels: Input should be greater than 0"),
+        ({"on_long_row": "maybe"}, "--on_long_row: Input should be 'fail' or 'skip'"),
     ],
 )
 def test_bad_eval_and_save_inputs(params, message):
     with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(")):
         parse_spec({**BASE, **params})
+
+
+def test_image_size_goes_to_axolotl_and_the_image_to_an_images_column():
+    """Axolotl pads to ``image_size`` only images given in an ``images`` column (beside a bare placeholder)."""
+    from mixtrain.vlm.prepare import to_messages
+
+    assert build(image_size=448)["image_size"] == 448 and "image_size" not in build()
+    plain, column = to_messages("/i.png", "q", "a"), to_messages("/i.png", "q", "a", image_column=True)
+    assert plain["messages"][0]["content"][0] == {"type": "image", "path": "/i.png"} and "images" not in plain
+    assert column["messages"][0]["content"][0] == {"type": "image"} and column["images"] == ["/i.png"]
 
 
 def test_held_out_rows_follow_the_seed():

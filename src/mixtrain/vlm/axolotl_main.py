@@ -141,18 +141,23 @@ def main(argv: list[str]) -> int:
 
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cfg.device_map = "cpu"  # Axolotl set {"": LOCAL_RANK} (a CUDA index); gloo DDP trains on CPU
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # (multi-process runs would race on the training file)
-        _preflight(cfg, paths[0])
+    _preflight(cfg, paths[0])  # (in a multi-process run, the first process on each node checks; vlm/preflight.py)
     seed_everything(cfg.seed)
     from axolotl.cli.args import TrainerCliArgs
     from axolotl.cli.train import do_train
 
     from mixtrain.vlm import track
+    from mixtrain.vlm.memory import PeakMeter
 
     tracker = track.install(STARTED)
     rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    meter = PeakMeter()  # from here: the model, its data and the training the estimate was for
     do_train(cfg, TrainerCliArgs())
     tracker.flush()  # every recorded step is in the DB before this process exits (it may skip teardown below)
+    if rank == "0":
+        from mixtrain.vlm.preflight import record_measured
+
+        record_measured(paths[0], *meter.measured())
     # One line per training process: the log shows which ranks trained to the end.
     print(f"mixtrain: training process rank {rank} of {world} finished", flush=True)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not cfg.get("use_wandb"):

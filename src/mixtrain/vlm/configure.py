@@ -94,6 +94,8 @@ def build_config(
             warn(
                 f"--max_pixels applies to Qwen2-VL/2.5-VL; {family.name} resizes every image to its fixed size — ignored"
             )
+    if spec.image_size:  # Axolotl pads each image to this square before the processor (prepare writes `images`)
+        cfg["image_size"] = spec.image_size
     if deepspeed_json is not None:
         cfg["deepspeed"] = str(deepspeed_json)
     if spec.wandb_project:

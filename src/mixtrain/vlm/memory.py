@@ -126,3 +126,46 @@ def verdict(est: Estimate, available_gib: float | None) -> tuple[str, bool]:
 
 
 REMEDIES = "lower --batch_size, lower --max_pixels (Qwen2-VL) or --max_seq_length, or use --deepspeed_config zero3 over more GPUs"
+
+
+class PeakMeter:
+    """What training really took, to set beside the estimate: on a GPU the allocator's peak reserved bytes,
+    on CPU the growth of this process's peak resident set from just before the model loads.
+
+    The kernel's peak (VmHWM) is reset at the start (``/proc/self/clear_refs`` 5), so a transient peak
+    before the model loads (imports, the preflight) is not counted.
+    """
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.base = 0
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            pass  # not Linux, or not allowed: the peak then includes what came before
+        self.base = _status_bytes("VmRSS")
+
+    def measured(self) -> tuple[float, str]:
+        """(GiB, what was measured)."""
+        if self.cuda:
+            import torch
+
+            return torch.cuda.max_memory_reserved() / GiB, "peak GPU memory reserved by PyTorch"
+        return max(0, _status_bytes("VmHWM") - self.base) / GiB, "growth of peak resident memory (CPU)"
+
+
+def _status_bytes(key: str) -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -7,15 +7,18 @@ processor and chat template, so the user learns before any GPU time is spent tha
     --on_long_row skip they are dropped from the training file and counted;
   * the run needs more GPU memory than there is (vlm/memory.py) — the run fails with what to change.
 
+How rows are measured (in parallel, a sample + a length pass on very large tables): vlm/measure.py.
 The recipe asks for it with ``preflight_request.json`` next to the Axolotl YAML; the result is
-``preflight.json`` there (and the token statistics go into data_report.json).
+``preflight.json`` there (and the token statistics go into data_report.json). In a multi-process run
+the first process on each node checks and, with --on_long_row skip, rewrites the training file; the
+node's other processes wait for its ``preflight.json`` (same request id) and fail with its error, so
+every process trains on the same rows.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ from pathlib import Path
 from mixtrain.workflows.progress import phase_line
 
 REQUEST = "preflight_request.json"
-SAMPLE = 2000  # rows tokenised in full on very large tables; the rest are skipped from the count (stated)
+RESULT = "preflight.json"
 MAX_LISTED = 20
 
 
@@ -33,48 +36,77 @@ def requested(config_path: str) -> dict | None:
 
 
 def run(cfg, raw: dict, config_path: str, request: dict) -> dict:
+    if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1 and int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        return _await(config_path, request)
+    try:
+        return _check(cfg, raw, config_path, request)
+    except SystemExit as exc:  # the verdict for the node's other processes, keeping what was measured
+        path = Path(config_path).with_name(RESULT)
+        try:
+            stats = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stats = {}
+        if stats.get("request_id") != request.get("id"):
+            stats = {"request_id": request.get("id")}
+        _write(config_path, stats | {"error": str(exc.code)}, report=False)
+        raise
+
+
+def _await(config_path: str, request: dict) -> dict:
+    """Another process on this node checks; wait for its verdict (torchrun ends this one if that one dies)."""
+    path = Path(config_path).with_name(RESULT)
+    while True:
+        try:
+            stats = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stats = {}
+        if stats.get("request_id") == request.get("id") and ("error" in stats or "memory" in stats):
+            if "error" in stats:
+                raise SystemExit(stats["error"])
+            return stats
+        time.sleep(0.2)
+
+
+def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
     t0 = time.monotonic()
     from transformers import AutoProcessor
+
+    from mixtrain.vlm.measure import measure
 
     proc = AutoProcessor.from_pretrained(
         cfg.base_model, trust_remote_code=bool(cfg.trust_remote_code), **(raw.get("processor_kwargs") or {})
     )
-    template = raw.get("chat_template_jinja")
-    image_id = getattr(proc, "image_token_id", None)
-    if image_id is None and getattr(proc, "image_token", None):
-        image_id = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
     train = Path(cfg.datasets[0]["path"])
     rows = train.read_text().splitlines()
-    order = list(range(len(rows)))
-    sample = order if len(rows) <= SAMPLE else sorted(random.Random(0).sample(order, SAMPLE))
-    lengths: dict[int, int] = {}
-    images: list[int] = []
-    for i in sample:
-        ids = proc.apply_chat_template(
-            json.loads(rows[i])["messages"], chat_template=template, tokenize=True, return_dict=True
-        )["input_ids"]
-        ids = ids[0] if ids and isinstance(ids[0], list) else ids
-        ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
-        ids = ids[0] if ids and isinstance(ids[0], list) else ids
-        lengths[i] = len(ids)
-        images.append(ids.count(image_id) if image_id is not None else 0)
+    m = measure(proc, raw.get("chat_template_jinja"), [json.loads(r) for r in rows], image_size=cfg.image_size)
     limit = int(cfg.sequence_len)
     numbers_file = train.with_name(train.stem + "_rows.json")
     numbers = json.loads(numbers_file.read_text()) if numbers_file.is_file() else list(range(len(rows)))
-    long_lines = {i for i, n in lengths.items() if n > limit}
-    long_rows = sorted((numbers[i], lengths[i]) for i in long_lines)  # dataset row numbers
+    long_lines = {i for i, n in enumerate(m.lengths) if n > limit}
+    long_rows = sorted((numbers[i], m.lengths[i]) for i in long_lines)  # dataset row numbers
     stats = {
-        "rows_checked": len(sample),
+        "request_id": request.get("id"),
+        "rows_checked": len(rows),
         "rows_total": len(rows),
+        "rows_through_processor": m.processor_rows,
+        "method": m.method,
         "max_seq_length": limit,
-        "tokens": _stats(list(lengths.values())),
-        "image_tokens": _stats(images),
+        "image_size": cfg.image_size,
+        "max_pixels": (raw.get("processor_kwargs") or {}).get("max_pixels"),
+        "tokens": _stats(m.lengths),
+        "image_tokens": _stats(m.image_tokens),
+        "image_pixels": _stats(m.pixels),
         "long_rows": [{"row": i, "tokens": n} for i, n in long_rows],
         "long_rows_policy": request.get("on_long_row", "fail"),
     }
+    if m.disagreements:
+        stats["length_pass_disagreed"] = m.disagreements
+    checked = f"{len(rows)} rows" + (
+        "" if m.processor_rows == len(rows) else f" ({m.processor_rows} through the processor, all by length)"
+    )
     print(
         phase_line(
-            f"preflight: {len(sample)}{'' if len(sample) == len(rows) else f' of {len(rows)} (sample)'} rows through the processor — "
+            f"preflight: {checked} through the processor — "
             f"tokens min/median/max {stats['tokens']['min']}/{stats['tokens']['median']}/{stats['tokens']['max']}, "
             f"image tokens {stats['image_tokens']['min']}/{stats['image_tokens']['median']}/{stats['image_tokens']['max']}",
             time.monotonic() - t0,
@@ -89,13 +121,14 @@ def run(cfg, raw: dict, config_path: str, request: dict) -> dict:
             _write(config_path, stats)
             raise SystemExit(
                 f"mixtrain: {len(long_rows)} rows are longer than --max_seq_length {limit} with their image tokens: {listed} — "
-                "raise --max_seq_length, lower --max_pixels, or pass --on_long_row skip"
+                "raise --max_seq_length, lower --max_pixels or --image_size, or pass --on_long_row skip"
             )
         keep = [r for i, r in enumerate(rows) if i not in long_lines]
         if not keep:
             _write(config_path, stats)
             raise SystemExit(
-                f"mixtrain: every row is longer than --max_seq_length {limit} with its image tokens — raise --max_seq_length or lower --max_pixels"
+                f"mixtrain: every row is longer than --max_seq_length {limit} with its image tokens — "
+                "raise --max_seq_length or lower --max_pixels or --image_size"
             )
         tmp = train.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in keep))
@@ -104,7 +137,7 @@ def run(cfg, raw: dict, config_path: str, request: dict) -> dict:
             phase_line(f"skipping {len(long_rows)} rows longer than {limit} tokens (--on_long_row skip): {listed}"),
             flush=True,
         )
-    stats["memory"] = _memory(cfg, raw, request, max(lengths.values()))
+    stats["memory"] = _memory(cfg, raw, request, max(m.lengths))
     _write(config_path, stats)
     return stats
 
@@ -148,11 +181,32 @@ def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
             f"mixtrain: the estimated {est.total:.1f} GiB per GPU does not fit in {gpu:.0f} GiB — {REMEDIES}"
         )
     return {
-        "total_gib": round(est.total, 2),
-        "parts_gib": {k: round(v, 3) for k, v in est.parts.items()},
+        "total_gib": round(est.total, 4),
+        "parts_gib": {k: round(v, 4) for k, v in est.parts.items()},
         "gpu_gib": gpu,
         "verdict": word,
     }
+
+
+def record_measured(config_path: str, gib: float, what: str) -> None:
+    """Set the memory training really took beside the preflight's estimate (preflight.json, data report, log)."""
+    path = Path(config_path).with_name(RESULT)
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # no preflight ran (nothing to compare with)
+    memory = stats.get("memory")
+    if not memory:
+        return
+    memory.update(measured_gib=round(gib, 4), measured=what)
+    from mixtrain.vlm.memory import _gib
+
+    ratio = f", estimate/measured {memory['total_gib'] / gib:.2f}" if gib > 0 else ""
+    print(
+        phase_line(f"memory: estimated {_gib(memory['total_gib'])} GiB, measured {_gib(gib)} GiB ({what}){ratio}"),
+        flush=True,
+    )
+    _write(config_path, stats)
 
 
 def _stats(values: list[int]) -> dict:
@@ -161,13 +215,15 @@ def _stats(values: list[int]) -> dict:
     return {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
 
 
-def _write(config_path: str, stats: dict) -> None:
+def _write(config_path: str, stats: dict, *, report: bool = True) -> None:
     folder = Path(config_path).parent
-    (folder / "preflight.json").write_text(json.dumps(stats, indent=2))
-    report = folder / "data_report.json"
-    if report.is_file():
-        data = json.loads(report.read_text())
-        data["preflight"] = {k: v for k, v in stats.items() if k != "long_rows"} | {
+    tmp = folder / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(stats, indent=2))
+    os.replace(tmp, folder / RESULT)  # other processes poll it: never let them read half a file
+    data_report = folder / "data_report.json"
+    if report and data_report.is_file():
+        data = json.loads(data_report.read_text())
+        data["preflight"] = {k: v for k, v in stats.items() if k not in ("long_rows", "request_id")} | {
             "long_rows": len(stats["long_rows"])
         }
-        report.write_text(json.dumps(data, indent=2))
+        data_report.write_text(json.dumps(data, indent=2))

@@ -178,7 +178,10 @@ def prepare(
         return (
             json.dumps(
                 to_messages(
-                    str(good[refs[i]]), _text(rows[i][spec.prompt_column]), _text(rows[i][spec.response_column])
+                    str(good[refs[i]]),
+                    _text(rows[i][spec.prompt_column]),
+                    _text(rows[i][spec.response_column]),
+                    image_column=bool(spec.image_size),
                 )
             )
             + "\n"
@@ -225,14 +228,23 @@ def _write(path: Path, lines) -> None:
     os.replace(tmp, path)
 
 
-def to_messages(image_path: str, prompt: str, response: str) -> dict:
-    """One Axolotl multimodal chat example: the user turn holds the image and the prompt."""
-    return {
+def to_messages(image_path: str, prompt: str, response: str, *, image_column: bool = False) -> dict:
+    """One Axolotl multimodal chat example: the user turn holds the image and the prompt.
+
+    ``image_column``: the image goes in an ``images`` list beside a bare image placeholder, the form in
+    which Axolotl applies ``image_size`` (it loads the file and pads it); otherwise the placeholder
+    carries the path and the processor loads it as stored.
+    """
+    image = {"type": "image"} if image_column else {"type": "image", "path": image_path}
+    example: dict = {
         "messages": [
-            {"role": "user", "content": [{"type": "image", "path": image_path}, {"type": "text", "text": prompt}]},
+            {"role": "user", "content": [image, {"type": "text", "text": prompt}]},
             {"role": "assistant", "content": [{"type": "text", "text": response}]},
         ]
     }
+    if image_column:
+        example["images"] = [image_path]
+    return example
 
 
 def _log_bad(bad_rows, log) -> None:

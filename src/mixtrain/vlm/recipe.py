@@ -105,6 +105,7 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     (run_dir / "preflight_request.json").write_text(
         json.dumps(
             {
+                "id": uuid.uuid4().hex,  # the node's other training processes wait for this request's result
                 "on_long_row": spec.on_long_row,
                 "lora_target": family.lora_target,
                 "processes": spec.num_processes or max(1, hw.n_gpu),
@@ -117,6 +118,8 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
             time.monotonic() - t0,
         )
     )
+    if spec.verbose:
+        log(f"--- {config_path} ---\n{config_path.read_text().rstrip()}\n---")
     env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
     env.pop("MIXTRAIN_RUN_ID", None)
     env.update(track_env(ctx))

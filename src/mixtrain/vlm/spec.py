@@ -45,6 +45,9 @@ class FinetuneSpec(BaseModel):
         "fail", description="On an unusable row: fail the run before training, or skip the row"
     )
     dry_run: bool = Field(False, description="Prepare data and validate the Axolotl config, then stop")
+    verbose: bool = Field(
+        False, description="Also print the generated Axolotl YAML (with --dry_run, before validating)"
+    )
     trust_remote_code: bool = Field(False, description="Allow model code from the model hub (needed by phi3_v)")
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
@@ -68,6 +71,12 @@ class FinetuneSpec(BaseModel):
         None,
         gt=0,
         description="Qwen2-VL/2.5-VL: most pixels per image (sets its image tokens; default: the processor's)",
+    )
+    image_size: int | None = Field(
+        None,
+        ge=28,
+        le=8192,
+        description="Resize every image to fit a square of this many pixels, padded black (Axolotl's image_size; default: as stored)",
     )
 
     @field_validator("eval_dataset_name")

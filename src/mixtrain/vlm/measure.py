@@ -1,0 +1,190 @@
+"""Tokens per training row, image tokens included — measured with the model's real processor, in parallel.
+
+Two passes, because the real processor is exact but slow (it loads and preprocesses every image) while
+a row's length only depends on its text and on each image's *size*:
+
+  length pass   every row: the chat template rendered as text and tokenised (images appear as one
+                placeholder token each), plus, per image, the number of tokens the processor expands it
+                to — asked of the real processor once per distinct image size on a blank image of that
+                size (image-token counts depend only on size: fixed for LLaVA, anyres tiles for
+                LLaVA-NeXT, 28-px patches for Qwen2-VL). Sizes come from the image headers (EXIF
+                rotation applied, as transformers' ``load_image`` does), so no image is decoded.
+  processor     ``processor.apply_chat_template(tokenize=True)`` on real images: every row of a table
+                up to ``SAMPLE`` rows, a seeded sample of ``SAMPLE`` rows beyond that.
+
+The two must agree on every row the processor saw; if they do not, the length pass is not trusted and
+the processor runs on every row (stated in the result). Both passes run in a fork-started process pool
+over this machine's cores once a table is big enough to pay for it; the workers inherit the processor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+
+SAMPLE = 2000  # rows through the full processor on a large table (all rows of a smaller one)
+POOL_MIN = 128  # rows below which a pool costs more than it saves
+
+# Set in the parent before the pool forks; the workers read it (the processor is not picklable cheaply).
+_STATE: dict = {}
+
+
+@dataclass
+class Measured:
+    lengths: list[int]  # tokens per row, image tokens included
+    image_tokens: list[int]  # image tokens per row
+    pixels: list[int]  # pixels per image as the processor receives it (after --image_size)
+    processor_rows: int  # rows the real processor tokenised
+    method: str  # how every row's length was obtained
+    disagreements: list[dict] = field(default_factory=list)
+
+
+def measure(
+    proc, template: str | None, rows: list[dict], *, image_size: int | None = None, workers: int = 0
+) -> Measured:
+    """Tokens per row for ``rows`` (parsed JSONL examples: ``{"messages": [...], "images"?: [...]}``)."""
+    image_id = getattr(proc, "image_token_id", None)
+    if image_id is None and getattr(proc, "image_token", None):
+        image_id = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
+    _STATE.update(proc=proc, template=template, image_id=image_id, image_size=image_size, rows=rows)
+    workers = workers or len(os.sched_getaffinity(0))
+    try:
+        fast = _map(_length_pass, range(len(rows)), workers)  # (text tokens, placeholders, sizes) per row
+        per_size: dict[tuple[int, int], int] = {}
+        lengths: list[int] = []
+        images: list[int] = []
+        pixels: list[int] = []
+        for text, placeholders, sizes in fast:
+            counts = [per_size.setdefault(s, _tokens_for_size(s)) for s in sizes]
+            lengths.append(text - placeholders + sum(counts))
+            images.append(sum(counts) if sizes else placeholders)
+            pixels.extend(w * h for w, h in sizes)
+        order = list(range(len(rows)))
+        sample = order if len(rows) <= SAMPLE else sorted(random.Random(0).sample(order, SAMPLE))
+        real = dict(zip(sample, _map(_processor_pass, sample, workers), strict=True))
+        wrong = [i for i in sample if real[i][0] != lengths[i]]
+        if wrong and len(sample) < len(rows):
+            rest = [i for i in order if i not in real]
+            real.update(zip(rest, _map(_processor_pass, rest, workers), strict=True))
+        for i, (n, k) in real.items():
+            lengths[i], images[i] = n, k
+        method = (
+            "processor on every row"
+            if len(real) == len(rows)
+            else f"processor on a seeded sample of {len(sample)} rows, agreeing with a length pass over every row"
+        )
+        return Measured(
+            lengths,
+            images,
+            pixels,
+            len(real),
+            method,
+            [{"line": i, "processor": real[i][0], "length_pass": lengths[i]} for i in wrong[:5]] if wrong else [],
+        )
+    finally:
+        _STATE.clear()
+
+
+def _map(fn, indices, workers: int) -> list:
+    indices = list(indices)
+    if workers <= 1 or len(indices) < POOL_MIN:
+        return [fn(i) for i in indices]
+    import multiprocessing
+
+    chunk = max(8, len(indices) // (workers * 8))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(fn, indices, chunksize=chunk)
+
+
+def _ids(out) -> list[int]:
+    ids = out["input_ids"]
+    ids = ids.tolist() if hasattr(ids, "tolist") else ids
+    return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+
+
+def _processor_pass(i: int) -> tuple[int, int]:
+    """(tokens, image tokens) of row ``i`` through the real processor and chat template, images loaded."""
+    proc, image_id = _STATE["proc"], _STATE["image_id"]
+    ids = _ids(
+        proc.apply_chat_template(
+            _with_images(_STATE["rows"][i], _STATE["image_size"]),
+            chat_template=_STATE["template"],
+            tokenize=True,
+            return_dict=True,
+        )
+    )
+    return len(ids), ids.count(image_id) if image_id is not None else 0
+
+
+def _length_pass(i: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """(text tokens with one placeholder per image, placeholders, image sizes) of row ``i``; decodes no image."""
+    proc, image_id, row = _STATE["proc"], _STATE["image_id"], _STATE["rows"][i]
+    text = proc.apply_chat_template(row["messages"], chat_template=_STATE["template"], tokenize=False)
+    bos = getattr(proc.tokenizer, "bos_token", None)
+    # The processor adds no special tokens when the template already starts with BOS (transformers' rule).
+    ids = _ids(proc.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos))))
+    sizes = [_size(path, _STATE["image_size"]) for path in image_paths(row)]
+    return len(ids), ids.count(image_id) if image_id is not None else 0, sizes
+
+
+def image_paths(row: dict) -> list[str]:
+    """The image files of one example: an ``images`` list, or ``path``/``image`` entries in the messages."""
+    if row.get("images"):
+        return list(row["images"])
+    return [
+        part.get("path") or part.get("image")
+        for msg in row["messages"]
+        if isinstance(msg.get("content"), list)
+        for part in msg["content"]
+        if part.get("type") == "image" and (part.get("path") or part.get("image"))
+    ]
+
+
+def _size(path: str, image_size: int | None) -> tuple[int, int]:
+    if image_size:
+        return (image_size, image_size)  # Axolotl pads every image to this square
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that rotate by 90°
+            w, h = h, w
+    return (w, h)
+
+
+def _tokens_for_size(size: tuple[int, int]) -> int:
+    """Image tokens the processor expands one image of ``size`` to (asked of the real processor)."""
+    from PIL import Image
+
+    proc, image_id = _STATE["proc"], _STATE["image_id"]
+    if image_id is None:
+        return 0
+    token = getattr(proc, "image_token", None) or proc.tokenizer.convert_ids_to_tokens(image_id)
+    out = proc(text=[token], images=[Image.new("RGB", size)])
+    return _ids(out).count(image_id)
+
+
+def sized(image, image_size: int | None):
+    """An image as Axolotl hands it to the processor under ``image_size`` (padded to a black square)."""
+    if not image_size:
+        return image
+    from PIL import Image, ImageOps
+
+    return ImageOps.pad(image, (image_size, image_size), method=Image.Resampling.BILINEAR, color=(0, 0, 0))
+
+
+def _with_images(row: dict, image_size: int | None) -> list[dict]:
+    """The row's messages with each image placeholder carrying the image itself, loaded as Axolotl loads it."""
+    from transformers.image_utils import load_image
+
+    messages = json.loads(json.dumps(row["messages"]))
+    queue = list(row.get("images") or [])
+    for msg in messages:
+        for part in msg["content"] if isinstance(msg.get("content"), list) else []:
+            if part.get("type") != "image":
+                continue
+            ref = part.pop("path", None) or part.pop("image", None) or (queue.pop(0) if queue else None)
+            part["image"] = sized(load_image(ref), image_size)
+    return messages

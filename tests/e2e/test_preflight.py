@@ -1,0 +1,105 @@
+"""Preflight measurement: the length pass agrees with the real processor, --image_size reaches Axolotl, --verbose.
+
+Real processors of the tiny models (all four families), real images of many sizes (an EXIF-rotated one
+among them), real Axolotl for the dry runs and for its own image resizing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_helpers import FAMILIES, colour_dataset
+
+
+def _rows(folder: Path) -> list[dict]:
+    """Examples whose images have sizes no two alike, as a user's photos have (one stored rotated by EXIF)."""
+    from PIL import Image
+
+    from mixtrain.vlm.prepare import to_messages
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (w, h) in enumerate([(64, 64), (200, 90), (90, 200), (333, 121), (57, 410), (512, 384), (31, 29)]):
+        path = folder / f"{i}.jpg"
+        im = Image.new("RGB", (w, h), (40 * i % 256, 90, 160))
+        if i == 3:
+            exif = Image.Exif()
+            exif[0x0112] = 6  # shown rotated by 90°: the processor sees 121x333
+            im.save(path, exif=exif)
+        else:
+            im.save(path)
+        rows.append(to_messages(str(path), "What colour is this? " * (i + 1), "blue " * i + "red"))
+    return rows * 3  # 21 rows
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", FAMILIES)
+def test_length_pass_equals_the_processor_on_every_row(tmp_path, tiny_models, family):
+    """With a sample of 3, every other row's length comes from the length pass alone: it must be exact."""
+    from transformers import AutoProcessor
+
+    from mixtrain.vlm import configure, families, measure
+
+    rows = _rows(tmp_path / "img")
+    template = configure.chat_template_settings(families.get_family(family)).get("chat_template_jinja")
+    proc = AutoProcessor.from_pretrained(tiny_models[family])
+    full = measure.measure(proc, template, rows, workers=1)  # processor on every row (21 <= SAMPLE)
+    assert full.method == "processor on every row" and full.processor_rows == len(rows)
+    sample, pool_min = measure.SAMPLE, measure.POOL_MIN
+    measure.SAMPLE, measure.POOL_MIN = 3, 4
+    try:
+        fast = measure.measure(proc, template, rows, workers=2)  # forked pool, length pass on 18 rows
+    finally:
+        measure.SAMPLE, measure.POOL_MIN = sample, pool_min
+    assert fast.processor_rows == 3 and "sample of 3" in fast.method and not fast.disagreements
+    assert fast.lengths == full.lengths and fast.image_tokens == full.image_tokens
+    assert min(full.image_tokens) > 0 and len(set(full.lengths)) > 3
+
+
+@pytest.mark.e2e
+def test_image_size_pads_every_image_as_axolotl_does(e2e, tiny_models):
+    colour_dataset(e2e, "sized", n=4, size=96)
+    args = ["workflow", "run", "vlm-finetune", "--dataset_name", "sized", "--output_model_name", "sized"]
+    args += ["--base_model", str(tiny_models["qwen2_vl"]), "--model_type", "qwen2_vl", "--dry_run", "true"]
+    plain = e2e.mix(*args, check=0)
+    assert "image tokens 16/16/16" in plain.stdout  # 96-px images at the processor's own resolution
+    sized = e2e.mix(*args, "--image_size", "300", check=0)
+    assert "image tokens 9/9/9" in sized.stdout, sized.stdout  # padded to 300x300, then the processor's cap
+    run_dir = Path(e2e.last_run()["run_dir"])
+    assert "image_size: 300" in (run_dir / "axolotl.yml").read_text()
+    report = json.loads((run_dir / "data_report.json").read_text())["preflight"]
+    assert report["image_size"] == 300 and report["image_pixels"] == {"min": 90000, "median": 90000, "max": 90000}
+    # Axolotl's own processing strategy, on the training file as written, gives the images the preflight counted.
+    code = (
+        "import json, sys, yaml\nfrom transformers import AutoProcessor\n"
+        "from axolotl.processing_strategies import get_processing_strategy\n"
+        "raw = yaml.safe_load(open(sys.argv[1] + '/axolotl.yml'))\n"
+        "proc = AutoProcessor.from_pretrained(raw['base_model'], **(raw.get('processor_kwargs') or {}))\n"
+        "row = json.loads(open(sys.argv[1] + '/train.jsonl').readline())\n"
+        "st = get_processing_strategy(proc, raw.get('chat_template_jinja'), raw.get('chat_template'), image_size=raw['image_size'])\n"
+        "msgs = st([row])[0]['messages']\n"
+        "ids = proc.apply_chat_template([msgs], chat_template=raw.get('chat_template_jinja'), tokenize=True, return_dict=True)['input_ids'][0]\n"
+        "ids = ids.tolist() if hasattr(ids, 'tolist') else ids\n"
+        "print('AXOLOTL', msgs[0]['content'][0]['image'].size, ids.count(proc.image_token_id))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, env=e2e.env, timeout=300
+    )
+    assert "AXOLOTL (300, 300) 9" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_verbose_dry_run_prints_the_axolotl_yaml(e2e, tiny_models):
+    colour_dataset(e2e, "verbose", n=2)
+    args = ["workflow", "run", "vlm-finetune", "--dataset_name", "verbose", "--output_model_name", "verbose"]
+    args += ["--base_model", str(tiny_models["llava"]), "--dry_run", "true"]
+    quiet = e2e.mix(*args, check=0)
+    assert "adapter: lora" not in quiet.stdout
+    loud = e2e.mix(*args, "--verbose", check=0)
+    yaml_path = Path(e2e.last_run()["run_dir"]) / "axolotl.yml"
+    assert f"--- {yaml_path} ---" in loud.stdout
+    assert (yaml_path.read_text().strip() in loud.stdout) and "adapter: lora" in loud.stdout
