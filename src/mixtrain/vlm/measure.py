@@ -1,20 +1,20 @@
 """Tokens per training row, image tokens included — measured with the model's real processor, in parallel.
 
-Two passes, because the real processor is exact but slow (it loads and preprocesses every image) while
-a row's length only depends on its text and on each image's *size*:
+The real processor is exact but slow (it loads and preprocesses every image, ~2-5 ms a row), while a
+row's length only depends on its text and on each image's *size*. So:
 
-  length pass   every row: the chat template rendered as text and tokenised (images appear as one
-                placeholder token each), plus, per image, the number of tokens the processor expands it
-                to — asked of the real processor once per distinct image size on a blank image of that
-                size (image-token counts depend only on size: fixed for LLaVA, anyres tiles for
-                LLaVA-NeXT, 28-px patches for Qwen2-VL). Sizes come from the image headers (EXIF
-                rotation applied, as transformers' ``load_image`` does), so no image is decoded.
-  processor     ``processor.apply_chat_template(tokenize=True)`` on real images: every row of a table
-                up to ``SAMPLE`` rows, a seeded sample of ``SAMPLE`` rows beyond that.
+  processor     ``processor.apply_chat_template(tokenize=True)`` with the images loaded as Axolotl
+                loads them: every row of a table up to ``SAMPLE`` rows; a seeded sample of ``SAMPLE``
+                rows of a larger one.
+  length pass   (larger tables) every row: the chat template rendered as text and tokenised (each
+                image is one placeholder token there), plus, per image, the tokens the processor expands
+                it to — from its size alone (image-token counts depend only on size: fixed for LLaVA,
+                anyres tiles for LLaVA-NeXT, 28-px patches for Qwen2-VL). Sizes come from the image
+                headers (EXIF rotation applied, as transformers' ``load_image`` does): nothing is decoded.
 
-The two must agree on every row the processor saw; if they do not, the length pass is not trusted and
-the processor runs on every row (stated in the result). Both passes run in a fork-started process pool
-over this machine's cores once a table is big enough to pay for it; the workers inherit the processor.
+The length pass must agree with the processor on every sampled row; if it does not, it is not trusted
+and the processor runs on every row (stated in the result). Both passes run in a fork-started process
+pool over this machine's cores once a table is big enough to pay for it; the workers inherit the processor.
 """
 
 from __future__ import annotations
@@ -51,38 +51,42 @@ def measure(
     _STATE.update(proc=proc, template=template, image_id=image_id, image_size=image_size, rows=rows)
     workers = workers or len(os.sched_getaffinity(0))
     try:
-        fast = _map(_length_pass, range(len(rows)), workers)  # (text tokens, placeholders, sizes) per row
-        per_size: dict[tuple[int, int], int] = {}
+        order = list(range(len(rows)))
+        if len(rows) <= SAMPLE:  # the processor on every row: exact, and no length pass is needed
+            real = _map(_processor_pass, order, workers)
+            sizes = _map(_sizes, order, workers)
+            return Measured(
+                [n for n, _ in real],
+                [k for _, k in real],
+                [w * h for row in sizes for w, h in row],
+                len(rows),
+                "processor on every row",
+            )
+        fast = _map(_length_pass, order, workers)  # (text tokens, placeholders, sizes) per row
+        per_size = _tokens_for_sizes({s for _, _, sizes in fast for s in sizes})
         lengths: list[int] = []
         images: list[int] = []
         pixels: list[int] = []
         for text, placeholders, sizes in fast:
-            counts = [per_size.setdefault(s, _tokens_for_size(s)) for s in sizes]
+            counts = [per_size[s] for s in sizes]
             lengths.append(text - placeholders + sum(counts))
             images.append(sum(counts) if sizes else placeholders)
             pixels.extend(w * h for w, h in sizes)
-        order = list(range(len(rows)))
-        sample = order if len(rows) <= SAMPLE else sorted(random.Random(0).sample(order, SAMPLE))
-        real = dict(zip(sample, _map(_processor_pass, sample, workers), strict=True))
-        wrong = [i for i in sample if real[i][0] != lengths[i]]
-        if wrong and len(sample) < len(rows):
-            rest = [i for i in order if i not in real]
-            real.update(zip(rest, _map(_processor_pass, rest, workers), strict=True))
-        for i, (n, k) in real.items():
+        sample = sorted(random.Random(0).sample(order, SAMPLE))
+        checked = dict(zip(sample, _map(_processor_pass, sample, workers), strict=True))
+        wrong = [i for i in sample if checked[i][0] != lengths[i]]
+        disagreements = [{"line": i, "processor": checked[i][0], "length_pass": lengths[i]} for i in wrong[:5]]
+        if wrong:  # the length pass is not exact for this processor: measure every row the slow way
+            rest = [i for i in order if i not in checked]
+            checked.update(zip(rest, _map(_processor_pass, rest, workers), strict=True))
+        for i, (n, k) in checked.items():
             lengths[i], images[i] = n, k
         method = (
-            "processor on every row"
-            if len(real) == len(rows)
+            f"processor on every row (the length pass disagreed on {len(wrong)} of {len(sample)} sampled rows)"
+            if wrong
             else f"processor on a seeded sample of {len(sample)} rows, agreeing with a length pass over every row"
         )
-        return Measured(
-            lengths,
-            images,
-            pixels,
-            len(real),
-            method,
-            [{"line": i, "processor": real[i][0], "length_pass": lengths[i]} for i in wrong[:5]] if wrong else [],
-        )
+        return Measured(lengths, images, pixels, len(checked), method, disagreements)
     finally:
         _STATE.clear()
 
@@ -94,8 +98,17 @@ def _map(fn, indices, workers: int) -> list:
     import multiprocessing
 
     chunk = max(8, len(indices) // (workers * 8))
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
         return pool.map(fn, indices, chunksize=chunk)
+
+
+def _one_thread() -> None:
+    """In a forked worker, torch must not start an OpenMP pool: the parent's is gone after fork and the
+    first parallel region would hang (PyTorch's DataLoader workers do the same). One process per core."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _ids(out) -> list[int]:
@@ -125,8 +138,11 @@ def _length_pass(i: int) -> tuple[int, int, list[tuple[int, int]]]:
     bos = getattr(proc.tokenizer, "bos_token", None)
     # The processor adds no special tokens when the template already starts with BOS (transformers' rule).
     ids = _ids(proc.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos))))
-    sizes = [_size(path, _STATE["image_size"]) for path in image_paths(row)]
-    return len(ids), ids.count(image_id) if image_id is not None else 0, sizes
+    return len(ids), ids.count(image_id) if image_id is not None else 0, _sizes(i)
+
+
+def _sizes(i: int) -> list[tuple[int, int]]:
+    return [_size(path, _STATE["image_size"]) for path in image_paths(_STATE["rows"][i])]
 
 
 def image_paths(row: dict) -> list[str]:
@@ -154,16 +170,25 @@ def _size(path: str, image_size: int | None) -> tuple[int, int]:
     return (w, h)
 
 
-def _tokens_for_size(size: tuple[int, int]) -> int:
-    """Image tokens the processor expands one image of ``size`` to (asked of the real processor)."""
+def _tokens_for_sizes(sizes: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Image tokens the processor expands one image of each (width, height) to.
+
+    transformers' processors answer this from sizes alone (``_get_num_multimodal_tokens``, what vLLM
+    uses); a processor without it is asked the slow way, on a blank image of each size. Either way the
+    sample through the real processor checks the answer.
+    """
     from PIL import Image
 
     proc, image_id = _STATE["proc"], _STATE["image_id"]
     if image_id is None:
-        return 0
-    token = getattr(proc, "image_token", None) or proc.tokenizer.convert_ids_to_tokens(image_id)
-    out = proc(text=[token], images=[Image.new("RGB", size)])
-    return _ids(out).count(image_id)
+        return dict.fromkeys(sizes, 0)
+    ordered = sorted(sizes)
+    try:
+        counts = proc._get_num_multimodal_tokens(image_sizes=[(h, w) for w, h in ordered]).num_image_tokens
+        return dict(zip(ordered, (int(c) for c in counts), strict=True))
+    except Exception:  # not implemented for this processor: ask it with images
+        token = getattr(proc, "image_token", None) or proc.tokenizer.convert_ids_to_tokens(image_id)
+        return {s: _ids(proc(text=[token], images=[Image.new("RGB", s)])).count(image_id) for s in ordered}
 
 
 def sized(image, image_size: int | None):
