@@ -106,7 +106,9 @@ def main() -> None:
             else:
                 same, cells = "(not run)", f"{'(skipped)':>10} | {ours:6.1f} | {'-':>8}"
             print(f"| {n:5d} | {cells} | {m.processor_rows:34d} | {same:12} |", flush=True)
-        print(f"\nload average now {os.getloadavg()[0]:.2f} (shared cores: noisy); method at the largest size: {m.method}")
+        print(
+            f"\nload average now {os.getloadavg()[0]:.2f} (shared cores: noisy); method at the largest size: {m.method}"
+        )
         print(json.dumps({"tokens_max": max(m.lengths), "image_tokens_max": max(m.image_tokens)}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
