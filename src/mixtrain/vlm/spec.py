@@ -45,9 +45,7 @@ class FinetuneSpec(BaseModel):
         "fail", description="On an unusable row: fail the run before training, or skip the row"
     )
     dry_run: bool = Field(False, description="Prepare data and validate the Axolotl config, then stop")
-    verbose: bool = Field(
-        False, description="Also print the generated Axolotl YAML (with --dry_run, before validating)"
-    )
+    verbose: bool = Field(False, description="Also print the generated Axolotl YAML before it is validated or trained")
     trust_remote_code: bool = Field(False, description="Allow model code from the model hub (needed by phi3_v)")
     num_processes: int = Field(0, ge=0, description="Training processes on this node (0: one per GPU, 1 on CPU)")
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: train all epochs)")
