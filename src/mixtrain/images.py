@@ -156,27 +156,34 @@ def verify_images(
     reasons: dict[str, str] = {}
     cache = Path(cache_dir).expanduser()
     verified = _load_verified(cache) if not limits else {}  # custom limits: decide afresh
-    keys = {r: _local_key(r) for r in unique}
-    todo = []
-    for r in unique:
-        if keys[r] is not None and keys[r] in verified:
-            good[r] = verified[keys[r]]
-        else:
-            todo.append(r)
+    if verified:
+        todo = []
+        for r in unique:
+            key = _local_key(r)
+            if key is not None and key in verified:
+                good[r] = verified[key]
+            else:
+                todo.append(r)
+    else:  # a first run: no stat per file here; the workers take the keys, in parallel
+        todo = unique
     done = len(unique) - len(todo)
     if progress and done:
         progress(done, len(unique))
-    local = [r for r in todo if keys[r] is not None]
+    local = [r for r in todo if r.strip() and "://" not in r]
     cpus = _cpus()
     pooled = local if len(local) >= POOL_MIN and cpus > 1 else []
     in_pool = set(pooled)
     threaded = [r for r in todo if r not in in_pool]
 
-    def record(ref: str, path, reason) -> None:
+    fresh: dict[str, str] = {}  # key -> path, for the cache
+
+    def record(ref: str, path, reason, key) -> None:
         nonlocal done
         done += 1
         if path is not None:
             good[ref] = path
+            if key is not None:
+                fresh[key] = path
         else:
             reasons[ref] = reason
         if progress:
@@ -194,15 +201,14 @@ def verify_images(
             for chunk, results in zip(
                 chunks, pool.map(_verify_chunk, [(c, str(cache), limits) for c in chunks]), strict=True
             ):
-                for ref, (path, reason) in zip(chunk, results, strict=True):
-                    record(ref, path, reason)
+                for ref, result in zip(chunk, results, strict=True):
+                    record(ref, *result)
     if threaded:
         dirs: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
             futures = {threads.submit(_verify_one, r, str(cache), limits, dirs): r for r in threaded}
             for fut in as_completed(futures):
                 record(futures[fut], *fut.result())
-    fresh = {keys[r]: good[r] for r in todo if r in good and keys[r] is not None}
     if fresh and not limits:
         _save_verified(cache, {**_load_verified(cache), **fresh})
     bad = [(i, r, reasons[r]) for i, r in enumerate(refs) if r in reasons]
@@ -217,19 +223,24 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _verify_chunk(job) -> list[tuple[str | None, str | None]]:
-    """One pool task: refs in, ``(path, None)`` or ``(None, reason)`` per ref out, in order."""
+Verdict = tuple[str | None, str | None, str | None]  # (path, None, cache key) or (None, reason, None)
+
+
+def _verify_chunk(job) -> list[Verdict]:
+    """One pool task: refs in, one verdict per ref out, in order."""
     refs, cache_dir, limits = job
     dirs: dict[str, str] = {}
     return [_verify_one(ref, cache_dir, limits, dirs) for ref in refs]
 
 
-def _verify_one(ref: str, cache_dir: str, limits: dict, dirs: dict[str, str]) -> tuple[str | None, str | None]:
-    quick = _quick_check(ref, limits.get("max_pixels", MAX_PIXELS), dirs)
-    if quick is not None:
-        return quick, None
+def _verify_one(ref: str, cache_dir: str, limits: dict, dirs: dict[str, str]) -> Verdict:
+    """The cache key is taken before the decode: a file rewritten meanwhile gets a new key, so is checked again."""
+    key = _local_key(ref)
+    path = _quick_check(ref, limits.get("max_pixels", MAX_PIXELS), dirs)
+    if path is not None:
+        return path, None, key
     _, path, reason = _resolve_quietly((ref, cache_dir, limits))
-    return path, reason
+    return path, reason, key if path is not None else None
 
 
 def _quick_check(ref: str, max_pixels: int, dirs: dict[str, str]) -> str | None:
