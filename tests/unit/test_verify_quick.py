@@ -3,7 +3,7 @@
 ``_quick_check`` decodes a JPEG at 1/8 scale and reads each file once; ``_inspect`` (what
 ``resolve_image`` does) decodes it whole. These tests damage real JPEGs many ways — cut short,
 bytes changed, spans dropped, markers inserted; baseline, progressive, greyscale, CMYK, restart
-markers — and compare the two verdicts file by file.
+markers; a PNG too — and compare the two verdicts file by file.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ KINDS = {
     "grey-progressive": ("L", {"quality": 90, "progressive": True}),
     "cmyk": ("CMYK", {"quality": 90}),
     "restart-markers": ("RGB", {"quality": 90, "restart_marker_rows": 1}),
+    "png": ("RGB", {"format": "PNG"}),  # not decoded at reduced scale: verify + load, as the full check
 }
 
 
 def jpeg(kind: str, size=(96, 80)) -> bytes:
     mode, options = KINDS[kind]
     buf = io.BytesIO()
-    source(mode, size).save(buf, "JPEG", **options)
+    source(mode, size).save(buf, **{"format": "JPEG", **options})
     return buf.getvalue()
 
 
@@ -74,7 +75,7 @@ def full_check_passes(path: Path) -> bool:
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_quick_check_passes_no_damaged_jpeg_that_the_full_decode_refuses(tmp_path, kind):
+def test_quick_check_passes_no_damaged_file_that_the_full_decode_refuses(tmp_path, kind):
     rng = random.Random(kind)
     verdicts = []
     for i, data in enumerate(damaged(jpeg(kind), rng, 80)):
