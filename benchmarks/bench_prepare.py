@@ -3,10 +3,19 @@
     .venv/bin/python benchmarks/bench_prepare.py [--sizes 5000,50000] [--px 224]
 
 Setup (untimed): N distinct 224-px JPEGs. Then, per size, each a fresh measurement in this process:
-  raw    a single-process loop: PIL open + verify + reopen + load (what verification must do per file)
-  cold   mixtrain.images.verify_images with an empty cache (process pool over the cores for local files)
+  raw    a plain single-process loop over the paths: PIL open + verify + reopen + load, i.e. a full
+         decode of every file (what verification had to do per file before it got smarter)
+  cold   mixtrain.images.verify_images with an empty cache: a process pool over the cores; per file
+         one lstat, one read, and a JPEG decoded at 1/8 scale (libjpeg still reads the whole entropy-
+         coded stream, where damage shows; tests/unit/test_verify_quick.py shows on damaged JPEGs
+         that it refuses exactly the files the full decode refuses); a file it does not pass goes
+         through the full resolve_image for its reason; then the cache of verified files is written
   warm   the same call again: unchanged files (same path, size, mtime) are not decoded again
-Prints seconds and the ratios raw/cold (target >= 1.5 on 2 cores) and raw/warm (target >= 10).
+Prints the median seconds of --repeat rounds and their ratios raw/cold (target >= 1.5 on 2 cores) and
+raw/warm (target >= 10); the CPU seconds of raw and cold (cold: this process and its pool's workers),
+which say how much of the gain is less work rather than more cores; and the load average before and
+after (the pool itself adds up to 2 to it). The cores are shared and their speed drifts: run it again
+when the load is high.
 Measures verification, the part of preparation that decodes; reading the table and writing the JSONL
 are timed by bench_finetune (its "prepare done" phase). Asserts nothing.
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -56,39 +66,56 @@ def raw_loop(paths: list[str]) -> None:
             im.load()
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time plus its reaped children's (the pool's workers are joined when it closes)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="5000,50000")
     ap.add_argument("--px", type=int, default=224)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of raw, cold, warm; medians are printed")
     args = ap.parse_args()
     from mixtrain.images import verify_images
 
     tmp = Path(tempfile.mkdtemp(prefix="mixtrain-bench-prep-"))
     try:
-        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; images in {tmp}")
-        print("\n| images | raw loop s | cold s | warm s | raw/cold | raw/warm |")
-        print("|--------|------------|--------|--------|----------|----------|")
+        print(f"{os.cpu_count()} CPUs; images in {tmp}; median of {args.repeat} rounds (raw, cold, warm in turn)")
+        print(
+            "\n| images | raw loop s | cold s | warm s | raw/cold | raw/warm | CPU s raw / cold | load before → after |"
+        )
+        print(
+            "|--------|------------|--------|--------|----------|----------|------------------|---------------------|"
+        )
         for n in (int(s) for s in args.sizes.split(",")):
             paths = make_images(tmp / f"img{n}", n, args.px)
-            t0 = time.perf_counter()
-            raw_loop(paths)
-            raw = time.perf_counter() - t0
-            cache = tmp / f"cache{n}"
-            t0 = time.perf_counter()
-            good, bad = verify_images(paths, cache)
-            cold = time.perf_counter() - t0
-            assert len(good) == n and not bad
-            t0 = time.perf_counter()
-            good, bad = verify_images(paths, cache)
-            warm = time.perf_counter() - t0
-            assert len(good) == n and not bad
+            load0 = os.getloadavg()[0]
+            times: dict[str, list[float]] = {"raw": [], "cold": [], "warm": []}
+            cpu: dict[str, list[float]] = {"raw": [], "cold": [], "warm": []}
+            for r in range(args.repeat):
+                t0, c0 = time.perf_counter(), cpu_seconds()
+                raw_loop(paths)
+                times["raw"].append(time.perf_counter() - t0)
+                cpu["raw"].append(cpu_seconds() - c0)
+                cache = tmp / f"cache{n}-{r}"  # empty: a cold run
+                for phase in ("cold", "warm"):
+                    t0, c0 = time.perf_counter(), cpu_seconds()
+                    good, bad = verify_images(paths, cache)
+                    times[phase].append(time.perf_counter() - t0)
+                    cpu[phase].append(cpu_seconds() - c0)
+                    assert len(good) == n and not bad
+            raw, cold, warm = (statistics.median(times[k]) for k in ("raw", "cold", "warm"))
+            raw_cpu, cold_cpu = statistics.median(cpu["raw"]), statistics.median(cpu["cold"])
             print(
-                f"| {n:6d} | {raw:10.2f} | {cold:6.2f} | {warm:6.2f} | {raw / cold:8.2f} | {raw / warm:8.1f} |",
+                f"| {n:6d} | {raw:10.2f} | {cold:6.2f} | {warm:6.2f} | {raw / cold:8.2f} | {raw / warm:8.1f} "
+                f"| {raw_cpu:7.2f} / {cold_cpu:6.2f} | {load0:.2f} → {os.getloadavg()[0]:.2f} |",
                 flush=True,
             )
-        print(
-            f"\ntargets: raw/cold >= 1.5, raw/warm >= 10; load average now {os.getloadavg()[0]:.2f} (shared cores: noisy)"
-        )
+        print("\ntargets: raw/cold >= 1.5, raw/warm >= 10 (shared cores: a high load average means a noisy figure)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

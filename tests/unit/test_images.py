@@ -301,7 +301,7 @@ def test_verify_images_reports_bad_rows_and_dedupes(server, tmp_path, cache):
     calls = []
     good, bad = verify_images(refs, cache, workers=4, progress=lambda d, t: calls.append((d, t)))
     assert set(good) == {f"{base}/img.png", str(local)}
-    assert good[str(local)] == local.resolve()
+    assert good[str(local)] == str(local.resolve())
     assert [(i, r) for i, r, _ in bad] == [(2, refs[2]), (4, refs[4]), (5, refs[5]), (6, refs[6])]
     assert "not an image" in bad[0][2] and "not found" in bad[1][2] and "unsupported" in bad[3][2]
     assert all("\n" not in reason and " — " in reason for _, _, reason in bad)  # what — fix

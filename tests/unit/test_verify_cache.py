@@ -54,3 +54,19 @@ def test_custom_limits_bypass_the_cache(tmp_path):
     verify_images(refs, tmp_path / "cache")
     _, bad = verify_images(refs, tmp_path / "cache", max_pixels=10)  # 8x8 = 64 pixels > 10
     assert [i for i, _, _ in bad] == [0, 1]
+
+
+def test_keys_taken_by_the_pool_workers_serve_the_next_run(tmp_path):
+    """A first run stats nothing up front: the workers' keys must land in the cache all the same."""
+    import json
+
+    refs = images(tmp_path / "img", POOL_MIN + 5)
+    cache = tmp_path / "cache"
+    assert verify_images(refs, cache)[1] == []
+    entries = json.loads((cache / VERIFIED_FILE).read_text())
+    assert sorted(entries.values()) == sorted(str(Path(r).resolve()) for r in refs)
+    st = os.stat(refs[9])
+    Path(refs[9]).write_bytes(b"\0" * st.st_size)  # damaged, same size and mtime: only the cache can pass it
+    os.utime(refs[9], ns=(st.st_atime_ns, st.st_mtime_ns))
+    good, bad = verify_images(refs, cache)
+    assert bad == [] and good[refs[9]] == str(Path(refs[9]).resolve())

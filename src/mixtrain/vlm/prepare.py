@@ -77,14 +77,19 @@ def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _image_ref(value, source_dirs: list[Path]) -> str:
-    """Relative paths are looked up next to the uploaded file first, then in the working directory."""
+def _image_ref(value, source_dirs: list[str]) -> str:
+    """Relative paths are looked up next to the uploaded file first, then in the working directory.
+
+    Plain ``os.path`` on ``str`` folders: this runs once per row, and ``Path`` objects cost more than the check.
+    """
     ref = _text(value)
     if not ref or "://" in ref or ref.startswith(("/", "~")):
         return ref
+    plain = "/." not in "/" + ref and "//" not in ref and not ref.endswith("/")  # else let Path normalise it
     for folder in source_dirs:
-        if (folder / ref).exists():
-            return str(folder / ref)
+        candidate = os.path.join(folder, ref) if plain else str(Path(folder) / ref)
+        if os.path.exists(candidate):
+            return candidate
     return str(Path(ref).resolve())
 
 
@@ -114,8 +119,9 @@ def prepare(
     t0 = time.monotonic()
     bad: dict[int, str] = {}
     refs = []
+    folders = [str(d) for d in source_dirs]
     for i, row in enumerate(rows):
-        ref = _image_ref(row[spec.image_column], source_dirs)
+        ref = _image_ref(row[spec.image_column], folders)
         refs.append(ref)
         if not ref:
             bad[i] = f"empty {spec.image_column}"
@@ -178,7 +184,7 @@ def prepare(
         return (
             json.dumps(
                 to_messages(
-                    str(good[refs[i]]),
+                    good[refs[i]],
                     _text(rows[i][spec.prompt_column]),
                     _text(rows[i][spec.response_column]),
                     image_column=bool(spec.image_size),
