@@ -84,3 +84,28 @@ def test_hiding_leaves_a_module_imported_inside_the_block_alone():
         assert sys.modules["mixtrain_fastimport_never"] is sys
     finally:
         del sys.modules["mixtrain_fastimport_never"]
+
+
+def test_collector_paused_in_own_process_then_frozen(lean):
+    import gc
+
+    _fastimport.enable()
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        with _fastimport.collector_paused():
+            assert not gc.isenabled()
+            kept = [object() for _ in range(10)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= before + len(kept)  # what the block created is no longer scanned
+    finally:
+        gc.unfreeze()  # this test process is not ours: give its objects back to the collector
+
+
+def test_collector_untouched_in_a_process_mixtrain_does_not_own(lean):
+    import gc
+
+    before = gc.get_freeze_count()
+    with _fastimport.collector_paused():
+        assert gc.isenabled()
+    assert gc.get_freeze_count() == before

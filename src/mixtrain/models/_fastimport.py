@@ -29,7 +29,9 @@ transformers' masking code through ``torch._dynamo`` itself, so they cannot be a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -90,3 +92,39 @@ def hiding(names: list[str]):
 def lean_imports(model_dir: str | Path):
     """Around importing AND loading a model (loading runs more availability checks): hide what it never uses."""
     return hiding(hidden_modules(model_dir))
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Run the block with the cyclic garbage collector off, then freeze what survived it (lean processes only).
+
+    Importing torch + transformers + peft creates ~660k long-lived objects (modules, classes,
+    functions); each full collection the growth triggers walks all of them, and ~7 of them ran during one
+    ``model run``. Module-level objects live until the process ends, so nothing is lost by not scanning
+    them: ``gc.freeze()`` moves them to the permanent generation, where later collections skip them.
+    Only for imports: a model load's cyclic garbage may hold tensors and must stay collectable. At exit
+    they are unfrozen, so an interpreter that shuts down normally still finalizes them (nanobind, used
+    by triton, reports "leaked" objects otherwise).
+    """
+    if not active() or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+        atexit.register(gc.unfreeze)
+
+
+def import_inference_stack(with_peft: bool) -> None:
+    """Import what loading a model needs up front, inside :func:`collector_paused` (a no-op when not lean)."""
+    if not active():
+        return
+    with collector_paused():
+        import torch  # noqa: F401
+        from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: F401
+
+        if with_peft:
+            from peft import PeftModel  # noqa: F401
