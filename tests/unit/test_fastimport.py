@@ -29,9 +29,18 @@ def test_nothing_hidden_in_a_process_mixtrain_does_not_own(lean, tmp_path):
 
 def test_own_process_hides_optional_integrations_not_yet_imported(lean, tmp_path):
     _fastimport.enable()
+    lean.setattr(_fastimport, "nvidia_driver_present", lambda: True)
     hidden = _fastimport.hidden_modules(_model_dir(tmp_path))
     expected = [m for m in ("sklearn", "scipy", "torchao", "bitsandbytes") if m not in sys.modules]
     assert hidden == expected
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_triton_hidden_only_without_a_gpu_driver(lean, tmp_path, gpu):
+    _fastimport.enable()
+    lean.setattr(_fastimport, "nvidia_driver_present", lambda: gpu)
+    hidden = _fastimport.hidden_modules(_model_dir(tmp_path))
+    assert ("triton" in hidden) is (not gpu and "triton" not in sys.modules)
 
 
 def test_quantized_weights_keep_their_quantization_library(lean, tmp_path):
@@ -84,6 +93,44 @@ def test_hiding_leaves_a_module_imported_inside_the_block_alone():
         assert sys.modules["mixtrain_fastimport_never"] is sys
     finally:
         del sys.modules["mixtrain_fastimport_never"]
+
+
+def _tokenizer_dir(tmp_path, files=(), **config):
+    d = tmp_path / "proc"
+    d.mkdir()
+    (d / "tokenizer_config.json").write_text(json.dumps(config))
+    for f in files:
+        (d / f).write_text("{}")
+    return d
+
+
+@pytest.mark.parametrize(
+    "config, files, needed",
+    [
+        ({"tokenizer_class": "TokenizersBackend"}, (), False),
+        ({"tokenizer_class": "Qwen2Tokenizer"}, (), False),
+        ({"tokenizer_class": "TokenizersBackend"}, ("tekken.json",), True),  # Mistral format by its file
+        ({"tokenizer_class": "LlamaTokenizer"}, ("tokenizer.model.v3",), True),
+        ({"tokenizer_class": "MistralCommonBackend"}, (), True),
+        ({}, (), True),  # no class named: transformers may pick it by model type
+    ],
+)
+def test_mistral_common_is_needed_only_by_mistral_format_tokenizers(tmp_path, config, files, needed):
+    assert _fastimport.needs_mistral_common(_tokenizer_dir(tmp_path, files, **config)) is needed
+
+
+def test_unknown_tokenizer_keeps_mistral_common(tmp_path):
+    assert _fastimport.needs_mistral_common(None)
+    assert _fastimport.needs_mistral_common("org/model-on-the-hub")
+    assert _fastimport.needs_mistral_common(tmp_path)  # a folder without tokenizer_config.json
+
+
+def test_own_process_hides_mistral_common_for_a_plain_tokenizer(lean, tmp_path):
+    _fastimport.enable()
+    model = _model_dir(tmp_path)
+    plain = _tokenizer_dir(tmp_path, tokenizer_class="TokenizersBackend")
+    assert ("mistral_common" in _fastimport.hidden_modules(model, plain)) is ("mistral_common" not in sys.modules)
+    assert "mistral_common" not in _fastimport.hidden_modules(model)  # tokenizer unknown
 
 
 def test_collector_paused_in_own_process_then_frozen(lean):

@@ -37,9 +37,15 @@ import os
 import sys
 from pathlib import Path
 
+from mixtrain.hardware import nvidia_driver_present
+
 # Optional integrations that inference of an unquantized base model + LoRA adapter never uses.
 UNUSED_BY_INFERENCE = ("sklearn", "scipy")
 QUANTIZATION_LIBS = ("torchao", "bitsandbytes")
+# Only Mistral-format tokenizers (tekken.json, MistralCommonBackend) use it; the processor's class check imports it.
+MISTRAL_FORMAT_LIB = "mistral_common"
+# A GPU kernel compiler (torch.compile, some quantized kernels); torch._dynamo imports it if installed.
+GPU_KERNEL_LIBS = ("triton",)
 ENV = "MIXTRAIN_LEAN_IMPORTS"
 
 _enabled = False
@@ -68,11 +74,38 @@ def is_quantized(model_dir: str | Path) -> bool:
     return isinstance(cfg, dict) and "quantization_config" in cfg
 
 
-def hidden_modules(model_dir: str | Path) -> list[str]:
-    """The top-level packages to hide while importing the inference stack for ``model_dir``."""
+def needs_mistral_common(tokenizer_dir: str | Path | None) -> bool:
+    """Whether the tokenizer in ``tokenizer_dir`` may be a Mistral-format one (then mistral_common is needed).
+
+    transformers picks ``MistralCommonBackend`` for a ``tekken.json``/``tokenizer.model.v*`` file, for a
+    ``tokenizer_config.json`` that names it, and (with no class named) for Mistral model types. So only a
+    local folder whose ``tokenizer_config.json`` names another class and has no Mistral files is "no".
+    """
+    if tokenizer_dir is None or not Path(tokenizer_dir).is_dir():
+        return True  # a hub id or nothing known: do not hide what loading it might need
+    d = Path(tokenizer_dir)
+    if (d / "tekken.json").exists() or any(d.glob("tokenizer.model.v*")):
+        return True
+    try:
+        cls = json.loads((d / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not isinstance(cls, str) or not cls or "mistral" in cls.lower()
+
+
+def hidden_modules(model_dir: str | Path, tokenizer_dir: str | Path | None = None) -> list[str]:
+    """The top-level packages to hide while importing the inference stack for ``model_dir``.
+
+    ``tokenizer_dir`` is where the processor (and its tokenizer) is loaded from; without it the
+    tokenizer's needs are unknown and mistral_common stays visible.
+    """
     if not active():
         return []
     names = list(UNUSED_BY_INFERENCE) + ([] if is_quantized(model_dir) else list(QUANTIZATION_LIBS))
+    if not needs_mistral_common(tokenizer_dir):
+        names.append(MISTRAL_FORMAT_LIB)
+    if not nvidia_driver_present():  # no GPU: nothing here can run a triton kernel
+        names += GPU_KERNEL_LIBS
     return [n for n in names if n not in sys.modules]  # already imported: hiding it would change nothing
 
 
@@ -89,9 +122,9 @@ def hiding(names: list[str]):
                 del sys.modules[n]
 
 
-def lean_imports(model_dir: str | Path):
+def lean_imports(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
     """Around importing AND loading a model (loading runs more availability checks): hide what it never uses."""
-    return hiding(hidden_modules(model_dir))
+    return hiding(hidden_modules(model_dir, tokenizer_dir))
 
 
 @contextlib.contextmanager

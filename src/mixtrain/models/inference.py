@@ -74,7 +74,8 @@ class LoadedModel:
         from mixtrain.models import _fastimport
 
         adapter, weights, processor_src = self._sources(merged_dir)
-        with _fastimport.lean_imports(weights):  # the weights loaded: quantized or not
+        # The weights decide quantized or not; the processor folder decides whether its tokenizer is Mistral-format.
+        with _fastimport.lean_imports(weights, processor_src):
             _fastimport.import_inference_stack(with_peft=adapter is not None)
             self._load_model(adapter, weights, processor_src)
 
