@@ -3,8 +3,9 @@
 Why: those imports (scikit-learn, scipy, torchao, bitsandbytes; mistral_common for a tokenizer that is not
 Mistral-format; triton without a GPU) were most of a single `model run`'s wall time and printed torchao's
 CUDA-extension failures to the user. This proves the real load path (LoadedModel: processor, base model,
-peft adapter, generate) in a fresh process leaves them out, answers exactly as the full import path does,
-and leaves the packages importable afterwards. The cold-start figures themselves are in
+peft adapter, generate) in a fresh process leaves them out, answers exactly as the full import path does
+(also when transformers' map of installed distributions comes from mixtrain's cache), and leaves the
+packages importable afterwards. The cold-start figures themselves are in
 benchmarks/bench_inference.py (no timed assertions in tests).
 """
 
@@ -28,6 +29,7 @@ from mixtrain.models.inference import LoadedModel
 
 root = Path(sys.argv[1])
 class Settings:
+    home = root / "home"  # the lean path keeps its map of installed distributions under home/cache
     image_cache = root / "cache"
 img = root / "red.png"
 Image.new("RGB", (64, 64), (220, 30, 30)).save(img)
@@ -74,11 +76,17 @@ def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models,
 
     full = _probe(tmp_path, base, "0")
     lean = _probe(tmp_path, base, "1")
+    cache = tmp_path / "home" / "cache" / "packages-distributions.json"
+    assert cache.is_file()  # written by the first lean load ...
+    written = cache.stat().st_mtime_ns
+    again = _probe(tmp_path, base, "1")
+    assert cache.stat().st_mtime_ns == written  # ... and read, not rewritten, by the next one
 
     assert lean["peft"] == full["peft"] and lean["peft"].startswith("Peft")  # the adapter is applied on both paths
     assert full["loaded"], "control: the full import path loads none of them here, so this test proves nothing"
-    assert lean["text"] == full["text"]  # greedy: same weights, same answer
-    assert lean["gc"]  # the collector paused for the imports is running again
+    assert lean["text"] == full["text"] == again["text"]  # greedy: same weights, same answer
+    assert lean["gc"] and again["gc"]  # the collector paused for the imports is running again
+    assert again["loaded"] == [] and again["findable"] == full["findable"]
     assert lean["loaded"] == [], f"imported during a lean load: {lean['loaded']}"
     assert lean["findable"] == full["findable"]  # hiding is undone after the load
     assert "torchao" not in lean["stderr"]  # its CUDA-extension failures no longer reach the user

@@ -156,3 +156,50 @@ def test_collector_untouched_in_a_process_mixtrain_does_not_own(lean):
     with _fastimport.collector_paused():
         assert gc.isenabled()
     assert gc.get_freeze_count() == before
+
+
+def _cache_file(cache, mapping, key=None):
+    cache.mkdir(exist_ok=True)
+    data = {"key": key if key is not None else _fastimport._installation_key(), "map": mapping}
+    (cache / _fastimport.DISTRIBUTIONS_CACHE).write_text(json.dumps(data))
+
+
+@pytest.fixture
+def no_transformers(monkeypatch):
+    monkeypatch.delitem(sys.modules, "transformers.utils.import_utils", raising=False)
+
+
+def test_distribution_map_is_served_from_a_matching_cache(lean, no_transformers, tmp_path):
+    import importlib.metadata as md
+
+    _fastimport.enable()
+    standard = md.packages_distributions
+    _cache_file(tmp_path, {"probe_pkg": ["probe-dist"]})  # a map no real installation has: proves the cache is read
+    with _fastimport.cached_distributions(tmp_path):
+        assert md.packages_distributions() == {"probe_pkg": ["probe-dist"]}
+    assert md.packages_distributions is standard
+
+
+def test_distribution_map_recomputed_and_cached_when_the_installation_changed(lean, no_transformers, tmp_path):
+    import importlib.metadata as md
+
+    _fastimport.enable()
+    _cache_file(tmp_path, {"probe_pkg": ["probe-dist"]}, key=["another interpreter"])
+    with _fastimport.cached_distributions(tmp_path):
+        fresh = md.packages_distributions()
+    assert fresh == {k: list(v) for k, v in md.packages_distributions().items()}
+    saved = json.loads((tmp_path / _fastimport.DISTRIBUTIONS_CACHE).read_text())
+    assert saved["key"] == _fastimport._installation_key() and saved["map"] == fresh
+
+
+def test_distribution_map_untouched_when_not_ours_or_transformers_already_has_it(lean, monkeypatch, tmp_path):
+    import importlib.metadata as md
+
+    standard = md.packages_distributions
+    with _fastimport.cached_distributions(tmp_path):  # not our process
+        assert md.packages_distributions is standard
+    _fastimport.enable()
+    monkeypatch.setitem(sys.modules, "transformers.utils.import_utils", sys)  # it computed its map already
+    with _fastimport.cached_distributions(tmp_path):
+        assert md.packages_distributions is standard
+    assert not (tmp_path / _fastimport.DISTRIBUTIONS_CACHE).exists()

@@ -122,9 +122,83 @@ def hiding(names: list[str]):
                 del sys.modules[n]
 
 
-def lean_imports(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
-    """Around importing AND loading a model (loading runs more availability checks): hide what it never uses."""
-    return hiding(hidden_modules(model_dir, tokenizer_dir))
+@contextlib.contextmanager
+def lean_imports(model_dir: str | Path, tokenizer_dir: str | Path | None = None, cache_dir: str | Path | None = None):
+    """Around importing AND loading a model (loading runs more availability checks): hide what it never uses.
+
+    With ``cache_dir``, transformers' map of installed distributions is read from a cache there (see
+    :func:`cached_distributions`).
+    """
+    with hiding(hidden_modules(model_dir, tokenizer_dir)), cached_distributions(cache_dir):
+        yield
+
+
+DISTRIBUTIONS_CACHE = "packages-distributions.json"
+
+
+def _installation_key() -> list:
+    """What ``packages_distributions()`` depends on: the interpreter and every ``sys.path`` entry with its mtime.
+
+    Installing, upgrading or removing a distribution adds or removes a ``*.dist-info`` folder in a
+    ``sys.path`` directory, which changes that directory's modification time.
+    """
+    key: list = [sys.version, sys.prefix]
+    for entry in sys.path:
+        try:
+            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            key.append([entry, None])
+    return key
+
+
+@contextlib.contextmanager
+def cached_distributions(cache_dir: str | Path | None):
+    """Serve ``importlib.metadata.packages_distributions()`` from a cache file inside the block (lean processes only).
+
+    Why: ``import transformers`` computes that map once, at import (``PACKAGE_DISTRIBUTION_MAPPING``), by
+    reading the metadata of every installed distribution — ~0.24 s with the training stack installed,
+    the same answer every time until something is installed. The cache is keyed by
+    :func:`_installation_key`; a changed installation recomputes it. Outside the block the standard
+    function is back.
+    """
+    import importlib.metadata as md
+
+    if not active() or cache_dir is None or "transformers.utils.import_utils" in sys.modules:
+        yield  # not ours, or transformers already holds its map
+        return
+    path = Path(cache_dir) / DISTRIBUTIONS_CACHE
+    key = _installation_key()
+    mapping: dict[str, list[str]] | None = None
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        data = json.loads(path.read_text())
+        if data["key"] == key:
+            mapping = {str(k): [str(d) for d in v] for k, v in data["map"].items()}
+    standard = md.packages_distributions
+
+    def packages_distributions():
+        nonlocal mapping
+        if mapping is None:
+            mapping = {k: list(v) for k, v in standard().items()}
+            _write_json(path, {"key": key, "map": mapping})
+        return {k: list(v) for k, v in mapping.items()}
+
+    md.packages_distributions = packages_distributions
+    try:
+        yield
+    finally:
+        md.packages_distributions = standard
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomically, best effort: a cache that cannot be written is only a slower next start."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 @contextlib.contextmanager

@@ -74,8 +74,9 @@ class LoadedModel:
         from mixtrain.models import _fastimport
 
         adapter, weights, processor_src = self._sources(merged_dir)
+        home = getattr(self.settings, "home", None)
         # The weights decide quantized or not; the processor folder decides whether its tokenizer is Mistral-format.
-        with _fastimport.lean_imports(weights, processor_src):
+        with _fastimport.lean_imports(weights, processor_src, Path(home) / "cache" if home else None):
             _fastimport.import_inference_stack(with_peft=adapter is not None)
             self._load_model(adapter, weights, processor_src)
 
