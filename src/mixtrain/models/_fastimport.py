@@ -8,6 +8,10 @@ they are *installed* (the training stack brings them):
   sklearn is present; its object-detection loss imports ``scipy.optimize``.
 - torchao and bitsandbytes: transformers' quantizer registry and ``import peft`` import them; torchao
   then tries to load CUDA extensions and prints failures and deprecation warnings to the user.
+- mistral_common (+ pydantic, requests, chardet; ~0.25 s): the processor's argument check resolves
+  ``transformers.MistralCommonBackend``, which imports it whenever it is installed. Hidden unless the
+  processor folder's tokenizer may be Mistral-format (:func:`needs_mistral_common`).
+- triton (~80 ms): ``torch._dynamo`` imports it when installed. Hidden only without an NVIDIA driver.
 
 transformers and peft decide "is X available?" with ``importlib.util.find_spec`` and cache the answer.
 A ``None`` entry in ``sys.modules`` is Python's documented way to say "this module cannot be imported"
@@ -15,16 +19,33 @@ A ``None`` entry in ``sys.modules`` is Python's documented way to say "this modu
 imported we hide those packages, then remove the ``None`` entries again: the libraries keep their
 "unavailable" answer, and anything imported later in the process still finds the packages.
 
+Two more costs of the same imports, not integrations:
+- the garbage collector: ~7 full collections, each walking the objects the imports create, ran during
+  one ``model run`` (0.70 s of ~4.6 s). :func:`collector_paused` pauses it for the imports and
+  freezes what they made (see there).
+- ``import transformers`` computes ``importlib.metadata.packages_distributions()`` (0.24 s, 279
+  distributions installed); :func:`cached_distributions` serves it from a cache keyed by the installation.
+
 This is done only where mixtrain owns the whole process (the ``model run`` / ``model export`` commands
 call :func:`enable`), or where the user asks for it with ``MIXTRAIN_LEAN_IMPORTS=1``; an SDK user's
 own process is left as it is unless they opt in (``MIXTRAIN_LEAN_IMPORTS=0`` turns it off everywhere).
 A model whose ``config.json`` carries a ``quantization_config`` needs its quantization library, so then
-torchao and bitsandbytes are not hidden.
+torchao and bitsandbytes are not hidden. None of it changes what is computed: answers are identical.
 
-Measured what did NOT pay: importing the concrete model class (e.g. ``LlavaForConditionalGeneration``)
-instead of ``AutoModelForImageTextToText`` saves ~30 ms, because the concrete modeling module imports
-the same generation/modeling stack; torch's dynamo and distributed-tensor modules are imported by
-transformers' masking code through ``torch._dynamo`` itself, so they cannot be avoided from here.
+Measured what did NOT pay, or cannot be done safely from here:
+- importing the concrete model class (e.g. ``LlavaForConditionalGeneration``) instead of
+  ``AutoModelForImageTextToText`` saves ~30 ms: the concrete modeling module imports the same stack.
+- ``torch._dynamo`` (~0.65 s with GC paused, and it imports ``torch.distributed.tensor`` and sympy) is
+  imported unconditionally by three separate lines: transformers' ``masking_utils`` (``from
+  torch._dynamo._trace_wrapped_higher_order_op import TransformGetItemToIndex``, which needs the whole
+  package), ``integrations/deepgemm.py`` (``@torch._dynamo.assume_constant_result`` at module level,
+  reached from ``modeling_utils``), and torchvision's ``ops/roi_align.py``. No switch of transformers
+  or torch turns them off; only replacing torch modules in ``sys.modules`` would, which is not safe.
+  ``torch.distributed.tensor`` (~0.32 s alone; from ``transformers.distributed.tensor_parallel`` when
+  ``torch.distributed.is_available()``) would still come in through dynamo.
+- fewer torch threads: a tiny model generates as fast with 1 thread as with 2 on an idle machine; only
+  on a CPU shared with other work do 2 threads oversubscribe it (then ``OMP_NUM_THREADS=1`` is the fix,
+  the user's choice: thread count may change float summation order, so it is not set from here).
 """
 
 from __future__ import annotations
