@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from e2e_helpers import REPO
+from e2e_helpers import FAMILIES, REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -64,8 +64,9 @@ def _probe(tmp_path, base, lean: str) -> dict:
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
 
-def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path):
-    base = tiny_models["llava"]
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path, family):
+    base = tiny_models[family]
     # A LoRA adapter with non-zero weights (init_lora_weights=False), so the adapter changes the answer path.
     subprocess.run(
         [sys.executable, "-c", ADAPTER, str(base), str(tmp_path / "adapter")],
