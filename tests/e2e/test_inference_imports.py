@@ -1,10 +1,12 @@
 """`model run` loads base + LoRA adapter without the optional integrations inference never uses.
 
-Why: those imports (scikit-learn, scipy, torchao, bitsandbytes) were most of a single `model run`'s
-wall time and printed torchao's CUDA-extension failures to the user. This proves the real load path
-(LoadedModel: processor, base model, peft adapter, generate) in a fresh process leaves them out, answers
-exactly as the full import path does, and leaves the packages importable afterwards. The cold-start
-figures themselves are in benchmarks/bench_inference.py (no timed assertions in tests).
+Why: those imports (scikit-learn, scipy, torchao, bitsandbytes; mistral_common for a tokenizer that is not
+Mistral-format; triton without a GPU) were most of a single `model run`'s wall time and printed torchao's
+CUDA-extension failures to the user. This proves the real load path (LoadedModel: processor, base model,
+peft adapter, generate) in a fresh process leaves them out, answers exactly as the full import path does
+(also when transformers' map of installed distributions comes from mixtrain's cache), and leaves the
+packages importable afterwards. The cold-start figures themselves are in
+benchmarks/bench_inference.py (no timed assertions in tests).
 """
 
 from __future__ import annotations
@@ -15,25 +17,27 @@ import subprocess
 import sys
 
 import pytest
-from e2e_helpers import REPO
+from e2e_helpers import FAMILIES, REPO
 
 pytestmark = pytest.mark.e2e
 
 PROBE = r"""
-import importlib.util, json, sys
+import gc, importlib.util, json, sys
 from pathlib import Path
 from PIL import Image
 from mixtrain.models.inference import LoadedModel
 
 root = Path(sys.argv[1])
 class Settings:
+    home = root / "home"  # the lean path keeps its map of installed distributions under home/cache
     image_cache = root / "cache"
 img = root / "red.png"
 Image.new("RGB", (64, 64), (220, 30, 30)).save(img)
 m = LoadedModel({"name": "t", "version": 1, "adapter_path": str(root / "adapter"), "base_model": sys.argv[2]}, Settings())
 out = m.run({"image": str(img), "prompt": "What colour is the shape?"}, max_new_tokens=6)
-names = ("sklearn", "scipy", "torchao", "bitsandbytes")
-print(json.dumps({"text": out["generated_text"], "peft": type(m.model).__name__,
+from mixtrain.hardware import nvidia_driver_present
+names = ("sklearn", "scipy", "torchao", "bitsandbytes", "mistral_common") + (() if nvidia_driver_present() else ("triton",))
+print(json.dumps({"text": out["generated_text"], "peft": type(m.model).__name__, "gc": gc.isenabled(),
                   "loaded": [n for n in names if n in sys.modules],
                   "findable": [n for n in names if importlib.util.find_spec(n) is not None]}))
 """
@@ -60,8 +64,9 @@ def _probe(tmp_path, base, lean: str) -> dict:
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
 
-def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path):
-    base = tiny_models["llava"]
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path, family):
+    base = tiny_models[family]
     # A LoRA adapter with non-zero weights (init_lora_weights=False), so the adapter changes the answer path.
     subprocess.run(
         [sys.executable, "-c", ADAPTER, str(base), str(tmp_path / "adapter")],
@@ -72,10 +77,17 @@ def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models,
 
     full = _probe(tmp_path, base, "0")
     lean = _probe(tmp_path, base, "1")
+    cache = tmp_path / "home" / "cache" / "packages-distributions.json"
+    assert cache.is_file()  # written by the first lean load ...
+    written = cache.stat().st_mtime_ns
+    again = _probe(tmp_path, base, "1")
+    assert cache.stat().st_mtime_ns == written  # ... and read, not rewritten, by the next one
 
     assert lean["peft"] == full["peft"] and lean["peft"].startswith("Peft")  # the adapter is applied on both paths
     assert full["loaded"], "control: the full import path loads none of them here, so this test proves nothing"
-    assert lean["text"] == full["text"]  # greedy: same weights, same answer
+    assert lean["text"] == full["text"] == again["text"]  # greedy: same weights, same answer
+    assert lean["gc"] and again["gc"]  # the collector paused for the imports is running again
+    assert again["loaded"] == [] and again["findable"] == full["findable"]
     assert lean["loaded"] == [], f"imported during a lean load: {lean['loaded']}"
     assert lean["findable"] == full["findable"]  # hiding is undone after the load
     assert "torchao" not in lean["stderr"]  # its CUDA-extension failures no longer reach the user

@@ -71,37 +71,43 @@ class LoadedModel:
         self.load_seconds = time.perf_counter() - t0
 
     def _load(self, merged_dir: Path | None) -> None:
-        from mixtrain.models._fastimport import lean_imports
+        from mixtrain.models import _fastimport
 
-        with lean_imports(merged_dir or self.info["base_model"]):  # the weights loaded: quantized or not
-            self._load_model(merged_dir)
+        adapter, weights, processor_src = self._sources(merged_dir)
+        home = getattr(self.settings, "home", None)
+        # The weights decide quantized or not; the processor folder decides whether its tokenizer is Mistral-format.
+        with _fastimport.lean_imports(weights, processor_src, Path(home) / "cache" if home else None):
+            _fastimport.import_inference_stack(with_peft=adapter is not None)
+            self._load_model(adapter, weights, processor_src)
 
-    def _load_model(self, merged_dir: Path | None) -> None:
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
+    def _sources(self, merged_dir: Path | None) -> tuple[Path | None, Path, Path]:
+        """(adapter to apply or None, folder of the weights, folder of the processor)."""
+        base = Path(self.info["base_model"])
         adapter = Path(self.info["adapter_path"]) if self.info["adapter_path"] else None
         if adapter is None:  # a base model registered without an adapter
-            merged_dir = Path(self.info["base_model"])
-        elif merged_dir is None and not (adapter / "adapter_config.json").is_file():
+            return None, base, base
+        if merged_dir is not None:  # the adapter is already merged into these weights
+            return None, Path(merged_dir), Path(merged_dir)
+        if not (adapter / "adapter_config.json").is_file():
             raise InvalidInput(
                 f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}",
                 "re-run the fine-tune",
             )
+        has_processor = any((adapter / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+        return adapter, base, (adapter if has_processor else base)
+
+    def _load_model(self, adapter: Path | None, weights: Path, processor_src: Path) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
         hw = detect()
         if hw.cuda:
             self.device, self.dtype = "cuda", (torch.bfloat16 if hw.bf16 else torch.float16)
         else:
             self.device, self.dtype = "cpu", torch.float32
-        has_processor = adapter is not None and any(
-            (adapter / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")
-        )
-        processor_src = merged_dir or (adapter if has_processor else self.info["base_model"])
         self.processor = AutoProcessor.from_pretrained(str(processor_src), use_fast=self.device == "cuda")
-        model = AutoModelForImageTextToText.from_pretrained(
-            str(merged_dir or self.info["base_model"]), dtype=self.dtype
-        )
-        if merged_dir is None:
+        model = AutoModelForImageTextToText.from_pretrained(str(weights), dtype=self.dtype)
+        if adapter is not None:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter))
