@@ -1,4 +1,4 @@
-"""Preflight measurement: the length pass agrees with the real processor, --image_size reaches Axolotl, --verbose.
+"""Preflight measurement: the length pass agrees with the real processor; --image_size reaches Axolotl; --verbose.
 
 Real processors of the tiny models (all four families), real images of many sizes (an EXIF-rotated one
 among them), real Axolotl for the dry runs and for its own image resizing.
@@ -69,10 +69,14 @@ def test_image_size_pads_every_image_as_axolotl_does(e2e, tiny_models):
     args += ["--base_model", str(tiny_models["qwen2_vl"]), "--model_type", "qwen2_vl", "--dry_run", "true"]
     plain = e2e.mix(*args, check=0)
     assert "image tokens 16/16/16" in plain.stdout  # 96-px images at the processor's own resolution
-    sized = e2e.mix(*args, "--image_size", "300", check=0)
+    assert "adapter: lora" not in plain.stdout  # no YAML dump without --verbose
+    sized = e2e.mix(*args, "--image_size", "300", "--verbose", check=0)
     assert "image tokens 9/9/9" in sized.stdout, sized.stdout  # padded to 300x300, then the processor's cap
     run_dir = Path(e2e.last_run()["run_dir"])
-    assert "image_size: 300" in (run_dir / "axolotl.yml").read_text()
+    yaml_text = (run_dir / "axolotl.yml").read_text()
+    assert "image_size: 300" in yaml_text
+    # --verbose: the generated YAML, whole, in the output
+    assert f"--- {run_dir / 'axolotl.yml'} ---" in sized.stdout and yaml_text.strip() in sized.stdout
     report = json.loads((run_dir / "data_report.json").read_text())["preflight"]
     assert report["image_size"] == 300 and report["image_pixels"] == {"min": 90000, "median": 90000, "max": 90000}
     # Axolotl's own processing strategy, on the training file as written, gives the images the preflight counted.
@@ -92,16 +96,3 @@ def test_image_size_pads_every_image_as_axolotl_does(e2e, tiny_models):
         [sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, env=e2e.env, timeout=300
     )
     assert "AXOLOTL (300, 300) 9" in out.stdout, out.stderr[-2000:]
-
-
-@pytest.mark.e2e
-def test_verbose_dry_run_prints_the_axolotl_yaml(e2e, tiny_models):
-    colour_dataset(e2e, "verbose", n=2)
-    args = ["workflow", "run", "vlm-finetune", "--dataset_name", "verbose", "--output_model_name", "verbose"]
-    args += ["--base_model", str(tiny_models["llava"]), "--dry_run", "true"]
-    quiet = e2e.mix(*args, check=0)
-    assert "adapter: lora" not in quiet.stdout
-    loud = e2e.mix(*args, "--verbose", check=0)
-    yaml_path = Path(e2e.last_run()["run_dir"]) / "axolotl.yml"
-    assert f"--- {yaml_path} ---" in loud.stdout
-    assert (yaml_path.read_text().strip() in loud.stdout) and "adapter: lora" in loud.stdout
