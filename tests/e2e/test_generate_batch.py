@@ -22,13 +22,17 @@ PROMPTS = [
 ]
 
 
-def _adapter(base: Path, out: Path) -> Path:
+def _adapter(base: Path, out: Path, seed: int = 1) -> Path:
+    """A random LoRA adapter, the same every run (an unseeded one sometimes made a row's answer empty; seed 0 does too)."""
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(str(base))
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=r".*language_model.*\.(q|v)_proj", init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(str(out))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        get_peft_model(model, lora).save_pretrained(str(out))
     return out
 
 
