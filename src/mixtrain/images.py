@@ -70,6 +70,23 @@ def resolve_image(
     return path
 
 
+def table_image_ref(value, source_dirs: list[str]) -> str:
+    """An image cell of a dataset as a reference: a relative path is looked up next to the file(s) the
+    dataset was loaded from, then in the working directory — one rule for training, evals and the dashboard.
+
+    Plain ``os.path`` on ``str`` folders: this runs once per row, and ``Path`` objects cost more than the check.
+    """
+    ref = "" if value is None else str(value).strip()
+    if not ref or "://" in ref or ref.startswith(("/", "~")):
+        return ref
+    plain = "/." not in "/" + ref and "//" not in ref and not ref.endswith("/")  # else let Path normalise it
+    for folder in source_dirs:
+        candidate = os.path.join(folder, ref) if plain else str(Path(folder) / ref)
+        if os.path.exists(candidate):
+            return candidate
+    return str(Path(ref).resolve())
+
+
 def _local_file(path: Path, ref: str) -> Path:
     """The regular file ``path`` names, or InvalidInput saying what it is instead.
 

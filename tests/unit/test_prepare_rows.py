@@ -9,8 +9,9 @@ from pathlib import Path
 from PIL import Image
 
 from mixtrain.datasets.store import DatasetStore
+from mixtrain.images import table_image_ref as _image_ref
 from mixtrain.settings import load_settings
-from mixtrain.vlm.prepare import _image_ref, prepare, to_messages
+from mixtrain.vlm.prepare import prepare, to_messages
 from mixtrain.vlm.spec import FinetuneSpec
 
 

@@ -8,6 +8,9 @@ import sys
 import typer
 from rich.console import Console
 
+from mixtrain.display import fmt_duration as fmt_duration  # re-exported for the commands
+from mixtrain.display import fmt_time as fmt_time
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -31,21 +34,6 @@ def confirm(question: str, yes: bool) -> None:
         raise InvalidInput(f"refusing to {question} without confirmation", "pass -y/--yes")
     if not typer.confirm(f"{question}?"):
         raise typer.Exit(1)
-
-
-def fmt_time(ts) -> str:
-    if ts is None:
-        return "-"
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def fmt_duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 STATUS_STYLE = {

@@ -329,6 +329,10 @@ class DatasetStore:
         with self.engine.connect() as conn:
             return (conn.execute(select(datasets.c.source).where(datasets.c.name == name)).scalar() or "").splitlines()
 
+    def source_dirs(self, name: str) -> list[str]:
+        """Folders of the files a dataset was loaded from: where its relative image paths are looked up."""
+        return list(dict.fromkeys(str(Path(s).parent) for s in self.sources(name) if os.path.isfile(s)))
+
     def summary(self, name: str) -> dict:
         table = self.get(name)
         snap = table.current_snapshot()

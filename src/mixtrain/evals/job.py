@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gc
 import time
-from pathlib import Path
 
 from mixtrain.evals.metrics import paired_bootstrap, score, summarize
 from mixtrain.evals.store import EvalStore
+from mixtrain.images import table_image_ref
 from mixtrain.models.quiet import quiet_native_stderr
 from mixtrain.settings import Settings, load_settings
 
@@ -99,31 +99,19 @@ def load_rows(datasets, rec: dict) -> list[dict]:
         .to_arrow()
         .to_pylist()
     )
-    source_dirs = list(dict.fromkeys(Path(s).parent for s in datasets.sources(rec["dataset"]) if Path(s).is_file()))
+    source_dirs = datasets.source_dirs(rec["dataset"])
     out = []
     for i, r in enumerate(data):
         ref = cfg["reference_column"]
         out.append(
             {
                 "row_id": i,
-                "image": image_ref(r[cfg["image_column"]], source_dirs),
+                "image": table_image_ref(r[cfg["image_column"]], source_dirs),
                 "prompt": "" if r[cfg["prompt_column"]] is None else str(r[cfg["prompt_column"]]),
                 "reference": None if not ref or r[ref] is None else str(r[ref]),
             }
         )
     return out
-
-
-def image_ref(value, source_dirs: list[Path]) -> str:
-    """Relative paths are looked up next to the dataset's uploaded file(s), then in the working directory
-    (the fine-tune resolves them the same way, so an eval sees the images training saw)."""
-    ref = "" if value is None else str(value).strip()
-    if not ref or "://" in ref or ref.startswith(("/", "~")):
-        return ref
-    for folder in source_dirs:
-        if (folder / ref).exists():
-            return str(folder / ref)
-    return str(Path(ref).resolve())
 
 
 def load_images(rows: list[dict], settings: Settings) -> tuple[list, list[dict]]:

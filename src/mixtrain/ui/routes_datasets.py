@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from mixtrain.errors import NotFound
+from mixtrain.images import table_image_ref
 from mixtrain.ui import thumbs
 from mixtrain.ui.web import Page, render
 
@@ -58,10 +59,6 @@ def _page(c, name: str, snapshot_id: int, offset: int, size: int) -> tuple[list[
 
 
 @lru_cache(maxsize=64)
-def _source_dirs(c, name: str) -> tuple[Path, ...]:
-    return tuple(dict.fromkeys(Path(s).parent for s in c.datasets.sources(name) if Path(s).is_file()))
-
-
 @router.get("/datasets/{name}")
 def dataset(request: Request, name: str, snapshot: str | None = None):
     c = client(request)
@@ -105,7 +102,7 @@ def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, colum
     value = rows[row - offset][column]
     if not isinstance(value, str) or not value.strip():
         raise HTTPException(404)
-    return _image_response(thumbs.thumbnail(thumbs.local_ref(value, list(_source_dirs(c, name))), c.settings))
+    return _image_response(thumbs.thumbnail(table_image_ref(value, c.datasets.source_dirs(name)), c.settings))
 
 
 def _image_response(path: Path | None):

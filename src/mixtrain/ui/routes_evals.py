@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from mixtrain.errors import NotFound
+from mixtrain.images import table_image_ref
 from mixtrain.ui import evals_view, features, thumbs
-from mixtrain.ui.routes_datasets import _image_response, _source_dirs
+from mixtrain.ui.routes_datasets import _image_response
 from mixtrain.ui.web import Page, render
 
 router = APIRouter()
@@ -56,4 +57,4 @@ def eval_thumb(request: Request, name: str, index: int):
     if not 0 <= index < len(rows) or not isinstance(rows[index]["image"], str):
         raise HTTPException(404)
     ref = rows[index]["image"]
-    return _image_response(thumbs.thumbnail(thumbs.local_ref(ref, list(_source_dirs(c, info["dataset"]))), c.settings))
+    return _image_response(thumbs.thumbnail(table_image_ref(ref, c.datasets.source_dirs(info["dataset"])), c.settings))

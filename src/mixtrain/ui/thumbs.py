@@ -36,17 +36,6 @@ def is_image_column(name: str, values: list) -> bool:
     )
 
 
-def local_ref(value: str, source_dirs: list[Path]) -> str:
-    """A relative path is looked up next to the file the dataset was loaded from (as training does)."""
-    ref = (value or "").strip()
-    if not ref or "://" in ref or ref.startswith(("/", "~")):
-        return ref
-    for folder in source_dirs:
-        if (folder / ref).exists():
-            return str(folder / ref)
-    return str(Path(ref).resolve())
-
-
 def thumbnail(ref: str, settings, size: int = SIZE) -> Path | None:
     """A cached JPEG thumbnail of ``ref``, or None when it cannot be resolved or decoded."""
     from mixtrain.images import resolve_image

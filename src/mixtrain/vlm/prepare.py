@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
-from mixtrain.images import verify_images
+from mixtrain.images import table_image_ref, verify_images
 from mixtrain.vlm.spec import FinetuneSpec
 from mixtrain.workflows.progress import phase_line
 
@@ -42,9 +42,7 @@ class PreparedData:
         }
 
 
-def load_rows(
-    datasets, spec: FinetuneSpec, snapshot_id: int | None = None
-) -> tuple[list[dict], int | None, list[Path]]:
+def load_rows(datasets, spec: FinetuneSpec, snapshot_id: int | None = None) -> tuple[list[dict], int | None, list[str]]:
     """Read the three mapped columns at the dataset's current snapshot, or at ``snapshot_id`` (a resumed run)."""
     table = datasets.get(spec.dataset_name)
     snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
@@ -69,28 +67,11 @@ def load_rows(
         raise InvalidInput(f"dataset {spec.dataset_name!r} has no data", "append rows to it first")
     cols = list(dict.fromkeys(wanted.values()))
     data = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=tuple(cols)).to_arrow().to_pylist()
-    source_dirs = list(dict.fromkeys(Path(s).parent for s in datasets.sources(spec.dataset_name) if Path(s).is_file()))
-    return data, snapshot.snapshot_id, source_dirs
+    return data, snapshot.snapshot_id, datasets.source_dirs(spec.dataset_name)
 
 
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
-
-
-def _image_ref(value, source_dirs: list[str]) -> str:
-    """Relative paths are looked up next to the uploaded file first, then in the working directory.
-
-    Plain ``os.path`` on ``str`` folders: this runs once per row, and ``Path`` objects cost more than the check.
-    """
-    ref = _text(value)
-    if not ref or "://" in ref or ref.startswith(("/", "~")):
-        return ref
-    plain = "/." not in "/" + ref and "//" not in ref and not ref.endswith("/")  # else let Path normalise it
-    for folder in source_dirs:
-        candidate = os.path.join(folder, ref) if plain else str(Path(folder) / ref)
-        if os.path.exists(candidate):
-            return candidate
-    return str(Path(ref).resolve())
 
 
 def prepare(
@@ -119,9 +100,8 @@ def prepare(
     t0 = time.monotonic()
     bad: dict[int, str] = {}
     refs = []
-    folders = [str(d) for d in source_dirs]
     for i, row in enumerate(rows):
-        ref = _image_ref(row[spec.image_column], folders)
+        ref = table_image_ref(row[spec.image_column], source_dirs)
         refs.append(ref)
         if not ref:
             bad[i] = f"empty {spec.image_column}"
