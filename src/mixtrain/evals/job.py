@@ -13,7 +13,7 @@ import time
 
 from mixtrain.evals.metrics import paired_bootstrap, score, summarize
 from mixtrain.evals.store import EvalStore
-from mixtrain.images import table_image_ref
+from mixtrain.images import cell_refs
 from mixtrain.models.quiet import quiet_native_stderr
 from mixtrain.settings import Settings, load_settings
 
@@ -100,13 +100,16 @@ def load_rows(datasets, rec: dict) -> list[dict]:
         .to_pylist()
     )
     source_dirs = datasets.source_dirs(rec["dataset"])
+    warehouse = datasets.warehouse_dir()
     out = []
     for i, r in enumerate(data):
         ref = cfg["reference_column"]
         out.append(
             {
                 "row_id": i,
-                "image": table_image_ref(r[cfg["image_column"]], source_dirs),
+                "image": next(
+                    iter(cell_refs(r[cfg["image_column"]], warehouse=warehouse, source_dirs=source_dirs)), ""
+                ),
                 "prompt": "" if r[cfg["prompt_column"]] is None else str(r[cfg["prompt_column"]]),
                 "reference": None if not ref or r[ref] is None else str(r[ref]),
             }

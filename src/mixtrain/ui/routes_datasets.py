@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from mixtrain.errors import NotFound
-from mixtrain.images import table_image_ref
+from mixtrain.images import cell_refs
 from mixtrain.ui import thumbs
 from mixtrain.ui.web import Page, render
 
@@ -99,10 +99,12 @@ def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, colum
     columns, rows = _page(c, name, snapshot_id, offset, PAGE_ROWS)
     if column not in columns or row - offset >= len(rows):
         raise HTTPException(404)
-    value = rows[row - offset][column]
-    if not isinstance(value, str) or not value.strip():
+    refs = cell_refs(
+        rows[row - offset][column], warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(name)
+    )
+    if not refs:
         raise HTTPException(404)
-    return _image_response(thumbs.thumbnail(table_image_ref(value, c.datasets.source_dirs(name)), c.settings))
+    return _image_response(thumbs.thumbnail(refs[0], c.settings))
 
 
 def _image_response(path: Path | None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from mixtrain.errors import NotFound
-from mixtrain.images import table_image_ref
+from mixtrain.images import cell_refs
 from mixtrain.ui import evals_view, features, thumbs
 from mixtrain.ui.routes_datasets import _image_response
 from mixtrain.ui.web import Page, render
@@ -57,4 +57,7 @@ def eval_thumb(request: Request, name: str, index: int):
     if not 0 <= index < len(rows) or not isinstance(rows[index]["image"], str):
         raise HTTPException(404)
     ref = rows[index]["image"]
-    return _image_response(thumbs.thumbnail(table_image_ref(ref, c.datasets.source_dirs(info["dataset"])), c.settings))
+    refs = cell_refs(ref, warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(info["dataset"]))
+    if not refs:
+        raise HTTPException(404)
+    return _image_response(thumbs.thumbnail(refs[0], c.settings))

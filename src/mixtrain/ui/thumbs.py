@@ -29,7 +29,9 @@ def looks_like_image(value) -> bool:
 
 
 def is_image_column(name: str, values: list) -> bool:
-    if any(looks_like_image(v) for v in values):
+    from mixtrain.images import is_ref
+
+    if any(looks_like_image(v) or is_ref(v) or (isinstance(v, list) and any(map(is_ref, v))) for v in values):
         return True
     return bool(re.search(r"(^|_)(image|img|picture|photo)s?($|_)", name.lower())) and any(
         isinstance(v, str) and v for v in values

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
-from mixtrain.images import table_image_ref, verify_images
+from mixtrain.images import cell_refs, verify_images
 from mixtrain.vlm.spec import FinetuneSpec
 from mixtrain.workflows.progress import phase_line
 
@@ -92,6 +92,7 @@ def prepare(
         )
     t0 = time.monotonic()
     rows, snapshot_id, source_dirs = load_rows(datasets, spec, snapshot_id)
+    warehouse = datasets.warehouse_dir()
     log(
         phase_line(
             f"read dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}", time.monotonic() - t0
@@ -101,7 +102,7 @@ def prepare(
     bad: dict[int, str] = {}
     refs = []
     for i, row in enumerate(rows):
-        ref = table_image_ref(row[spec.image_column], source_dirs)
+        ref = next(iter(cell_refs(row[spec.image_column], warehouse=warehouse, source_dirs=source_dirs)), "")
         refs.append(ref)
         if not ref:
             bad[i] = f"empty {spec.image_column}"
