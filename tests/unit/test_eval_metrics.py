@@ -125,3 +125,37 @@ def test_paired_bootstrap_small_noisy_difference_is_not_significant():
 def test_paired_bootstrap_skips_rows_either_side_failed():
     r = paired_bootstrap([1.0, None, 1.0], [0.0, 1.0, None])
     assert r["n"] == 1 and r["diff"] == 1.0
+
+
+# -- list references (VQA's ten answers, DocVQA's several) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metric, output, refs, expected",
+    [
+        ("exact_match", "Reddish.", ["red", "reddish"], 1.0),  # any reference
+        ("exact_match", "blue", ["red", "reddish"], 0.0),
+        ("contains", "it is dark red", ["crimson", "red"], 1.0),
+        ("contains", "tired", ["red"], 0.0),
+        ("anls", "invoice", ["invoice no", "invoce"], pytest.approx(1 - 1 / 7)),  # max over references
+        ("anls", "zzz", ["invoice", "receipt"], 0.0),
+        ("vqa", "red", ["red"] * 2 + ["blue"] * 8, pytest.approx(2 / 3)),
+        ("vqa", "Red", ["red"] * 3 + ["blue"] * 7, 1.0),
+        ("vqa", "red", ["red"] * 9 + ["blue"], 1.0),  # capped at 1
+        ("vqa", "green", ["red"] * 9 + ["blue"], 0.0),
+        ("vqa", "red", "red", pytest.approx(1 / 3)),  # one text reference counts once
+    ],
+)
+def test_list_references_score_the_best_match(metric, output, refs, expected):
+    assert score(metric, output, refs) == expected
+
+
+def test_one_reference_in_a_list_scores_like_the_text():
+    for metric in ("exact_match", "contains", "anls"):
+        for out in ("red", "a red one", "rad"):
+            assert score(metric, out, ["red"]) == score(metric, out, "red")
+
+
+def test_vqa_is_a_known_metric_and_skips_rows_without_output():
+    assert check_metric("vqa") == "vqa"
+    assert score("vqa", None, ["red"]) is None

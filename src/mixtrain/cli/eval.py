@@ -28,7 +28,11 @@ def create(
     models: str = typer.Option(
         ..., "--models", help="MODEL[:VERSION][,MODEL...] — compared side by side; the first two get a paired test."
     ),
-    metric: str = typer.Option("exact_match", "--metric", help="exact_match | contains | anls | none (outputs only)."),
+    metric: str = typer.Option(
+        "exact_match",
+        "--metric",
+        help="exact_match | contains | anls | vqa | none (outputs only). A list reference (several answers) scores the best match; vqa: min(#matching answers / 3, 1).",
+    ),
     image_column: str = typer.Option(
         "image_path", "--image_column", "--image-column", help="Column with image paths or URLs."
     ),

@@ -157,7 +157,11 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
 @app.command("run")
 def run(
     name: str,
-    inputs: str | None = typer.Option(None, "--inputs", help='JSON: {"image": PATH_OR_URL, "prompt": TEXT}.'),
+    inputs: str | None = typer.Option(
+        None,
+        "--inputs",
+        help='JSON: {"image": PATH_OR_URL, "prompt": TEXT} or {"images": [PATH_OR_URL, ...], "prompt": TEXT}.',
+    ),
     image: str | None = typer.Option(None, "--image", help="Image path or URL."),
     prompt: str | None = typer.Option(None, "--prompt", help="Prompt text."),
     config: str | None = typer.Option(
@@ -180,14 +184,14 @@ def run(
         _rows(inputs, image, prompt, inputs_file)  # only one way of giving inputs
         return _run_file(name, version, inputs_file, output, gen)
     rows = _rows(inputs, image, prompt, inputs_file)
-    for row in rows:
-        check_inputs(row)
+    checked = [check_inputs(row) for row in rows]
     c = client()
     info = c.get_model_info(name, version)
     from mixtrain.images import resolve_image
 
-    for row in rows:  # fail on a bad image before loading the model
-        resolve_image(str(row["image"]), c.settings.image_cache)
+    for refs, _ in checked:  # fail on a bad image before loading the model
+        for ref in refs:
+            resolve_image(ref, c.settings.image_cache)
     from mixtrain.client import get_model
     from mixtrain.models.quiet import quiet_native_stderr
 
@@ -242,8 +246,8 @@ def _run_file(name, version, inputs_file: Path, output, gen) -> None:
     for n, row, problem in _file_rows(inputs_file):
         if problem is None:
             try:
-                check_inputs(row)
-                resolve_image(str(row["image"]), c.settings.image_cache)  # a bad image fails before the model loads
+                for ref in check_inputs(row)[0]:
+                    resolve_image(ref, c.settings.image_cache)  # a bad image fails before the model loads
             except MixtrainError as exc:
                 problem = str(exc)
         records.append({"line": n, "input": row, **({"error": problem} if problem else {})})

@@ -51,7 +51,7 @@ def _evaluate(settings: Settings, rec: dict) -> dict:
     images, failures = load_images(rows, settings)
     for f in failures:
         print(f"  row {f['row_id']}: {f['reason']} — counted as failed", flush=True)
-    ok = [i for i, img in enumerate(images) if img is not None]
+    ok = [i for i, img in enumerate(images) if img is not None]  # images[i]: the row's decoded images
     outputs: dict[str, list] = {}
     scores: dict[str, dict] = {}
     for m in rec["models"]:
@@ -90,7 +90,10 @@ def _evaluate(settings: Settings, rec: dict) -> dict:
 
 
 def load_rows(datasets, rec: dict) -> list[dict]:
-    """The eval's columns at its pinned snapshot, as {row_id, image, prompt, reference}."""
+    """The eval's columns at its pinned snapshot, as {row_id, images, image, prompt, reference}.
+
+    ``images``: every image of the cell (one, a list, stored references); ``reference``: a text, or a
+    list of acceptable answers (VQA's ten) kept as a list for the metric."""
     cfg = rec["config"]
     table = datasets.get(rec["dataset"])
     cols = [c for c in (cfg["image_column"], cfg["prompt_column"], cfg["reference_column"]) if c]
@@ -100,35 +103,62 @@ def load_rows(datasets, rec: dict) -> list[dict]:
         .to_pylist()
     )
     source_dirs = datasets.source_dirs(rec["dataset"])
-    warehouse = datasets.warehouse_dir()
+    refs_of = _refs_of(datasets, source_dirs)
     out = []
     for i, r in enumerate(data):
         ref = cfg["reference_column"]
+        images = refs_of(r[cfg["image_column"]])
+        value = None if not ref else r[ref]
         out.append(
             {
                 "row_id": i,
-                "image": next(
-                    iter(cell_refs(r[cfg["image_column"]], warehouse=warehouse, source_dirs=source_dirs)), ""
-                ),
+                "images": images,
+                "image": images[0] if images else "",
                 "prompt": "" if r[cfg["prompt_column"]] is None else str(r[cfg["prompt_column"]]),
-                "reference": None if not ref or r[ref] is None else str(r[ref]),
+                "reference": None
+                if value is None
+                else [str(v) for v in value if v is not None]
+                if isinstance(value, (list, tuple))
+                else str(value),
             }
         )
     return out
 
 
+def _refs_of(datasets, source_dirs: list[str]):
+    """Any image cell → references (``mixtrain.images.cell_refs``: strings, stored references, lists)."""
+    warehouse = datasets.warehouse_dir()
+    return lambda cell: cell_refs(cell, warehouse=warehouse, source_dirs=source_dirs)
+
+
 def load_images(rows: list[dict], settings: Settings) -> tuple[list, list[dict]]:
     """Decode every image once (shared by all models); a bad one becomes a listed row failure."""
-    from mixtrain.errors import MixtrainError
+    from mixtrain.errors import InvalidInput, MixtrainError
     from mixtrain.images import load_image
+    from mixtrain.models.generate import placeholders
 
-    images, failures = [], []
+    images: list = []
+    failures = []
     for r in rows:
+        current = ""
         try:
-            images.append(load_image(r["image"], settings.image_cache))
+            if not r["images"]:
+                raise InvalidInput("the row has no image", "fill its image column")
+            marks = placeholders(r["prompt"])
+            if marks and marks != len(r["images"]):
+                raise InvalidInput(
+                    f"the prompt has {marks} <image> placeholder(s) but the row has {len(r['images'])} image(s)",
+                    "one <image> per image",
+                )
+            loaded = []
+            for current in r["images"]:
+                loaded.append(load_image(current, settings.image_cache))
+            images.append(loaded)
         except (MixtrainError, OSError, ValueError) as exc:
             images.append(None)
-            failures.append({"row_id": r["row_id"], "image": r["image"], "reason": str(exc).splitlines()[0][:300]})
+            failures.append(
+                {"row_id": r["row_id"], "image": current or r["image"], "reason": str(exc).splitlines()[0][:300]}
+            )
     return images, failures
 
 
@@ -153,9 +183,10 @@ def generate_all(
     texts: list[str] = []
     spent = 0.0
     for start in range(0, n, bs):
-        conversations = [image_prompt(p) for p in prompts[start : start + bs]]
+        batch = images[start : start + bs]
+        conversations = [image_prompt(p, len(imgs)) for p, imgs in zip(prompts[start : start + bs], batch, strict=True)]
         t0 = time.perf_counter()
-        gens = model.generate(conversations, [[img] for img in images[start : start + bs]], **cfg["generation"])
+        gens = model.generate(conversations, batch, **cfg["generation"])
         spent += time.perf_counter() - t0
         texts.extend(g.text for g in gens)
         done = len(texts)
@@ -170,14 +201,22 @@ def generate_all(
 def write_results(datasets, rec: dict, rows: list[dict], outputs: dict[str, list], per_row: dict[str, list]) -> None:
     """One Iceberg table, created and filled in one commit: row_id, image, prompt, reference, then per
     model ``<label>__output`` and ``<label>__score``."""
+    import json
+
     import pyarrow as pa
 
     columns = {
         "row_id": pa.array([r["row_id"] for r in rows], pa.int64()),
         "image": pa.array([r["image"] for r in rows], pa.string()),
         "prompt": pa.array([r["prompt"] for r in rows], pa.string()),
-        "reference": pa.array([r["reference"] for r in rows], pa.string()),
+        # several acceptable answers are kept as their JSON list
+        "reference": pa.array(
+            [json.dumps(r["reference"]) if isinstance(r["reference"], list) else r["reference"] for r in rows],
+            pa.string(),
+        ),
     }
+    if any(len(r["images"]) > 1 for r in rows):  # multi-image rows: every image, beside the first
+        columns["images"] = pa.array([r["images"] for r in rows], pa.list_(pa.string()))
     for m in rec["models"]:
         columns[f"{m['label']}__output"] = pa.array(outputs[m["label"]], pa.string())
         columns[f"{m['label']}__score"] = pa.array(per_row[m["label"]], pa.float64())

@@ -3,7 +3,10 @@
 Normalisation follows the conventions the field compares against, so a score here means what it
 means in a paper: ``exact_match``/``contains`` use VQA/TextVQA answer normalisation (lowercase, no
 punctuation, no articles, single spaces); ``anls`` is DocVQA's average normalised Levenshtein
-similarity with its 0.5 threshold. Levenshtein comes from ``rapidfuzz`` (C++, well kept).
+similarity with its 0.5 threshold; ``vqa`` is VQA accuracy over a row's (usually 10) human answers,
+min(#answers equal to the output / 3, 1). A reference may be a list of acceptable answers: a row
+scores the best over them (any match for ``exact_match``/``contains``, the max for ``anls``).
+Levenshtein comes from ``rapidfuzz`` (C++, well kept).
 Statistics use a seeded bootstrap, so the same results always give the same intervals.
 """
 
@@ -15,7 +18,7 @@ from collections.abc import Callable
 
 from mixtrain.errors import InvalidInput
 
-METRICS = ("exact_match", "contains", "anls", "none")
+METRICS = ("exact_match", "contains", "anls", "vqa", "none")
 ANLS_THRESHOLD = 0.5
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -60,6 +63,12 @@ def anls(output: str | None, reference: str, threshold: float = ANLS_THRESHOLD) 
     return 0.0 if distance > threshold else 1.0 - distance
 
 
+def vqa_accuracy(output: str | None, references: list[str]) -> float:
+    """VQA accuracy: an answer is right when at least 3 annotators gave it (VQA normalisation)."""
+    out = normalize_answer(output)
+    return min(sum(normalize_answer(r) == out for r in references) / 3, 1.0)
+
+
 SCORERS: dict[str, Callable[[str | None, str], float]] = {
     "exact_match": exact_match,
     "contains": contains,
@@ -73,11 +82,25 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def score(metric: str, output: str | None, reference: str | None) -> float | None:
-    """The row's score, or None for ``none`` (outputs only) and for rows without an output."""
+def references(reference) -> list[str]:
+    """A reference cell as its list of acceptable answers (a list cell, or one text)."""
+    if reference is None:
+        return [""]
+    if isinstance(reference, (list, tuple)):
+        return [str(r) for r in reference if r is not None] or [""]
+    return [str(reference)]
+
+
+def score(metric: str, output: str | None, reference: str | list[str] | None) -> float | None:
+    """The row's score, or None for ``none`` (outputs only) and for rows without an output.
+
+    A list of references scores the best match (``vqa`` counts the matching answers instead)."""
     if metric == "none" or output is None:
         return None
-    return SCORERS[check_metric(metric)](output, reference or "")
+    refs = references(reference)
+    if check_metric(metric) == "vqa":
+        return vqa_accuracy(output, refs)
+    return max(SCORERS[metric](output, r) for r in refs)
 
 
 def bootstrap_ci(

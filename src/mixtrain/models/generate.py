@@ -11,6 +11,7 @@ left-padded row generates what it would alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,25 @@ def _decode(
     return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=used, finish_reason=reason)
 
 
-def image_prompt(prompt: str) -> list[dict]:
-    """The single-turn conversation ``model run`` asks: one image, then the prompt."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+PLACEHOLDER = re.compile(r"\s*<image>\s*")
+
+
+def image_prompt(prompt: str, images: int = 1) -> list[dict]:
+    """The single-turn conversation ``model run`` asks: the images, then the prompt — or, when the prompt
+    holds one ``<image>`` per image (LLaVA-style text), each image where its placeholder stands, as the
+    fine-tune trained it (vlm/rows.py)."""
+    pieces = PLACEHOLDER.split(prompt)
+    if images and len(pieces) - 1 == images:
+        content: list[dict] = []
+        for i, piece in enumerate(pieces):
+            if i:
+                content.append({"type": "image"})
+            if piece.strip():
+                content.append({"type": "text", "text": piece.strip()})
+    else:
+        content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": prompt}]
+    return [{"role": "user", "content": content}]
+
+
+def placeholders(prompt: str) -> int:
+    return len(PLACEHOLDER.findall(prompt))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.hardware import detect
-from mixtrain.models.generate import Generation, generate_batch, image_prompt
+from mixtrain.models.generate import Generation, generate_batch, image_prompt, placeholders
 
 GENERATION_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "do_sample": None}
 
@@ -42,22 +42,38 @@ def generation_settings(config: dict | None) -> dict:
     return out
 
 
-def check_inputs(inputs) -> tuple[str, str]:
+def check_inputs(inputs) -> tuple[list[str], str]:
+    """``{"image": REF, "prompt": TEXT}`` or ``{"images": [REF, ...], "prompt": TEXT}`` → (image refs, prompt)."""
+    example = '--inputs \'{"image": "/path/img.jpg", "prompt": "..."}\' or \'{"images": ["/a.jpg", "/b.jpg"], "prompt": "..."}\''
     if not isinstance(inputs, dict):
-        raise InvalidInput(
-            "inputs must be a JSON object",
-            '--inputs \'{"image": "/path/img.jpg", "prompt": "What is in this image?"}\'',
-        )
-    missing = [k for k in ("image", "prompt") if not str(inputs.get(k) or "").strip()]
+        raise InvalidInput("inputs must be a JSON object", example)
+    if "image" in inputs and "images" in inputs:
+        raise InvalidInput("inputs give both 'image' and 'images'", "give one image as 'image', several as 'images'")
+    if "images" in inputs:
+        images = inputs["images"]
+        if not isinstance(images, list) or not images or not all(isinstance(i, str) and i.strip() for i in images):
+            raise InvalidInput("'images' must be a non-empty list of image paths or URLs", example)
+        refs = [i.strip() for i in images]
+    else:
+        refs = [str(inputs.get("image") or "").strip()]
+    missing = [
+        k for k, ok in (("image", bool(refs[0])), ("prompt", bool(str(inputs.get("prompt") or "").strip()))) if not ok
+    ]
     if missing:
-        raise InvalidInput(
-            f"inputs need {' and '.join(repr(k) for k in missing)}",
-            '--inputs \'{"image": "/path/img.jpg", "prompt": "..."}\'',
-        )
-    extra = sorted(set(inputs) - {"image", "prompt"})
+        raise InvalidInput(f"inputs need {' and '.join(repr(k) for k in missing)}", example)
+    extra = sorted(set(inputs) - {"image", "images", "prompt"})
     if extra:
-        raise InvalidInput(f"unknown input key(s): {', '.join(extra)}", "inputs take 'image' and 'prompt'")
-    return str(inputs["image"]), str(inputs["prompt"])
+        raise InvalidInput(
+            f"unknown input key(s): {', '.join(extra)}", "inputs take 'image' (or 'images') and 'prompt'"
+        )
+    prompt = str(inputs["prompt"])
+    marks = placeholders(prompt)
+    if marks and marks != len(refs):
+        raise InvalidInput(
+            f"the prompt has {marks} <image> placeholder(s) but the inputs give {len(refs)} image(s)",
+            "put one <image> where each image goes, or none to show the images before the prompt",
+        )
+    return refs, prompt
 
 
 class LoadedModel:
@@ -127,7 +143,7 @@ class LoadedModel:
         )
 
     def run_batch(self, rows: list[dict], batch_size: int = 8, **config) -> list[dict]:
-        """Answer many ``{"image", "prompt"}`` rows, ``batch_size`` per ``generate`` call."""
+        """Answer many ``{"image" | "images", "prompt"}`` rows, ``batch_size`` per ``generate`` call."""
         from mixtrain.images import load_image
 
         if batch_size < 1:
@@ -137,12 +153,12 @@ class LoadedModel:
         results: list[dict] = []
         for start in range(0, len(checked), batch_size):
             chunk = checked[start : start + batch_size]
-            images = [[load_image(ref, self.settings.image_cache)] for ref, _ in chunk]
+            images = [[load_image(ref, self.settings.image_cache) for ref in refs] for refs, _ in chunk]
             t0 = time.perf_counter()
             outs = generate_batch(
                 self.model,
                 self.processor,
-                [image_prompt(p) for _, p in chunk],
+                [image_prompt(p, len(refs)) for refs, p in chunk],
                 images,
                 gen,
                 device=self.device,

@@ -36,8 +36,10 @@ class Measured:
     lengths: list[int]  # tokens per row, image tokens included
     image_tokens: list[int]  # image tokens per row
     pixels: list[int]  # pixels per image as the processor receives it (after --image_size)
-    processor_rows: int  # rows the real processor tokenised
-    method: str  # how every row's length was obtained
+    images: list[int] = field(default_factory=list)  # images per row
+    per_image: list[int] = field(default_factory=list)  # image tokens of each image (rows through the processor)
+    processor_rows: int = 0  # rows the real processor tokenised
+    method: str = ""  # how every row's length was obtained
     disagreements: list[dict] = field(default_factory=list)
 
 
@@ -56,22 +58,26 @@ def measure(
             real = _map(_processor_pass, order, workers)
             sizes = _map(_sizes, order, workers)
             return Measured(
-                [n for n, _ in real],
-                [k for _, k in real],
+                [n for n, _, _ in real],
+                [k for _, k, _ in real],
                 [w * h for row in sizes for w, h in row],
-                len(rows),
-                "processor on every row",
+                images=[len(row) for row in sizes],
+                per_image=[c for _, _, runs in real for c in runs],
+                processor_rows=len(rows),
+                method="processor on every row",
             )
         fast = _map(_length_pass, order, workers)  # (text tokens, placeholders, sizes) per row
         per_size = _tokens_for_sizes({s for _, _, sizes in fast for s in sizes})
         lengths: list[int] = []
         images: list[int] = []
         pixels: list[int] = []
+        n_images: list[int] = []
         for text, placeholders, sizes in fast:
             counts = [per_size[s] for s in sizes]
             lengths.append(text - placeholders + sum(counts))
             images.append(sum(counts) if sizes else placeholders)
             pixels.extend(w * h for w, h in sizes)
+            n_images.append(len(sizes))
         sample = sorted(random.Random(0).sample(order, SAMPLE))
         checked = dict(zip(sample, _map(_processor_pass, sample, workers), strict=True))
         wrong = [i for i in sample if checked[i][0] != lengths[i]]
@@ -79,14 +85,15 @@ def measure(
         if wrong:  # the length pass is not exact for this processor: measure every row the slow way
             rest = [i for i in order if i not in checked]
             checked.update(zip(rest, _map(_processor_pass, rest, workers), strict=True))
-        for i, (n, k) in checked.items():
+        per_image = [c for i in sorted(checked) for c in checked[i][2]]
+        for i, (n, k, _) in checked.items():
             lengths[i], images[i] = n, k
         method = (
             f"processor on every row (the length pass disagreed on {len(wrong)} of {len(sample)} sampled rows)"
             if wrong
             else f"processor on a seeded sample of {len(sample)} rows, agreeing with a length pass over every row"
         )
-        return Measured(lengths, images, pixels, len(checked), method, disagreements)
+        return Measured(lengths, images, pixels, n_images, per_image, len(checked), method, disagreements)
     finally:
         _STATE.clear()
 
@@ -117,8 +124,9 @@ def _ids(out) -> list[int]:
     return list(ids[0] if ids and isinstance(ids[0], list) else ids)
 
 
-def _processor_pass(i: int) -> tuple[int, int]:
-    """(tokens, image tokens) of row ``i`` through the real processor and chat template, images loaded."""
+def _processor_pass(i: int) -> tuple[int, int, list[int]]:
+    """(tokens, image tokens, image tokens of each image) of row ``i`` through the real processor and chat
+    template, images loaded."""
     proc, image_id = _STATE["proc"], _STATE["image_id"]
     ids = _ids(
         proc.apply_chat_template(
@@ -128,7 +136,22 @@ def _processor_pass(i: int) -> tuple[int, int]:
             return_dict=True,
         )
     )
-    return len(ids), ids.count(image_id) if image_id is not None else 0
+    runs = _runs(ids, image_id)
+    return len(ids), sum(runs), runs
+
+
+def _runs(ids: list[int], image_id: int | None) -> list[int]:
+    """Lengths of the runs of image tokens: one run per image (templates put text or markers between images)."""
+    runs: list[int] = []
+    last = None
+    for t in ids:
+        if t == image_id and image_id is not None:
+            if last == image_id:
+                runs[-1] += 1
+            else:
+                runs.append(1)
+        last = t
+    return runs
 
 
 def _length_pass(i: int) -> tuple[int, int, list[tuple[int, int]]]:

@@ -95,6 +95,8 @@ def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
         "max_pixels": (raw.get("processor_kwargs") or {}).get("max_pixels"),
         "tokens": _stats(m.lengths),
         "image_tokens": _stats(m.image_tokens),
+        "images_per_row": _stats(m.images),
+        "image_tokens_per_image": _stats(m.per_image),
         "image_pixels": _stats(m.pixels),
         "long_rows": [{"row": i, "tokens": n} for i, n in long_rows],
         "long_rows_policy": request.get("on_long_row", "fail"),
@@ -108,11 +110,25 @@ def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
         phase_line(
             f"preflight: {checked} through the processor — "
             f"tokens min/median/max {stats['tokens']['min']}/{stats['tokens']['median']}/{stats['tokens']['max']}, "
-            f"image tokens {stats['image_tokens']['min']}/{stats['image_tokens']['median']}/{stats['image_tokens']['max']}",
+            f"image tokens {stats['image_tokens']['min']}/{stats['image_tokens']['median']}/{stats['image_tokens']['max']}"
+            + (
+                f" (per image {stats['image_tokens_per_image']['min']}/{stats['image_tokens_per_image']['median']}/"
+                f"{stats['image_tokens_per_image']['max']}, {stats['images_per_row']['max']} images in a row at most)"
+                if stats["images_per_row"]["max"] > 1
+                else ""
+            ),
             time.monotonic() - t0,
         ),
         flush=True,
     )
+    blind = [numbers[i] for i, (k, n) in enumerate(zip(m.image_tokens, m.images, strict=True)) if n and not k]
+    if blind:
+        _write(config_path, stats)
+        raise SystemExit(
+            f"mixtrain: {len(blind)} rows have images but get 0 image tokens from {cfg.base_model}'s processor and chat template "
+            f"(first: row {blind[0]}), so the model would never see them and training would fail on the first batch — "
+            "check that --model_type matches the base model, and that its processor and chat template place its image token"
+        )
     if long_rows:
         listed = ", ".join(f"row {i} ({n} tokens)" for i, n in long_rows[:MAX_LISTED]) + (
             " …" if len(long_rows) > MAX_LISTED else ""

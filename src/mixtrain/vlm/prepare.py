@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.images import cell_refs, verify_images
+from mixtrain.vlm import rows as rows_mod
+from mixtrain.vlm.rows import CONVERSATION_COLUMNS, BadRow, Turn
 from mixtrain.vlm.spec import FinetuneSpec
 from mixtrain.workflows.progress import phase_line
 
@@ -42,16 +44,49 @@ class PreparedData:
         }
 
 
-def load_rows(datasets, spec: FinetuneSpec, snapshot_id: int | None = None) -> tuple[list[dict], int | None, list[str]]:
-    """Read the three mapped columns at the dataset's current snapshot, or at ``snapshot_id`` (a resumed run)."""
-    table = datasets.get(spec.dataset_name)
-    snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
-    if snapshot_id is not None and snapshot is None:
-        raise InvalidInput(
-            f"dataset {spec.dataset_name!r} no longer has snapshot {snapshot_id}, which the interrupted run trained on",
-            "start a new run with `mixtrain workflow run` on the dataset as it is now",
-        )
-    available = [f.name for f in table.schema().fields]
+@dataclass
+class Columns:
+    """Which columns a row is read from: a conversation column, or prompt + response (+ images either way)."""
+
+    messages: str | None
+    image: str | None
+    prompt: str | None = None
+    response: str | None = None
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(c for c in (self.messages, self.image, self.prompt, self.response) if c))
+
+
+def choose_columns(spec: FinetuneSpec, available: list[str], log=print) -> Columns:
+    """The spec's mapping against the table's columns (a conversation column is used when asked for, or
+    when the table has one and no prompt/response columns — said in the log)."""
+    defaults = FinetuneSpec.model_fields
+    messages = spec.messages_column
+    plain_default = all(
+        getattr(spec, f) == defaults[f].default for f in ("prompt_column", "response_column")
+    ) and not any(c in available for c in (spec.prompt_column, spec.response_column))
+    if not messages and plain_default:
+        messages = next((c for c in CONVERSATION_COLUMNS if c in available), "")
+        if messages:
+            log(
+                phase_line(
+                    f"columns: training on the conversations in column {messages!r} "
+                    f"(the table has no {spec.prompt_column!r}/{spec.response_column!r} columns; --messages_column chooses)"
+                )
+            )
+    if messages:
+        if messages not in available:
+            raise InvalidInput(
+                f"dataset {spec.dataset_name!r} has no column {messages} (--messages_column)",
+                f"its columns are: {', '.join(available)}",
+            )
+        image = spec.image_column if spec.image_column in available else None
+        if image is None and spec.image_column != defaults["image_column"].default:
+            raise InvalidInput(
+                f"dataset {spec.dataset_name!r} has no column {spec.image_column} (--image_column)",
+                f"its columns are: {', '.join(available)}",
+            )
+        return Columns(messages, image)
     wanted = {
         "image_column": spec.image_column,
         "prompt_column": spec.prompt_column,
@@ -61,17 +96,68 @@ def load_rows(datasets, spec: FinetuneSpec, snapshot_id: int | None = None) -> t
     if missing:
         raise InvalidInput(
             f"dataset {spec.dataset_name!r} has no column {', '.join(missing)}",
-            f"its columns are: {', '.join(available)} — map them with --image_column/--prompt_column/--response_column",
+            f"its columns are: {', '.join(available)} — map them with --image_column/--prompt_column/--response_column"
+            " (or --messages_column for a conversation column)",
         )
+    return Columns(None, spec.image_column, spec.prompt_column, spec.response_column)
+
+
+def load_rows(
+    datasets, spec: FinetuneSpec, snapshot_id: int | None = None, log=print
+) -> tuple[list[dict], int | None, list[str], Columns]:
+    """Read the mapped columns at the dataset's current snapshot, or at ``snapshot_id`` (a resumed run)."""
+    table = datasets.get(spec.dataset_name)
+    snapshot = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
+    if snapshot_id is not None and snapshot is None:
+        raise InvalidInput(
+            f"dataset {spec.dataset_name!r} no longer has snapshot {snapshot_id}, which the interrupted run trained on",
+            "start a new run with `mixtrain workflow run` on the dataset as it is now",
+        )
+    available = [f.name for f in table.schema().fields]
+    columns = choose_columns(spec, available, log)
     if snapshot is None:
         raise InvalidInput(f"dataset {spec.dataset_name!r} has no data", "append rows to it first")
-    cols = list(dict.fromkeys(wanted.values()))
-    data = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=tuple(cols)).to_arrow().to_pylist()
-    return data, snapshot.snapshot_id, datasets.source_dirs(spec.dataset_name)
+    data = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=tuple(columns.names())).to_arrow().to_pylist()
+    return data, snapshot.snapshot_id, datasets.source_dirs(spec.dataset_name), columns
 
 
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
+
+
+def _response(value, column: str, row: int, pick: str) -> str:
+    """A response cell as text; a list of answers is never stringified (refused unless --response_pick first)."""
+    if isinstance(value, (list, tuple)):
+        if pick != "first":
+            raise InvalidInput(
+                f"column {column!r} holds a list of answers (row {row}: {_shown_list(value)}), not one response",
+                "pass --response_pick first to train on each row's first answer, or map a text column with --response_column",
+            )
+        return next((_text(v) for v in value if _text(v)), "")
+    return _text(value)
+
+
+def _shown_list(value) -> str:
+    text = json.dumps(list(value)[:3], ensure_ascii=False, default=str)
+    return text[:120] + ("…" if len(text) > 120 or len(value) > 3 else "")
+
+
+def row_turns(row: dict, i: int, columns: Columns, spec: FinetuneSpec, refs_of) -> list[Turn]:
+    """One table row as training turns with its image references (raises BadRow)."""
+    images = refs_of(row[columns.image]) if columns.image else []
+    if columns.messages:
+        turns = rows_mod.parse_conversation(row[columns.messages])
+        return rows_mod.fill_slots(rows_mod.resolve_images(turns, refs_of), images)
+    assert columns.prompt and columns.response and columns.image
+    if not images:
+        raise BadRow(f"empty {columns.image}")
+    prompt = _text(row[columns.prompt])
+    if not prompt:
+        raise BadRow(f"empty {columns.prompt}")
+    response = _response(row[columns.response], columns.response, i, spec.response_pick)
+    if not response:
+        raise BadRow(f"empty {columns.response}")
+    return rows_mod.plain_turns(prompt, response, images)
 
 
 def prepare(
@@ -91,37 +177,38 @@ def prepare(
             split="eval",
         )
     t0 = time.monotonic()
-    rows, snapshot_id, source_dirs = load_rows(datasets, spec, snapshot_id)
-    warehouse = datasets.warehouse_dir()
+    rows, snapshot_id, source_dirs, columns = load_rows(datasets, spec, snapshot_id, log)
     log(
         phase_line(
             f"read dataset {spec.dataset_name}: {len(rows)} rows at snapshot {snapshot_id}", time.monotonic() - t0
         )
     )
     t0 = time.monotonic()
+    refs_of = _refs_of(datasets, source_dirs)
     bad: dict[int, str] = {}
-    refs = []
+    turns: list[list[Turn]] = []
+    refs: list[list[str]] = []
     for i, row in enumerate(rows):
-        ref = next(iter(cell_refs(row[spec.image_column], warehouse=warehouse, source_dirs=source_dirs)), "")
-        refs.append(ref)
-        if not ref:
-            bad[i] = f"empty {spec.image_column}"
-        elif not _text(row[spec.prompt_column]):
-            bad[i] = f"empty {spec.prompt_column}"
-        elif not _text(row[spec.response_column]):
-            bad[i] = f"empty {spec.response_column}"
-    to_check = [r if i not in bad else "" for i, r in enumerate(refs)]
+        try:
+            t = row_turns(row, i, columns, spec, refs_of)
+        except BadRow as exc:
+            bad[i] = str(exc)
+            t = []
+        turns.append(t)
+        refs.append(rows_mod.image_refs(t))
+    _check_image_size(spec, refs, bad)
     good, failures = verify_images(
-        [r for r in to_check if r],
+        list(dict.fromkeys(r for i, rs in enumerate(refs) if i not in bad for r in rs)),
         datasets.settings.image_cache,
         workers=min(16, (os.cpu_count() or 2) * 4),
         progress=_progress(log),
     )
     reasons = {ref: why for _, ref, why in failures}
-    for i, ref in enumerate(to_check):
-        if ref and ref in reasons:
-            bad[i] = reasons[ref]
-    bad_rows = sorted((i, refs[i], why) for i, why in bad.items())
+    for i, rs in enumerate(refs):
+        why = next((reasons[r] for r in rs if r in reasons), None) if i not in bad else None
+        if why:
+            bad[i] = why
+    bad_rows = sorted((i, _shown_ref(rows[i], columns, refs[i]), why) for i, why in bad.items())
     log(
         phase_line(
             f"verify images: {len(rows) - len(bad_rows)} usable, {len(bad_rows)} unusable rows", time.monotonic() - t0
@@ -162,17 +249,7 @@ def prepare(
         raise InvalidInput(f"dataset {spec.dataset_name!r} has no usable rows", "see the report above")
 
     def example(i: int) -> str:
-        return (
-            json.dumps(
-                to_messages(
-                    good[refs[i]],
-                    _text(rows[i][spec.prompt_column]),
-                    _text(rows[i][spec.response_column]),
-                    image_column=bool(spec.image_size),
-                )
-            )
-            + "\n"
-        )
+        return json.dumps(rows_mod.to_example(turns[i], good, image_column=bool(spec.image_size))) + "\n"
 
     _write(result.jsonl, (example(i) for i in range(len(rows)) if i not in bad and i not in heldout))
     # Dataset row number of each JSONL line, so the preflight names rows as the user knows them.
@@ -222,16 +299,44 @@ def to_messages(image_path: str, prompt: str, response: str, *, image_column: bo
     which Axolotl applies ``image_size`` (it loads the file and pads it); otherwise the placeholder
     carries the path and the processor loads it as stored.
     """
-    image = {"type": "image"} if image_column else {"type": "image", "path": image_path}
-    example: dict = {
-        "messages": [
-            {"role": "user", "content": [image, {"type": "text", "text": prompt}]},
-            {"role": "assistant", "content": [{"type": "text", "text": response}]},
-        ]
-    }
-    if image_column:
-        example["images"] = [image_path]
-    return example
+    turns = rows_mod.plain_turns(prompt, response, [image_path])
+    return rows_mod.to_example(turns, {image_path: image_path}, image_column=image_column)
+
+
+def _refs_of(datasets, source_dirs: list[str]):
+    """Any image cell → references (``mixtrain.images.cell_refs``: strings, stored references, lists)."""
+    warehouse = datasets.warehouse_dir()
+
+    def refs_of(cell) -> list[str]:
+        try:
+            return cell_refs(cell, warehouse=warehouse, source_dirs=source_dirs)
+        except InvalidInput as exc:
+            raise BadRow(exc.what) from None
+
+    return refs_of
+
+
+def _check_image_size(spec: FinetuneSpec, refs: list[list[str]], bad: dict[int, str]) -> None:
+    """Axolotl applies image_size to a row's first image only: refuse --image_size on several images per row."""
+    if not spec.image_size:
+        return
+    many = next((i for i, rs in enumerate(refs) if len(rs) > 1 and i not in bad), None)
+    if many is not None:
+        raise InvalidInput(
+            f"--image_size resizes one image per row, but row {many} has {len(refs[many])} images "
+            "(Axolotl pads only a row's first image)",
+            "leave --image_size unset for multi-image rows",
+        )
+
+
+def _shown_ref(row: dict, columns: Columns, refs: list[str]) -> str:
+    """What the bad-row report names for a row: its first image, else a short form of its image cell."""
+    if refs:
+        return refs[0] if len(refs) == 1 else f"{refs[0]} (+{len(refs) - 1} more)"
+    cell = row.get(columns.image) if columns.image else None
+    if isinstance(cell, str):
+        return cell.strip()
+    return ""
 
 
 def _log_bad(bad_rows, log) -> None:

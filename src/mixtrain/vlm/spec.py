@@ -38,9 +38,25 @@ class FinetuneSpec(BaseModel):
     use_flash_attention: bool = Field(True, description="Use FlashAttention-2 (where CUDA and flash_attn are present)")
     deepspeed_config: Literal["", "zero2", "zero3"] = Field("", description="DeepSpeed stage: zero2, zero3, or empty")
     wandb_project: str = Field("", description="W&B project name (optional; key from the WANDB_API_KEY secret)")
-    image_column: str = Field("image_path", description="Column with image paths (or http(s) URLs)")
-    prompt_column: str = Field("prompt", description="Column with prompts")
+    image_column: str = Field(
+        "image_path", description="Column with image paths (or http(s) URLs), one image or a list per row"
+    )
+    prompt_column: str = Field(
+        "prompt", description="Column with prompts (an <image> in the text marks where the image goes)"
+    )
     response_column: str = Field("response", description="Column with responses")
+    messages_column: str = Field(
+        "",
+        description=(
+            "Column with whole conversations instead of prompt/response: OpenAI `messages` or LLaVA `conversations` "
+            "(<image> placeholders take the images of --image_column in order); default: a `messages` or "
+            "`conversations` column when the table has no prompt/response columns"
+        ),
+    )
+    response_pick: Literal["fail", "first"] = Field(
+        "fail",
+        description="A response cell holding a list of answers: fail before training, or train on the first answer",
+    )
     on_bad_image: Literal["fail", "skip"] = Field(
         "fail", description="On an unusable row: fail the run before training, or skip the row"
     )
@@ -111,6 +127,11 @@ class FinetuneSpec(BaseModel):
         if v not in DEEPSPEED_CHOICES:
             raise ValueError(f"{v!r} is not a DeepSpeed stage — use zero2, zero3, or leave it empty")
         return v
+
+    @field_validator("messages_column")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
 
     @field_validator("image_column", "prompt_column", "response_column", "base_model")
     @classmethod

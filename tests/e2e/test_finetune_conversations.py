@@ -1,0 +1,198 @@
+"""Conversations and several images per row, end to end: dataset create → dry run (real token counts)
+→ a short real training → the labels Axolotl's own collator builds from the prepared file.
+
+Two trainings, once each: (a) a multi-turn LLaVA ``conversations`` dataset (images at their
+``<image>`` placeholders) on tiny LLaVA; (b) a two-image prompt/response dataset on tiny Qwen2-VL.
+The labels check is what catches a fine-tune that trains the prompt (Axolotl's generic strategy for
+LLaVA does unless role boundaries are set) or drops a turn: exactly every assistant answer and its
+closing token carry loss, nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mixtrain.testing.colour_task import make_task
+
+# Axolotl's processing strategy and multimodal collator, built with the arguments its trainer builder
+# passes (axolotl/core/builders/causal.py), run on the prepared training file; prints, per row, the
+# labelled spans decoded and the assistant answers of the row.
+LABELS = """
+import json, sys, yaml
+from transformers import AutoProcessor
+from axolotl.processing_strategies import get_processing_strategy
+from axolotl.utils.collators.mm_chat import MultiModalChatDataCollator
+from mixtrain.vlm.axolotl_main import load, resolve_role_boundaries
+run_dir = sys.argv[1]
+cfg = load(run_dir + '/axolotl.yml')
+if cfg.get('role_boundaries'):
+    cfg.role_boundaries = resolve_role_boundaries(cfg)
+raw = yaml.safe_load(open(run_dir + '/axolotl.yml'))
+proc = AutoProcessor.from_pretrained(cfg.base_model, **(raw.get('processor_kwargs') or {}))
+st = get_processing_strategy(
+    proc, raw.get('chat_template_jinja'), cfg.chat_template, image_size=cfg.image_size,
+    train_on_inputs=bool(cfg.train_on_inputs),
+    role_boundaries_override=list(cfg.role_boundaries) if cfg.get('role_boundaries') else None,
+    field_messages=['messages'], model_type=cfg.model_config_type,
+)
+collate = MultiModalChatDataCollator(tokenizer=proc.tokenizer, processing_strategy=st)
+out = []
+for line in open(run_dir + '/train.jsonl'):
+    row = json.loads(line)
+    batch = collate([row])
+    labels = batch['labels'][0].tolist()
+    ids = batch['input_ids'][0].tolist()
+    spans, cur = [], []
+    for t, l in zip(ids, labels):
+        if l != -100:
+            cur.append(t)
+        elif cur:
+            spans.append(cur); cur = []
+    if cur:
+        spans.append(cur)
+    answers = [''.join(p['text'] for p in m['content'] if p['type'] == 'text') for m in row['messages'] if m['role'] == 'assistant']
+    out.append({'spans': [proc.tokenizer.decode(s) for s in spans], 'answers': answers,
+                'eos': proc.tokenizer.eos_token, 'image_tokens': ids.count(proc.image_token_id)})
+print('LABELS ' + json.dumps(out))
+"""
+
+
+def labelled_spans(e2e, run_dir: Path) -> list[dict]:
+    res = subprocess.run(
+        [sys.executable, "-c", LABELS, str(run_dir)], capture_output=True, text=True, env=e2e.env, timeout=600
+    )
+    line = next((x for x in res.stdout.splitlines() if x.startswith("LABELS ")), None)
+    assert line, res.stdout[-2000:] + res.stderr[-4000:]
+    return json.loads(line[len("LABELS ") :])
+
+
+def _task(e2e, name: str, n: int) -> list[dict]:
+    info = make_task(e2e.root / f"task-{name}", n_train=n, n_test=2, size=64)
+    with open(info["train_csv"]) as fh:
+        return list(csv.DictReader(fh))
+
+
+def _run(e2e, tiny_models, family: str, dataset: str, *extra: str, check=0):
+    args = ["workflow", "run", "vlm-finetune", "--dataset_name", dataset, "--output_model_name", dataset]
+    args += ["--base_model", str(tiny_models[family]), "--model_type", family, "--batch_size", "2"]
+    args += ["--gradient_accumulation_steps", "1", "--lora_r", "8", "--lora_alpha", "16", *extra]
+    return e2e.mix(*args, check=check)
+
+
+@pytest.fixture(scope="module")
+def llava_conversations(e2e, tiny_models):
+    """(a) LLaVA-Instruct shape: an image column and multi-turn ``conversations`` JSON with ``<image>``."""
+    rows = _task(e2e, "conv", 6)
+    path = e2e.root / "llava_conv.jsonl"
+    with open(path, "w") as fh:
+        for i, r in enumerate(rows):
+            turns = [
+                {"from": "human", "value": f"<image>\n{r['prompt']}"},
+                {"from": "gpt", "value": r["response"]},
+                {"from": "human", "value": "Are you sure?"},
+                {"from": "gpt", "value": f"yes, {r['response']}" if i % 2 else f"I am sure: {r['response']}"},
+            ]
+            fh.write(json.dumps({"id": i, "image": r["image_path"], "conversations": json.dumps(turns)}) + "\n")
+    e2e.mix("dataset", "create", "conv", "--file", path, check=0)
+    dry = _run(e2e, tiny_models, "llava", "conv", "--image_column", "image", "--dry_run", "true")
+    dry_dir = Path(e2e.last_run()["run_dir"])
+    trained = _run(e2e, tiny_models, "llava", "conv", "--image_column", "image", "--max_steps", "2")
+    return {"dry": dry, "dry_dir": dry_dir, "train": trained, "run": e2e.last_run(), "rows": rows}
+
+
+@pytest.fixture(scope="module")
+def two_images(e2e, tiny_models):
+    """(b) Two images per row (a list column) with the prompt placing them; Qwen2-VL."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _task(e2e, "pairs", 8)
+    pairs = [(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)] * 2
+    table = pa.table(
+        {
+            "image_path": [[a["image_path"], b["image_path"]] for a, b in pairs],
+            "prompt": ["First: <image> Second: <image> What are the two colours?"] * len(pairs),
+            "response": [f"{a['response']} and {b['response']}" for a, b in pairs],
+        }
+    )
+    path = e2e.root / "pairs.parquet"
+    pq.write_table(table, path)
+    e2e.mix("dataset", "create", "pairs", "--file", path, check=0)
+    dry = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--dry_run", "true")
+    dry_dir = Path(e2e.last_run()["run_dir"])
+    trained = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--max_steps", "2")
+    return {"dry": dry, "dry_dir": dry_dir, "train": trained, "run": e2e.last_run(), "pairs": pairs}
+
+
+@pytest.mark.e2e
+def test_llava_multi_turn_conversations_train_on_every_answer_and_nothing_else(e2e, llava_conversations):
+    got = llava_conversations
+    assert "training on the conversations in column 'conversations'" in got["dry"].stdout
+    report = json.loads((got["dry_dir"] / "data_report.json").read_text())["preflight"]
+    assert report["images_per_row"] == {"min": 1, "median": 1, "max": 1}
+    assert report["image_tokens"]["min"] > 0 and report["tokens"]["min"] > report["image_tokens"]["max"]
+    assert f"tokens min/median/max {report['tokens']['min']}/" in got["dry"].stdout
+
+    run = got["run"]
+    assert run["status"] == "succeeded" and run["output"]["model"] == "conv", run
+    run_dir = Path(run["run_dir"])
+    lines = [json.loads(x) for x in (run_dir / "train.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(len(x["messages"]) == 4 for x in lines)  # every turn kept
+    first = lines[0]["messages"][0]["content"]
+    assert first[0]["type"] == "image" and first[1] == {"type": "text", "text": got["rows"][0]["prompt"]}
+
+    rows = labelled_spans(e2e, run_dir)
+    assert len(rows) == 6
+    for r in rows:
+        assert len(r["answers"]) == 2 and r["image_tokens"] > 0
+        # exactly the two answers, each with its EOS, are labelled: no prompt, no "ASSISTANT:", no image
+        assert [s.strip() for s in r["spans"]] == [f"{a}{r['eos']}" for a in r["answers"]], r
+
+
+@pytest.mark.e2e
+def test_two_image_rows_count_tokens_per_image_and_train_on_the_answer(e2e, two_images):
+    got = two_images
+    report = json.loads((got["dry_dir"] / "data_report.json").read_text())["preflight"]
+    assert report["images_per_row"] == {"min": 2, "median": 2, "max": 2}
+    per_image = report["image_tokens_per_image"]
+    assert per_image["min"] > 0 and report["image_tokens"]["max"] == 2 * per_image["max"]  # 64-px images alike
+    assert f"(per image {per_image['min']}/{per_image['median']}/{per_image['max']}, 2 images in a row at most)" in (
+        got["dry"].stdout
+    )
+
+    run = got["run"]
+    assert run["status"] == "succeeded" and run["output"]["model"] == "pairs", run
+    run_dir = Path(run["run_dir"])
+    example = json.loads((run_dir / "train.jsonl").read_text().splitlines()[0])
+    kinds = [p["type"] for p in example["messages"][0]["content"]]
+    assert kinds == ["text", "image", "text", "image", "text"]  # each image where its <image> stood
+    rows = labelled_spans(e2e, run_dir)
+    for r, (a, b) in zip(rows, got["pairs"], strict=True):
+        assert r["image_tokens"] == 2 * per_image["max"]  # what the preflight counted, in the training batch
+        assert r["answers"] == [f"{a['response']} and {b['response']}"]
+        assert [s.strip() for s in r["spans"]] == [f"{r['answers'][0]}<|im_end|>"], r
+
+
+@pytest.mark.e2e
+def test_csv_prompt_starting_with_image_placeholder_is_its_position(e2e, tiny_models):
+    rows = _task(e2e, "placeholder", 2)
+    path = e2e.root / "placeholder.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_path", "prompt", "response"])
+        w.writerows((r["image_path"], f"<image>\n{r['prompt']}", r["response"]) for r in rows)
+    e2e.mix("dataset", "create", "placeholder", "--file", path, check=0)
+    res = _run(e2e, tiny_models, "llava", "placeholder", "--dry_run", "true")
+    assert "StopIteration" not in res.stdout + res.stderr and "● dry run: 2 of 2 rows usable" in res.stdout
+    run_dir = Path(e2e.last_run()["run_dir"])
+    line = json.loads((run_dir / "train.jsonl").read_text().splitlines()[0])
+    assert line["messages"][0]["content"] == [
+        {"type": "image", "path": rows[0]["image_path"]},
+        {"type": "text", "text": rows[0]["prompt"]},
+    ]
