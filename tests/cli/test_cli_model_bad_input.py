@@ -30,6 +30,20 @@ CASES = [
         "http://127.0.0.1:9/x.png",
     ),
     (["model", "run", "base", "--inputs", '{"prompt": "hi"}'], "inputs need 'image'"),
+    (
+        ["model", "run", "base", "--inputs", '{"image": "a.png", "images": ["b.png"], "prompt": "hi"}'],
+        "inputs give both 'image' and 'images'",
+    ),
+    (["model", "run", "base", "--inputs", '{"images": "a.png", "prompt": "hi"}'], "'images' must be a non-empty list"),
+    (["model", "run", "base", "--inputs", '{"images": [], "prompt": "hi"}'], "'images' must be a non-empty list"),
+    (
+        ["model", "run", "base", "--inputs", '{"images": ["a.png", "b.png"], "prompt": "<image> vs ?"}'],
+        "the prompt has 1 <image> placeholder(s) but the inputs give 2 image(s)",
+    ),
+    (
+        ["model", "run", "base", "--inputs", '{"images": ["{tmp}/notes.txt", "{tmp}/missing.png"], "prompt": "hi"}'],
+        "does not decode as an image",
+    ),
     (["model", "run", "base", "--inputs", '{"image": "a.png"}'], "inputs need 'prompt'"),
     (["model", "run", "base", "--inputs", '{"image": "a.png", "prompt": "hi"'], "--inputs: invalid JSON"),
     (["model", "run", "base", "--inputs", '["a.png"]'], "inputs must be a JSON object"),

@@ -38,9 +38,19 @@ def bad(e2e, tiny_models):
         "bad-url": [("http://127.0.0.1:9/img.png", "What colour?", "red")],
         "empty-response": [(first_image, "What colour?", "red"), (first_image, "What colour?", "")],
         "mixed": [(first_image, "What colour?", "red"), (str(d / "nope.png"), "What colour?", "blue")],
+        "placeholder-mismatch": [(first_image, "<image> or <image>: which is red?", "the first")],
     }
     for name, rows in sets.items():
         e2e.mix("dataset", "create", name, "--file", _csv(d / f"{name}.csv", rows), check=0)
+    # VQA shape: a list of answers per row (never stringified into "['red', 'reddish']")
+    answers = d / "list-response.jsonl"
+    answers.write_text(
+        "".join(
+            json.dumps({"image_path": first_image, "prompt": "What colour?", "response": a}) + "\n"
+            for a in (["red", "reddish"], ["red"])
+        )
+    )
+    e2e.mix("dataset", "create", "list-response", "--file", answers, check=0)
     return {"base": str(tiny_models["llava"]), "good": "good-shapes"}
 
 
@@ -60,6 +70,16 @@ CASES = [
     ("not an image", ["--dataset_name", "not-an-image"], "rows are unusable"),
     ("bad url", ["--dataset_name", "bad-url"], "rows are unusable"),
     ("empty response", ["--dataset_name", "empty-response"], "row 1: empty response"),
+    (
+        "list response",
+        ["--dataset_name", "list-response"],
+        "column 'response' holds a list of answers (row 0: [\"red\", \"reddish\"]), not one response — pass --response_pick first",
+    ),
+    (
+        "placeholder count",
+        ["--dataset_name", "placeholder-mismatch"],
+        "row 0: 2 <image> placeholder(s) but 1 image(s) in the image column",
+    ),
     ("unknown model_type", ["--dataset_name", "good-shapes", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
     (
         "bad deepspeed",
@@ -175,3 +195,27 @@ def test_rows_longer_than_max_seq_length_with_their_image_tokens(e2e, tiny_model
     )
     res = e2e.mix(*args, "--max_pixels", "100000", "--on_long_row", "skip", check=1)
     assert "every row is longer than --max_seq_length 64" in res.stderr
+
+
+@pytest.mark.e2e
+def test_response_pick_first_trains_the_first_answer(e2e, bad):
+    res = e2e.mix(
+        "workflow",
+        "run",
+        "vlm-finetune",
+        "--dataset_name",
+        "list-response",
+        "--output_model_name",
+        "picked",
+        "--base_model",
+        bad["base"],
+        "--response_pick",
+        "first",
+        "--dry_run",
+        "true",
+        check=0,
+    )
+    assert "● dry run: 2 of 2 rows usable" in res.stdout
+    lines = (Path(e2e.last_run()["run_dir"]) / "train.jsonl").read_text().splitlines()
+    answers = [json.loads(x)["messages"][1]["content"] for x in lines]
+    assert answers == [[{"type": "text", "text": "red"}]] * 2

@@ -42,6 +42,9 @@ st = get_processing_strategy(
     field_messages=['messages'], model_type=cfg.model_config_type,
 )
 collate = MultiModalChatDataCollator(tokenizer=proc.tokenizer, processing_strategy=st)
+image_id = getattr(proc, 'image_token_id', None)
+if image_id is None:
+    image_id = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
 out = []
 for line in open(run_dir + '/train.jsonl'):
     row = json.loads(line)
@@ -58,7 +61,7 @@ for line in open(run_dir + '/train.jsonl'):
         spans.append(cur)
     answers = [''.join(p['text'] for p in m['content'] if p['type'] == 'text') for m in row['messages'] if m['role'] == 'assistant']
     out.append({'spans': [proc.tokenizer.decode(s) for s in spans], 'answers': answers,
-                'eos': proc.tokenizer.eos_token, 'image_tokens': ids.count(proc.image_token_id)})
+                'eos': proc.tokenizer.eos_token, 'image_tokens': ids.count(image_id)})
 print('LABELS ' + json.dumps(out))
 """
 
