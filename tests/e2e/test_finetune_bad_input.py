@@ -73,7 +73,7 @@ CASES = [
     (
         "list response",
         ["--dataset_name", "list-response"],
-        "column 'response' holds a list of answers (row 0: [\"red\", \"reddish\"]), not one response — pass --response_pick first",
+        'column \'response\' holds a list of answers (row 0: ["red", "reddish"]), not one response — pass --response_pick first',
     ),
     (
         "placeholder count",
