@@ -223,3 +223,22 @@ def test_open_mode_answers_only_to_loopback_host_names(ui_home):
     assert (
         with_token.status_code == 303
     )  # a token-protected dashboard may be reached by any name: it asks for the token
+
+
+def test_a_row_with_several_images_shows_each(app_client, ui_home, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    imgs = sorted((ui_home.parent / "task" / "images").glob("*.png"))[:3]
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(
+        pa.table({"image_path": [[str(imgs[0]), str(imgs[1])], [str(imgs[2])]], "prompt": ["which?", "this?"]}), path
+    )
+    mix(ui_home, "dataset", "create", "pairs", "--file", path)
+    html = app_client.get("/datasets/pairs").text
+    srcs = re.findall(r'src="(/thumb/dataset/pairs/[^"]+)"', html)
+    assert [s.split("/", 5)[-1] for s in srcs] == ["0/image_path", "0/image_path?k=1", "1/image_path"], srcs
+    bodies = [app_client.get(s) for s in srcs]
+    assert all(b.status_code == 200 and b.content[:2] == b"\xff\xd8" for b in bodies)
+    assert bodies[0].content != bodies[1].content  # the second thumbnail is the second image
+    assert app_client.get(srcs[1].replace("k=1", "k=2")).status_code == 404

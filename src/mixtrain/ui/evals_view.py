@@ -64,6 +64,12 @@ def results(c, info: dict) -> list[dict]:
                 "index": i,
                 "row_id": rec.get("row_id"),
                 "image": rec.get("image"),
+                # every image of a multi-image row (results keep them in `images`), else the one image
+                "images": [str(x) for x in rec["images"]]
+                if rec.get("images") is not None and len(rec["images"])
+                else [rec.get("image")]
+                if rec.get("image")
+                else [],
                 "prompt": rec.get("prompt"),
                 "reference": rec.get("reference"),
                 "answers": [

@@ -81,12 +81,14 @@ def dataset(request: Request, name: str, snapshot: str | None = None):
         columns=columns,
         rows=rows,
         image_cols=image_cols,
+        image_count=thumbs.image_count,
         page=page,
     )
 
 
 @router.get("/thumb/dataset/{name}/{snapshot_id}/{row}/{column}")
-def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, column: str):
+def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, column: str, k: int = 0):
+    """The ``k``-th image of a cell (a cell may hold a list of images)."""
     c = client(request)
     try:
         table = c.get_dataset(name)
@@ -102,9 +104,9 @@ def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, colum
     refs = cell_refs(
         rows[row - offset][column], warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(name)
     )
-    if not refs:
+    if not 0 <= k < len(refs):
         raise HTTPException(404)
-    return _image_response(thumbs.thumbnail(refs[0], c.settings))
+    return _image_response(thumbs.thumbnail(refs[k], c.settings))
 
 
 def _image_response(path: Path | None):

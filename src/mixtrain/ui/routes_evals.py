@@ -45,7 +45,8 @@ def eval_page(request: Request, name: str, disagreements: int = 0):
 
 
 @router.get("/thumb/eval/{name}/{index}")
-def eval_thumb(request: Request, name: str, index: int):
+def eval_thumb(request: Request, name: str, index: int, k: int = 0):
+    """The ``k``-th image of a results row (multi-image rows keep every image in ``images``)."""
     if not features.HAS_EVALS:
         raise HTTPException(404)
     c = client(request)
@@ -56,8 +57,8 @@ def eval_thumb(request: Request, name: str, index: int):
     rows = evals_view.results(c, info) if info.get("status") == "completed" else []
     if not 0 <= index < len(rows) or not isinstance(rows[index]["image"], str):
         raise HTTPException(404)
-    ref = rows[index]["image"]
-    refs = cell_refs(ref, warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(info["dataset"]))
-    if not refs:
+    cell = rows[index]["images"]
+    refs = cell_refs(cell, warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(info["dataset"]))
+    if not 0 <= k < len(refs):
         raise HTTPException(404)
-    return _image_response(thumbs.thumbnail(refs[0], c.settings))
+    return _image_response(thumbs.thumbnail(refs[k], c.settings))

@@ -31,11 +31,21 @@ def looks_like_image(value) -> bool:
 def is_image_column(name: str, values: list) -> bool:
     from mixtrain.images import is_ref
 
-    if any(looks_like_image(v) or is_ref(v) or (isinstance(v, list) and any(map(is_ref, v))) for v in values):
+    if any(
+        looks_like_image(v) or is_ref(v) or (isinstance(v, list) and any(is_ref(x) or looks_like_image(x) for x in v))
+        for v in values
+    ):
         return True
     return bool(re.search(r"(^|_)(image|img|picture|photo)s?($|_)", name.lower())) and any(
         isinstance(v, str) and v for v in values
     )
+
+
+def image_count(value) -> int:
+    """How many images a cell shows (a list cell: one thumbnail each)."""
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    return 1 if value else 0
 
 
 def thumbnail(ref: str, settings, size: int = SIZE) -> Path | None:
