@@ -199,3 +199,68 @@ def test_csv_prompt_starting_with_image_placeholder_is_its_position(e2e, tiny_mo
         {"type": "image", "path": rows[0]["image_path"]},
         {"type": "text", "text": rows[0]["prompt"]},
     ]
+
+
+@pytest.mark.e2e
+def test_two_image_model_run_and_eval_with_list_references(e2e, two_images):
+    """`model run --inputs '{"images": [...]}'` answers a two-image prompt; `eval create` asks the same rows
+    with both images (its greedy output equals model run's) and scores a list of references (vqa)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    gen = '{"max_new_tokens": 5, "temperature": 0}'
+    prompt = "First: <image> Second: <image> What are the two colours?"
+    pairs = got_pairs = two_images["pairs"][:2]
+    outputs = []
+    for a, b in got_pairs:
+        res = e2e.mix(
+            "model",
+            "run",
+            "pairs",
+            "--inputs",
+            json.dumps({"images": [a["image_path"], b["image_path"]], "prompt": prompt}),
+            "--config",
+            gen,
+            "--json",
+            check=0,
+        )
+        outputs.append(json.loads(res.stdout)["generated_text"])
+    # row 0: the model's own answer given by 3 of 10 annotators (vqa 1.0); row 1: by 1 of 10 (vqa 1/3)
+    refs = [[outputs[0]] * 3 + ["zzz"] * 7, [outputs[1]] + ["zzz"] * 9]
+    path = e2e.root / "pairs_eval.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "image_path": [[a["image_path"], b["image_path"]] for a, b in pairs],
+                "prompt": [prompt] * 2,
+                "answers": refs,
+            }
+        ),
+        path,
+    )
+    e2e.mix("dataset", "create", "pairs-eval", "--file", path, check=0)
+    e2e.mix(
+        "eval",
+        "create",
+        "pe",
+        "--dataset",
+        "pairs-eval",
+        "--models",
+        "pairs",
+        "--metric",
+        "vqa",
+        "--reference_column",
+        "answers",
+        "--config",
+        gen,
+        check=0,
+    )
+    rec = e2e.json("eval", "get", "pe")
+    assert rec["status"] == "completed", rec["error"]
+    results = e2e.json("eval", "results", "pe", "--limit", "10")
+    label = rec["models"][0]["label"]
+    assert [r[f"{label}__output"] for r in results] == outputs  # both images asked, as model run asks them
+    if outputs[0] != outputs[1]:
+        assert [r[f"{label}__score"] for r in results] == [1.0, pytest.approx(1 / 3)]
+    assert json.loads(results[0]["reference"]) == refs[0]
+    assert [len(r["images"]) for r in results] == [2, 2]
