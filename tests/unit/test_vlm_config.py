@@ -557,3 +557,11 @@ def test_phi3_v_flags():
 def test_supported_families_need_no_remote_code(name):
     fam = families.get_family(name)
     assert fam.supported and not fam.trust_remote_code
+
+
+def test_messages_column_and_prompt_columns_are_exclusive():
+    msg = problems({**REQUIRED, "messages_column": "conversations", "prompt_column": "question"})
+    assert "--messages_column and --prompt_column both say what a row is" in msg
+    assert parse_spec({**REQUIRED, "messages_column": " messages "}).messages_column == "messages"
+    assert parse_spec({**REQUIRED, "response_pick": "first"}).response_pick == "first"
+    assert "response_pick" in problems({**REQUIRED, "response_pick": "last"})

@@ -105,6 +105,19 @@ class FinetuneSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _one_row_shape(self):
+        plain = [
+            f"--{f}"
+            for f in ("prompt_column", "response_column")
+            if getattr(self, f) != type(self).model_fields[f].default
+        ]
+        if self.messages_column and plain:
+            raise ValueError(
+                f"--messages_column and {'/'.join(plain)} both say what a row is — pass a conversation column or prompt/response columns"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_eval_source(self):
         if self.val_set_size and self.eval_dataset_name:
             raise ValueError("--val_set_size and --eval_dataset_name both choose the eval rows — pass only one")
