@@ -180,9 +180,10 @@ def test_prepare_finds_a_conversations_column_says_so_and_names_mismatched_rows(
     out = tmp_path / "out"
     out.mkdir()
     logged: list[str] = []
-    spec = FinetuneSpec(dataset_name="llava", output_model_name="m", image_column="image", on_bad_image="skip")
+    spec = FinetuneSpec(dataset_name="llava", output_model_name="m", on_bad_image="skip")
     result = prepare(store, spec, out, log=logged.append)
     assert any("training on the conversations in column 'conversations'" in line for line in logged), logged
+    assert any("take the images of column 'image'" in line for line in logged), logged
     assert [(r, why) for r, _, why in result.bad_rows] == [
         (2, "2 <image> placeholder(s) but 1 image(s) in the image column")
     ]
@@ -190,3 +191,36 @@ def test_prepare_finds_a_conversations_column_says_so_and_names_mismatched_rows(
     assert [m["messages"][0]["content"][0]["path"] for m in lines] == [red, blue]
     with pytest.raises(InvalidInput, match=r"1 of 3 rows are unusable \(first: row 2: 2 <image>"):
         prepare(store, spec.model_copy(update={"on_bad_image": "fail"}), out, log=lambda m: None)
+
+
+def test_prepare_openai_messages_keep_every_turn_and_embedded_images(home, tmp_path):
+    red, blue = _images(tmp_path / "img", "red", "blue")
+    msgs = [
+        {"role": "system", "content": "Answer with one word."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": red}},
+                {"type": "text", "text": "and"},
+                {"type": "image", "image": blue},
+                {"type": "text", "text": "colours?"},
+            ],
+        },
+        {"role": "assistant", "content": "red"},
+        {"role": "user", "content": "The second?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "blue"}]},
+    ]
+    store = _table(tmp_path, "chat", pa.table({"messages": [json.dumps(msgs)]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = FinetuneSpec(dataset_name="chat", output_model_name="m", messages_column="messages")
+    result = prepare(store, spec, out, log=lambda m: None)
+    (line,) = [json.loads(x) for x in result.jsonl.read_text().splitlines()]
+    assert [m["role"] for m in line["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert line["messages"][1]["content"] == [
+        {"type": "image", "path": red},
+        {"type": "text", "text": "and"},
+        {"type": "image", "path": blue},
+        {"type": "text", "text": "colours?"},
+    ]
+    assert line["messages"][4]["content"] == [{"type": "text", "text": "blue"}]

@@ -86,6 +86,14 @@ def choose_columns(spec: FinetuneSpec, available: list[str], log=print) -> Colum
                 f"dataset {spec.dataset_name!r} has no column {spec.image_column} (--image_column)",
                 f"its columns are: {', '.join(available)}",
             )
+        if image is None:  # LLaVA-Instruct and HF datasets name it "image" / "images"
+            image = next((c for c in ("image", "images") if c in available), None)
+            if image:
+                log(
+                    phase_line(
+                        f"columns: the <image> placeholders take the images of column {image!r} (--image_column chooses)"
+                    )
+                )
         return Columns(messages, image)
     wanted = {
         "image_column": spec.image_column,
