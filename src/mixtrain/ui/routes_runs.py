@@ -13,6 +13,7 @@ from mixtrain.errors import Conflict, MixtrainError
 from mixtrain.ui import charts, features, forms
 from mixtrain.ui.web import Page, render
 from mixtrain.workflows.registry import ACTIVE
+from mixtrain.workflows.runfolder import RunFolder
 
 router = APIRouter()
 RUNS_PER_PAGE = 25
@@ -63,9 +64,12 @@ async def start_run(request: Request, name: str):
     return render(request, "run_form.html", wf=wf, fields=forms.fields(wf["inputs"], form, errors), error=None)
 
 
-def _read(path: Path, name: str) -> str | None:
+def _read(path: Path | None) -> str | None:
+    """A file the run's workflow declared (its data report, its config), if it declared one."""
+    if path is None:
+        return None
     try:
-        return (path / name).read_text(errors="replace")
+        return path.read_text(errors="replace")
     except OSError:
         return None
 
@@ -94,10 +98,10 @@ def _log_start(path: Path) -> tuple[str, int, bool]:
 def run_page(request: Request, name: str, number: int, note: str | None = None):
     c = client(request)
     run = c.workflows.run(name, number)
-    run_dir = Path(run["run_dir"])
     log, offset, truncated = _log_start(Path(run["log_path"]))
     metrics = _metrics(c, name, number)
-    report = _read(run_dir, "data_report.json")
+    folder = RunFolder(run["run_dir"])
+    report = _read(folder.file("report"))
     return render(
         request,
         "run.html",
@@ -109,7 +113,7 @@ def run_page(request: Request, name: str, number: int, note: str | None = None):
         metrics=metrics,
         chart=charts.loss_svg(metrics),
         report=json.loads(report) if report else None,
-        yaml=_read(run_dir, "axolotl.yml"),
+        yaml=_read(folder.file("config")),
         note=note,
         nav="workflows",
     )

@@ -23,15 +23,14 @@ import statistics
 import time
 from pathlib import Path
 
+from mixtrain.vlm.files import FinetuneFolder
 from mixtrain.workflows.progress import phase_line
 
-REQUEST = "preflight_request.json"
-RESULT = "preflight.json"
 MAX_LISTED = 20
 
 
 def requested(config_path: str) -> dict | None:
-    path = Path(config_path).with_name(REQUEST)
+    path = FinetuneFolder.of_config(config_path).preflight_request
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -41,7 +40,7 @@ def run(cfg, raw: dict, config_path: str, request: dict) -> dict:
     try:
         return _check(cfg, raw, config_path, request)
     except SystemExit as exc:  # the verdict for the node's other processes, keeping what was measured
-        path = Path(config_path).with_name(RESULT)
+        path = FinetuneFolder.of_config(config_path).preflight_result
         try:
             stats = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -54,7 +53,7 @@ def run(cfg, raw: dict, config_path: str, request: dict) -> dict:
 
 def _await(config_path: str, request: dict) -> dict:
     """Another process on this node checks; wait for its verdict (torchrun ends this one if that one dies)."""
-    path = Path(config_path).with_name(RESULT)
+    path = FinetuneFolder.of_config(config_path).preflight_result
     while True:
         try:
             stats = json.loads(path.read_text())
@@ -206,7 +205,7 @@ def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
 
 def record_measured(config_path: str, gib: float, what: str) -> None:
     """Set the memory training really took beside the preflight's estimate (preflight.json, data report, log)."""
-    path = Path(config_path).with_name(RESULT)
+    path = FinetuneFolder.of_config(config_path).preflight_result
     try:
         stats = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -232,11 +231,11 @@ def _stats(values: list[int]) -> dict:
 
 
 def _write(config_path: str, stats: dict, *, report: bool = True) -> None:
-    folder = Path(config_path).parent
-    tmp = folder / (RESULT + ".tmp")
+    folder = FinetuneFolder.of_config(config_path)
+    tmp = folder / (folder.PREFLIGHT_RESULT + ".tmp")
     tmp.write_text(json.dumps(stats, indent=2))
-    os.replace(tmp, folder / RESULT)  # other processes poll it: never let them read half a file
-    data_report = folder / "data_report.json"
+    os.replace(tmp, folder.preflight_result)  # other processes poll it: never let them read half a file
+    data_report = folder.data_report
     if report and data_report.is_file():
         data = json.loads(data_report.read_text())
         data["preflight"] = {k: v for k, v in stats.items() if k not in ("long_rows", "request_id")} | {

@@ -16,6 +16,7 @@ from pathlib import Path
 from mixtrain.errors import InvalidInput
 from mixtrain.images import cell_refs, verify_images
 from mixtrain.vlm import rows as rows_mod
+from mixtrain.vlm.files import FinetuneFolder
 from mixtrain.vlm.rows import CONVERSATION_COLUMNS, BadRow, Turn
 from mixtrain.vlm.spec import FinetuneSpec
 from mixtrain.workflows.progress import phase_line
@@ -244,7 +245,7 @@ def prepare(
             "rows": ev.rows,
         }
     if split == "train":
-        (out_dir / "data_report.json").write_text(json.dumps(result.report(), indent=2))
+        FinetuneFolder(out_dir).data_report.write_text(json.dumps(result.report(), indent=2))
     if bad_rows:
         _log_bad(bad_rows, log)
         if spec.on_bad_image == "fail":

@@ -2,6 +2,11 @@
 
 Called by the ``AxolotlVLMFinetune`` workflow inside a run (the worker process), so it may import
 heavy libraries; Axolotl itself runs in a child process.
+
+Shaped like torchtune's recipes: ``finetune()`` is the short driver; each phase is one function that
+takes what the earlier phases decided (``Setup``, ``PreparedData``, ``Training``) and returns what the
+next needs. The input spec is never changed: what the recipe resolves (the base model's absolute
+folder) lives in a copy.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.vlm import configure, families, launch, register
-from mixtrain.vlm.prepare import prepare
+from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, FinetuneFolder
+from mixtrain.vlm.prepare import PreparedData, prepare
 from mixtrain.vlm.spec import FinetuneSpec
 from mixtrain.workflows.context import RunContext, current_run
 from mixtrain.workflows.progress import phase_line
-from mixtrain.workflows.resume import CHECKPOINTS_FILE, checkpoints
 
 
 def log(msg: str) -> None:
@@ -42,72 +47,125 @@ class FinetuneResult:
     node_rank: int = 0
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What the run trains and where: decided once, before any data is read."""
+
+    spec: FinetuneSpec  # the caller's spec with the base model's folder made absolute (a copy)
+    ctx: RunContext
+    settings: object
+    folder: FinetuneFolder
+    family: families.Family
+    base_config: dict
+    origin: dict | None  # `workflow resume`: the run, step and checkpoint this run continues
+
+
+@dataclass(frozen=True)
+class Training:
+    """What configure decided: the Axolotl YAML, where the adapter goes, the training process's environment."""
+
+    config_path: Path
+    output_dir: Path
+    env: dict
+    cuda: bool
+    n_gpu: int
+
+
 def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResult:
-    from mixtrain.datasets.store import DatasetStore
-    from mixtrain.models.registry import ModelRegistry
+    run = setup(spec, ctx)
+    data = prepare_data(run)
+    training = configure_training(run, data)
+    if run.spec.dry_run:
+        return validate_only(run, data, training)
+    node_rank = launch_training(run, data, training)
+    if node_rank != 0:
+        return FinetuneResult(
+            data.snapshot_id,
+            data.rows,
+            str(training.config_path),
+            output_dir=str(training.output_dir),
+            node_rank=node_rank,
+        )
+    return register_adapter(run, data, training)
+
+
+# -- 0. setup: what are we training? -----------------------------------------------------------------
+def setup(spec: FinetuneSpec, ctx: RunContext | None = None) -> Setup:
     from mixtrain.settings import load_settings
 
     ctx = ctx or current_run() or RunContext.local()
     settings = load_settings()
-    run_dir, run_number = ctx.run_dir, ctx.number
     if Path(spec.base_model).expanduser().is_dir():
-        spec.base_model = str(Path(spec.base_model).expanduser().resolve())
-
-    # -- 0. what are we training? ----------------------------------------------------------------
+        spec = spec.model_copy(update={"base_model": str(Path(spec.base_model).expanduser().resolve())})
     check_family(families.get_family(spec.model_type), spec)  # what the user asked for, before any download
     family, base_config = families.resolve(spec.model_type, spec.base_model, log)
     check_family(family, spec)  # what the base model really is
+    return Setup(spec, ctx, settings, FinetuneFolder(ctx.run_dir), family, base_config, resumed_from(settings, ctx))
 
-    # -- 1. prepare ----------------------------------------------------------------------------------
-    origin = resumed_from(settings, ctx)  # `workflow resume`: continue another run's checkpoint, on its data
+
+# -- 1. prepare ----------------------------------------------------------------------------------------
+def prepare_data(run: Setup) -> PreparedData:
+    from mixtrain.datasets.store import DatasetStore
+
+    origin = run.origin  # a resumed run continues another run's checkpoint, on that run's data
     if origin:
         log(phase_line(f"resume run #{origin['run']} from step {origin['step']} ({origin['checkpoint']})"))
+    run.folder.declare("report", FinetuneFolder.DATA_REPORT)
     data = prepare(
-        DatasetStore(settings), spec, run_dir, log, snapshot_id=origin.get("dataset_snapshot_id") if origin else None
+        DatasetStore(run.settings),
+        run.spec,
+        run.folder.path,
+        log,
+        snapshot_id=origin.get("dataset_snapshot_id") if origin else None,
     )
+    return data
 
-    # -- 2. configure --------------------------------------------------------------------------------
+
+# -- 2. configure --------------------------------------------------------------------------------------
+def configure_training(run: Setup, data: PreparedData) -> Training:
     from mixtrain.hardware import detect
 
+    spec, ctx, folder = run.spec, run.ctx, run.folder
     t0 = time.monotonic()
     hw = detect()
     # Unique per run, even across a re-created workflow or a direct SDK call: a registered version's
     # adapter folder is never reused or wiped by a later run.
-    run_tag = f"{ctx.workflow}-{run_number}-{uuid.uuid4().hex[:8]}"
-    output_dir = settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"
+    run_tag = f"{ctx.workflow}-{ctx.number}-{uuid.uuid4().hex[:8]}"
+    output_dir = run.settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"  # type: ignore[attr-defined]
     ds_json = (
-        configure.write_deepspeed(spec.deepspeed_config, run_dir / f"deepspeed_{spec.deepspeed_config}.json")
+        configure.write_deepspeed(spec.deepspeed_config, folder.deepspeed(spec.deepspeed_config))
         if spec.deepspeed_config
         else None
     )
     wandb_online = bool(spec.wandb_project and os.environ.get("WANDB_API_KEY"))
     if spec.wandb_project and not wandb_online:
         log(
-            f"W&B: no WANDB_API_KEY secret — logging offline under {run_dir}/wandb (`mixtrain secret create WANDB_API_KEY ...` to sync live)"
+            f"W&B: no WANDB_API_KEY secret — logging offline under {folder.path}/wandb (`mixtrain secret create WANDB_API_KEY ...` to sync live)"
         )
     cfg = configure.build_config(
         spec,
-        family,
+        run.family,
         hw,
         train_jsonl=data.jsonl,
         eval_jsonl=data.eval_jsonl,
         output_dir=output_dir,
-        run_dir=run_dir,
+        run_dir=folder.path,
         deepspeed_json=ds_json,
-        wandb_run_name=f"{spec.output_model_name}-run{run_number}",
+        wandb_run_name=f"{spec.output_model_name}-run{ctx.number}",
         wandb_online=wandb_online,
         warn=lambda m: log(f"warning: {m}"),
     )
-    if origin:
-        cfg["resume_from_checkpoint"] = origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
-    config_path = configure.write_yaml(cfg, run_dir / "axolotl.yml")
+    if run.origin:
+        cfg["resume_from_checkpoint"] = run.origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
+    config_path = configure.write_yaml(cfg, folder.axolotl_config)
+    folder.declare("config", FinetuneFolder.AXOLOTL_CONFIG)
     # What the training process's preflight (vlm/preflight.py) needs beyond the YAML.
-    (run_dir / "preflight_request.json").write_text(
+    folder.preflight_request.write_text(
         json.dumps(
             {
                 "id": uuid.uuid4().hex,  # the node's other training processes wait for this request's result
                 "on_long_row": spec.on_long_row,
-                "lora_target": family.lora_target,
+                "lora_target": run.family.lora_target,
                 "processes": spec.num_processes or max(1, hw.n_gpu),
             }
         )
@@ -120,65 +178,76 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     )
     if spec.verbose:
         log(f"--- {config_path} ---\n{config_path.read_text().rstrip()}\n---")
-    env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=run_dir)
+    env = launch.training_env(dict(os.environ), wandb=bool(spec.wandb_project), run_dir=folder.path)
     env.pop("MIXTRAIN_RUN_ID", None)
     env.update(track_env(ctx))
-    if spec.dry_run:
-        try:
-            launch.run(launch.validate_command(config_path), env, run_dir, log)
-        finally:
-            shutil.rmtree(output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
-        report = json.loads((run_dir / "data_report.json").read_text())
-        log(
-            phase_line(
-                f"dry run: {report['rows_used']} of {report['rows_total']} rows usable ({report['rows_bad']} unusable); "
-                f"report {run_dir / 'data_report.json'}; Axolotl config {config_path} (validated by Axolotl, not trained)"
-            )
-        )
-        return FinetuneResult(data.snapshot_id, data.rows, str(config_path), dry_run=True)
+    return Training(config_path, output_dir, env, hw.cuda, hw.n_gpu)
 
-    # -- 3. launch -----------------------------------------------------------------------------------
+
+def validate_only(run: Setup, data: PreparedData, training: Training) -> FinetuneResult:
+    """--dry_run: Axolotl validates the YAML and loads nothing; the data report says what would train."""
+    try:
+        launch.run(launch.validate_command(training.config_path), training.env, run.folder.path, log)
+    finally:
+        shutil.rmtree(training.output_dir, ignore_errors=True)  # validation only wrote Axolotl's debug.log there
+    report = json.loads(run.folder.data_report.read_text())
+    log(
+        phase_line(
+            f"dry run: {report['rows_used']} of {report['rows_total']} rows usable ({report['rows_bad']} unusable); "
+            f"report {run.folder.data_report}; Axolotl config {training.config_path} (validated by Axolotl, not trained)"
+        )
+    )
+    return FinetuneResult(data.snapshot_id, data.rows, str(training.config_path), dry_run=True)
+
+
+# -- 3. launch -----------------------------------------------------------------------------------------
+def launch_training(run: Setup, data: PreparedData, training: Training) -> int:
+    """Train; returns this node's machine rank (only rank 0 registers)."""
     dist = launch.distributed_from_env()
     for line in launch.banner(dist):
         log(line)
+    output_dir = training.output_dir
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
-    # Where this run's checkpoints go, so `mixtrain workflow resume` can find them if the run dies.
-    (run_dir / CHECKPOINTS_FILE).write_text(
-        json.dumps({"output_dir": str(output_dir), "dataset_snapshot_id": data.snapshot_id})
+    run.folder.declare_checkpoints(output_dir, HF_TRAINER_CHECKPOINT, dataset_snapshot_id=data.snapshot_id)
+    cmd = launch.command(
+        training.config_path, dist, cuda=training.cuda, n_gpu=training.n_gpu, num_processes=run.spec.num_processes
     )
-    cmd = launch.command(config_path, dist, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=spec.num_processes)
     try:
-        launch.run(cmd, env, run_dir, log)
+        launch.run(cmd, training.env, run.folder.path, log)
     except BaseException:
-        _keep_checkpoints(output_dir, run_dir, log, f"{ctx.workflow} {ctx.number}")
+        _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}")
         raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
-        return FinetuneResult(
-            data.snapshot_id, data.rows, str(config_path), output_dir=str(output_dir), node_rank=dist.machine_rank
-        )
+        return dist.machine_rank
+    return 0
 
-    # -- 4. register ---------------------------------------------------------------------------------
+
+# -- 4. register ---------------------------------------------------------------------------------------
+def register_adapter(run: Setup, data: PreparedData, training: Training) -> FinetuneResult:
+    from mixtrain.models.registry import ModelRegistry
+
+    ctx, output_dir = run.ctx, training.output_dir
     state = register.finalize_outputs(output_dir)
-    run: dict[str, object] = {
+    record: dict[str, object] = {
         "workflow": ctx.workflow if ctx.id is not None else None,
-        "number": run_number,
+        "number": ctx.number,
         "id": ctx.id,
-        "config": str(config_path),
+        "config": str(training.config_path),
     }
-    if origin:
-        run["resumed_from"] = {"run": origin["run"], "step": origin["step"]}
+    if run.origin:
+        record["resumed_from"] = {"run": run.origin["run"], "step": run.origin["step"]}
     model = register.register_model(
-        ModelRegistry(settings),
-        spec=spec,
-        family_name=family.name,
-        hf_model_type=base_config.get("model_type"),
+        ModelRegistry(run.settings),
+        spec=run.spec,
+        family_name=run.family.name,
+        hf_model_type=run.base_config.get("model_type"),
         output_dir=output_dir,
         snapshot_id=data.snapshot_id,
         rows=data.rows,
         state=state,
-        run=run,
+        run=record,
         eval_info={k: v for k, v in data.eval.items() if k != "held_out_rows"} if data.eval else None,
     )
     log(
@@ -187,7 +256,7 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     return FinetuneResult(
         data.snapshot_id,
         data.rows,
-        str(config_path),
+        str(training.config_path),
         output_dir=str(output_dir),
         model=model["name"],
         version=model["version"],
@@ -195,6 +264,7 @@ def finetune(spec: FinetuneSpec, ctx: RunContext | None = None) -> FinetuneResul
     )
 
 
+# -- helpers -------------------------------------------------------------------------------------------
 def check_family(family, spec) -> None:
     if family.trust_remote_code and not spec.trust_remote_code:
         raise InvalidInput(
@@ -225,12 +295,12 @@ def resumed_from(settings, ctx: RunContext) -> dict | None:
     return WorkflowRegistry(settings).run_by_id(ctx.id).get("resumed_from")
 
 
-def _keep_checkpoints(output_dir: Path, run_dir: Path, log, run: str) -> None:
+def _keep_checkpoints(output_dir: Path, folder: FinetuneFolder, log, run: str) -> None:
     """A failed training keeps its checkpoints (to resume) and drops the rest; Axolotl's debug log moves to the run folder."""
     debug = output_dir / "debug.log"
     if debug.is_file():
-        shutil.move(str(debug), str(run_dir / "axolotl_debug.log"))
-    kept = checkpoints(output_dir)
+        shutil.move(str(debug), str(folder.axolotl_debug))
+    kept = HF_TRAINER_CHECKPOINT.checkpoints(output_dir)
     if not kept:
         shutil.rmtree(output_dir, ignore_errors=True)
         return

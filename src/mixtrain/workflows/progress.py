@@ -15,10 +15,12 @@ import json
 import os
 from pathlib import Path
 
+from mixtrain.workflows.runfolder import RunFolder
+
 PHASE = "● "
 SECTION_BEGIN = "┈┈ trainer output begins (hidden while attached; `mixtrain workflow logs` shows it) ┈┈"
 SECTION_END = "┈┈ trainer output ends ┈┈"
-PROGRESS_FILE = "progress.json"
+PROGRESS_FILE = RunFolder.PROGRESS
 
 
 def phase_line(text: str, seconds: float | None = None) -> str:

@@ -24,6 +24,7 @@ from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
 from mixtrain.settings import Settings
 from mixtrain.workflows import procs
+from mixtrain.workflows.runfolder import RunFolder
 
 ACTIVE = ("pending", "running")
 TERMINAL = ("completed", "failed", "cancelled", "timeout")
@@ -329,7 +330,9 @@ class WorkflowRegistry:
 def _platform_error(run_dir: Path) -> str | None:
     """The last line of the supervisor's own error file (its exceptions land there), if any."""
     try:
-        lines = [ln for ln in (run_dir / "supervisor.err").read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [
+            ln for ln in (run_dir / RunFolder.SUPERVISOR_ERR).read_text(errors="replace").splitlines() if ln.strip()
+        ]
     except OSError:
         return None
     return lines[-1].strip()[:500] if lines else None
@@ -344,7 +347,7 @@ def _run_dict(row) -> dict:
             d[key] = d[key].replace(tzinfo=dt.UTC)
     end = d.get("finished_at") or (now() if d["status"] in ACTIVE and d.get("started_at") else None)
     d["duration"] = (end - d["started_at"]).total_seconds() if end and d.get("started_at") else None
-    d["log_path"] = str(Path(d["run_dir"]) / "run.log")
+    d["log_path"] = str(RunFolder(d["run_dir"]).log)
     return d
 
 

@@ -18,6 +18,7 @@ from mixtrain.errors import Conflict, InvalidInput, MixtrainError
 from mixtrain.settings import Settings
 from mixtrain.workflows import procs
 from mixtrain.workflows.registry import ACTIVE, WorkflowRegistry
+from mixtrain.workflows.runfolder import RunFolder
 from mixtrain.workflows.spec import coerce, load_model, validate_model
 
 POLL = 0.1
@@ -99,7 +100,7 @@ def resume(settings: Settings, name: str, number: int, *, fork: bool = False) ->
 
 
 def _launch(settings: Settings, reg: WorkflowRegistry, run: dict, fork: bool) -> dict:
-    err_log = Path(run["run_dir"]) / "supervisor.err"
+    err_log = RunFolder(run["run_dir"]).supervisor_err
     if fork:
         pid = _fork_supervisor(settings, run["id"], err_log)
     else:

@@ -21,6 +21,7 @@ from mixtrain.settings import load_settings
 from mixtrain.workflows import procs
 from mixtrain.workflows.redact import NAMES_VAR, Redactor, StreamRedactor
 from mixtrain.workflows.registry import WorkflowRegistry
+from mixtrain.workflows.runfolder import RunFolder
 
 
 def main(run_id: int) -> int:
@@ -30,7 +31,7 @@ def main(run_id: int) -> int:
     if run["status"] != "pending":
         return 0  # cancelled before it started
     run_dir = Path(run["run_dir"])
-    with open(run_dir / "run.log", "ab", buffering=0) as log:
+    with open(run_dir / RunFolder.LOG, "ab", buffering=0) as log:
         try:
             return _supervise(settings, reg, run, log)
         except BaseException as exc:
@@ -83,7 +84,7 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     # The worker's output goes through a relay process of its own, not through us: if this supervisor
     # is killed, the worker keeps a reader (no SIGPIPE), its log keeps growing, and it still records its
     # result — a fine-tune whose supervisor dies still registers its model.
-    relay = _start_relay(read_fd, write_fd, run_dir / "run.log", redactor, run, timeout)
+    relay = _start_relay(read_fd, write_fd, run_dir / RunFolder.LOG, redactor, run, timeout)
     os.close(read_fd)
     child = os.fork()
     if child == 0:  # ---- worker ----

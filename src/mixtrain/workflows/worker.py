@@ -19,6 +19,7 @@ from mixtrain.workflows.context import RunContext, enter
 from mixtrain.workflows.flow import MixParam
 from mixtrain.workflows.redact import Redactor
 from mixtrain.workflows.registry import WorkflowRegistry
+from mixtrain.workflows.runfolder import RunFolder
 from mixtrain.workflows.spec import input_model, to_jsonable, validate_model
 
 
@@ -39,7 +40,7 @@ def execute(settings, run: dict, version: dict) -> int:
         ctx = RunContext(workflow=run["workflow"], number=run["number"], id=run["id"], run_dir=Path(run["run_dir"]))
         result = call_flow(cls, version["spec"], run["inputs"], context=ctx)
         output = json.loads(redactor.text(json.dumps(to_jsonable(result))))
-        _write_output(Path(run["run_dir"]) / "output.json", output)
+        _write_output(RunFolder(run["run_dir"]).output, output)
     except BaseException as exc:
         if isinstance(exc, MixtrainError):  # an expected, explained failure: the message says it all
             print(f"Error: {redactor.text(str(exc))}", flush=True)
