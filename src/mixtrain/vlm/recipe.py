@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
+from mixtrain.settings import Settings
 from mixtrain.vlm import configure, families, launch, register
 from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, FinetuneFolder
 from mixtrain.vlm.prepare import PreparedData, prepare
@@ -53,7 +54,7 @@ class Setup:
 
     spec: FinetuneSpec  # the caller's spec with the base model's folder made absolute (a copy)
     ctx: RunContext
-    settings: object
+    settings: Settings
     folder: FinetuneFolder
     family: families.Family
     base_config: dict
@@ -131,7 +132,7 @@ def configure_training(run: Setup, data: PreparedData) -> Training:
     # Unique per run, even across a re-created workflow or a direct SDK call: a registered version's
     # adapter folder is never reused or wiped by a later run.
     run_tag = f"{ctx.workflow}-{ctx.number}-{uuid.uuid4().hex[:8]}"
-    output_dir = run.settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"  # type: ignore[attr-defined]
+    output_dir = run.settings.workspace / "output" / spec.output_model_name / f"run-{run_tag}"
     ds_json = (
         configure.write_deepspeed(spec.deepspeed_config, folder.deepspeed(spec.deepspeed_config))
         if spec.deepspeed_config
