@@ -242,3 +242,29 @@ def test_a_row_with_several_images_shows_each(app_client, ui_home, tmp_path):
     assert all(b.status_code == 200 and b.content[:2] == b"\xff\xd8" for b in bodies)
     assert bodies[0].content != bodies[1].content  # the second thumbnail is the second image
     assert app_client.get(srcs[1].replace("k=1", "k=2")).status_code == 404
+
+
+def test_run_page_shows_the_files_its_workflow_declared(app_client, ui_home):
+    """#17.6: the run page knows no workflow's file names; it shows what the run declared (files.json)."""
+    import json
+
+    from mixtrain.client import MixClient
+    from mixtrain.workflows.runfolder import RunFolder
+
+    run = MixClient().workflows.run("sleepy", 1)
+    folder = RunFolder(run["run_dir"])
+    (folder / "my_report.json").write_text(json.dumps({"rows_used": 41, "bad_rows": []}))
+    (folder / "my.cfg").write_text("learning_rate: 0.5\n")
+    (folder / "data_report.json").write_text(json.dumps({"undeclared": 1}))  # another file: not shown
+    try:
+        folder.declare("report", "my_report.json")
+        folder.declare("config", "my.cfg")
+        page = app_client.get("/runs/sleepy/1").text
+        assert "rows_used" in page and "41" in page and "learning_rate: 0.5" in page
+        assert "undeclared" not in page
+        (folder / RunFolder.DECLARED).write_text(json.dumps({"report": "../../../secret.key"}))  # only its own files
+        page = app_client.get("/runs/sleepy/1").text
+        assert 'id="data-report"' not in page and 'id="axolotl-yaml"' not in page
+    finally:
+        for name in ("my_report.json", "my.cfg", "data_report.json", RunFolder.DECLARED):
+            (folder / name).unlink(missing_ok=True)
