@@ -271,7 +271,9 @@ def orphan_files(settings: Settings, older_than: float = ORPHAN_AGE) -> list[Pat
     for p in (wh / NAMESPACE).rglob("*"):
         if p.is_file() and str(p) not in keep and p.stat().st_mtime <= cutoff:
             out.append(p)
-    return sorted(out)
+    from mixtrain.images.store import orphan_images
+
+    return sorted(out) + orphan_images(store, older_than)  # stored images no dataset references
 
 
 def _orphans(settings: Settings, report: Report, fix: bool, older_than: float) -> None:

@@ -60,7 +60,9 @@ def test_prepare_writes_verified_real_paths_and_reports_bad_rows(home, tmp_path)
             (1, f"image '{data / 'bad.jpg'}' does not decode as an image"),
             (3, "empty prompt"),
         ]
-        real = str((data / "red.jpg").resolve())
+        # the image was stored with the dataset at create (#18): training reads the stored copy
+        real = str(next((store.warehouse_dir() / "images").rglob("*.jpg")))
+        assert Path(real).read_bytes() == (data / "red.jpg").read_bytes()
         lines = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
         assert lines == [to_messages(real, "colour?", "red"), to_messages(real, "colour?", "still red")]
         assert json.loads((out / "train_rows.json").read_text()) == [0, 2]

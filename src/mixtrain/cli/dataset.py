@@ -39,8 +39,18 @@ def create(
         None, "--iceberg", help="Register an existing Iceberg table by its metadata JSON (no copy)."
     ),
     description: str = typer.Option("", "--description", "-d", help="What the dataset holds."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv, tsv, parquet, jsonl, json, hf, imagefolder or webdataset (default: detected)."
+    ),
+    image_root: Path | None = typer.Option(
+        None, "--image_root", help="Folder relative image paths start from (default: next to the file)."
+    ),
+    prompt: str | None = typer.Option(None, "--prompt", help="Fixed prompt for a captions-only imagefolder."),
+    keep_image_refs: bool = typer.Option(
+        False, "--keep_image_refs", help="Keep image paths/URLs as references (verified) instead of storing the images."
+    ),
 ):
-    """Create a dataset from a file, or register an existing Iceberg table."""
+    """Create a dataset from a file or folder (images stored with it), or register an existing Iceberg table."""
     from mixtrain.errors import InvalidInput
 
     sources = [s for s in (file_arg, file, iceberg) if s]
@@ -51,7 +61,9 @@ def create(
         c.datasets.register(name, iceberg, description)
     else:
         path = Path(sources[0])
-        _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb))
+        read = {"fmt": fmt, "image_root": image_root, "prompt": prompt, "keep_image_refs": keep_image_refs}
+        _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb, **read))
+        _report_images(c.datasets.last_report)
     s = c.datasets.summary(name)
     console.print(
         f"Created dataset [bold]{name}[/] — {s['rows']} rows, {len(s['columns'])} columns, version {s['version']}"
@@ -63,6 +75,10 @@ def append(
     name: str = typer.Argument(..., help="Dataset name."),
     file_arg: Path | None = typer.Argument(None, metavar="[FILE]"),
     file: Path | None = typer.Option(None, "--file", "-f", help="File with the same columns."),
+    fmt: str | None = typer.Option(None, "--format", help="Input format (default: detected)."),
+    image_root: Path | None = typer.Option(None, "--image_root", help="Folder relative image paths start from."),
+    prompt: str | None = typer.Option(None, "--prompt", help="Fixed prompt for a captions-only imagefolder."),
+    keep_image_refs: bool = typer.Option(False, "--keep_image_refs", help="Keep image paths/URLs as references."),
 ):
     """Append rows from a file as a new dataset version."""
     from mixtrain.errors import InvalidInput
@@ -71,9 +87,37 @@ def append(
     if path is None or (file and file_arg):
         raise InvalidInput("give exactly one file", "pass FILE or --file FILE")
     c = client()
-    _with_progress(Path(path), lambda cb: c.datasets.append(name, path, cb))
+    read = {"fmt": fmt, "image_root": image_root, "prompt": prompt, "keep_image_refs": keep_image_refs}
+    _with_progress(Path(path), lambda cb: c.datasets.append(name, path, cb, **read))
+    _report_images(c.datasets.last_report)
     s = c.datasets.summary(name)
     console.print(f"Appended to [bold]{name}[/] — now {s['rows']} rows, version {s['version']}")
+
+
+def _report_images(report, shown: int = 10) -> None:
+    """Images stored, and the images that did not decode, by row (never their bytes)."""
+    if report is None or not report.columns:
+        return
+    if report.images:
+        console.print(f"Stored {report.images} image(s) with the dataset (columns: {', '.join(report.columns)})")
+    if report.bad:
+        from mixtrain.cli.common import err_console
+
+        err_console.print(
+            f"{len(report.bad)} image(s) cannot be used; training and evals report their rows as bad rows:",
+            markup=False,
+            soft_wrap=True,
+        )
+        if report.kept_as_text:
+            err_console.print(
+                f"No image of column(s) {', '.join(report.kept_as_text)} could be read: kept as the paths written",
+                markup=False,
+                soft_wrap=True,
+            )
+        for row, col, _source, why in report.bad[:shown]:
+            err_console.print(f"  row {row} ({col}): {why[:300]}", markup=False, highlight=False, soft_wrap=True)
+        if len(report.bad) > shown:
+            err_console.print(f"  … and {len(report.bad) - shown} more", markup=False)
 
 
 @app.command("list")
@@ -152,6 +196,10 @@ def head(
 
 
 def _cell(v) -> str:
+    from mixtrain.images import ref_label
+
+    if isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict)):
+        v = ref_label(v)
     s = str(v)
     return s if len(s) <= 80 else s[:77] + "..."
 

@@ -7,12 +7,14 @@ with the table as a property. The metadata DB keeps where each dataset came from
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
@@ -39,6 +41,8 @@ COMMIT_RETRIES = 20
 
 
 class DatasetStore:
+    last_report: Any = None  # the last create/append's IngestReport (images stored, bad images by row)
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = get_engine(settings.database_url)
@@ -146,20 +150,67 @@ class DatasetStore:
         return (NAMESPACE, check_name(name, "dataset"))
 
     # -- create / append -------------------------------------------------------------------------
-    def create(self, name: str, file: str | Path, description: str = "", progress: Callable[[int], None] | None = None):
+    def create(
+        self,
+        name: str,
+        file: str | Path,
+        description: str = "",
+        progress: Callable[[int], None] | None = None,
+        **read: Any,
+    ):
         """Create and fill a table in one catalog commit.
 
+        ``read``: ``fmt``, ``image_root``, ``prompt``, ``keep_image_refs`` (see :meth:`ingest`). Images are
+        stored content-addressed first; the images bad rows hold are in ``self.last_report``.
         The table's files go to a folder of this attempt's own (``<name>.<random>``): a failed, losing or
         interrupted create removes exactly its own files and can never touch a concurrent winner's.
         """
-        from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
-
-        from mixtrain.datasets.files import read_table
-
         ident = self._ident(name)
         if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name, or `mixtrain dataset append`")
-        data = read_table(file, progress)
+        with self.ingest(file, progress, **read) as (data, source):
+            self._create_table(name, ident, data, description, source)
+        return self.get(name)
+
+    @contextlib.contextmanager
+    def ingest(
+        self,
+        file: str | Path,
+        progress: Callable[[int], None] | None = None,
+        *,
+        fmt: str | None = None,
+        image_root: str | Path | None = None,
+        prompt: str | None = None,
+        keep_image_refs: bool = False,
+    ):
+        """Read any accepted input, store its images, yield ``(arrow_table, source_label)``.
+
+        Commit inside the ``with``: until then a shared lock keeps ``dataset delete`` from sweeping the
+        images this ingest stored and no table references yet.
+        """
+        import pyarrow as pa
+
+        from mixtrain.datasets.files import check_table, open_source
+        from mixtrain.images.store import Ingest, ingest_batches
+
+        src = open_source(file, fmt, image_root=image_root, prompt=prompt, progress=progress)
+        with Ingest(self.warehouse_dir(), self.settings.image_cache, src.base_dir, keep_refs=keep_image_refs) as ing:
+            try:
+                with _storage(self.warehouse_dir(), "images"):
+                    data = ingest_batches(src.batches(), ing)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise InvalidInput(
+                    f"cannot parse {src.label} as {src.fmt.upper()}: {_first_line(exc)}", "fix the file and try again"
+                ) from None
+            if data is None:
+                raise InvalidInput(f"{src.label} has no data rows", "add at least one row")
+            check_table(data, Path(src.label))
+            self.last_report = ing.report
+            yield data, src.label
+
+    def _create_table(self, name: str, ident, data, description: str, source: str) -> None:
+        from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
+
         location = f"{self.settings.warehouse.rstrip('/')}/{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"
         committed = False
         try:
@@ -175,7 +226,7 @@ class DatasetStore:
                         raise AlreadyExists(f"dataset {name!r} already exists", "pick another name") from None
                     raise
                 committed = True
-                self._record(name, description, str(Path(file).resolve()))
+                self._record(name, description, source)
         except BaseException:
             if committed:  # the catalog has it but the rest failed: undo, so a failed create leaves nothing
                 try:
@@ -184,7 +235,6 @@ class DatasetStore:
                     pass
             _remove_location(location)
             raise
-        return self.get(name)
 
     def create_from_arrow(self, name: str, data, description: str = "", source: str = ""):
         """Create a dataset from an in-memory Arrow table (e.g. an eval's results), in one catalog commit."""
@@ -228,15 +278,19 @@ class DatasetStore:
         self._record(name, description, metadata_location)
         return self.get(name)
 
-    def append(self, name: str, file: str | Path, progress=None):
+    def append(self, name: str, file: str | Path, progress=None, **read: Any):
+        table = self.get(name)
+        with self.ingest(file, progress, **read) as (data, source):
+            table = self._append_arrow(name, table, data)
+        self._add_source(name, source)
+        return table
+
+    def _append_arrow(self, name: str, table, data):
         from pyiceberg.exceptions import CommitFailedException
 
-        from mixtrain.datasets.files import read_table
-
-        table = self.get(name)
-        data = read_table(file, progress)
         target = table.schema().as_arrow()
         _check_compatible(target, data.schema, name)
+        data = _align_image_columns(target, data)
         try:  # same columns in any order; types must convert losslessly
             data = data.select(target.names).cast(target)
         except (
@@ -267,7 +321,6 @@ class DatasetStore:
                 # What this append wrote and no snapshot references (other mixtrain writers wait on the lock).
                 _remove_unreferenced(self.get(name), _local_files(location) - before)
                 raise
-        self._add_source(name, str(Path(file).resolve()))
         return table
 
     def _write_lock(self, location: str):
@@ -370,8 +423,11 @@ class DatasetStore:
         from pyiceberg.exceptions import NoSuchTableError
 
         inside = self.settings.warehouse.rstrip("/") + "/"
+        mine: set[str] = set()
         try:
-            location = self.catalog.load_table(self._ident(name)).location()
+            loaded = self.catalog.load_table(self._ident(name))
+            location = loaded.location()
+            mine = _image_hashes(loaded)
             if not location.startswith(inside):
                 # Registered with --iceberg (no copy): the files are the user's own; forget the table only.
                 self.catalog.drop_table(self._ident(name))
@@ -400,6 +456,55 @@ class DatasetStore:
             _remove_location(location)  # purge deletes the files it knows; this also takes orphans and folders
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
+        self._sweep_images(mine)
+
+    def _sweep_images(self, candidates: set[str]) -> None:
+        """Remove the stored images among ``candidates`` that no remaining table references."""
+        from mixtrain.images.store import referenced_image_hashes, remove_images, stored_images, sweep_lock
+
+        wh = self.warehouse_dir()
+        if not candidates or wh is None:
+            return
+        with sweep_lock(wh):
+            keep = referenced_image_hashes(self)
+            if keep is None:  # a table cannot be read: keep everything (doctor can sweep later)
+                return
+            files = stored_images(wh)
+            remove_images(files[sha] for sha in candidates - keep if sha in files)
+
+
+def _image_hashes(table) -> set[str]:
+    from mixtrain.images.store import table_image_hashes
+
+    try:
+        return table_image_hashes(table)
+    except Exception:  # a damaged table: its images stay until doctor proves them unreferenced
+        return set()
+
+
+def _align_image_columns(target, data):
+    """An image column the dataset holds as text (none of its first images could be read) takes new
+    images as their source text; one holding references takes unreadable text paths as references
+    without a hash — so an append never fails on how the first file's images happened to turn out."""
+    import pyarrow as pa
+
+    from mixtrain.images.store import _is_ref_type
+
+    for f in target:
+        if f.name not in data.column_names:
+            continue
+        have = data.schema.field(f.name).type
+        if pa.types.is_string(f.type) and _is_ref_type(have):
+            col = data.column(f.name)
+            texts = pa.chunked_array([c.field("source") for c in col.chunks], pa.string())
+            data = data.set_column(data.schema.get_field_index(f.name), f.name, texts)
+        elif _is_ref_type(f.type) and pa.types.is_string(have):
+            refs = [
+                None if v is None else {"sha256": None, "format": None, "width": None, "height": None, "source": v}
+                for v in data.column(f.name).to_pylist()
+            ]
+            data = data.set_column(data.schema.get_field_index(f.name), f.name, pa.array(refs, f.type))
+    return data
 
 
 def _first_line(exc: BaseException) -> str:
