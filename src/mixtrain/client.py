@@ -42,6 +42,13 @@ class MixClient:
     def create_dataset(self, name: str, file: str | Path, description: str = ""):
         return self.datasets.create(name, file, description)
 
+    def query(self, sql: str, *, snapshot_id: int | None = None, dataset: str | None = None):
+        """SQL (DuckDB) over the datasets the query names, at their current snapshots (or ``snapshot_id``
+        for ``dataset``): a ``pyarrow.Table``. Example: ``MixClient().query("SELECT * FROM d WHERE x > 1")``."""
+        from mixtrain.datasets.query import run_query
+
+        return run_query(self.datasets, sql, name=dataset, snapshot_id=snapshot_id)
+
     def get_dataset(self, name: str):
         """The dataset's PyIceberg table: ``.scan(snapshot_id=...).to_pandas()`` / ``.to_arrow()``."""
         return self.datasets.get(name)

@@ -204,6 +204,50 @@ def _cell(v) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
+@app.command("query")
+def query(
+    name: str = typer.Argument(..., help="Dataset the query reads (other datasets it names are read too)."),
+    sql: str = typer.Argument(..., help='DuckDB SQL, e.g. "SELECT label, count(*) FROM NAME GROUP BY label".'),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    limit: int | None = typer.Option(None, "--limit", min=0, help="At most N rows."),
+    save: str | None = typer.Option(None, "--save", help="Save the result as a new dataset NEW."),
+    snapshot: int | None = typer.Option(None, "--snapshot", help="Snapshot id of NAME (default: current)."),
+):
+    """Run SQL over a dataset (e.g. a filtered subset or a train/test split); --save keeps the result."""
+    from mixtrain.datasets.query import QUERY_DESCRIPTION, run_query, snapshot_of
+
+    c = client()
+    if save:
+        from mixtrain.names import check_name
+
+        check_name(save, "dataset")
+        c.datasets.require(name)
+        if save in c.datasets.names():
+            from mixtrain.errors import AlreadyExists
+
+            raise AlreadyExists(f"dataset {save!r} already exists", "pick another name for --save")
+    result = run_query(c.datasets, sql, name=name, snapshot_id=snapshot, limit=limit)
+    if save:
+        snap = snapshot_of(c.datasets, name, snapshot)
+        description = QUERY_DESCRIPTION.format(name=name, snapshot=snap, sql=" ".join(sql.split()))
+        c.datasets.create_from_arrow(save, result, description, source=f"{name}@{snap}")
+        console.print(f"Saved {result.num_rows} rows as dataset [bold]{save}[/] ({description})", highlight=False)
+        return
+    rows = result.to_pylist()
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    shown = 100
+    t = Table(*result.column_names)
+    for row in rows[:shown]:
+        t.add_row(*[_cell(v) for v in row.values()])
+    console.print(t)
+    if len(rows) > shown:
+        console.print(f"… {len(rows) - shown} more rows (use --json, --limit or --save)")
+
+
 @app.command("delete")
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
     """Delete a dataset and its data."""
