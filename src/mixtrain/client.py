@@ -1,12 +1,34 @@
-"""MixClient: the Python SDK facade. The CLI is a thin layer over the same methods."""
+"""MixClient: the Python SDK facade. The CLI, the dashboard and the server call it and only render.
+
+Every rule a user can see — which evals a model appears in, when models disagree on a row, how a
+file of inputs is answered in batches, when a dead run is marked failed — lives below this class
+and is reached through it, once. Methods return typed records (``mixtrain.records``).
+
+Reads have no side effects. Runs (and evals) whose processes died are settled by an explicit step,
+``reconcile_runs`` / ``reconcile_evals``, which the faces call before they show them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixtrain.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mixtrain.evals.spec import EvalSpec
+    from mixtrain.records import (
+        DatasetSummary,
+        ModelEvalScore,
+        ModelVersion,
+        Run,
+        SecretInfo,
+        Workflow,
+        WorkflowSummary,
+    )
+    from mixtrain.records import Eval as EvalRecord
 
 
 class MixClient:
@@ -38,9 +60,44 @@ class MixClient:
 
         return ModelRegistry(self.settings)
 
+    @cached_property
+    def evals(self):
+        from mixtrain.evals.store import EvalStore
+
+        return EvalStore(self.settings)
+
     # -- datasets ------------------------------------------------------------------------------------
-    def create_dataset(self, name: str, file: str | Path, description: str = ""):
-        return self.datasets.create(name, file, description)
+    def create_dataset(
+        self,
+        name: str,
+        file: str | Path,
+        description: str = "",
+        progress: Callable[[int], None] | None = None,
+        **read,
+    ) -> DatasetSummary:
+        """A new dataset from a file or folder (CSV/TSV/Parquet/JSONL/JSON/HF/imagefolder/WebDataset), its
+        images stored with it; ``progress(bytes_read)`` for large files. ``read``: ``fmt``, ``image_root``,
+        ``prompt``, ``keep_image_refs`` (see `mixtrain dataset create --help`). What happened to the
+        images is in ``last_import_report``."""
+        self.datasets.create(name, file, description, progress, **read)
+        return self.get_dataset_info(name)
+
+    def register_dataset(self, name: str, metadata_location: str, description: str = "") -> DatasetSummary:
+        """An existing Iceberg table, by its metadata JSON (no copy)."""
+        self.datasets.register(name, metadata_location, description)
+        return self.get_dataset_info(name)
+
+    def append_dataset(
+        self, name: str, file: str | Path, progress: Callable[[int], None] | None = None, **read
+    ) -> DatasetSummary:
+        """Rows from a file as a new dataset version (``read`` as for ``create_dataset``)."""
+        self.datasets.append(name, file, progress, **read)
+        return self.get_dataset_info(name)
+
+    @property
+    def last_import_report(self):
+        """The last create/append's image report: images stored, bad images by row (never their bytes)."""
+        return self.datasets.last_report
 
     def query(self, sql: str, *, snapshot_id: int | None = None, dataset: str | None = None):
         """SQL (DuckDB) over the datasets the query names, at their current snapshots (or ``snapshot_id``
@@ -53,39 +110,137 @@ class MixClient:
         """The dataset's PyIceberg table: ``.scan(snapshot_id=...).to_pandas()`` / ``.to_arrow()``."""
         return self.datasets.get(name)
 
+    def get_dataset_info(self, name: str) -> DatasetSummary:
+        from mixtrain.records import DatasetSummary
+
+        return DatasetSummary.from_dict(self.datasets.summary(name))
+
     def list_datasets(self) -> list[str]:
         return self.datasets.names()
+
+    def list_dataset_infos(self) -> list[DatasetSummary]:
+        """Every dataset's summary (one deleted while listing is skipped)."""
+        from mixtrain.errors import NotFound
+
+        out = []
+        for name in self.datasets.names():
+            try:
+                out.append(self.get_dataset_info(name))
+            except NotFound:
+                continue
+        return out
+
+    def dataset_versions(self, name: str) -> list[dict]:
+        """Its Iceberg snapshots, oldest first: version (snapshot id), timestamp_ms, operation, rows."""
+        return self.datasets.versions(name)
+
+    def head_dataset(self, name: str, n: int = 5, version: int | None = None):
+        """The first ``n`` rows (a pandas frame) at snapshot ``version`` (default: current)."""
+        table = self.datasets.get(name)
+        if version is not None and table.snapshot_by_id(version) is None:
+            from mixtrain.errors import NotFound
+
+            raise NotFound(f"dataset {name!r} has no version {version}", f"see `mixtrain dataset versions {name}`")
+        return table.scan(snapshot_id=version, limit=n).to_pandas()
+
+    def require_dataset(self, name: str) -> None:
+        """NotFound unless it exists; reads no table file (a damaged dataset can still be deleted)."""
+        self.datasets.require(name)
+
+    def delete_dataset(self, name: str) -> None:
+        self.datasets.delete(name)
+
+    def dataset_image_refs(self, name: str, cell) -> list[str]:
+        """What an image cell of dataset ``name`` holds, as references ``resolve_image`` accepts (a path,
+        a URL, a stored image's file); several for a list cell (``mixtrain.images.cell_refs``)."""
+        from mixtrain.images import cell_refs
+
+        return cell_refs(cell, warehouse=self.datasets.warehouse_dir(), source_dirs=self.datasets.source_dirs(name))
 
     # -- secrets -------------------------------------------------------------------------------------
     def create_secret(self, name: str, value: str) -> None:
         self.secrets.set(name, value)
 
+    def set_secret(self, name: str, value: str, update_existing: bool = False) -> bool:
+        """Store a secret; True when it replaced an existing one (only with ``update_existing``)."""
+        return self.secrets.set(name, value, update_existing=update_existing)
+
     def get_secret(self, name: str) -> str:
         return self.secrets.get(name)
 
-    # -- workflows -----------------------------------------------------------------------------------
-    def create_workflow(self, files, name: str, description: str = "", entrypoint: str | None = None) -> dict:
-        return self.workflows.create(
-            name, [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)], description, entrypoint
-        )
+    def list_secrets(self) -> list[SecretInfo]:
+        return self.secrets.list()
 
-    def get_workflow(self, name: str) -> dict:
+    def require_secret(self, name: str) -> None:
+        """NotFound unless it exists; decrypts nothing (a secret whose key was lost can still be deleted)."""
+        self.secrets.require(name)
+
+    def delete_secret(self, name: str) -> None:
+        self.secrets.delete(name)
+
+    # -- workflows -----------------------------------------------------------------------------------
+    def create_workflow(self, files, name: str, description: str = "", entrypoint: str | None = None) -> Workflow:
+        return self.workflows.create(name, _paths(files), description, entrypoint)
+
+    def update_workflow(
+        self, name: str, files, description: str | None = None, entrypoint: str | None = None
+    ) -> Workflow:
+        return self.workflows.update(name, _paths(files), description, entrypoint)
+
+    def get_workflow(self, name: str) -> Workflow:
         return self.workflows.describe(name)
 
-    def list_workflows(self) -> list[dict]:
+    def list_workflows(self) -> list[WorkflowSummary]:
         return self.workflows.list()
 
-    def run_workflow(self, name: str, inputs: dict[str, Any] | None = None, detach: bool = False) -> dict:
+    def delete_workflow(self, name: str) -> None:
+        self.workflows.delete(name)
+
+    def workflow_spec(self, name: str) -> dict:
+        """The latest version's input spec (what `workflow run NAME` parses its options against)."""
+        return self.workflows.latest_version(name)["spec"]
+
+    def start_run(self, name: str, inputs: dict[str, Any], *, from_text: bool = False, fork: bool = False) -> Run:
+        """Validate the inputs and start a detached run; ``from_text``: values are text to parse (the CLI)."""
+        from mixtrain.workflows import runner
+
+        return runner.start(self.settings, name, inputs, from_text=from_text, fork=fork)
+
+    def run_workflow(self, name: str, inputs: dict[str, Any] | None = None, detach: bool = False) -> Run:
         """Start a run; unless ``detach``, wait for it and return its final record."""
         from mixtrain.workflows import runner
 
-        run = runner.start(self.settings, name, inputs or {})
+        run = self.start_run(name, inputs or {})
         if detach:
             return run
-        return runner.wait(self.settings, name, run["number"])
+        return runner.wait(self.settings, name, run.number)
 
-    def list_runs(self, name: str, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def follow_run(self, workflow: str, number: int, out=None, on_tick=None) -> Run:
+        """Stream the run's log to ``out`` (``write(bytes)``) until it ends; returns the final record."""
+        from mixtrain.workflows import runner
+
+        return runner.follow(self.settings, workflow, number, out, on_tick=on_tick)
+
+    def cancel_run(self, workflow: str, number: int) -> Run:
+        from mixtrain.workflows import runner
+
+        return runner.cancel(self.settings, workflow, number)
+
+    def get_run(self, workflow: str, number: int) -> Run:
+        """The run as stored; call ``reconcile_runs`` first to settle one whose processes died."""
+        return self.workflows.run(workflow, number)
+
+    def list_runs(self, name: str, limit: int | None = None, offset: int = 0) -> list[Run]:
+        """Newest first, as stored; call ``reconcile_runs`` first to settle runs whose processes died."""
         return self.workflows.runs(name, limit, offset)
+
+    def reconcile_runs(self, workflow: str, number: int | None = None) -> int:
+        """The explicit liveness step: fail active runs (all of ``workflow``'s, or run ``number``) whose
+        processes are gone (SIGKILL, OOM killer, reboot), with the reason. Returns how many it failed."""
+        if number is None:
+            return self.workflows.reconcile_workflow(workflow)
+        run = self.workflows.run(workflow, number)
+        return int(run.status.is_active and self.workflows.reconcile(run.id))
 
     def get_run_metrics(self, workflow: str, run: int) -> list[dict]:
         """The run's recorded training metrics: one dict per logged step, sorted by step.
@@ -96,94 +251,201 @@ class MixClient:
         from mixtrain.workflows.metrics import MetricsStore
 
         info = self.workflows.run(workflow, run)
-        return MetricsStore(self.settings.database_url).series(info["id"])
+        return MetricsStore(self.settings.database_url).series(info.id)
 
-    def resume_run(self, workflow: str, run: int, detach: bool = False) -> dict:
+    def resume_run(self, workflow: str, run: int, detach: bool = False, *, fork: bool = False) -> Run:
         """Start a new run that continues ``run`` from its latest complete checkpoint."""
         from mixtrain.workflows import runner
 
-        new = runner.resume(self.settings, workflow, run)
+        new = runner.resume(self.settings, workflow, run, fork=fork)
         if detach:
             return new
-        return runner.wait(self.settings, workflow, new["number"])
+        return runner.wait(self.settings, workflow, new.number)
 
     # -- models --------------------------------------------------------------------------------------
-    def list_models(self) -> list[dict]:
+    def list_models(self) -> list[ModelVersion]:
+        """The latest version of each model."""
         return self.models.list()
 
-    def get_model_info(self, name: str, version: int | None = None) -> dict:
+    def get_model_info(self, name: str, version: int | None = None) -> ModelVersion:
         return self.models.get(name, version)
+
+    def model_versions(self, name: str) -> list[ModelVersion]:
+        return self.models.versions(name)
+
+    def delete_model(self, name: str) -> None:
+        """The model, all its versions and the adapter files it owns."""
+        self.models.delete(name)
+
+    def register_base_model(
+        self, name: str, base_model: str, model_type: str = "llava", log: Callable[[str], None] = print
+    ) -> ModelVersion:
+        """Register a base model (no adapter) to query it like a fine-tuned one.
+
+        The family comes from the model's own config.json, as in the fine-tune (``model_type`` is
+        corrected, with a note to ``log``, when they disagree); a missing folder or an unreadable config
+        is refused. A local folder is stored as its absolute path.
+        """
+        from mixtrain.vlm.families import resolve
+
+        family, _ = resolve(model_type, base_model, log)
+        if Path(base_model).expanduser().is_dir():
+            base_model = str(Path(base_model).expanduser().resolve())
+        return self.models.register_base(name, base_model, family.name)
+
+    def model_evals(self, name: str) -> list[ModelEvalScore]:
+        """Every eval this model (any version) appears in, with its score there."""
+        from mixtrain.records import ModelEvalScore
+
+        self.reconcile_evals()
+        out = []
+        for rec in self.evals.for_model(name):
+            for mod in rec.models:
+                if mod["name"] == name:
+                    s = rec.scores.get(mod["label"]) or {}
+                    out.append(
+                        ModelEvalScore(
+                            eval=rec.name,
+                            version=mod["version"],
+                            label=mod["label"],
+                            dataset=rec.dataset,
+                            metric=rec.metric,
+                            status=rec.status,
+                            mean=s.get("mean"),
+                            ci_low=s.get("ci_low"),
+                            ci_high=s.get("ci_high"),
+                            n=s.get("n"),
+                        )
+                    )
+        return out
 
     def run_model(self, name: str, inputs: dict, config: dict | None = None, version: int | None = None) -> dict:
         return get_model(name, version, client=self).run(inputs, **(config or {}))
 
-    # -- evals ---------------------------------------------------------------------------------------
-    @cached_property
-    def evals(self):
-        from mixtrain.evals.store import EvalStore
-
-        return EvalStore(self.settings)
-
-    def create_eval(
+    def run_model_file(
         self,
         name: str,
-        dataset: str,
-        models,
-        metric: str = "exact_match",
-        image_column: str = "image_path",
-        prompt_column: str = "prompt",
-        reference_column: str | None = None,
+        inputs_file: str | Path,
+        write: Callable[[dict], None],
         config: dict | None = None,
-        limit: int | None = None,
-        batch_size: int = 8,
-        detach: bool = False,
-    ) -> dict:
+        version: int | None = None,
+    ) -> list[dict]:
+        """Answer every row of a JSONL file of inputs with one model load, batched; ``write`` gets each
+        result record (``{"line", "input", "generated_text", ...}`` or ``{"line", "input", "error"}``)
+        in file order. Raises InvalidInput naming the failed rows after the good ones are written."""
+        from mixtrain.models import batch
+        from mixtrain.models.inference import generation_settings
+
+        gen = generation_settings(config)
+        info = self.get_model_info(name, version)
+        path = Path(inputs_file)
+        records = batch.check_rows(batch.read_rows(path), self.settings.image_cache)
+
+        def load():
+            from mixtrain.models.quiet import quiet_native_stderr
+
+            with quiet_native_stderr():
+                return get_model(name, info.version, client=self)
+
+        batch.run_records(load, records, gen, write)
+        batch.raise_if_failed(records, path)
+        return records
+
+    def export_model(self, name: str, out_dir: str | Path, version: int | None = None) -> Path:
+        """Merge the LoRA adapter into the base weights; save a model plain transformers loads."""
+        from mixtrain.models.inference import export_merged
+        from mixtrain.models.quiet import quiet_native_stderr
+
+        info = self.get_model_info(name, version)
+        with quiet_native_stderr():
+            return export_merged(info, self.settings, Path(out_dir))
+
+    # -- evals ---------------------------------------------------------------------------------------
+    def create_eval(
+        self, name: str, dataset: str | None = None, models=None, *, spec: EvalSpec | None = None, **options
+    ) -> EvalRecord:
         """Score ``models`` ("name[:version]", a list or a comma-separated string) on ``dataset``.
 
-        Runs as a tracked background run; unless ``detach``, waits for it and returns the final record.
+        The options are ``EvalSpec``'s (metric, image_column, prompt_column, reference_column, config,
+        limit, batch_size); ``detach=True`` returns at once, else it waits and returns the final record.
+        ``fork=True`` (the CLI) forks the run's supervisor from this process.
         """
         from mixtrain.evals import create, engine
+        from mixtrain.evals.spec import EvalSpec
 
-        rec = create.create(
-            self.settings,
-            name,
-            dataset,
-            models,
-            metric=metric,
-            image_column=image_column,
-            prompt_column=prompt_column,
-            reference_column=reference_column,
-            config=config,
-            limit=limit,
-            batch_size=batch_size,
-        )
+        detach = options.pop("detach", False)
+        fork = options.pop("fork", False)
+        if spec is None:
+            spec = EvalSpec.of(dataset=dataset, models=models, **options)
+        rec = create.create(self.settings, name, spec, fork=fork)
         if detach:
             return rec
-        engine.wait(self.settings, rec["run"]["number"])
-        return self.evals.get(name)
+        assert rec.run is not None
+        engine.wait(self.settings, rec.run["number"])
+        return self.get_eval_info(name)
 
-    def list_evals(self) -> list[dict]:
+    def list_evals(self) -> list[EvalRecord]:
+        self.reconcile_evals()
         return self.evals.list()
 
-    def get_eval_info(self, name: str) -> dict:
+    def get_eval_info(self, name: str) -> EvalRecord:
+        """The eval now: one whose run has ended (cancelled, killed) is settled first (``reconcile_evals``)."""
+        self.reconcile_evals(name)
         return self.evals.get(name)
+
+    def reconcile_evals(self, name: str | None = None) -> None:
+        """The explicit liveness step for evals: an active eval whose run ended takes the run's status."""
+        self.evals.reconcile(name)
+
+    def follow_eval(self, name: str, out=None) -> EvalRecord:
+        """Stream the eval's run log to ``out`` until it ends; returns the eval's final record."""
+        from mixtrain.evals import engine
+
+        rec = self.get_eval_info(name)
+        if rec.run is not None:
+            engine.follow(self.settings, rec.run["number"], out)
+        return self.get_eval_info(name)
+
+    def eval_log_path(self, name: str) -> Path | None:
+        """The eval's run log (None when it has no run)."""
+        rec = self.get_eval_info(name)
+        if rec.run is None:
+            return None
+        return Path(self.workflows.run(rec.run["workflow"], rec.run["number"]).log_path)
+
+    def eval_results(self, name: str, *, disagreements: bool = False) -> list[dict]:
+        """The eval's results rows by ``row_id``: row_id, image, prompt, reference and per model label
+        ``<label>__output`` / ``<label>__score``. ``disagreements``: only the rows where the models
+        disagree (``evals.results.disagrees``: scores, or normalised outputs for ``--metric none``)."""
+        from mixtrain.evals.results import disagrees
+
+        ev = get_eval(name, client=self)
+        rows = ev.results().to_arrow().to_pylist()
+        rows.sort(key=lambda r: r["row_id"])
+        if disagreements:
+            rows = [r for r in rows if disagrees(r, ev.info.labels, ev.info.metric)]
+        return rows
 
     def delete_eval(self, name: str) -> None:
         from mixtrain.evals.create import delete
 
         delete(self.settings, name)
 
-    def cancel_eval(self, name: str) -> dict:
+    def cancel_eval(self, name: str) -> EvalRecord:
         from mixtrain.errors import Conflict
         from mixtrain.evals import engine
 
-        rec = self.evals.get(name)
-        if rec["run"] is None or rec["status"] not in ("pending", "running"):
+        rec = self.get_eval_info(name)
+        if rec.run is None or rec.status.is_terminal:
             raise Conflict(
                 f"eval {name!r} is already {rec['status']}", "only a pending or running eval can be cancelled"
             )
-        engine.cancel(self.settings, rec["run"]["number"])
-        return self.evals.get(name)
+        engine.cancel(self.settings, rec.run["number"])
+        return self.get_eval_info(name)
+
+
+def _paths(files) -> list[Path]:
+    return [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
 
 
 class Eval:
@@ -201,26 +463,26 @@ class Eval:
 
     @property
     def status(self) -> str:
-        return self.info["status"]
+        return self.info.status
 
     @property
     def scores(self) -> dict:
-        return self.info["scores"]
+        return self.info.scores
 
     def results(self):
         """The results as a PyIceberg table scan (``.to_pandas()``, ``.to_arrow()``) at its one snapshot."""
         from mixtrain.errors import NotFound
 
-        if self.info["status"] != "completed":
+        if self.info.status != "completed":
             self.refresh()
-        if self.info["status"] != "completed":
+        if self.info.status != "completed":
             raise NotFound(
-                f"eval {self.name!r} has no results ({self.info['status']})", f"see `mixtrain eval get {self.name}`"
+                f"eval {self.name!r} has no results ({self.info.status})", f"see `mixtrain eval get {self.name}`"
             )
-        return self.client.get_dataset(self.info["results_dataset"]).scan()
+        return self.client.get_dataset(self.info.results_dataset).scan()
 
     def __repr__(self) -> str:
-        return f"Eval({self.name!r}, status={self.status!r}, models={[m['label'] for m in self.info['models']]})"
+        return f"Eval({self.name!r}, status={str(self.status)!r}, models={self.info.labels})"
 
 
 def get_eval(name: str, client: MixClient | None = None) -> Eval:

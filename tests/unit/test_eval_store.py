@@ -83,7 +83,8 @@ def test_for_model_and_delete(store):
 
 
 def test_eval_takes_the_status_of_its_ended_run(store, tmp_path):
-    """A run killed before its job reported leaves the eval `running`; reading it settles that."""
+    """A run killed before its job reported leaves the eval `running`; the explicit reconcile settles
+    that (a read alone changes nothing), and the SDK's read reconciles first."""
     client = MixClient(store.settings)
     flow = tmp_path / "f.py"
     flow.write_text("from mixtrain import MixFlow\nclass F(MixFlow):\n    def run(self):\n        pass\n")
@@ -94,5 +95,8 @@ def test_eval_takes_the_status_of_its_ended_run(store, tmp_path):
     store.set_status("e1", "running")
     assert store.get("e1")["run"] == {"workflow": "wf", "number": 1}
     client.workflows.set_status(run["id"], "failed", error="the run's process (pid 1) died without reporting")
+    assert store.get("e1").status == "running"  # reads have no side effects
+    store.reconcile("e1")
     rec = store.get("e1")
     assert rec["status"] == "failed" and "died without reporting" in rec["error"]
+    assert client.get_eval_info("e1").status.is_terminal

@@ -22,7 +22,9 @@ def client():
 
 
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    from mixtrain.records import json_default
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -36,14 +38,14 @@ def confirm(question: str, yes: bool) -> None:
         raise typer.Exit(1)
 
 
-STATUS_STYLE = {
-    "completed": "green",
-    "failed": "red",
-    "running": "cyan",
-    "pending": "yellow",
-    "cancelled": "magenta",
-    "timeout": "red",
-}
+TONE_STYLE = {"ok": "green", "bad": "red", "live": "cyan", "wait": "yellow", "muted": "magenta"}
+
+
+def status_markup(status) -> str:
+    """A status in its colour (``RunStatus.tone`` says which; this maps tones to terminal colours)."""
+    from mixtrain.records import status_tone
+
+    return f"[{TONE_STYLE.get(status_tone(status), '')}]{status}[/]"
 
 
 def json_arg(value: str | None, flag: str):

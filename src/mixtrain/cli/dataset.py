@@ -58,13 +58,12 @@ def create(
         raise InvalidInput("give exactly one source", "pass FILE, --file FILE or --iceberg METADATA_JSON")
     c = client()
     if iceberg:
-        c.datasets.register(name, iceberg, description)
+        s = c.register_dataset(name, iceberg, description)
     else:
         path = Path(sources[0])
         read = {"fmt": fmt, "image_root": image_root, "prompt": prompt, "keep_image_refs": keep_image_refs}
-        _with_progress(path, lambda cb: c.datasets.create(name, path, description, cb, **read))
-        _report_images(c.datasets.last_report)
-    s = c.datasets.summary(name)
+        s = _with_progress(path, lambda cb: c.create_dataset(name, path, description, cb, **read))
+        _report_images(c.last_import_report)
     console.print(
         f"Created dataset [bold]{name}[/] — {s['rows']} rows, {len(s['columns'])} columns, version {s['version']}"
     )
@@ -88,9 +87,8 @@ def append(
         raise InvalidInput("give exactly one file", "pass FILE or --file FILE")
     c = client()
     read = {"fmt": fmt, "image_root": image_root, "prompt": prompt, "keep_image_refs": keep_image_refs}
-    _with_progress(Path(path), lambda cb: c.datasets.append(name, path, cb, **read))
-    _report_images(c.datasets.last_report)
-    s = c.datasets.summary(name)
+    s = _with_progress(Path(path), lambda cb: c.append_dataset(name, path, cb, **read))
+    _report_images(c.last_import_report)
     console.print(f"Appended to [bold]{name}[/] — now {s['rows']} rows, version {s['version']}")
 
 
@@ -123,8 +121,7 @@ def _report_images(report, shown: int = 10) -> None:
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List datasets."""
-    c = client()
-    rows = [c.datasets.summary(n) for n in c.datasets.names()]
+    rows = client().list_dataset_infos()
     if as_json:
         print_json([{k: r[k] for k in ("name", "description", "rows", "version", "location")} for r in rows])
         return
@@ -139,7 +136,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 @app.command("get")
 def get(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Show a dataset's schema, row count, versions and location."""
-    s = client().datasets.summary(name)
+    s = client().get_dataset_info(name)
     if as_json:
         print_json(s)
         return
@@ -161,7 +158,7 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")):
     """List a dataset's versions (Iceberg snapshots)."""
     import datetime as dt
 
-    rows = client().datasets.versions(name)
+    rows = client().dataset_versions(name)
     if as_json:
         print_json(rows)
         return
@@ -181,12 +178,7 @@ def head(
     version: int | None = typer.Option(None, "--version", help="Snapshot id (default: current)."),
 ):
     """Show the first rows of a dataset."""
-    table = client().datasets.get(name)
-    if version is not None and table.snapshot_by_id(version) is None:
-        from mixtrain.errors import NotFound
-
-        raise NotFound(f"dataset {name!r} has no version {version}", f"see `mixtrain dataset versions {name}`")
-    df = table.scan(snapshot_id=version, limit=n).to_pandas()
+    df = client().head_dataset(name, n, version)
     from rich.table import Table
 
     t = Table(*[str(c) for c in df.columns])
@@ -252,7 +244,7 @@ def query(
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
     """Delete a dataset and its data."""
     c = client()
-    c.datasets.require(name)  # reads no table file: a damaged dataset can still be deleted
+    c.require_dataset(name)  # reads no table file: a damaged dataset can still be deleted
     confirm(f"delete dataset {name!r} and all its versions", yes)
-    c.datasets.delete(name)
+    c.delete_dataset(name)
     console.print(f"Deleted dataset {name}")

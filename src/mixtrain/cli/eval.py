@@ -6,92 +6,60 @@ import sys
 
 import typer
 
+from mixtrain.cli import spec_options
 from mixtrain.cli.common import (
-    STATUS_STYLE,
     client,
     confirm,
     console,
     err_console,
     fmt_duration,
     fmt_time,
-    json_arg,
     print_json,
+    status_markup,
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
 
-@app.command("create")
 def create(
     name: str = typer.Argument(..., help="Eval name (its results become dataset NAME-results)."),
-    dataset: str = typer.Option(..., "--dataset", help="Dataset to evaluate on (its current snapshot is pinned)."),
-    models: str = typer.Option(
-        ..., "--models", help="MODEL[:VERSION][,MODEL...] — compared side by side; the first two get a paired test."
-    ),
-    metric: str = typer.Option(
-        "exact_match",
-        "--metric",
-        help="exact_match | contains | anls | vqa | none (outputs only). A list reference (several answers) scores the best match; vqa: min(#matching answers / 3, 1).",
-    ),
-    image_column: str = typer.Option(
-        "image_path", "--image_column", "--image-column", help="Column with image paths or URLs."
-    ),
-    prompt_column: str = typer.Option("prompt", "--prompt_column", "--prompt-column", help="Column with the prompt."),
-    reference_column: str | None = typer.Option(
-        None, "--reference_column", "--reference-column", help="Column with the expected answer (default: response)."
-    ),
-    config: str | None = typer.Option(
-        None,
-        "--config",
-        "-c",
-        help='Generation settings JSON, e.g. {"max_new_tokens": 32, "temperature": 0}. Greedy by default.',
-    ),
-    limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N rows."),
-    batch_size: int = typer.Option(8, "--batch_size", "--batch-size", help="Rows generated together per model."),
     detach: bool = typer.Option(False, "-d", "--detach", help="Start it and return at once."),
+    **options,
 ):
     """Score models on a dataset: one model load each, batched greedy generation, results + scores stored."""
     from mixtrain.errors import WorkflowFailed
-    from mixtrain.evals import create as creating
-    from mixtrain.evals import engine
+    from mixtrain.evals.engine import WORKFLOW
+    from mixtrain.evals.spec import EvalSpec
 
-    gen = json_arg(config, "--config")
     c = client()
-    rec = creating.create(
-        c.settings,
-        name,
-        dataset,
-        models,
-        fork=True,
-        metric=metric,
-        image_column=image_column,
-        prompt_column=prompt_column,
-        reference_column=reference_column,
-        config=gen,
-        limit=limit,
-        batch_size=batch_size,
-    )
-    number = rec["run"]["number"]
-    err_console.print(
-        f"[dim]Started eval {name} (run #{number} of {engine.WORKFLOW}) — logs: mixtrain eval logs {name} -f[/]"
-    )
+    rec = c.create_eval(name, spec=EvalSpec.of(**spec_options.collect(EvalSpec, options)), detach=True, fork=True)
+    number = rec.run["number"] if rec.run else "?"
+    err_console.print(f"[dim]Started eval {name} (run #{number} of {WORKFLOW}) — logs: mixtrain eval logs {name} -f[/]")
     if detach:
         console.print(f"Eval {name} started (detached). See it: mixtrain eval get {name}")
         return
     try:
-        engine.follow(c.settings, number, sys.stdout.buffer)
+        rec = c.follow_eval(name, sys.stdout.buffer)
     except KeyboardInterrupt:
         err_console.print(
             f"\nDetached: eval {name} goes on. Follow it: mixtrain eval logs {name} -f — stop it: mixtrain eval cancel {name}"
         )
         raise typer.Exit(130) from None
-    rec = c.get_eval_info(name)
-    if rec["status"] != "completed":
+    if rec.status != "completed":
         raise WorkflowFailed(
-            f"eval {name} {rec['status']}: {rec['error'] or 'no reason recorded'}", f"see `mixtrain eval logs {name}`"
+            f"eval {name} {rec.status}: {rec.error or 'no reason recorded'}", f"see `mixtrain eval logs {name}`"
         )
     console.print()
     _show(rec)
+
+
+def _create_command():
+    from mixtrain.evals.spec import EvalSpec
+
+    app.command("create")(spec_options.command_with(EvalSpec, create))
+
+
+_create_command()
 
 
 @app.command("list")
@@ -106,7 +74,7 @@ def list_(as_json: bool = typer.Option(False, "--json")):
     t = Table("name", "status", "dataset", "metric", "models (score)", "created")
     for r in rows:
         models = ", ".join(f"{m['label']} ({_pct(r['scores'].get(m['label'], {}).get('mean'))})" for m in r["models"])
-        t.add_row(r["name"], _status(r["status"]), r["dataset"], r["metric"], models, fmt_time(r["created_at"]))
+        t.add_row(r["name"], status_markup(r["status"]), r["dataset"], r["metric"], models, fmt_time(r["created_at"]))
     console.print(t if rows else "No evals yet — `mixtrain eval create NAME --dataset D --models A,B`.")
 
 
@@ -130,18 +98,10 @@ def results(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Show result rows: prompt, reference, and each model's output and score."""
-    from mixtrain.client import get_eval
-    from mixtrain.evals.metrics import normalize_answer
-
     c = client()
-    ev = get_eval(name, client=c)
-    rows = ev.results().to_arrow().to_pylist()
-    rows.sort(key=lambda r: r["row_id"])
-    labels = [m["label"] for m in ev.info["models"]]
-    if disagreements:
-        key = "__score" if ev.info["metric"] != "none" else "__output"
-        norm = (lambda v: v) if key == "__score" else normalize_answer
-        rows = [r for r in rows if len({norm(r[lab + key]) for lab in labels}) > 1]
+    info = c.get_eval_info(name)
+    rows = c.eval_results(name, disagreements=disagreements)
+    labels = info.labels
     rows = rows[:limit]
     if as_json:
         print_json(rows)
@@ -170,24 +130,19 @@ def results(
 @app.command("logs")
 def logs(name: str, follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the eval ends.")):
     """Print an eval's run log (progress, per-model scores, failed rows)."""
-    from pathlib import Path
-
-    from mixtrain.evals import engine
-
     c = client()
     rec = c.get_eval_info(name)
-    if rec["run"] is None:
-        err_console.print(f"eval {name} has no run ({rec['status']})")
+    if rec.run is None:
+        err_console.print(f"eval {name} has no run ({rec.status})")
         return
-    number = rec["run"]["number"]
     if follow:
-        engine.follow(c.settings, number)
+        c.follow_eval(name)
         return
-    path = Path(c.workflows.run(engine.WORKFLOW, number)["log_path"])
-    if path.exists():
+    path = c.eval_log_path(name)
+    if path is not None and path.exists():
         sys.stdout.buffer.write(path.read_bytes())
     else:
-        err_console.print(f"eval {name} has no log yet ({rec['status']})")
+        err_console.print(f"eval {name} has no log yet ({rec.status})")
 
 
 @app.command("cancel")
@@ -211,7 +166,7 @@ def _show(rec: dict) -> None:
     from rich.table import Table
 
     console.print(
-        f"[bold]{rec['name']}[/]  {_status(rec['status'])}  dataset {rec['dataset']} @ snapshot {rec['snapshot_id']}  metric {rec['metric']}"
+        f"[bold]{rec['name']}[/]  {status_markup(rec['status'])}  dataset {rec['dataset']} @ snapshot {rec['snapshot_id']}  metric {rec['metric']}"
     )
     run = rec["run"]
     took = (rec["finished_at"] - rec["created_at"]).total_seconds() if rec["finished_at"] else None
@@ -247,10 +202,6 @@ def _show(rec: dict) -> None:
         console.print(f"[yellow]{len(failures)} row(s) failed:[/]")
         for f in failures[:10]:
             console.print(f"  row {f['row_id']}: {f['reason']}")
-
-
-def _status(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
 
 
 def _pct(v) -> str:

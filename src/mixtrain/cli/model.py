@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -54,7 +53,7 @@ def get(
     """Show a model version and its lineage (base model, dataset snapshot, run, params, loss, versions)."""
     c = client()
     m = c.get_model_info(name, version)
-    evals = _evals_of(c, name)
+    evals = c.model_evals(name)
     if as_json:
         print_json({**m, "evals": evals})
         return
@@ -97,33 +96,10 @@ def get(
         console.print(f"evals:        none yet (`mixtrain eval create NAME --dataset D --models {name}`)")
 
 
-def _evals_of(c, name: str) -> list[dict]:
-    """Every eval this model (any version) appears in, with its score there."""
-    out = []
-    for rec in c.evals.for_model(name):
-        for mod in rec["models"]:
-            if mod["name"] == name:
-                s = rec["scores"].get(mod["label"]) or {}
-                out.append(
-                    {
-                        "eval": rec["name"],
-                        "version": mod["version"],
-                        "label": mod["label"],
-                        "dataset": rec["dataset"],
-                        "metric": rec["metric"],
-                        "status": rec["status"],
-                        "mean": s.get("mean"),
-                        "ci_low": s.get("ci_low"),
-                        "ci_high": s.get("ci_high"),
-                    }
-                )
-    return out
-
-
 @app.command("versions")
 def versions(name: str, as_json: bool = typer.Option(False, "--json")):
     """List a model's versions."""
-    rows = client().models.versions(name)
+    rows = client().model_versions(name)
     if as_json:
         print_json(
             [{k: r[k] for k in ("version", "base_model", "train_loss", "adapter_path", "created_at")} for r in rows]
@@ -148,9 +124,9 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")):
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
     """Delete a model, all its versions and their adapter files."""
     c = client()
-    c.models.versions(name)
+    c.model_versions(name)  # NotFound before asking
     confirm(f"delete model {name!r} and all its versions", yes)
-    c.models.delete(name)
+    c.delete_model(name)
     console.print(f"Deleted model {name}")
 
 
@@ -207,83 +183,21 @@ def run(
         return
 
 
-BATCH = 8  # rows per generate call for --inputs-file (greedy answers equal one-at-a-time ones)
-
-
-def _answer(model, recs: list[dict], gen: dict) -> None:
-    """Answer ``recs`` in one batch; if the batch fails, row by row so one bad row fails alone."""
-    from mixtrain.errors import MixtrainError
-
-    if not recs:
-        return
-    try:
-        for rec, res in zip(
-            recs, model.run_batch([r["input"] for r in recs], batch_size=len(recs), **gen), strict=True
-        ):
-            rec.update(res)
-        return
-    except MixtrainError:
-        pass
-    for rec in recs:
-        try:
-            rec.update(model.run(rec["input"], **gen))
-        except MixtrainError as exc:
-            rec["error"] = str(exc)
-
-
 def _run_file(name, version, inputs_file: Path, output, gen) -> None:
-    """A batch answers every usable row; each unusable one gets an error record with its line number.
+    """Every row's result as a JSON line (stdout or ``--output``); exit 1 after them if any row failed."""
+    sinks: list = []  # the output file is opened at the first result: a refused request writes nothing
 
-    Exit 1 when any row failed (after the good rows are answered), so a script notices.
-    """
-    from mixtrain.errors import InvalidInput, MixtrainError
-    from mixtrain.images import resolve_image
-    from mixtrain.models.inference import check_inputs
+    def write(rec: dict) -> None:
+        if not sinks:
+            sinks.append(open(output, "w") if output else sys.stdout)
+        sinks[0].write(json.dumps(rec) + "\n")
+        sinks[0].flush()
 
-    c = client()
-    info = c.get_model_info(name, version)
-    records: list[dict] = []  # in file order: {"line", "input"} plus "error" for a bad row
-    for n, row, problem in _file_rows(inputs_file):
-        if problem is None:
-            try:
-                for ref in check_inputs(row)[0]:
-                    resolve_image(ref, c.settings.image_cache)  # a bad image fails before the model loads
-            except MixtrainError as exc:
-                problem = str(exc)
-        records.append({"line": n, "input": row, **({"error": problem} if problem else {})})
-    good = [r for r in records if "error" not in r]
-    model = None
-    if good:
-        from mixtrain.client import get_model
-        from mixtrain.models.quiet import quiet_native_stderr
-
-        with quiet_native_stderr():
-            model = get_model(name, info["version"], client=c)
-    out = open(output, "w") if output else sys.stdout
     try:
-        for start in range(0, len(records), BATCH):  # one batched generate per BATCH rows, written in file order
-            chunk = records[start : start + BATCH]
-            _answer(model, [r for r in chunk if "error" not in r], gen)
-            for rec in chunk:
-                out.write(json.dumps(rec) + "\n")
-            out.flush()
+        client().run_model_file(name, inputs_file, write, config=gen, version=version)
     finally:
-        if output:
-            out.close()
-    bad = [(k, r) for k, r in enumerate(records, 1) if "error" in r]
-    if bad:
-        k, first = bad[0]
-        where = f"row {k} of {inputs_file}, line {first['line']}: {first['error']}"
-        answered = len(records) - len(bad)
-        summary = (
-            where
-            if len(bad) == 1
-            else f"{len(bad)} of {len(records)} rows failed (lines {', '.join(str(r['line']) for _, r in bad[:10])}); first: {where}"
-        )
-        raise InvalidInput(
-            summary + (f" — the other {answered} row(s) were answered" if answered else ""),
-            'see the "error" record of each failed line in the output',
-        )
+        if output and sinks:
+            sinks[0].close()
 
 
 def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
@@ -303,34 +217,6 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
     return []
 
 
-def _file_rows(inputs_file: Path) -> list[tuple[int, Any, str | None]]:
-    """(line number, row, problem) for each non-blank line; a bad line is a problem, not a crash."""
-    from mixtrain.errors import InvalidInput
-
-    try:
-        text = inputs_file.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {inputs_file}: {exc}", "pass a UTF-8 JSONL file") from None
-    out: list[tuple[int, Any, str | None]] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                out.append((n, line[:200], f"invalid JSON ({exc.msg}) — one JSON object per line"))
-                continue
-            out.append(
-                (
-                    n,
-                    row,
-                    None if isinstance(row, dict) else 'not a JSON object — one {"image", "prompt"} object per line',
-                )
-            )
-    if not out:
-        raise InvalidInput(f"{inputs_file} has no rows", "one JSON object per line")
-    return out
-
-
 @app.command("register")
 def register(
     name: str,
@@ -342,13 +228,8 @@ def register(
     The family comes from the model's own config.json, as in the fine-tune (``--model_type`` is corrected
     when it disagrees); a folder that does not exist or a model whose config cannot be read is refused.
     """
-    from mixtrain.vlm.families import resolve
-
-    family, _ = resolve(model_type, base_model, lambda msg: console.print(msg))
-    if Path(base_model).expanduser().is_dir():
-        base_model = str(Path(base_model).expanduser().resolve())
-    m = client().models.register_base(name, base_model, family.name)
-    console.print(f"Registered base model {name} version {m['version']} ({base_model})")
+    m = client().register_base_model(name, base_model, model_type, log=lambda msg: console.print(msg))
+    console.print(f"Registered base model {name} version {m.version} ({m.base_model})")
 
 
 @app.command("export")
@@ -361,16 +242,12 @@ def export(
 ):
     """Merge the LoRA adapter into the base model and save a model plain transformers loads."""
     from mixtrain.models import _fastimport
-    from mixtrain.models.inference import export_merged
 
     _fastimport.enable()
     c = client()
     info = c.get_model_info(name, version)
-    from mixtrain.models.quiet import quiet_native_stderr
-
-    with quiet_native_stderr():
-        out = export_merged(info, c.settings, merged)
-    console.print(f"Exported {name} v{info['version']} merged to {out}")
+    out = c.export_model(name, merged, info.version)
+    console.print(f"Exported {name} v{info.version} merged to {out}")
 
 
 @app.command("serve")

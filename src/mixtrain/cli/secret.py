@@ -24,7 +24,7 @@ def create(
     name: str, value: str | None = typer.Argument(None, help="Value (omit to type it hidden or pipe it on stdin).")
 ):
     """Create a secret (fails if it exists)."""
-    client().secrets.set(name, _read_value(name, value))
+    client().create_secret(name, _read_value(name, value))
     console.print(f"Created secret {name}")
 
 
@@ -35,14 +35,14 @@ def set_(
     update: bool = typer.Option(False, "--update", help="Replace an existing value."),
 ):
     """Set a secret; --update replaces an existing one."""
-    replaced = client().secrets.set(name, _read_value(name, value), update_existing=update)
+    replaced = client().set_secret(name, _read_value(name, value), update_existing=update)
     console.print(f"{'Updated' if replaced else 'Created'} secret {name}")
 
 
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json")):
     """List secret names (never values)."""
-    rows = client().secrets.list()
+    rows = client().list_secrets()
     if as_json:
         print_json([{"name": r["name"], "updated_at": r["updated_at"]} for r in rows])
         return
@@ -57,7 +57,7 @@ def list_(as_json: bool = typer.Option(False, "--json")):
 @app.command("get")
 def get(name: str, show: bool = typer.Option(False, "--show", help="Print the value.")):
     """Confirm a secret exists; --show prints its value."""
-    value = client().secrets.get(name)
+    value = client().get_secret(name)
     if show:
         print(value)
     else:
@@ -68,7 +68,7 @@ def get(name: str, show: bool = typer.Option(False, "--show", help="Print the va
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
     """Delete a secret."""
     c = client()
-    c.secrets.require(name)  # no decryption: a secret whose key was lost can still be deleted
+    c.require_secret(name)  # no decryption: a secret whose key was lost can still be deleted
     confirm(f"delete secret {name!r}", yes)
-    c.secrets.delete(name)
+    c.delete_secret(name)
     console.print(f"Deleted secret {name}")

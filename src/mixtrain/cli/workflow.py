@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from mixtrain.cli.common import STATUS_STYLE, client, confirm, console, err_console, fmt_duration, fmt_time, print_json
+from mixtrain.cli.common import (
+    client,
+    confirm,
+    console,
+    err_console,
+    fmt_duration,
+    fmt_time,
+    print_json,
+    status_markup,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
@@ -35,7 +44,7 @@ def update_(
     entrypoint: str | None = typer.Option(None, "--entrypoint"),
 ):
     """Register a new version of a workflow."""
-    wf = client().workflows.update(name, files, description, entrypoint)
+    wf = client().update_workflow(name, files, description, entrypoint)
     console.print(f"Updated workflow [bold]{name}[/] to version {wf['version']}")
 
 
@@ -57,7 +66,9 @@ def list_(as_json: bool = typer.Option(False, "--json")):
 @app.command("get")
 def get(name: str, as_json: bool = typer.Option(False, "--json")):
     """Show a workflow: description, entrypoint, inputs, versions and recent runs."""
-    wf = client().get_workflow(name)
+    c = client()
+    c.reconcile_runs(name)
+    wf = c.get_workflow(name)
     if as_json:
         print_json(wf)
         return
@@ -80,7 +91,9 @@ def runs_(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """List a workflow's runs: number, status, start, end, duration."""
-    rows = client().list_runs(name, n)
+    c = client()
+    c.reconcile_runs(name)
+    rows = c.list_runs(name, n)
     if as_json:
         print_json(rows)
         return
@@ -94,12 +107,11 @@ def logs(
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the run ends."),
 ):
     """Print a run's log."""
-    from mixtrain.workflows import runner
-
     c = client()
-    info = c.workflows.run(name, run)
+    c.reconcile_runs(name, run)
+    info = c.get_run(name, run)
     if follow:
-        runner.follow(c.settings, name, run)
+        c.follow_run(name, run)
         return
     path = Path(info["log_path"])
     if path.exists():
@@ -173,10 +185,8 @@ def resume(
     detach: bool = typer.Option(False, "-d", "--detach", help="Return at once."),
 ):
     """Continue a failed or cancelled run from its latest complete checkpoint, as a new run with the same inputs."""
-    from mixtrain.workflows import runner
-
     c = client()
-    info = runner.resume(c.settings, name, run, fork=True)
+    info = c.resume_run(name, run, detach=True, fork=True)
     origin = info["resumed_from"]
     err_console.print(
         f"[dim]Started run #{info['number']} of {name}, resuming run #{run} from step {origin['step']} — logs: mixtrain workflow logs {name} {info['number']} -f[/]"
@@ -190,10 +200,7 @@ def resume(
 @app.command("cancel")
 def cancel(name: str, run: int = typer.Argument(..., help="Run number.")):
     """Cancel a pending or running run (its whole process tree)."""
-    from mixtrain.workflows import runner
-
-    c = client()
-    info = runner.cancel(c.settings, name, run)
+    info = client().cancel_run(name, run)
     console.print(f"Run #{run} of {name}: {info['status']}")
 
 
@@ -201,9 +208,9 @@ def cancel(name: str, run: int = typer.Argument(..., help="Run number.")):
 def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
     """Delete a workflow, its versions and run records (refused while a run is active)."""
     c = client()
-    c.workflows.describe(name)
+    c.get_workflow(name)  # NotFound before asking
     confirm(f"delete workflow {name!r} and its run history", yes)
-    c.workflows.delete(name)
+    c.delete_workflow(name)
     console.print(f"Deleted workflow {name}")
 
 
@@ -215,19 +222,18 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
 def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name.")):
     """Run a workflow: mixtrain workflow run NAME --input value ... (NAME --help lists the inputs)."""
     from mixtrain.cli import run_options
-    from mixtrain.workflows import runner
 
     args = list(ctx.args)
     if name in (None, "-h", "--help"):
         console.print(ctx.get_help())
         return
     c = client()
-    version = c.workflows.latest_version(name)
-    parsed = run_options.parse(args, version["spec"])
+    spec = c.workflow_spec(name)
+    parsed = run_options.parse(args, spec)
     if parsed.help:
-        _print_run_help(name, version["spec"])
+        _print_run_help(name, spec)
         return
-    info = runner.start(c.settings, name, parsed.inputs, from_text=True, fork=True)
+    info = c.start_run(name, parsed.inputs, from_text=True, fork=True)
     number = info["number"]
     err_console.print(f"[dim]Started run #{number} of {name} — logs: mixtrain workflow logs {name} {number} -f[/]")
     if parsed.detach:
@@ -239,12 +245,11 @@ def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name
 def _attach(c, name: str, info: dict) -> None:
     """Follow a started run in the compact view until it ends; a failure raises with the run's reason."""
     from mixtrain.cli.live import CompactView
-    from mixtrain.workflows import runner
 
     number = info["number"]
     view = CompactView(Path(info["run_dir"]))
     try:
-        final = runner.follow(c.settings, name, number, view, on_tick=view.tick)
+        final = c.follow_run(name, number, view, on_tick=view.tick)
     except KeyboardInterrupt:
         view.close({"status": "detached"})
         err_console.print(
@@ -303,11 +308,10 @@ def _runs_table(rows: list[dict]):
 
     t = Table("run", "status", "started", "finished", "duration", "error")
     for r in rows:
-        style = STATUS_STYLE.get(r["status"], "")
         err = (r.get("error") or "")[:60]
         t.add_row(
             f"#{r['number']}",
-            f"[{style}]{r['status']}[/]",
+            status_markup(r["status"]),
             fmt_time(r["started_at"] or r["created_at"]),
             fmt_time(r["finished_at"]),
             fmt_duration(r["duration"]),

@@ -7,11 +7,16 @@ model versions resolved, generation settings filled in.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput
-from mixtrain.evals.metrics import check_metric
-from mixtrain.evals.store import ACTIVE, EvalStore, label
+from mixtrain.evals.store import EvalStore, label
 from mixtrain.names import NAME_RE, check_name
 from mixtrain.settings import Settings
+
+if TYPE_CHECKING:
+    from mixtrain.evals.spec import EvalSpec
+    from mixtrain.records import Eval
 
 DEFAULT_REFERENCE = "response"
 RESULTS_SUFFIX = "-results"
@@ -41,21 +46,9 @@ def parse_models(models) -> list[tuple[str, int | None]]:
     return out
 
 
-def plan(
-    settings: Settings,
-    name: str,
-    dataset: str,
-    models,
-    *,
-    metric: str = "exact_match",
-    image_column: str = "image_path",
-    prompt_column: str = "prompt",
-    reference_column: str | None = None,
-    config: dict | None = None,
-    limit: int | None = None,
-    batch_size: int = 8,
-) -> dict:
-    """Validate an eval request; return what ``EvalStore.insert`` takes. Raises on the first problem."""
+def plan(settings: Settings, name: str, spec: EvalSpec) -> dict:
+    """Check an eval request against the stores; return what ``EvalStore.insert`` takes. Raises on the
+    first problem. ``spec`` has already checked the values themselves (``EvalSpec``)."""
     from mixtrain.datasets.store import DatasetStore
     from mixtrain.models.inference import generation_settings
     from mixtrain.models.registry import ModelRegistry
@@ -67,17 +60,10 @@ def plan(
             f"eval name {name!r} is too long for its results dataset {results!r}",
             f"use at most {64 - len(RESULTS_SUFFIX)} characters",
         )
-    check_metric(metric)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidInput(f"--limit must be a whole number ≥ 1, got {limit!r}", "omit it to evaluate every row")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInput(f"--batch_size must be a whole number ≥ 1, got {batch_size!r}", "e.g. --batch_size 8")
-    if config is not None and not isinstance(config, dict):
-        raise InvalidInput(
-            "--config must be a JSON object", 'e.g. --config \'{"max_new_tokens": 32, "temperature": 0}\''
-        )
-    gen = generation_settings(config)
-    wanted = parse_models(models)
+    gen = generation_settings(spec.config)
+    wanted = parse_models(spec.models)
+    dataset, metric, reference_column = spec.dataset, spec.metric, spec.reference_column
+    image_column, prompt_column = spec.image_column, spec.prompt_column
 
     store = EvalStore(settings)
     if store.exists(name):
@@ -142,17 +128,17 @@ def plan(
             "prompt_column": prompt_column,
             "reference_column": reference,
             "generation": gen,
-            "limit": limit,
-            "batch_size": batch_size,
+            "limit": spec.limit,
+            "batch_size": spec.batch_size,
         },
     }
 
 
-def create(settings: Settings, name: str, dataset: str, models, *, fork: bool = False, **options) -> dict:
+def create(settings: Settings, name: str, spec: EvalSpec, *, fork: bool = False) -> Eval:
     """Record the eval and start its run; returns the record (with its run)."""
     from mixtrain.evals import engine
 
-    p = plan(settings, name, dataset, models, **options)
+    p = plan(settings, name, spec)
     engine.ensure_workflow(settings)
     store = EvalStore(settings)
     store.insert(**p)
@@ -161,7 +147,7 @@ def create(settings: Settings, name: str, dataset: str, models, *, fork: bool = 
     except BaseException:
         store.delete(name)  # nothing half-written: no record without a run
         raise
-    store.attach_run(name, run["id"])
+    store.attach_run(name, run.id)
     return store.get(name)
 
 
@@ -171,8 +157,9 @@ def delete(settings: Settings, name: str) -> None:
     from mixtrain.errors import NotFound
 
     store = EvalStore(settings)
+    store.reconcile(name)
     rec = store.get(name)
-    if rec["status"] in ACTIVE:
+    if rec.status.is_active:
         number = rec["run"]["number"] if rec["run"] else "?"
         raise Conflict(
             f"eval {name!r} is {rec['status']} (run #{number})", f"wait for it or `mixtrain eval cancel {name}`"

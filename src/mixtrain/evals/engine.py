@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mixtrain.errors import AlreadyExists, Conflict, NotFound
+from mixtrain.records import Run
 from mixtrain.settings import Settings
 
 WORKFLOW = "mixtrain-eval"
@@ -35,26 +36,26 @@ def ensure_workflow(settings: Settings) -> None:
         )
 
 
-def start(settings: Settings, eval_name: str, *, fork: bool = False) -> dict:
+def start(settings: Settings, eval_name: str, *, fork: bool = False) -> Run:
     from mixtrain.workflows import runner
 
     ensure_workflow(settings)
     return runner.start(settings, WORKFLOW, {"eval_name": eval_name}, fork=fork)
 
 
-def follow(settings: Settings, number: int, out=None) -> dict:
+def follow(settings: Settings, number: int, out=None) -> Run:
     from mixtrain.workflows import runner
 
     return runner.follow(settings, WORKFLOW, number, out)
 
 
-def wait(settings: Settings, number: int) -> dict:
+def wait(settings: Settings, number: int) -> Run:
     from mixtrain.workflows import runner
 
     return runner.wait(settings, WORKFLOW, number)
 
 
-def cancel(settings: Settings, number: int) -> dict:
+def cancel(settings: Settings, number: int) -> Run:
     from mixtrain.workflows import runner
 
     return runner.cancel(settings, WORKFLOW, number)

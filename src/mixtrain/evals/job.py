@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Mapping
 
 from mixtrain.evals.metrics import paired_bootstrap, score, summarize
 from mixtrain.evals.store import EvalStore
@@ -37,7 +38,7 @@ def run_eval(name: str, settings: Settings | None = None) -> dict:
     }
 
 
-def _evaluate(settings: Settings, rec: dict) -> dict:
+def _evaluate(settings: Settings, rec: Mapping) -> dict:
     from mixtrain.datasets.store import DatasetStore
 
     cfg = rec["config"]
@@ -89,7 +90,7 @@ def _evaluate(settings: Settings, rec: dict) -> dict:
     return {"scores": scores, "failures": failures, "comparison": comparison}
 
 
-def load_rows(datasets, rec: dict) -> list[dict]:
+def load_rows(datasets, rec: Mapping) -> list[dict]:
     """The eval's columns at its pinned snapshot, as {row_id, images, image, prompt, reference}.
 
     ``images``: every image of the cell (one, a list, stored references); ``reference``: a text, or a
@@ -198,7 +199,7 @@ def generate_all(
     return texts, spent
 
 
-def write_results(datasets, rec: dict, rows: list[dict], outputs: dict[str, list], per_row: dict[str, list]) -> None:
+def write_results(datasets, rec: Mapping, rows: list[dict], outputs: dict[str, list], per_row: dict[str, list]) -> None:
     """One Iceberg table, created and filled in one commit: row_id, image, prompt, reference, then per
     model ``<label>__output`` and ``<label>__score``."""
     import json

@@ -1,15 +1,15 @@
 """Eval records in the metadata DB: what was evaluated (dataset snapshot, model versions, config)
 and how each model scored, so an eval can be reproduced and compared later.
 
-The eval's job runs as a run of the built-in eval workflow. A record still marked active whose run
-has ended (cancelled, killed, timed out) takes the run's status on read, so no eval stays
-``running`` after its process is gone — the same guarantee runs give, by delegation.
+The eval's job runs as a run of the built-in eval workflow. Reads have no side effects; ``reconcile``
+is the explicit step that gives a record still marked active whose run has ended (cancelled, killed,
+timed out) the run's status, so no eval stays ``running`` after its process is gone — the same
+guarantee runs give, by delegation. The faces call it (through ``MixClient``) before they show evals.
 """
 
 from __future__ import annotations
 
 import builtins
-import datetime as dt
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from mixtrain.errors import AlreadyExists, NotFound
 from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import eval_models, evals, runs, workflows
+from mixtrain.records import ACTIVE, Eval, RunStatus
 from mixtrain.settings import Settings
 
-ACTIVE = ("pending", "running")
 NEVER_STARTED_AFTER = 60  # seconds
 SCORE_KEYS = ("mean", "ci_low", "ci_high", "n", "failed", "generation_s")
 
@@ -44,7 +44,7 @@ class EvalStore:
         config: dict,
         models: builtins.list[dict],
         results_dataset: str,
-    ) -> dict:
+    ) -> Eval:
         """A pending eval and its model rows, in one transaction."""
         try:
             with self.engine.begin() as conn:
@@ -55,7 +55,7 @@ class EvalStore:
                             dataset=dataset,
                             snapshot_id=snapshot_id,
                             metric=metric,
-                            status="pending",
+                            status=RunStatus.PENDING,
                             config=config,
                             results_dataset=results_dataset,
                             created_at=now(),
@@ -88,8 +88,8 @@ class EvalStore:
 
     def set_status(self, name: str, status: str, **values) -> bool:
         """Move an active eval to ``status``; a finished eval is never overwritten by a late writer."""
-        values["status"] = status
-        if status not in ACTIVE:
+        values["status"] = RunStatus(status)
+        if values["status"].is_terminal:
             values.setdefault("finished_at", now())
         with self.engine.begin() as conn:
             q = update(evals).where(evals.c.name == name).where(evals.c.status.in_(ACTIVE))
@@ -113,23 +113,30 @@ class EvalStore:
             conn.execute(
                 update(evals)
                 .where(evals.c.id == row.id)
-                .values(status="completed", comparison=comparison, finished_at=now())
+                .values(status=RunStatus.COMPLETED, comparison=comparison, finished_at=now())
             )
         return True
 
-    def get(self, name: str) -> dict:
-        row = self._row(name)
-        if row["status"] in ACTIVE:
-            self._reconcile(row)
-            row = self._row(name)
-        return self._record(row)
+    def get(self, name: str) -> Eval:
+        """The eval as stored (``reconcile`` first to settle one whose run has ended)."""
+        return self._record(self._row(name))
 
-    def list(self) -> builtins.list[dict]:
+    def names(self) -> builtins.list[str]:
         with self.engine.connect() as conn:
-            names = [r.name for r in conn.execute(select(evals.c.name).order_by(evals.c.created_at, evals.c.id))]
-        return [self.get(n) for n in names]
+            return [r.name for r in conn.execute(select(evals.c.name).order_by(evals.c.created_at, evals.c.id))]
 
-    def for_model(self, model_name: str) -> builtins.list[dict]:
+    def list(self) -> builtins.list[Eval]:
+        return [self.get(n) for n in self.names()]
+
+    def reconcile(self, name: str | None = None) -> None:
+        """The explicit liveness step: an active eval (``name``, or every one) whose run ended takes its status."""
+        with self.engine.connect() as conn:
+            q = select(evals.c.name).where(evals.c.status.in_(ACTIVE))
+            active = conn.execute(q if name is None else q.where(evals.c.name == name)).scalars().all()
+        for n in active:
+            self._reconcile(self._row(n))
+
+    def for_model(self, model_name: str) -> builtins.list[Eval]:
         """Every eval a model appears in (any version), oldest first, with that model's scores."""
         with self.engine.connect() as conn:
             names = (
@@ -176,54 +183,48 @@ class EvalStore:
     def _reconcile(self, row: dict) -> None:
         """An active eval whose run has ended (cancel, SIGKILL, timeout) takes the run's status."""
         if row["run_workflow"] is None:
-            age = (now() - _utc(row["created_at"])).total_seconds()
+            age = (now() - row["created_at"]).total_seconds()
             if row["run_id"] is None and age > NEVER_STARTED_AFTER:  # the creating process died before starting the run
                 self.set_status(
-                    row["name"], "failed", error="the eval's run was never started (its creator exited first)"
+                    row["name"], RunStatus.FAILED, error="the eval's run was never started (its creator exited first)"
                 )
             return
         from mixtrain.workflows.registry import WorkflowRegistry
 
+        reg = WorkflowRegistry(self.settings)
         try:
-            run = WorkflowRegistry(self.settings).run(
-                row["run_workflow"], row["run_number"]
-            )  # reconciles the run itself
+            run = reg.run(row["run_workflow"], row["run_number"])
         except NotFound:
-            self.set_status(row["name"], "failed", error="its run record was deleted")
+            self.set_status(row["name"], RunStatus.FAILED, error="its run record was deleted")
             return
-        if run["status"] not in ACTIVE:
-            status = (
-                "failed" if run["status"] == "completed" else run["status"]
-            )  # completed run, eval not: its job never reported
-            self.set_status(row["name"], status, error=run["error"] or "the eval's run ended without reporting scores")
+        if run.status.is_active and reg.reconcile(run.id):  # the run itself first
+            run = reg.run_by_id(run.id)
+        if run.status.is_terminal:
+            # a completed run whose eval is not: its job never reported
+            status = RunStatus.FAILED if run.status == RunStatus.COMPLETED else run.status
+            self.set_status(row["name"], status, error=run.error or "the eval's run ended without reporting scores")
 
     @staticmethod
-    def _record(row: dict) -> dict:
+    def _record(row: dict) -> Eval:
         models, scores = [], {}
         for m in row["models"]:
             models.append({"name": m["model_name"], "version": m["model_version"], "label": m["label"]})
             if m["n"] is not None:
                 scores[m["label"]] = {k: m[k] for k in SCORE_KEYS}
                 scores[m["label"]]["failures"] = m["failures"] or []
-        return {
-            "name": row["name"],
-            "dataset": row["dataset"],
-            "snapshot_id": row["snapshot_id"],
-            "metric": row["metric"],
-            "status": row["status"],
-            "error": row["error"],
-            "config": row["config"],
-            "created_at": _utc(row["created_at"]),
-            "finished_at": _utc(row["finished_at"]),
-            "run": {"workflow": row["run_workflow"], "number": row["run_number"]} if row["run_workflow"] else None,
-            "results_dataset": row["results_dataset"],
-            "models": models,
-            "scores": scores,
-            "comparison": row["comparison"],
-        }
-
-
-def _utc(ts):
-    if ts is not None and ts.tzinfo is None:  # SQLite returns naive UTC
-        return ts.replace(tzinfo=dt.UTC)
-    return ts
+        return Eval(
+            name=row["name"],
+            dataset=row["dataset"],
+            snapshot_id=row["snapshot_id"],
+            metric=row["metric"],
+            status=RunStatus(row["status"]),
+            error=row["error"],
+            config=row["config"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            run={"workflow": row["run_workflow"], "number": row["run_number"]} if row["run_workflow"] else None,
+            results_dataset=row["results_dataset"],
+            models=models,
+            scores=scores,
+            comparison=row["comparison"],
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,10 +17,32 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 
 metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is aware UTC on the way in and out: SQLite hands back naive datetimes and
+    PostgreSQL the session's zone; converting here, once, spares every reader its own fix."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return _utc(value)
+
+    def process_result_value(self, value, dialect):
+        return _utc(value)
+
+
+def _utc(value):
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
 
 datasets = Table(
     "datasets",
@@ -27,7 +51,7 @@ datasets = Table(
     Column("name", String(64), nullable=False, unique=True),
     Column("description", Text, nullable=False, default=""),
     Column("source", Text, nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 workflows = Table(
@@ -36,7 +60,7 @@ workflows = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("description", Text, nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 workflow_versions = Table(
@@ -49,7 +73,7 @@ workflow_versions = Table(
     Column("main_file", Text, nullable=False),
     Column("source_dir", Text, nullable=False),
     Column("spec", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("workflow_id", "version"),
 )
 
@@ -69,9 +93,9 @@ runs = Table(
     Column("pid_start", String(32)),
     Column("worker_pid", Integer),
     Column("worker_start", String(32)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
     Column("resumed_from", JSON),  # {"run": N, "step": S, "checkpoint": PATH} when `workflow resume` started it
     UniqueConstraint("workflow_id", "number"),
 )
@@ -93,7 +117,7 @@ models = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 model_versions = Table(
@@ -107,7 +131,7 @@ model_versions = Table(
     Column("adapter_path", Text, nullable=False),
     Column("train_loss", Float),
     Column("lineage", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("model_id", "version"),
 )
 
@@ -117,8 +141,8 @@ secrets = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(128), nullable=False, unique=True),
     Column("value", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 evals = Table(
@@ -135,8 +159,8 @@ evals = Table(
     Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
     Column("results_dataset", String(64), nullable=False),
     Column("comparison", JSON),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
 )
 
 eval_models = Table(

@@ -8,6 +8,7 @@ with) and only the newly generated tokens are decoded.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
@@ -79,7 +80,7 @@ def check_inputs(inputs) -> tuple[list[str], str]:
 class LoadedModel:
     """A registered model loaded once and reused for many calls (``mixtrain.get_model(name).run(...)``)."""
 
-    def __init__(self, info: dict, settings, merged_dir: Path | None = None):
+    def __init__(self, info: Mapping, settings, merged_dir: Path | None = None):
         self.info, self.settings = info, settings
         self.load_seconds = 0.0
         t0 = time.perf_counter()
@@ -180,7 +181,7 @@ class LoadedModel:
         return self.run_batch([inputs], **config)[0]
 
 
-def export_merged(info: dict, settings, out_dir: Path) -> Path:
+def export_merged(info: Mapping, settings, out_dir: Path) -> Path:
     """Merge the LoRA into the base weights and save a plain transformers model + processor."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):

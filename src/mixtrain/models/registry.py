@@ -12,6 +12,7 @@ from mixtrain.errors import MixtrainError, NotFound
 from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import model_versions, models
 from mixtrain.names import check_name
+from mixtrain.records import ModelVersion
 from mixtrain.settings import Settings
 
 
@@ -22,7 +23,7 @@ class ModelRegistry:
 
     def register(
         self, name: str, *, base_model: str, model_type: str, adapter_path: str, train_loss: float | None, lineage: dict
-    ) -> dict:
+    ) -> ModelVersion:
         """Add a version (1 for a new name); concurrent registrations get distinct versions."""
         check_name(name, "model")
         for _ in range(20):
@@ -56,7 +57,7 @@ class ModelRegistry:
             f"could not allocate a version of model {name!r} (too many concurrent registrations)", "try again"
         )
 
-    def register_base(self, name: str, base_model: str, model_type: str) -> dict:
+    def register_base(self, name: str, base_model: str, model_type: str) -> ModelVersion:
         """Register a base model without an adapter, to query it like any other (e.g. before fine-tuning)."""
         return self.register(
             name,
@@ -74,7 +75,7 @@ class ModelRegistry:
             raise NotFound(f"model {name!r} not found", "see `mixtrain model list`")
         return model_id
 
-    def get(self, name: str, version: int | None = None) -> dict:
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
         model_id = self._model_id(name)
         q = select(model_versions).where(model_versions.c.model_id == model_id)
         q = (
@@ -86,19 +87,17 @@ class ModelRegistry:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"model {name!r} has no version {version}", f"see `mixtrain model versions {name}`")
-        d = dict(row._mapping)
-        d["name"] = name
-        return d
+        return ModelVersion.from_row(row, name)
 
-    def versions(self, name: str) -> list[dict]:
+    def versions(self, name: str) -> list[ModelVersion]:
         model_id = self._model_id(name)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(model_versions).where(model_versions.c.model_id == model_id).order_by(model_versions.c.version)
             )
-            return [dict(r._mapping, name=name) for r in rows]
+            return [ModelVersion.from_row(r, name) for r in rows]
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[ModelVersion]:
         with self.engine.connect() as conn:
             latest = (
                 select(model_versions.c.model_id, func.max(model_versions.c.version).label("version"))
@@ -114,7 +113,7 @@ class ModelRegistry:
                 )
                 .order_by(models.c.name)
             )
-            return [dict(r._mapping) for r in rows]
+            return [ModelVersion.from_row(r) for r in rows]
 
     def delete(self, name: str) -> None:
         model_id = self._model_id(name)

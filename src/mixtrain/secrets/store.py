@@ -17,6 +17,7 @@ from mixtrain.faults import guard
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.metadata.schema import secrets
 from mixtrain.names import check_secret_name
+from mixtrain.records import SecretInfo
 from mixtrain.settings import Settings
 
 
@@ -147,12 +148,13 @@ class SecretStore:
                 "the key file was replaced; set the secret again",
             ) from exc
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[SecretInfo]:
+        """Names and dates, never values."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(secrets.c.name, secrets.c.created_at, secrets.c.updated_at).order_by(secrets.c.name)
             )
-            return [dict(r._mapping) for r in rows]
+            return [SecretInfo(**r._mapping) for r in rows]
 
     def delete(self, name: str) -> None:
         with self.engine.begin() as conn:

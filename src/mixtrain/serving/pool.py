@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def adapter_rank(adapter_dir: str) -> int:
     return max(ranks)
 
 
-def plan(infos: list[dict]) -> list[Base]:
+def plan(infos: Sequence[Mapping]) -> list[Base]:
     """Group registry entries by base model (no loading): the layout both engines serve."""
     bases: dict[str, Base] = {}
     names: set[str] = set()

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from mixtrain.errors import NotFound
-from mixtrain.images import cell_refs
 from mixtrain.ui import thumbs
 from mixtrain.ui.web import Page, render
 
@@ -23,14 +22,7 @@ def client(request: Request):
 
 @router.get("/datasets")
 def datasets(request: Request):
-    c = client(request)
-    rows = []
-    for name in c.list_datasets():
-        try:
-            rows.append(c.datasets.summary(name))
-        except NotFound:  # deleted between list and summary
-            continue
-    return render(request, "datasets.html", datasets=rows)
+    return render(request, "datasets.html", datasets=client(request).list_dataset_infos())
 
 
 def _snapshot(table, snapshot: str | None):
@@ -62,7 +54,7 @@ def _page(c, name: str, snapshot_id: int, offset: int, size: int) -> tuple[list[
 @router.get("/datasets/{name}")
 def dataset(request: Request, name: str, snapshot: str | None = None):
     c = client(request)
-    summary = c.datasets.summary(name)
+    summary = c.get_dataset_info(name)
     table = c.get_dataset(name)
     snap = _snapshot(table, snapshot)
     page = Page(request, _total(snap), PAGE_ROWS)
@@ -76,7 +68,7 @@ def dataset(request: Request, name: str, snapshot: str | None = None):
         request,
         "dataset.html",
         ds=summary,
-        versions=list(reversed(c.datasets.versions(name))),
+        versions=list(reversed(c.dataset_versions(name))),
         snap=snap,
         columns=columns,
         rows=rows,
@@ -101,9 +93,7 @@ def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, colum
     columns, rows = _page(c, name, snapshot_id, offset, PAGE_ROWS)
     if column not in columns or row - offset >= len(rows):
         raise HTTPException(404)
-    refs = cell_refs(
-        rows[row - offset][column], warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(name)
-    )
+    refs = c.dataset_image_refs(name, rows[row - offset][column])
     if not 0 <= k < len(refs):
         raise HTTPException(404)
     return _image_response(thumbs.thumbnail(refs[k], c.settings))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from mixtrain.errors import NotFound
-from mixtrain.images import cell_refs
 from mixtrain.ui import evals_view, features, thumbs
 from mixtrain.ui.routes_datasets import _image_response
 from mixtrain.ui.web import Page, render
@@ -57,8 +56,7 @@ def eval_thumb(request: Request, name: str, index: int, k: int = 0):
     rows = evals_view.results(c, info) if info.get("status") == "completed" else []
     if not 0 <= index < len(rows) or not isinstance(rows[index]["image"], str):
         raise HTTPException(404)
-    cell = rows[index]["images"]
-    refs = cell_refs(cell, warehouse=c.datasets.warehouse_dir(), source_dirs=c.datasets.source_dirs(info["dataset"]))
+    refs = c.dataset_image_refs(info.dataset, rows[index]["images"])
     if not 0 <= k < len(refs):
         raise HTTPException(404)
     return _image_response(thumbs.thumbnail(refs[k], c.settings))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from mixtrain.errors import MixtrainError
-from mixtrain.ui import evals_view, thumbs
+from mixtrain.ui import thumbs
 from mixtrain.ui.web import render
 
 router = APIRouter()
@@ -32,8 +32,8 @@ def model(request: Request, name: str, version: int | None = None):
         request,
         "model.html",
         m=m,
-        versions=list(reversed(c.models.versions(name))),
-        scores=evals_view.scores_for_model(c, name),
+        versions=list(reversed(c.model_versions(name))),
+        scores=c.model_evals(name),
     )
 
 

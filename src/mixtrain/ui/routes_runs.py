@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from mixtrain.errors import Conflict, MixtrainError
 from mixtrain.ui import charts, features, forms
 from mixtrain.ui.web import Page, render
-from mixtrain.workflows.registry import ACTIVE
 from mixtrain.workflows.runfolder import RunFolder
 
 router = APIRouter()
@@ -33,6 +32,7 @@ def workflows(request: Request):
 @router.get("/workflows/{name}")
 def workflow(request: Request, name: str):
     c = client(request)
+    c.reconcile_runs(name)
     wf = c.get_workflow(name)
     total = next((w["runs"] for w in c.list_workflows() if w["name"] == name), 0)
     page = Page(request, total, RUNS_PER_PAGE)
@@ -54,10 +54,8 @@ async def start_run(request: Request, name: str):
     form = {k: str(v) for k, v in (await request.form()).items() if k != "csrf"}
     typed, errors = forms.parse(wf["inputs"], form)
     if not errors:
-        from mixtrain.workflows import runner
-
         try:
-            run = runner.start(c.settings, name, typed)
+            run = c.start_run(name, typed)
         except MixtrainError as exc:
             return render(request, "run_form.html", wf=wf, fields=forms.fields(wf["inputs"], form), error=str(exc))
         return RedirectResponse(f"/runs/{name}/{run['number']}", status_code=303)
@@ -97,7 +95,8 @@ def _log_start(path: Path) -> tuple[str, int, bool]:
 @router.get("/runs/{name}/{number}")
 def run_page(request: Request, name: str, number: int, note: str | None = None):
     c = client(request)
-    run = c.workflows.run(name, number)
+    c.reconcile_runs(name, number)
+    run = c.get_run(name, number)
     log, offset, truncated = _log_start(Path(run["log_path"]))
     metrics = _metrics(c, name, number)
     folder = RunFolder(run["run_dir"])
@@ -106,7 +105,7 @@ def run_page(request: Request, name: str, number: int, note: str | None = None):
         request,
         "run.html",
         run=run,
-        active=run["status"] in ACTIVE,
+        active=run.status.is_active,
         log=log,
         log_offset=offset,
         log_truncated=truncated,
@@ -123,8 +122,9 @@ def run_page(request: Request, name: str, number: int, note: str | None = None):
 def run_log(request: Request, name: str, number: int, offset: int = 0):
     """The log since ``offset`` (an htmx fragment): appended to the page, with the next poll."""
     c = client(request)
-    run = c.workflows.run(name, number)
-    active = run["status"] in ACTIVE
+    c.reconcile_runs(name, number)
+    run = c.get_run(name, number)
+    active = run.status.is_active
     data = b""
     try:
         with open(run["log_path"], "rb") as fh:
@@ -160,11 +160,9 @@ def run_chart(request: Request, name: str, number: int):
 
 @router.post("/runs/{name}/{number}/cancel")
 def cancel(request: Request, name: str, number: int):
-    from mixtrain.workflows import runner
-
     c = client(request)
     try:
-        info = runner.cancel(c.settings, name, number)
+        info = c.cancel_run(name, number)
         note = f"run #{number} {info['status']}"
     except Conflict as exc:
         note = exc.what

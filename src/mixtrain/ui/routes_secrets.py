@@ -19,7 +19,7 @@ def client(request: Request):
 
 @router.get("/secrets")
 def secrets(request: Request, note: str | None = None):
-    return render(request, "secrets.html", secrets=client(request).secrets.list(), note=note, error=None, name="")
+    return render(request, "secrets.html", secrets=client(request).list_secrets(), note=note, error=None, name="")
 
 
 @router.post("/secrets")
@@ -30,13 +30,13 @@ async def create(request: Request):
     try:
         if not value:
             raise MixtrainError("the value is empty", "type the secret's value")
-        c.secrets.set(name, value)
+        c.create_secret(name, value)
     except MixtrainError as exc:  # the value is never echoed back into the page
-        return render(request, "secrets.html", secrets=c.secrets.list(), note=None, error=str(exc), name=name)
+        return render(request, "secrets.html", secrets=c.list_secrets(), note=None, error=str(exc), name=name)
     return RedirectResponse(f"/secrets?note={quote('created ' + name)}", status_code=303)
 
 
 @router.post("/secrets/{name}/delete")
 def delete(request: Request, name: str):
-    client(request).secrets.delete(name)
+    client(request).delete_secret(name)
     return RedirectResponse(f"/secrets?note={quote('deleted ' + name)}", status_code=303)

@@ -9,19 +9,11 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from mixtrain.display import fmt_duration, fmt_time
+from mixtrain.records import json_default, status_tone
 from mixtrain.ui import features
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-STATUS_CLASS = {
-    "completed": "ok",
-    "failed": "bad",
-    "timeout": "bad",
-    "running": "live",
-    "pending": "wait",
-    "cancelled": "muted",
-}
 
 
 def fmt_num(v, digits: int = 4) -> str:
@@ -33,16 +25,16 @@ def fmt_num(v, digits: int = 4) -> str:
 
 
 def to_json(v) -> str:
-    return json.dumps(v, indent=2, default=str, sort_keys=True)
+    return json.dumps(v, indent=2, default=json_default, sort_keys=True)
 
 
 def short_json(v, limit: int = 120) -> str:
-    text = json.dumps(v, default=str, separators=(", ", ": "))
+    text = json.dumps(v, default=json_default, separators=(", ", ": "))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 templates.env.filters.update(time=fmt_time, duration=fmt_duration, num=fmt_num, json=to_json, short_json=short_json)
-templates.env.globals.update(status_class=STATUS_CLASS, features=features)
+templates.env.globals.update(status_class=status_tone, features=features)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context):

@@ -1,35 +1,29 @@
-"""Workflows, their versions and their runs in the metadata DB.
+"""The workflow store: workflows, their versions and their runs in the metadata DB.
 
-Every read of runs first reconciles: a run marked active whose processes are gone (SIGKILL, OOM
-killer, reboot) becomes ``failed`` with the reason, so no run stays ``running`` forever.
+Reads return typed records (``mixtrain.records``) and have no side effects. Two jobs that used to
+live here have their own modules: checking and importing a workflow file (``workflows.inspector``)
+and failing runs whose processes died (``workflows.liveness`` — an explicit step callers invoke,
+also reachable as ``WorkflowRegistry.reconcile``).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mixtrain.errors import AlreadyExists, Conflict, InvalidInput, MixtrainError, NotFound
+from mixtrain.errors import AlreadyExists, Conflict, MixtrainError, NotFound
 from mixtrain.faults import guard
 from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
+from mixtrain.records import ACTIVE, Run, RunStatus, Workflow, WorkflowSummary, WorkflowVersion
 from mixtrain.settings import Settings
-from mixtrain.workflows import procs
-from mixtrain.workflows.runfolder import RunFolder
-
-ACTIVE = ("pending", "running")
-TERMINAL = ("completed", "failed", "cancelled", "timeout")
-INSPECT_TIMEOUT = 60
-NEVER_STARTED_AFTER = 60  # seconds a pending run without a process may wait before it is failed
+from mixtrain.workflows.inspector import check_files, inspect_files
 
 
 class WorkflowRegistry:
@@ -40,14 +34,14 @@ class WorkflowRegistry:
     # -- workflows ---------------------------------------------------------------------------------
     def create(
         self, name: str, files: builtins.list[Path], description: str = "", entrypoint: str | None = None
-    ) -> dict:
+    ) -> Workflow:
         check_name(name, "workflow")
         with self.engine.connect() as conn:
             if conn.execute(select(workflows.c.id).where(workflows.c.name == name)).first():
                 raise AlreadyExists(
                     f"workflow {name!r} already exists", f"use `mixtrain workflow update {name} FILE` for a new version"
                 )
-        files = _check_files(files)
+        files = check_files(files)
         spec = inspect_files(files, entrypoint)
         try:
             with self.engine.begin() as conn:
@@ -61,9 +55,9 @@ class WorkflowRegistry:
 
     def update(
         self, name: str, files: builtins.list[Path], description: str | None = None, entrypoint: str | None = None
-    ) -> dict:
+    ) -> Workflow:
         wf = self._workflow(name)
-        files = _check_files(files)
+        files = check_files(files)
         spec = inspect_files(files, entrypoint or self.latest_version(name)["entrypoint"])
         for attempt in range(5):
             try:
@@ -147,26 +141,26 @@ class WorkflowRegistry:
             )
             return [dict(r._mapping) for r in rows]
 
-    def describe(self, name: str) -> dict:
+    def describe(self, name: str) -> Workflow:
         wf = self._workflow(name)
         latest = self.latest_version(name)
-        return {
-            "name": wf["name"],
-            "description": wf["description"],
-            "created_at": wf["created_at"],
-            "entrypoint": latest["entrypoint"],
-            "version": latest["version"],
-            "versions": [
-                {"version": v["version"], "created_at": v["created_at"], "source": v["source_dir"]}
+        return Workflow(
+            name=wf["name"],
+            description=wf["description"],
+            created_at=wf["created_at"],
+            entrypoint=latest["entrypoint"],
+            version=latest["version"],
+            versions=[
+                WorkflowVersion(version=v["version"], created_at=v["created_at"], source=v["source_dir"])
                 for v in self.versions(name)
             ],
-            "inputs": latest["spec"]["inputs"],
-            "resources": latest["spec"]["resources"],
-            "doc": latest["spec"].get("doc", ""),
-            "runs": self.runs(name, limit=5),
-        }
+            inputs=latest["spec"]["inputs"],
+            resources=latest["spec"]["resources"],
+            doc=latest["spec"].get("doc", ""),
+            runs=self.runs(name, limit=5),
+        )
 
-    def list(self) -> builtins.list[dict]:
+    def list(self) -> builtins.list[WorkflowSummary]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
@@ -187,13 +181,12 @@ class WorkflowRegistry:
                     .group_by(workflows.c.name)
                 ).all()
             )
-        for r in out:
-            r["runs"] = counts.get(r["name"], 0)
-        return out
+        return [WorkflowSummary(**r, runs=counts.get(r["name"], 0)) for r in out]
 
     def delete(self, name: str) -> None:
         wf = self._workflow(name)
-        active = [r for r in self.runs(name) if r["status"] in ACTIVE]
+        self.reconcile_workflow(name)  # a run whose process died does not block the delete
+        active = [r for r in self.runs(name) if r.status.is_active]
         if active:
             raise Conflict(
                 f"workflow {name!r} has an active run (#{active[0]['number']})",
@@ -206,7 +199,7 @@ class WorkflowRegistry:
         shutil.rmtree(self.settings.workflows_dir / name, ignore_errors=True)
 
     # -- runs --------------------------------------------------------------------------------------
-    def new_run(self, name: str, version: int, inputs: dict, resumed_from: dict | None = None) -> dict:
+    def new_run(self, name: str, version: int, inputs: dict, resumed_from: dict | None = None) -> Run:
         """Insert a pending run with the next number; concurrent callers get distinct numbers."""
         wf = self._workflow(name)
         for _ in range(50):
@@ -223,7 +216,7 @@ class WorkflowRegistry:
                                 workflow_id=wf["id"],
                                 number=number,
                                 version=version,
-                                status="pending",
+                                status=RunStatus.PENDING,
                                 inputs=inputs,
                                 run_dir=str(run_dir),
                                 created_at=now(),
@@ -246,7 +239,7 @@ class WorkflowRegistry:
             raise
         return self.run_by_id(run_id)
 
-    def run_by_id(self, run_id: int) -> dict:
+    def run_by_id(self, run_id: int) -> Run:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(runs, workflows.c.name.label("workflow"))
@@ -255,9 +248,10 @@ class WorkflowRegistry:
             ).first()
         if row is None:
             raise NotFound(f"run id {run_id} not found")
-        return _run_dict(row)
+        return Run.from_row(row)
 
-    def run(self, name: str, number: int) -> dict:
+    def run(self, name: str, number: int) -> Run:
+        """Run ``number`` of workflow ``name`` as stored (see ``reconcile`` for runs whose process died)."""
         wf = self._workflow(name)
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -265,10 +259,9 @@ class WorkflowRegistry:
             ).first()
         if row is None:
             raise NotFound(f"run #{number} of workflow {name!r} not found", f"see `mixtrain workflow runs {name}`")
-        self.reconcile(row.id)
         return self.run_by_id(row.id)
 
-    def runs(self, name: str, limit: int | None = None, offset: int = 0) -> builtins.list[dict]:
+    def runs(self, name: str, limit: int | None = None, offset: int = 0) -> builtins.list[Run]:
         """Newest first; ``limit``/``offset`` page through long histories in the database."""
         wf = self._workflow(name)
         q = select(runs, workflows.c.name.label("workflow")).join(workflows, workflows.c.id == runs.c.workflow_id)
@@ -278,19 +271,25 @@ class WorkflowRegistry:
         if offset:
             q = q.offset(offset)
         with self.engine.connect() as conn:
-            rows = [_run_dict(r) for r in conn.execute(q)]
-        if any(r["status"] in ACTIVE for r in rows):
-            for r in rows:
-                if r["status"] in ACTIVE:
-                    self.reconcile(r["id"])
-            with self.engine.connect() as conn:
-                rows = [_run_dict(r) for r in conn.execute(q)]
-        return rows
+            return [Run.from_row(r) for r in conn.execute(q)]
+
+    def active_run_ids(self, name: str) -> builtins.list[int]:
+        """Ids of the workflow's pending or running runs, oldest first."""
+        wf = self._workflow(name)
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(runs.c.id)
+                    .where(runs.c.workflow_id == wf["id"])
+                    .where(runs.c.status.in_(ACTIVE))
+                    .order_by(runs.c.number)
+                ).scalars()
+            )
 
     def set_status(self, run_id: int, status: str, **values) -> bool:
         """Move a run to ``status``; terminal states are final, so a late writer cannot overwrite them."""
-        values["status"] = status
-        if status in TERMINAL:
+        values["status"] = RunStatus(status)
+        if values["status"].is_terminal:
             values.setdefault("finished_at", now())
         q = update(runs).where(runs.c.id == run_id).where(runs.c.status.in_(ACTIVE))
         with self.engine.begin() as conn:
@@ -308,119 +307,14 @@ class WorkflowRegistry:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(worker_pid=pid, worker_start=started))
 
-    def reconcile(self, run_id: int) -> None:
-        run = self.run_by_id(run_id)
-        if run["status"] not in ACTIVE:
-            return
-        if procs.alive(run["pid"], run["pid_start"]) or procs.alive(run["worker_pid"], run["worker_start"]):
-            return
-        if run["pid"] is None:
-            age = (now() - run["created_at"]).total_seconds()
-            if age < NEVER_STARTED_AFTER:
-                return
-            reason = "the run never started (its launcher exited before starting it)"
-        else:
-            reason = f"the run's process (pid {run['pid']}) died without reporting — killed (SIGKILL/OOM) or the machine restarted"
-        platform = _platform_error(Path(run["run_dir"]))
-        if platform:  # the supervisor failed before it could record why (e.g. the DB itself was unusable)
-            reason = f"the platform could not run the workflow: {platform}"
-        self.set_status(run_id, "failed", error=reason)
+    def reconcile(self, run_id: int) -> bool:
+        """The explicit liveness step (``workflows.liveness.reconcile``): fail the run if its processes died."""
+        from mixtrain.workflows import liveness
 
+        return liveness.reconcile(self, run_id)
 
-def _platform_error(run_dir: Path) -> str | None:
-    """The last line of the supervisor's own error file (its exceptions land there), if any."""
-    try:
-        lines = [
-            ln for ln in (run_dir / RunFolder.SUPERVISOR_ERR).read_text(errors="replace").splitlines() if ln.strip()
-        ]
-    except OSError:
-        return None
-    return lines[-1].strip()[:500] if lines else None
+    def reconcile_workflow(self, name: str) -> int:
+        """Reconcile every active run of ``name``; returns how many were failed."""
+        from mixtrain.workflows import liveness
 
-
-def _run_dict(row) -> dict:
-    d = dict(row._mapping)
-    for key in ("created_at", "started_at", "finished_at"):
-        if d.get(key) is not None and d[key].tzinfo is None:  # SQLite returns naive UTC
-            import datetime as dt
-
-            d[key] = d[key].replace(tzinfo=dt.UTC)
-    end = d.get("finished_at") or (now() if d["status"] in ACTIVE and d.get("started_at") else None)
-    d["duration"] = (end - d["started_at"]).total_seconds() if end and d.get("started_at") else None
-    d["log_path"] = str(RunFolder(d["run_dir"]).log)
-    return d
-
-
-def _check_files(files: builtins.list[Path]) -> builtins.list[Path]:
-    if not files:
-        raise InvalidInput("no workflow file given", "pass the workflow's .py file")
-    out = []
-    for f in files:
-        f = Path(f).expanduser()
-        if not f.is_file():
-            raise InvalidInput(f"workflow file not found: {f}", "check the path")
-        if f.suffix != ".py":
-            raise InvalidInput(f"{f.name} is not a Python file", "pass .py files")
-        out.append(f.resolve())
-    names = [f.name for f in out]
-    if len(set(names)) != len(names):
-        raise InvalidInput("two workflow files share a name", "rename one")
-    return out
-
-
-def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.CompletedProcess:
-    """Import the user's file in a child of its own session, output to files rather than pipes.
-
-    A module that starts a background process at import must not make us wait for pipes that
-    process keeps open (a false 60 s timeout), nor outlive the inspection: its whole process group
-    is killed once the inspector is done.
-    """
-    import signal
-    import tempfile
-
-    cmd = [sys.executable, "-m", "mixtrain.workflows.inspect_flow", str(main_file), entrypoint or ""]
-    before = procs.children(os.getpid())
-    reaper = procs.set_subreaper(True)  # a daemon that escapes the group (setsid) is re-parented to us
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            child = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(main_file.parent), start_new_session=True
-            )
-            try:
-                code = child.wait(timeout=INSPECT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                procs.kill_group(child.pid, signal.SIGKILL)  # the inspector and whatever the import started
-                child.wait()
-        finally:
-            if reaper:
-                procs.kill_adopted(before)
-                procs.set_subreaper(False)
-        if code is None:
-            raise InvalidInput(
-                f"importing {main_file.name} took over {INSPECT_TIMEOUT}s", "avoid heavy work at import time"
-            )
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(
-            cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        )
-
-
-def inspect_files(files: builtins.list[Path], entrypoint: str | None) -> dict:
-    """Extract the input spec by importing the main file in a time-limited child process."""
-    proc = _run_inspector(files[0], entrypoint)
-    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    try:
-        result = json.loads(last)
-    except json.JSONDecodeError:
-        result = {
-            "error": f"inspecting {files[0].name} failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
-        }
-    if "error" in result:
-        detail = proc.stderr.strip()
-        if detail:
-            sys.stderr.write(detail + "\n")
-        raise InvalidInput(result["error"], result.get("fix") or "fix the workflow file and try again")
-    return result
+        return liveness.reconcile_workflow(self, name)

@@ -10,7 +10,10 @@ resumed run's curve starts at step 1 with no gap and no duplicate step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from mixtrain.errors import Conflict, InvalidInput
+from mixtrain.records import RunStatus
 from mixtrain.workflows.runfolder import CheckpointLayout, RunFolder
 
 # checkpoints.json written before workflows declared their layout (only the fine-tune wrote one then):
@@ -22,10 +25,10 @@ _UNDECLARED_LAYOUT = CheckpointLayout(
 )
 
 
-def plan(run: dict) -> dict:
+def plan(run: Mapping) -> dict:
     """Where ``run`` can be resumed from, or a one-line error saying why it cannot."""
     label = f"run #{run['number']} of {run['workflow']!r}"
-    if run["status"] in ("pending", "running"):
+    if RunStatus(run["status"]).is_active:
         raise Conflict(
             f"{label} is still {run['status']}",
             f"wait for it, or `mixtrain workflow cancel {run['workflow']} {run['number']}` first",

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from mixtrain.errors import Conflict, InvalidInput, MixtrainError
+from mixtrain.records import Run, RunStatus
 from mixtrain.settings import Settings
 from mixtrain.workflows import procs
-from mixtrain.workflows.registry import ACTIVE, WorkflowRegistry
+from mixtrain.workflows.registry import WorkflowRegistry
 from mixtrain.workflows.runfolder import RunFolder
 from mixtrain.workflows.spec import coerce, load_model, validate_model
 
@@ -72,7 +73,7 @@ def _schema(spec: dict):
         return None
 
 
-def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False, fork: bool = False) -> dict:
+def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False, fork: bool = False) -> Run:
     """Create the run and launch its supervisor, detached in its own session.
 
     ``fork=True`` (the CLI) forks the supervisor from this process, reusing its imports, which saves a
@@ -86,20 +87,20 @@ def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = Fals
     return _launch(settings, reg, run, fork)
 
 
-def resume(settings: Settings, name: str, number: int, *, fork: bool = False) -> dict:
+def resume(settings: Settings, name: str, number: int, *, fork: bool = False) -> Run:
     """A new run of the same workflow version with the same inputs, continuing ``number`` from its checkpoint."""
     from mixtrain.workflows import resume as resuming
     from mixtrain.workflows.metrics import MetricsStore
 
     reg = WorkflowRegistry(settings)
-    old = reg.run(name, number)
+    old = _current(reg, name, number)
     origin = resuming.plan(old)
     run = reg.new_run(name, old["version"], old["inputs"], resumed_from=origin)
     MetricsStore(settings.database_url).copy(old["id"], run["id"], up_to_step=origin["step"])
     return _launch(settings, reg, run, fork)
 
 
-def _launch(settings: Settings, reg: WorkflowRegistry, run: dict, fork: bool) -> dict:
+def _launch(settings: Settings, reg: WorkflowRegistry, run: Run, fork: bool) -> Run:
     err_log = RunFolder(run["run_dir"]).supervisor_err
     if fork:
         pid = _fork_supervisor(settings, run["id"], err_log)
@@ -180,7 +181,15 @@ def _reap() -> None:
             _children.remove(p)
 
 
-def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -> dict:
+def _current(reg: WorkflowRegistry, name: str, number: int) -> Run:
+    """The run after the explicit liveness step: a run whose processes died reads as failed."""
+    run = reg.run(name, number)
+    if run.status.is_active and reg.reconcile(run.id):
+        run = reg.run_by_id(run.id)
+    return run
+
+
+def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -> Run:
     """Stream the run's log to ``out`` until the run ends; returns the final run record.
 
     ``out`` needs ``write(bytes)`` and ``flush()``; ``on_tick(run)``, if given, is called on every poll
@@ -188,8 +197,8 @@ def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -
     """
     out = out or sys.stdout.buffer
     reg = WorkflowRegistry(settings)
-    run = reg.run(name, number)
-    log_path = Path(run["log_path"])
+    run = _current(reg, name, number)
+    log_path = Path(run.log_path)
     pos = 0
     started = time.monotonic()
     while True:
@@ -202,7 +211,7 @@ def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -
                 out.write(chunk)
                 out.flush()
                 pos += len(chunk)
-        if run["status"] not in ACTIVE:
+        if run.status.is_terminal:
             # Give the supervisor a moment to write its closing line (no need to wait for its exit).
             end = time.time() + 3
             while time.time() < end and procs.alive(run["pid"], run["pid_start"]) and not _closed(log_path, number):
@@ -218,7 +227,7 @@ def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -
         if on_tick is not None:
             on_tick(run)
         time.sleep(_poll_interval(started))
-        run = reg.run(name, number)
+        run = _current(reg, name, number)
 
 
 def _poll_interval(started: float) -> float:
@@ -236,24 +245,24 @@ def _closed(log_path: Path, number: int) -> bool:
         return False
 
 
-def wait(settings: Settings, name: str, number: int) -> dict:
+def wait(settings: Settings, name: str, number: int) -> Run:
     reg = WorkflowRegistry(settings)
     while True:
         _reap()
-        run = reg.run(name, number)
-        if run["status"] not in ACTIVE:
+        run = _current(reg, name, number)
+        if run.status.is_terminal:
             return run
         time.sleep(POLL)
 
 
-def cancel(settings: Settings, name: str, number: int, grace: float = 10.0) -> dict:
+def cancel(settings: Settings, name: str, number: int, grace: float = 10.0) -> Run:
     reg = WorkflowRegistry(settings)
-    run = reg.run(name, number)
-    if run["status"] not in ACTIVE:
+    run = _current(reg, name, number)
+    if run.status.is_terminal:
         raise Conflict(
             f"run #{number} of {name!r} is already {run['status']}", "only pending or running runs can be cancelled"
         )
-    reg.set_status(run["id"], "cancelled", error="cancelled by user")
+    reg.set_status(run["id"], RunStatus.CANCELLED, error="cancelled by user")
 
     # The supervisor leads the run's process group; the group outlives it while any member lives.
     def anything_alive():

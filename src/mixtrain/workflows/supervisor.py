@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 from mixtrain.metadata.db import get_engine, now
@@ -56,7 +57,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
+def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
     pid, pid_start = os.getpid(), procs.identity(os.getpid())
     version = _version(reg, run)
     spec = version["spec"]
@@ -138,7 +139,7 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
     final = reg.run_by_id(run["id"])
     if status == "timeout":
         log.write(f"✖ timed out after {timeout}s (_mixflow_timeout)\n".encode())
-    if final["status"] in ("pending", "running"):
+    if final.status.is_active:
         if os.WIFSIGNALED(wstatus):
             reason = f"the workflow process was killed by {signal.Signals(os.WTERMSIG(wstatus)).name}"
         else:
@@ -157,7 +158,7 @@ def _supervise(settings, reg: WorkflowRegistry, run: dict, log) -> int:
 
 
 def _start_relay(
-    read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: dict, timeout: float | None = None
+    read_fd: int, write_fd: int, log_path: Path, redactor: Redactor, run: Mapping, timeout: float | None = None
 ) -> int:
     """Fork the process that copies the worker's output into the run log, redacted.
 
@@ -199,7 +200,7 @@ def _start_relay(
         os._exit(code)
 
 
-def _enforce_timeout(log, run: dict, timeout) -> None:
+def _enforce_timeout(log, run: Mapping, timeout) -> None:
     """The supervisor's time limit, kept by the relay once the supervisor is gone."""
     reg = WorkflowRegistry(load_settings())
     current = reg.run_by_id(run["id"])
@@ -235,11 +236,11 @@ def _has_closing_line(log_path: Path, number: int) -> bool:
         return False
 
 
-def _close_orphaned_log(log, run: dict) -> None:
+def _close_orphaned_log(log, run: Mapping) -> None:
     settings = load_settings()
     reg = WorkflowRegistry(settings)
     final = reg.run_by_id(run["id"])
-    if final["status"] in ("pending", "running"):
+    if final.status.is_active:
         time.sleep(0.5)  # the worker records its result just before its output closes
         reg.reconcile(run["id"])
         final = reg.run_by_id(run["id"])
@@ -282,7 +283,7 @@ def _secrets(settings) -> dict[str, str]:
     return SecretStore(settings).environment()
 
 
-def _version(reg: WorkflowRegistry, run: dict) -> dict:
+def _version(reg: WorkflowRegistry, run: Mapping) -> dict:
     return next(v for v in reg.versions(run["workflow"]) if v["version"] == run["version"])
 
 

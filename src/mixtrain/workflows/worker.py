@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 from mixtrain.errors import MixtrainError
@@ -23,7 +24,7 @@ from mixtrain.workflows.runfolder import RunFolder
 from mixtrain.workflows.spec import input_model, to_jsonable, validate_model
 
 
-def execute(settings, run: dict, version: dict) -> int:
+def execute(settings, run: Mapping, version: dict) -> int:
     reg = WorkflowRegistry(settings)
     redactor = Redactor.from_env()
     try:
