@@ -320,7 +320,23 @@ class MixClient:
         return out
 
     def run_model(self, name: str, inputs: dict, config: dict | None = None, version: int | None = None) -> dict:
-        return get_model(name, version, client=self).run(inputs, **(config or {}))
+        """Ask the model about an image (``{"image", "prompt"}``) or several (``{"images": [...], "prompt"}``):
+        ``{"generated_text", "model", "version", ...}``.
+
+        Bad inputs, an unknown model and an unusable image fail before the model loads; the model is
+        loaded once per process (``get_model``)."""
+        from mixtrain.images import resolve_image
+        from mixtrain.models.inference import check_inputs, generation_settings
+        from mixtrain.models.quiet import quiet_native_stderr
+
+        refs, _ = check_inputs(inputs)
+        gen = generation_settings(config)
+        info = self.get_model_info(name, version)
+        for ref in refs:  # a bad image fails before the model loads
+            resolve_image(ref, self.settings.image_cache)
+        with quiet_native_stderr():
+            model = get_model(name, info.version, client=self)
+        return model.run(inputs, **gen)
 
     def run_model_file(
         self,

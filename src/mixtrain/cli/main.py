@@ -115,6 +115,9 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)
     except MixtrainError as exc:
+        detail = getattr(exc, "detail", "")  # e.g. the traceback of a workflow file that failed to import
+        if detail:
+            sys.stderr.write(detail + "\n")
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted", code=130)

@@ -152,35 +152,23 @@ def run(
 ):
     """Ask a fine-tuned model about an image."""
     from mixtrain.models import _fastimport
-    from mixtrain.models.inference import check_inputs, generation_settings
+    from mixtrain.models.inference import generation_settings
 
     _fastimport.enable()  # this process is ours: skip the optional integrations inference never uses
     gen = generation_settings(json_arg(config, "--config"))
     if inputs_file is not None:
         _rows(inputs, image, prompt, inputs_file)  # only one way of giving inputs
         return _run_file(name, version, inputs_file, output, gen)
-    rows = _rows(inputs, image, prompt, inputs_file)
-    checked = [check_inputs(row) for row in rows]
-    c = client()
-    info = c.get_model_info(name, version)
-    from mixtrain.images import resolve_image
-
-    for refs, _ in checked:  # fail on a bad image before loading the model
-        for ref in refs:
-            resolve_image(ref, c.settings.image_cache)
+    row = _rows(inputs, image, prompt, inputs_file)[0]
     from mixtrain.client import get_model
-    from mixtrain.models.quiet import quiet_native_stderr
 
-    with quiet_native_stderr():
-        model = get_model(name, info["version"], client=c)
-    if inputs_file is None:
-        result = model.run(rows[0], **gen)
-        result["load_s"] = round(model.load_seconds, 3)
-        if as_json:
-            print_json(result)
-        else:
-            print(result["generated_text"])
-        return
+    c = client()
+    result = c.run_model(name, row, gen, version)
+    result["load_s"] = round(get_model(name, result["version"], client=c).load_seconds, 3)  # loaded: no reload
+    if as_json:
+        print_json(result)
+    else:
+        print(result["generated_text"])
 
 
 def _run_file(name, version, inputs_file: Path, output, gen) -> None:
