@@ -7,7 +7,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["MixClient", "MixFlow", "RunContext", "__version__", "current_run", "get_eval", "get_model", "mixparam"]
+__all__ = [
+    "EvalSpec",
+    "MixClient",
+    "MixFlow",
+    "RunContext",
+    "RunStatus",
+    "__version__",
+    "current_run",
+    "get_eval",
+    "get_model",
+    "mixparam",
+]
 
 
 def __getattr__(name: str):
@@ -23,6 +34,14 @@ def __getattr__(name: str):
         from mixtrain.workflows import context
 
         return getattr(context, name)
+    if name == "RunStatus":
+        from mixtrain.records import RunStatus
+
+        return RunStatus
+    if name == "EvalSpec":
+        from mixtrain.evals.spec import EvalSpec
+
+        return EvalSpec
     if name in ("get_model", "get_eval"):
         from mixtrain import client
 

@@ -52,9 +52,14 @@ def parameters(schema: type[BaseModel]) -> list[inspect.Parameter]:
 
 
 def command_with(schema: type[BaseModel], fixed: Callable) -> Callable:
-    """Give ``fixed`` (which takes ``**options``) a signature with one option per schema field after its own."""
+    """Give ``fixed`` (which takes ``**options``) a signature with one option per schema field, between its
+    arguments and its own options (so `--help` lists them in that order)."""
+    from typer.models import ArgumentInfo
+
     own = [p for p in inspect.signature(fixed).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    params = own + parameters(schema)
+    args = [p for p in own if isinstance(p.default, ArgumentInfo)]
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p not in args]
+    params = args + parameters(schema) + rest  # the command's arguments, the schema's options, its own options
     fixed.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     fixed.__annotations__ = {p.name: p.annotation for p in params}
     return fixed
