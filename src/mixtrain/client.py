@@ -99,12 +99,32 @@ class MixClient:
         """The last create/append's image report: images stored, bad images by row (never their bytes)."""
         return self.datasets.last_report
 
-    def query(self, sql: str, *, snapshot_id: int | None = None, dataset: str | None = None):
+    def query(self, sql: str, *, snapshot_id: int | None = None, dataset: str | None = None, limit: int | None = None):
         """SQL (DuckDB) over the datasets the query names, at their current snapshots (or ``snapshot_id``
         for ``dataset``): a ``pyarrow.Table``. Example: ``MixClient().query("SELECT * FROM d WHERE x > 1")``."""
         from mixtrain.datasets.query import run_query
 
-        return run_query(self.datasets, sql, name=dataset, snapshot_id=snapshot_id)
+        return run_query(self.datasets, sql, name=dataset, snapshot_id=snapshot_id, limit=limit)
+
+    def save_query(
+        self, new: str, sql: str, *, dataset: str, snapshot_id: int | None = None, limit: int | None = None
+    ) -> tuple[Any, DatasetSummary]:
+        """Run ``query`` and keep its result as dataset ``new``, whose description records the source
+        snapshot and the SQL. Checked before the query runs: the name, the source, ``new`` not taken.
+        Returns (the result table, the new dataset's summary)."""
+        from mixtrain.datasets.query import QUERY_DESCRIPTION, snapshot_of
+        from mixtrain.errors import AlreadyExists
+        from mixtrain.names import check_name
+
+        check_name(new, "dataset")
+        self.datasets.require(dataset)
+        if new in self.datasets.names():
+            raise AlreadyExists(f"dataset {new!r} already exists", "pick another name for --save")
+        result = self.query(sql, dataset=dataset, snapshot_id=snapshot_id, limit=limit)
+        snap = snapshot_of(self.datasets, dataset, snapshot_id)
+        description = QUERY_DESCRIPTION.format(name=dataset, snapshot=snap, sql=" ".join(sql.split()))
+        self.datasets.create_from_arrow(new, result, description, source=f"{dataset}@{snap}")
+        return result, self.get_dataset_info(new)
 
     def get_dataset(self, name: str):
         """The dataset's PyIceberg table: ``.scan(snapshot_id=...).to_pandas()`` / ``.to_arrow()``."""

@@ -206,25 +206,12 @@ def query(
     snapshot: int | None = typer.Option(None, "--snapshot", help="Snapshot id of NAME (default: current)."),
 ):
     """Run SQL over a dataset (e.g. a filtered subset or a train/test split); --save keeps the result."""
-    from mixtrain.datasets.query import QUERY_DESCRIPTION, run_query, snapshot_of
-
     c = client()
     if save:
-        from mixtrain.names import check_name
-
-        check_name(save, "dataset")
-        c.datasets.require(name)
-        if save in c.datasets.names():
-            from mixtrain.errors import AlreadyExists
-
-            raise AlreadyExists(f"dataset {save!r} already exists", "pick another name for --save")
-    result = run_query(c.datasets, sql, name=name, snapshot_id=snapshot, limit=limit)
-    if save:
-        snap = snapshot_of(c.datasets, name, snapshot)
-        description = QUERY_DESCRIPTION.format(name=name, snapshot=snap, sql=" ".join(sql.split()))
-        c.datasets.create_from_arrow(save, result, description, source=f"{name}@{snap}")
-        console.print(f"Saved {result.num_rows} rows as dataset [bold]{save}[/] ({description})", highlight=False)
+        result, saved = c.save_query(save, sql, dataset=name, snapshot_id=snapshot, limit=limit)
+        console.print(f"Saved {result.num_rows} rows as dataset [bold]{save}[/] ({saved.description})", highlight=False)
         return
+    result = c.query(sql, dataset=name, snapshot_id=snapshot, limit=limit)
     rows = result.to_pylist()
     if as_json:
         print_json(rows)
