@@ -299,7 +299,20 @@ def _parquet_batches(files: list[Path]):
             _check_columns(schema.names, f)
         elif pf.schema_arrow.names != schema.names:
             raise InvalidInput(f"{f} has other columns than {files[0].name}", "every shard needs the same columns")
-        yield from pf.iter_batches(batch_size=BATCH_ROWS)
+        yield from pf.iter_batches(batch_size=_batch_rows(pf))
+
+
+BATCH_BYTES = 32 << 20  # about this much (uncompressed) per streamed batch: memory stays bounded for big photos
+
+
+def _batch_rows(pf) -> int:
+    """Rows per batch for ~BATCH_BYTES: many small thumbnails per batch, few large photos."""
+    meta = pf.metadata
+    if meta.num_row_groups == 0 or meta.num_rows == 0:
+        return BATCH_ROWS
+    group = meta.row_group(0)
+    per_row = max(1, group.total_byte_size // max(1, group.num_rows))
+    return max(16, min(4096, BATCH_BYTES // per_row))
 
 
 def _arrow_stream_batches(files: list[Path]):
