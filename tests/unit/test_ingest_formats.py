@@ -282,3 +282,35 @@ def test_doctor_sweeps_images_no_dataset_references(store, tmp_path):
     stray = put_bytes(store.warehouse_dir(), _png("white"), "png")  # an interrupted create's image
     found = orphan_files(store.settings, older_than=0)
     assert [p.name for p in found] == [f"{stray}.png"]  # the referenced image is never an orphan
+
+
+def test_prepare_reads_the_stored_images_after_the_sources_are_gone(store, tmp_path):
+    """A snapshot is reproducible: the fine-tune's prepare gives the same rows once the sources are deleted."""
+    import datasets
+
+    from mixtrain.vlm.prepare import prepare
+    from mixtrain.vlm.spec import FinetuneSpec
+
+    feats = datasets.Features(
+        {"image": datasets.Image(), "prompt": datasets.Value("string"), "response": datasets.Value("string")}
+    )
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": _jpeg(c), "path": f"{c}.jpg"} for c in ("red", "blue")],
+            "prompt": ["c?", "c?"],
+            "response": ["red", "blue"],
+        },
+        features=feats,
+    )
+    ds.to_parquet(str(tmp_path / "hf.parquet"))
+    store.create("hfp", tmp_path / "hf.parquet")
+    spec = FinetuneSpec(dataset_name="hfp", output_model_name="m", image_column="image")
+    runs = []
+    for attempt in range(2):
+        out = tmp_path / f"out{attempt}"
+        out.mkdir()
+        result = prepare(store, spec, out, log=lambda _: None)
+        assert result.bad_rows == []
+        runs.append(result.jsonl.read_text())
+        (tmp_path / "hf.parquet").unlink(missing_ok=True)
+    assert runs[0] == runs[1] and str(store.warehouse_dir() / "images") in runs[0]
