@@ -327,10 +327,9 @@ class Ingest:
         if text.lower().startswith("data:"):
             return ("dataurl", text, "data URL")
         if "://" in text:
-            scheme = text.split("://", 1)[0].lower()
             if self.keep_refs:
                 return text
-            return ("url", text, _shown(text)) if scheme in ("http", "https", "file") else ("path", text, text)
+            return ("url", text, _shown(text))  # resolve_image fetches http(s), reads file://, names other schemes
         ref = table_image_ref(text, [self.base_dir])  # relative paths: --image_root, else next to the file
         if not text.startswith(("/", "~")) and not os.path.lexists(ref):  # missing: name it where it was expected
             ref = os.path.normpath(os.path.join(self.base_dir, text))
