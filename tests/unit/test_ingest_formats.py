@@ -314,3 +314,31 @@ def test_prepare_reads_the_stored_images_after_the_sources_are_gone(store, tmp_p
         runs.append(result.jsonl.read_text())
         (tmp_path / "hf.parquet").unlink(missing_ok=True)
     assert runs[0] == runs[1] and str(store.warehouse_dir() / "images") in runs[0]
+
+
+def test_image_columns_detected_by_name_type_and_values():
+    import pyarrow as pa
+
+    from mixtrain.images.store import detect_image_columns
+
+    hf = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema(
+        [
+            ("image_path", pa.string()),
+            ("image_id", pa.string()),  # an id, not an image
+            ("pic_of_day", pa.string()),
+            ("shot", pa.string()),  # named otherwise, but its values are image files
+            ("frames", pa.list_(hf)),
+            ("raw", pa.binary()),
+            ("answers", pa.list_(pa.string())),
+            ("messages", pa.string()),
+        ]
+    )
+    sample = [{"image_path": "a.png", "image_id": "17", "pic_of_day": "x", "shot": "x/y.JPG", "answers": ["a"]}]
+    assert detect_image_columns(schema, sample) == {
+        "image_path": "one",
+        "shot": "one",
+        "frames": "list",
+        "raw": "one",
+        "messages": "messages",
+    }

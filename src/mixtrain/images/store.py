@@ -31,7 +31,8 @@ from mixtrain.errors import InvalidInput, MixtrainError
 from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_path
 from mixtrain.images.resolve import MAX_PIXELS, _bomb, _local_file, _shown, resolve_image, table_image_ref
 
-IMAGE_NAME = re.compile(r"(^|_)(image|img|picture|photo|pic)s?($|_)")
+# image, images, image_path, img, photo, input_image, image_url… — not image_id or image_caption
+IMAGE_NAME = re.compile(r"^(.*_)?(image|img|picture|photo|pic)s?(_(path|paths|file|files|url|urls|uri|filename))?$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 MESSAGE_COLUMNS = ("messages", "conversations")
 FORMAT_EXT = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff"}
