@@ -1,68 +1,44 @@
-"""Shared fixtures: an isolated MIXTRAIN_HOME, the real CLI as a subprocess, a real PostgreSQL."""
+"""Shared fixtures over the one harness (tests/harness): an isolated home, the real CLI, a real PostgreSQL,
+tiny offline models built once per session."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from harness import BIN, OFFLINE_ENV, REPO, Mix, build_tiny_models, write
+from harness.cli import STORE_VARS
 
-# Nothing in the test suite may phone home.
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "WANDB_MODE": "offline",
-    "DO_NOT_TRACK": "1",
-}
+CLI = Mix  # the old name of the runner (tests that build one for a module-scoped home)
+__all__ = ["BIN", "CLI", "REPO", "write"]
+
 os.environ.update(OFFLINE_ENV)
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
+    """An empty MIXTRAIN_HOME for this test, set in this process too (no other store setting inherited)."""
     h = tmp_path / "home"
     monkeypatch.setenv("MIXTRAIN_HOME", str(h))
-    for key in ("MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL", "MIXTRAIN_WAREHOUSE"):
+    for key in STORE_VARS:
         monkeypatch.delenv(key, raising=False)
     return h
 
 
-class CLI:
-    """Runs the installed `mixtrain` entry point, exactly as a user would."""
-
-    def __init__(self, env: dict, cwd: Path):
-        self.env, self.cwd = env, cwd
-
-    def __call__(self, *args, input: str | None = None, timeout: float = 600, cwd=None, check=None):
-        proc = subprocess.run(
-            [str(BIN / "mixtrain"), *map(str, args)],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=cwd or self.cwd,
-            timeout=timeout,
-        )
-        if check is not None:
-            assert proc.returncode == check, (
-                f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
-        return proc
-
-
 @pytest.fixture
-def mix(home, tmp_path) -> CLI:
-    env = dict(os.environ, MIXTRAIN_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
-    return CLI(env, tmp_path)
+def mix(home, tmp_path) -> Mix:
+    """The real CLI in ``home``, run from tmp_path."""
+    return Mix(tmp_path, home)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random models of all four families, built once per session (the one tiny-model cache)."""
+    return build_tiny_models(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +76,3 @@ def pg_url(pg_server) -> str:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return pg_server.rsplit("/", 1)[0] + "/" + name
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path

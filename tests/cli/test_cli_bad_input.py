@@ -7,14 +7,13 @@ stderr for a user mistake, and never a traceback from mixtrain itself.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CLI
+from harness import Mix
 
 FLOW = '''
 from typing import Literal
@@ -57,12 +56,9 @@ FILES = {
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory):
     root = tmp_path_factory.mktemp("badinput")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    env.update(MIXTRAIN_HOME=str(root / "home"), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     for name, text in FILES.items():
         (root / name).write_text(text)
-    cli = CLI(env, root)
+    cli = Mix(root)
     cli("dataset", "create", "existing", "ok.csv", check=0)
     cli("secret", "create", "EXISTING", "value1234", check=0)
     cli("workflow", "create", "flow.py", "--name", "greeter", check=0)

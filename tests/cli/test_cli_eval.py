@@ -8,13 +8,10 @@ Scoring real models is tested in tests/e2e/test_eval.py and the learning test.
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import CLI
+from harness import Mix
 
 FILES = {
     "qa.csv": "image_path,prompt,response\nmissing1.png,What colour?,red\nnotes.txt,What colour?,blue\nmissing3.png,What colour?,green\n",
@@ -26,12 +23,9 @@ FILES = {
 @pytest.fixture(scope="module")
 def ev(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalcli")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    env.update(MIXTRAIN_HOME=str(root / "home"), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     for name, text in FILES.items():
         (root / name).write_text(text)
-    cli = CLI(env, root)
+    cli = Mix(root)
     cli("dataset", "create", "qa", "--file", "qa.csv", check=0)
     cli("dataset", "create", "noref", "--file", "noref.csv", check=0)
     cli("dataset", "create", "taken-results", "--file", "noref.csv", check=0)

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import BIN, REPO
+from harness import BIN, REPO
 
 CASES = [
     (["--batch_size", "0"], "--batch_size: Input should be greater than or equal to 1"),

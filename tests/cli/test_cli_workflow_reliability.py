@@ -7,14 +7,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import gone, registry, wait_for
 
-from conftest import CLI
+from harness import Mix, gone, registry, wait_for
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -101,10 +99,7 @@ class Quick(MixFlow):
 @pytest.fixture(scope="module")
 def rel(tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    env.update(MIXTRAIN_HOME=str(root / "home"), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    cli = CLI(env, root)
+    cli = Mix(root)
     for name, text in FLOWS.items():
         (root / name).write_text(text)
         cli("workflow", "create", name, "--name", name[:-3].replace("_", "-"), check=0)

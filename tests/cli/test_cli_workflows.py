@@ -7,15 +7,12 @@ every run goes through the runner, the detached supervisor and the forked worker
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import gone, registry, wait_for
 
-from conftest import CLI
+from harness import Mix, gone, registry, wait_for
 
 ATTR_FLOW = '''
 import enum
@@ -120,9 +117,6 @@ class SlowPrint(MixFlow):
 @pytest.fixture(scope="module")
 def wf(tmp_path_factory):
     root = tmp_path_factory.mktemp("workflows")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    env.update(MIXTRAIN_HOME=str(root / "home"), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     for name, text in {
         "greeter.py": ATTR_FLOW,
         "finetune.py": SIG_FLOW,
@@ -130,7 +124,7 @@ def wf(tmp_path_factory):
         "slowprint.py": SLOWPRINT_FLOW,
     }.items():
         (root / name).write_text(text)
-    cli = CLI(env, root)
+    cli = Mix(root)
     cli("workflow", "create", "greeter.py", "--name", "greeter", "--description", "Attribute style", check=0)
     cli("workflow", "create", "finetune.py", "--name", "finetune", check=0)
     cli.root = root

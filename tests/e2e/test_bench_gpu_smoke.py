@@ -14,7 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from e2e_helpers import REPO
+
+from harness import REPO
 
 pytestmark = pytest.mark.e2e
 

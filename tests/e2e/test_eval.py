@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from harness import wait_for
 from mixtrain.testing.colour_task import make_task
 
 GEN = '{"max_new_tokens": 6}'
@@ -134,13 +135,9 @@ def test_results_match_one_at_a_time_and_rerun(e2e, setup, monkeypatch):
 
 
 def _wait_running(e2e, name: str) -> dict:
-    end = time.monotonic() + 300
-    while time.monotonic() < end:
-        log = e2e.mix("eval", "logs", name).stdout
-        if "rows/s" in log:  # generating: past the model load
-            return e2e.json("eval", "get", name)
-        time.sleep(0.5)
-    raise AssertionError(f"eval {name} never started generating")
+    # generating ("rows/s" in its log): past the model load
+    wait_for(lambda: "rows/s" in e2e.mix("eval", "logs", name).stdout, 300, f"eval {name} to start generating", 0.5)
+    return e2e.json("eval", "get", name)
 
 
 @pytest.mark.e2e

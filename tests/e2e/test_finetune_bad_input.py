@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e_helpers import colour_dataset
+
+from harness import colour_dataset
 
 
 def _csv(path, rows, header=("image_path", "prompt", "response")):

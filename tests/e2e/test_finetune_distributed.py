@@ -7,7 +7,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from e2e_helpers import colour_dataset
+
+from harness import colour_dataset
 
 
 def _free_port() -> int:

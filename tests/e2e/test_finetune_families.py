@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e_helpers import colour_dataset
+
+from harness import TRAIN_ARGS, colour_dataset
 
 # (family folder, the --model_type a user passes, the family mixtrain must use)
 CASES = [
@@ -14,22 +15,6 @@ CASES = [
     ("llava_next", "llava", "llava_next"),  # the spec passes --model_type llava for LLaVA-1.6
     ("qwen2_vl", "qwen2_vl", "qwen2_vl"),
     ("qwen2_5_vl", "qwen2_vl", "qwen2_vl"),
-]
-TRAIN_ARGS = [
-    "--num_epochs",
-    "1",
-    "--batch_size",
-    "2",
-    "--gradient_accumulation_steps",
-    "1",
-    "--max_steps",
-    "3",
-    "--learning_rate",
-    "0.001",
-    "--lora_r",
-    "8",
-    "--max_seq_length",
-    "512",
 ]
 
 

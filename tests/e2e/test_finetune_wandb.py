@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_helpers import colour_dataset
+
+from harness import colour_dataset
 
 
 @pytest.mark.e2e

@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 import pytest
-from e2e_helpers import FAMILIES, REPO
+
+from harness import FAMILIES, REPO
 
 pytestmark = pytest.mark.e2e
 

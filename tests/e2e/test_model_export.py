@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from e2e_helpers import colour_dataset
+
+from harness import colour_dataset
 
 PLAIN = r"""
 import json, sys

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import FAMILIES, colour_dataset
+
+from harness import FAMILIES, colour_dataset
 
 
 def _rows(folder: Path) -> list[dict]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import colour_dataset
+
+from harness import colour_dataset, wait_for
 
 STEPS = 24
 ARGS = [
@@ -111,9 +111,9 @@ def test_kill_after_a_checkpoint_then_resume_matches_the_uninterrupted_run(e2e, 
     e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *trained["base"], "--output_model_name", "runs-c", "-d", check=0)
     run = e2e.last_run()
     run_dir = Path(run["run_dir"])
-    _until(lambda: (run_dir / "checkpoints.json").is_file())
+    wait_for(lambda: (run_dir / "checkpoints.json").is_file(), 600, "checkpoints.json", 0.02)
     output_dir = Path(json.loads((run_dir / "checkpoints.json").read_text())["output_dir"])
-    _until(lambda: (output_dir / "checkpoint-4" / "trainer_state.json").is_file())
+    wait_for(lambda: (output_dir / "checkpoint-4" / "trainer_state.json").is_file(), 600, "checkpoint-4", 0.02)
     trainer = _trainer_pid(e2e.last_run()["worker_pid"])
     os.kill(trainer, signal.SIGKILL)
     _wait(e2e, run["number"])
@@ -148,15 +148,12 @@ def test_kill_after_a_checkpoint_then_resume_matches_the_uninterrupted_run(e2e, 
     assert "not found" in e2e.mix("workflow", "resume", "no-such-flow", "1", check=1).stderr
 
 
-def _until(predicate, timeout=600.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
-
-
 def _wait(e2e, number):
-    _until(lambda: e2e.json("workflow", "runs", "vlm-finetune", "-n", "1")[0]["status"] not in ("pending", "running"))
+    wait_for(
+        lambda: e2e.json("workflow", "runs", "vlm-finetune", "-n", "1")[0]["status"] not in ("pending", "running"),
+        600,
+        f"run #{number} to end",
+    )
 
 
 def _trainer_pid(worker: int) -> int:

@@ -19,29 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import REPO, colour_dataset
 
-sys.path.insert(0, str(REPO / "tests" / "ui"))
-from ui_helpers import PLANTED, SLEEPY, crawl
+from harness import REPO, colour_dataset, finetune_args
+from harness.ui import PLANTED, SLEEPY, crawl
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(os.environ.get("MIXTRAIN_TEST_ARTIFACTS") or REPO / "test-artifacts") / "ui"
-TRAIN_ARGS = [
-    "--num_epochs",
-    "1",
-    "--batch_size",
-    "2",
-    "--gradient_accumulation_steps",
-    "1",
-    "--max_steps",
-    "6",
-    "--learning_rate",
-    "0.001",
-    "--lora_r",
-    "8",
-    "--max_seq_length",
-    "512",
-]
+TRAIN_ARGS = finetune_args(steps=6)
 PROMPT = "What colour is the shape?"
 GEN = '{"max_new_tokens": 6}'
 
@@ -65,16 +49,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def home(e2e):
+def home(e2e, tiny_models):
     """The fixture home (built once): returns the Env plus what the tests need to know about it."""
-    tiny = e2e.root / "tiny-llava"
-    subprocess.run(
-        [sys.executable, "-m", "mixtrain.testing.tiny_vlm", "--family", "llava", "--out", str(tiny)],
-        check=True,
-        env=e2e.env,
-        timeout=600,
-        capture_output=True,
-    )
+    tiny = tiny_models["llava"]
     colour_dataset(e2e, "colours")
     e2e.mix(
         "workflow",

@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-from fault_helpers import CLI
+
+from harness import Mix
 
 
 @pytest.fixture
-def fmix(tmp_path) -> CLI:
-    """The CLI on a fresh home of its own (no inherited MIXTRAIN_* setting)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    env.update(MIXTRAIN_HOME=str(tmp_path / "home"), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    cli = CLI(env, tmp_path)
-    cli.home = tmp_path / "home"
-    cli.root = tmp_path
-    return cli
+def fmix(mix) -> Mix:
+    """The CLI on a fresh home of its own (no inherited store setting): the suite-wide `mix`."""
+    return mix
 
 
 @pytest.fixture
 def tmpfs(tmp_path):
     """Mount a small tmpfs (root only); yields a function mount(size) -> Path. Unmounted at teardown."""
-    mounted: list[Path] = []
+    mounted: list = []
 
-    def mount(size: str = "2m") -> Path:
+    def mount(size: str = "2m"):
         d = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
         d.mkdir()
         proc = subprocess.run(

@@ -1,61 +1,6 @@
-"""Fault-suite helpers (the fixtures live in this folder's conftest.py).
+"""Kept for tests written before the harness: import from `harness` / `harness.faults` instead."""
 
-Fault injection: the real CLI and real processes under kills, full disks, corrupt state, races and
-odd files. Every case asserts the three things a user cares about: one clean error line (no traceback), nothing
-half-written left behind, and no work lost.
-"""
+from harness import Mix as CLI
+from harness.faults import clean_error, files_under, fill
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))  # workflow_helpers
-
-
-def _root_cli():
-    """The root conftest's CLI class, loaded by path: `from conftest import` would find this folder's."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "mixtrain_tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.CLI
-
-
-CLI = _root_cli()
-
-
-def clean_error(proc, *needles: str) -> str:
-    """Exit 1, one `Error:` line, no traceback; the line contains every needle. Returns the line."""
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out, out
-    assert proc.returncode == 1, f"exit {proc.returncode}\n{out}"
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
-
-
-def files_under(path: Path) -> set[str]:
-    return {str(p.relative_to(path)) for p in Path(path).rglob("*") if p.is_file()} if Path(path).exists() else set()
-
-
-def fill(directory: Path, leave: int = 0) -> None:
-    """Fill the file system holding ``directory`` until at most ``leave`` bytes are free."""
-    import shutil
-
-    filler = directory / ".filler"
-    with open(filler, "ab") as fh:
-        while True:
-            free = shutil.disk_usage(directory).free
-            if free <= leave:
-                break
-            try:
-                fh.write(b"\0" * min(1 << 20, max(4096, free - leave)))
-                fh.flush()
-            except OSError:
-                break
+__all__ = ["CLI", "clean_error", "files_under", "fill"]

@@ -8,7 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
-from fault_helpers import clean_error, files_under, fill
+
+from harness.faults import clean_error, files_under, fill
 
 FLOW = """
 import os

@@ -5,33 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-import fault_helpers  # noqa: F401  (puts tests/cli on the path)
-from e2e_helpers import REPO, Env, colour_dataset
-from workflow_helpers import gone, registry, wait_for
+from harness import Mix, colour_dataset, finetune_args, gone, registry, wait_for
 
 
 @pytest.mark.e2e
-def test_finetune_registers_its_model_after_supervisor_sigkill(tmp_path):
-    env = Env(tmp_path)
-    code = "import sys\nfrom mixtrain.testing.tiny_vlm import build_tiny_vlm\nbuild_tiny_vlm('llava', sys.argv[1])"
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "llava")], check=True, timeout=600, env=env.env)
-    env.mix(
-        "workflow",
-        "create",
-        "axolotl_vlm_finetune.py",
-        "--name",
-        "vlm-finetune",
-        cwd=REPO / "src/mixtrain/examples",
-        check=0,
-    )
+def test_finetune_registers_its_model_after_supervisor_sigkill(tmp_path, tiny_models):
+    env = Mix(tmp_path)
+    env.register_finetune()
     colour_dataset(env, "shapes")
     env.mix(
         "workflow",
@@ -42,33 +26,15 @@ def test_finetune_registers_its_model_after_supervisor_sigkill(tmp_path):
         "--output_model_name",
         "survivor",
         "--base_model",
-        tmp_path / "llava",
+        tiny_models["llava"],
         "--model_type",
         "llava",
-        "--num_epochs",
-        "1",
-        "--batch_size",
-        "2",
-        "--gradient_accumulation_steps",
-        "1",
-        "--max_steps",
-        "8",
-        "--learning_rate",
-        "0.001",
-        "--lora_r",
-        "8",
-        "--max_seq_length",
-        "512",
+        *finetune_args(steps=8),
         "-d",
         check=0,
     )
 
-    class _Cli:  # registry() reads the home from a CLI-like object
-        pass
-
-    cli = _Cli()
-    cli.env = env.env
-    reg = registry(cli)
+    reg = registry(env)
     run = wait_for(
         lambda: (r := reg.runs("vlm-finetune", 1)[0])["status"] == "running" and r["worker_pid"] and r,
         timeout=120,

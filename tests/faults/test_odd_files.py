@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from fault_helpers import clean_error
-from workflow_helpers import gone, wait_for
+
+from harness import gone, wait_for
+from harness.faults import clean_error
 
 
 def _png(path: Path) -> Path:
@@ -169,14 +170,9 @@ def test_workflow_create_of_a_module_that_starts_a_process(fmix, case):
 
 
 @pytest.mark.e2e
-def test_inputs_file_answers_good_rows_and_reports_the_bad_one(fmix, tmp_path):
+def test_inputs_file_answers_good_rows_and_reports_the_bad_one(fmix, tmp_path, tiny_models):
     """A real tiny LLaVA: the good rows get answers, the odd one an error record with its line; exit 1."""
-    import subprocess
-    import sys
-
-    code = "import sys\nfrom mixtrain.testing.tiny_vlm import build_tiny_vlm\nbuild_tiny_vlm('llava', sys.argv[1])"
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "llava")], check=True, timeout=600, env=fmix.env)
-    fmix("model", "register", "tiny", "--base_model", str(tmp_path / "llava"), "--model_type", "llava", check=0)
+    fmix("model", "register", "tiny", "--base_model", str(tiny_models["llava"]), "--model_type", "llava", check=0)
     good = str(_png(tmp_path / "ok.png"))
     rows = [
         {"image": good, "prompt": "colour?"},

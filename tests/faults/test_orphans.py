@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_helpers import clean_error, files_under
+
+from harness.faults import clean_error, files_under
 
 
 def _big_csv(path: Path, rows: int = 400_000) -> Path:

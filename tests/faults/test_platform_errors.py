@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fault_helpers import clean_error
+
+from harness.faults import clean_error
 
 FLOW = """
 from mixtrain import MixFlow

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import clean_error, files_under
+
+from harness.faults import clean_error, files_under
 
 
 def _csv(path: Path, rows: int = 200) -> Path:

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from fault_helpers import CLI
-from workflow_helpers import gone, registry, wait_for
+
+from harness import Mix, gone, registry, wait_for
 
 SECRET = "sk-multi-0123456789"
 
@@ -62,13 +62,9 @@ class Chatty(MixFlow):
 
 @pytest.fixture(scope="module")
 def sup(tmp_path_factory):
-    import sys
 
     root = tmp_path_factory.mktemp("supervisor")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_")}
-    env.update(MIXTRAIN_HOME=str(root / "home"), COLUMNS="200", NO_COLOR="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    cli = CLI(env, root)
+    cli = Mix(root)
     for name, text in FLOWS.items():
         (root / name).write_text(text)
         cli("workflow", "create", name, "--name", name[:-3], check=0)

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import clean_error, files_under
+
+from harness.faults import clean_error, files_under
 
 FLOW = """
 import time
@@ -157,7 +158,7 @@ def test_doctor_removes_orphans_but_never_a_fresh_or_referenced_file(fmix):
 def test_doctor_fails_runs_stuck_as_running(fmix):
     import signal
 
-    from workflow_helpers import gone, registry, wait_for
+    from harness import gone, registry, wait_for
 
     populate(fmix)
     fmix("workflow", "run", "hello", "--seconds", "60", "-d", check=0)

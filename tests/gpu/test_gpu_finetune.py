@@ -39,23 +39,12 @@ def test_hardware_detection_on_gpu():
 
 
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
-def test_llava_finetune_on_gpu(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-    from e2e_helpers import REPO, Env, colour_dataset
+def test_llava_finetune_on_gpu(tmp_path, tiny_models):
+    from harness import Mix, colour_dataset
 
-    from mixtrain.testing.tiny_vlm import build_tiny_vlm
-
-    base = build_tiny_vlm("llava", tmp_path / "llava")
-    env = Env(tmp_path)
-    env.mix(
-        "workflow",
-        "create",
-        "axolotl_vlm_finetune.py",
-        "--name",
-        "vlm-finetune",
-        cwd=REPO / "src/mixtrain/examples",
-        check=0,
-    )
+    base = tiny_models["llava"]
+    env = Mix(tmp_path)
+    env.register_finetune()
     colour_dataset(env, "gpu-shapes", n=8)
     res = env.mix(
         "workflow",

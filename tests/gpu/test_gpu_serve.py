@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_helpers import BIN, Server, data_url, env_for, png, setup_models
+from harness import BIN, cli_env
+from harness.serve import Server, data_url, png, setup_models
 
 pytestmark = pytest.mark.gpu
 
@@ -35,10 +34,10 @@ CUDA = _cuda()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("gpu-serve")
-    env = env_for(root / "home")
-    setup_models(root, env)
+    env = cli_env(root / "home")
+    setup_models(root, env, tiny_models["llava"])
     return root, env
 
 

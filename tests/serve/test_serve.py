@@ -15,17 +15,19 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
-from serve_helpers import ImageHost, Server, data_url, env_for, png, setup_models
+
+from harness import BIN, cli_env
+from harness.serve import ImageHost, Server, data_url, png, setup_models
 
 PROMPT = "What colour is the shape?"
 PIXEL_LIMIT = 128 * 128
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("serve")
-    env = env_for(root / "home")
-    setup_models(root, env)
+    env = cli_env(root / "home")
+    setup_models(root, env, tiny_models["llava"])
     images = {
         "red.png": png((220, 30, 30)),
         "blue.png": png((30, 60, 220)),
@@ -122,8 +124,6 @@ def test_response_object_is_openai_shaped_and_adapters_answer_differently(client
 @pytest.mark.parametrize("model", ["colour", "tiny"])
 def test_greedy_answer_equals_model_run_and_http_url_equals_data_url(client, world, model):
     import subprocess
-
-    from serve_helpers import BIN
 
     by_data = ask(client, model, data_url(world.images["blue.png"])).choices[0].message.content
     by_http = ask(client, model, f"{world.host.base}/blue.png").choices[0].message.content
@@ -350,8 +350,6 @@ def test_openai_client_raises_its_own_error_types(client):
 
 def test_api_key_from_a_secret_and_graceful_shutdown(world):
     import subprocess
-
-    from serve_helpers import BIN
 
     key = "sk-test-3f9c1e7a"
     subprocess.run(

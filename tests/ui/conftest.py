@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from ui_helpers import basic_home, home_env
+
+from harness import home_env
+from harness.ui import basic_home
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,14 @@ import csv
 import re
 
 import pytest
-from ui_helpers import PLANTED, crawl, mix
+
+from harness import Mix
+from harness.ui import PLANTED, crawl
+
+
+def cli(home):
+    """The real CLI in the module's dashboard home."""
+    return Mix(home.parent, home)
 
 
 def csrf(c) -> str:
@@ -30,7 +37,7 @@ def test_state_changes_need_post_and_the_csrf_token(app_client, ui_home):
     assert c.post("/secrets", data={"name": "NEW_ONE", "value": "abcdefgh", "csrf": "forged"}).status_code == 403
     assert c.post("/secrets/PLANTED_KEY/delete").status_code == 403
     assert c.get("/secrets/PLANTED_KEY/delete").status_code in (404, 405)
-    names = mix(ui_home, "secret", "list", "--json").stdout
+    names = cli(ui_home)("secret", "list", "--json", check=0).stdout
     assert "NEW_ONE" not in names and "PLANTED_KEY" in names
     # A request from another site arrives without our cookie: refused even with a token-looking field.
     from fastapi.testclient import TestClient
@@ -39,9 +46,9 @@ def test_state_changes_need_post_and_the_csrf_token(app_client, ui_home):
     assert fresh.post("/secrets", data={"name": "NEW_ONE", "value": "abcdefgh", "csrf": csrf(c)}).status_code == 403
     ok = c.post("/secrets", data={"name": "NEW_ONE", "value": "abcdefgh", "csrf": csrf(c)}, follow_redirects=False)
     assert ok.status_code == 303
-    assert "NEW_ONE" in mix(ui_home, "secret", "list", "--json").stdout
+    assert "NEW_ONE" in cli(ui_home)("secret", "list", "--json", check=0).stdout
     assert c.post("/secrets/NEW_ONE/delete", data={"csrf": csrf(c)}, follow_redirects=False).status_code == 303
-    assert "NEW_ONE" not in mix(ui_home, "secret", "list", "--json").stdout
+    assert "NEW_ONE" not in cli(ui_home)("secret", "list", "--json", check=0).stdout
 
 
 def test_oversized_posts_are_refused_before_reading(app_client):
@@ -120,7 +127,7 @@ def test_token_login_sets_a_strict_httponly_session(ui_home):
 
 
 def test_run_form_shows_each_bad_input_next_to_its_field(app_client, ui_home):
-    before = mix(ui_home, "workflow", "runs", "sleepy", "--json").stdout.count('"number"')
+    before = cli(ui_home)("workflow", "runs", "sleepy", "--json", check=0).stdout.count('"number"')
     r = app_client.post(
         "/workflows/sleepy/run",
         data={"label": "", "lines": "many", "delay": "0", "mode": "plain", "csrf": csrf(app_client)},
@@ -135,7 +142,7 @@ def test_run_form_shows_each_bad_input_next_to_its_field(app_client, ui_home):
     assert 'id="error-delay"' not in r.text and 'id="error-mode"' not in r.text
     r = app_client.post("/workflows/sleepy/run", data={"label": "x", "mode": "shouty", "csrf": csrf(app_client)})
     assert re.search(r'id="error-mode">[^<]*not one of plain, loud', r.text)
-    after = mix(ui_home, "workflow", "runs", "sleepy", "--json").stdout.count('"number"')
+    after = cli(ui_home)("workflow", "runs", "sleepy", "--json", check=0).stdout.count('"number"')
     assert after == before  # nothing started
 
 
@@ -147,8 +154,8 @@ def test_run_form_starts_a_run_with_typed_inputs(app_client, ui_home):
     )
     assert r.status_code == 303
     number = int(r.headers["location"].rsplit("/", 1)[1])
-    mix(ui_home, "workflow", "logs", "sleepy", str(number), "-f")
-    runs = __import__("json").loads(mix(ui_home, "workflow", "runs", "sleepy", "--json").stdout)
+    cli(ui_home)("workflow", "logs", "sleepy", str(number), "-f", check=0)
+    runs = __import__("json").loads(cli(ui_home)("workflow", "runs", "sleepy", "--json", check=0).stdout)
     run = next(x for x in runs if x["number"] == number)
     assert run["status"] == "completed"
     assert run["inputs"] == {
@@ -183,7 +190,7 @@ def test_a_large_dataset_pages_server_side(app_client, ui_home, tmp_path):
         w = csv.writer(fh)
         w.writerow(["idx", "image", "text"])
         w.writerows((i, str(img), f"row {i}") for i in range(100_000))
-    mix(ui_home, "dataset", "create", "big", "--file", path)
+    cli(ui_home)("dataset", "create", "big", "--file", path, check=0)
     html = app_client.get("/datasets/big?page=2000").text
     assert "page 2000 of 2000" in html
     assert ">row 99999<" in html and ">row 99950<" in html and ">row 99949<" not in html
@@ -234,7 +241,7 @@ def test_a_row_with_several_images_shows_each(app_client, ui_home, tmp_path):
     pq.write_table(
         pa.table({"image_path": [[str(imgs[0]), str(imgs[1])], [str(imgs[2])]], "prompt": ["which?", "this?"]}), path
     )
-    mix(ui_home, "dataset", "create", "pairs", "--file", path)
+    cli(ui_home)("dataset", "create", "pairs", "--file", path, check=0)
     html = app_client.get("/datasets/pairs").text
     srcs = re.findall(r'src="(/thumb/dataset/pairs/[^"]+)"', html)
     assert [s.split("/", 5)[-1] for s in srcs] == ["0/image_path", "0/image_path?k=1", "1/image_path"], srcs

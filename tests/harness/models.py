@@ -1,0 +1,49 @@
+"""Tiny offline VLMs (built once per session) and the short training every e2e test shares."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
+
+
+def finetune_args(
+    steps: int = 3, learning_rate: str = "0.001", max_seq_length: int = 512, batch_size: int = 2, lora_r: int = 8
+) -> list[str]:
+    """The inputs of a short LoRA fine-tune of a tiny model (one epoch, ``steps`` optimizer steps)."""
+    return [
+        "--num_epochs",
+        "1",
+        "--batch_size",
+        str(batch_size),
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_steps",
+        str(steps),
+        "--learning_rate",
+        learning_rate,
+        "--lora_r",
+        str(lora_r),
+        "--max_seq_length",
+        str(max_seq_length),
+    ]
+
+
+TRAIN_ARGS = finetune_args()
+
+_BUILD = (
+    "import sys\nfrom mixtrain.testing.tiny_vlm import build_tiny_vlm\n"
+    "for fam in sys.argv[2:]:\n    build_tiny_vlm(fam, f'{sys.argv[1]}/{fam}')\n"
+)
+
+
+def build_tiny_models(root: Path, families=FAMILIES, env: dict | None = None) -> dict[str, Path]:
+    """Build tiny random ``families`` under ``root`` in one child process (the build is mostly import time)."""
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BUILD, str(root), *families], timeout=600, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"building tiny models failed:\n{proc.stderr[-3000:]}"
+    return {f: root / f for f in families}
