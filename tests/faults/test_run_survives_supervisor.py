@@ -143,6 +143,9 @@ def test_worker_death_after_supervisor_death_is_reported(sup):
     _kill_supervisor(run)
     os.kill(run["worker_pid"], signal.SIGKILL)
     wait_for(lambda: gone(run["worker_pid"]), timeout=10, what="the worker to die")
+    assert reg.run("ticker", run["number"])["status"] == "running"  # a read changes nothing...
+    shown = json.loads(sup("workflow", "runs", "ticker", "--json", check=0).stdout)[0]  # ...what users see reconciles
+    assert shown["status"] == "failed" and "died" in shown["error"], shown
     final = reg.run("ticker", run["number"])
     assert final["status"] == "failed" and "died" in final["error"], final
 
