@@ -8,42 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import shutil
 from pathlib import Path
 
-from mixtrain.errors import MixtrainError
+from mixtrain.errors import MixtrainError, StorageError
+
+__all__ = ["FULL", "READ_ONLY", "StorageError", "errno_in_text", "free_bytes", "guard", "human", "is_disk_full"]
 
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-class StorageError(MixtrainError):
-    """The disk or file system refused a write or read (full, read-only, unreadable, corrupt)."""
-
-    @classmethod
-    def from_os_error(cls, exc: OSError, path, what: str, needed: int | None = None) -> StorageError:
-        where = str(getattr(exc, "filename", None) or path)
-        code = exc.errno if exc.errno is not None else _errno_in_text(str(exc))
-        if code in FULL:
-            free = free_bytes(path)
-            need = f"; about {human(needed)} needed" if needed else ""
-            have = f", {human(free)} free" if free is not None else ""
-            return cls(
-                f"disk full writing {what} to {where}{need}{have}",
-                "free space on that disk (or point MIXTRAIN_HOME elsewhere) and try again",
-            )
-        if code in READ_ONLY:
-            return cls(
-                f"cannot write {what} to {where}: {os.strerror(code).lower()}",
-                "the mixtrain home is read-only here: reads work, writes need a writable home",
-            )
-        return cls(
-            f"cannot write {what} to {where}: {exc.strerror or exc}", "check the disk and the path's permissions"
-        )
-
-
-def _errno_in_text(text: str) -> int | None:
+def errno_in_text(text: str) -> int | None:
     """pyarrow raises OSError without errno; its message carries "[errno N]"."""
     import re
 

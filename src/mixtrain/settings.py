@@ -54,6 +54,23 @@ class Settings:
     def config_file(self) -> Path:
         return self.home / "config.toml"
 
+    # A home is relocatable (`mv`, `cp -a`, a restored backup): paths inside it are stored relative to it.
+    def store_path(self, path: str | Path) -> str:
+        """How the metadata DB stores a path: relative to the home when inside it, else absolute."""
+        p = Path(path)
+        if not p.is_absolute():
+            return str(p)
+        try:
+            return str(p.relative_to(self.home))
+        except ValueError:
+            return str(p)
+
+    def home_path(self, stored: str) -> str:
+        """A stored path as found from this home ("" stays "": e.g. a base model's missing adapter)."""
+        if not stored or Path(stored).is_absolute():
+            return stored
+        return str(self.home / stored)
+
 
 def load_settings() -> Settings:
     env_home = os.environ.get("MIXTRAIN_HOME")

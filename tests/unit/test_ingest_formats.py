@@ -273,14 +273,13 @@ def test_append_from_another_format_and_unreadable_inputs(store, tmp_path):
 
 
 def test_doctor_sweeps_images_no_dataset_references(store, tmp_path):
-    from mixtrain.doctor import orphan_files
     from mixtrain.images.store import put_bytes
 
     Image.new("RGB", (8, 8), "red").save(tmp_path / "red.png")
     (tmp_path / "rows.csv").write_text("image,prompt\nred.png,p\n")
     store.create("kept", tmp_path / "rows.csv")
     stray = put_bytes(store.warehouse_dir(), _png("white"), "png")  # an interrupted create's image
-    found = orphan_files(store.settings, older_than=0)
+    found = store.orphan_files(older_than=0)
     assert [p.name for p in found] == [f"{stray}.png"]  # the referenced image is never an orphan
 
 

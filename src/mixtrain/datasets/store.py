@@ -8,6 +8,7 @@ with the table as a property. The metadata DB keeps where each dataset came from
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -18,18 +19,20 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
-from mixtrain.faults import StorageError, is_disk_full
+from mixtrain import health
+from mixtrain.datasets import paths
+from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound, StorageError
+from mixtrain.faults import guard, is_disk_full
+from mixtrain.health import Finding
 from mixtrain.metadata.db import (
-    _disk_full_at,
-    _translate_error,
     check_not_lost,
+    check_sqlite,
     get_engine,
-    mark_in_use,
     now,
-    read_only_dir,
+    open_store,
     sqlite_fault,
-    sqlite_read_only_url,
+    sqlite_file,
+    translate_faults,
 )
 from mixtrain.metadata.schema import datasets
 from mixtrain.names import check_name
@@ -38,6 +41,8 @@ from mixtrain.settings import Settings
 NAMESPACE = "mixtrain"
 DESCRIPTION = "mixtrain.description"
 COMMIT_RETRIES = 20
+HOME_IO = "mixtrain.datasets.fileio.HomeFileIO"
+ORPHAN_AGE = 3600  # seconds: younger unreferenced files may belong to a write in flight
 
 
 class DatasetStore:
@@ -45,57 +50,77 @@ class DatasetStore:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.engine = get_engine(settings.database_url)
         self._catalog = None
+        self.moved_from: list[str] = []  # former warehouses of this home (set when the catalog opens)
+        self.engine = get_engine(settings.database_url)
 
     @property
     def catalog(self):
+        """The PyIceberg catalog, opened the one safe way (``metadata.db.open_store``) on first use."""
         if self._catalog is None:
-            db_file = self._catalog_file()
+            db_file = sqlite_file(self.settings.catalog_url)
             if db_file is not None:
                 self._check_catalog_file(db_file)
             wh = self.warehouse_dir()
-            try:
-                if db_file is not None and not db_file.parent.is_dir():
-                    db_file.parent.mkdir(parents=True, exist_ok=True)
-                if wh is not None and not wh.is_dir():
+            if wh is not None and not wh.is_dir():
+                with guard(wh, "the dataset warehouse"):
                     wh.mkdir(parents=True, exist_ok=True)
-                uri = self.settings.catalog_url
-                if db_file is not None and read_only_dir(db_file):
-                    uri = sqlite_read_only_url(db_file)  # a read-only home: reads work, writes say so
-                try:
-                    catalog = self._open_catalog(uri, db_file)
-                except Exception as exc:
-                    if db_file is None or not _disk_full_at(db_file, exc):
-                        raise
-                    # A completely full disk: SQLite cannot create its WAL index even to read.
-                    catalog = self._open_catalog(sqlite_read_only_url(db_file), db_file)
-            except MixtrainError:
-                raise
-            except Exception as exc:
-                fault = sqlite_fault(exc, str(db_file) if db_file else None)
-                if fault is not None:
-                    raise fault from None
-                if isinstance(exc, OSError):
-                    raise StorageError.from_os_error(exc, db_file or wh, "the dataset catalog") from None
-                raise
-            if db_file is not None:
-                mark_in_use(db_file)
-            self._catalog = catalog
+            self._catalog = open_store(
+                self.settings.catalog_url, "dataset catalog", "MIXTRAIN_CATALOG_URL", self._open_catalog
+            )
         return self._catalog
 
-    def _open_catalog(self, uri: str, db_file: Path | None):
+    def _open_catalog(self, uri: str):
         from pyiceberg.catalog.sql import SqlCatalog
-        from sqlalchemy import event
 
-        catalog = SqlCatalog("mixtrain", uri=uri, warehouse=self.settings.warehouse)
-        event.listen(catalog.engine, "handle_error", _translate_error)
+        wh = self.settings.warehouse
+        catalog = SqlCatalog("mixtrain", uri=uri, warehouse=wh, **{"py-io-impl": HOME_IO, paths.WAREHOUSE: wh})
+        translate_faults(catalog.engine)
         try:
             catalog.create_namespace_if_not_exists(NAMESPACE)
         except Exception as exc:  # a concurrent creator won the race (anything else shows on first use)
-            if sqlite_fault(exc, str(db_file)) is not None or isinstance(exc, MixtrainError):
+            db_file = sqlite_file(self.settings.catalog_url)
+            if sqlite_fault(exc, str(db_file) if db_file else None) is not None or isinstance(exc, MixtrainError):
                 raise
+        self._find_former_warehouses(catalog)
         return catalog
+
+    def _find_former_warehouses(self, catalog) -> None:
+        """Tables written with absolute paths (before relative locations, or by an older mixtrain) whose
+        files are in this warehouse under another prefix: the home was moved or copied. Record that
+        prefix in the catalog (once) so the FileIO maps it here; never rewrite the table files."""
+        from sqlalchemy import text
+
+        props = catalog.load_namespace_properties(NAMESPACE)
+        known = paths.former(props)
+        with catalog.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT metadata_location FROM iceberg_tables WHERE table_namespace = :ns"), {"ns": NAMESPACE}
+            ).all()
+        wh = self.warehouse_dir()
+        found = []
+        for (loc,) in rows:
+            if not loc or paths.is_relative(loc) or paths.under(loc, known):
+                continue  # relative, or under a known former prefix already
+            prefix, sep, rest = loc.rpartition(f"/{NAMESPACE}/")
+            if not sep or wh is None or not (wh / NAMESPACE / rest).is_file():
+                continue  # a registered table of the user's own (or a damaged one): leave it be
+            prefix = prefix if "://" in prefix else f"file://{prefix}"
+            if prefix not in known and prefix not in found:
+                found.append(prefix)
+        if found:
+            known += found
+            try:
+                catalog.update_namespace_properties(NAMESPACE, updates={paths.FORMER: json.dumps(known)})
+            except Exception:  # a read-only home: map in memory only
+                pass
+        catalog.properties[paths.FORMER] = json.dumps(known)
+        here = paths.spellings(self.settings.warehouse)
+        self.moved_from = [k for k in known if k.rstrip("/") not in here]
+
+    def resolve(self, location: str) -> str:
+        """A location as stored (relative, or under a former warehouse) as it is found in this home."""
+        return paths.resolve(location, self.catalog.properties)
 
     def require(self, name: str) -> None:
         """NotFound unless the catalog lists the dataset (reads no table file: a damaged one can be deleted)."""
@@ -115,15 +140,7 @@ class DatasetStore:
                 text("SELECT metadata_location FROM iceberg_tables WHERE table_namespace = :ns AND table_name = :t"),
                 {"ns": NAMESPACE, "t": name},
             ).scalar()
-        return meta.rsplit("/metadata/", 1)[0] if meta else ""
-
-    def _catalog_file(self) -> Path | None:
-        url = self.settings.catalog_url
-        if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                return Path(path)
-        return None
+        return self.resolve(meta.rsplit("/metadata/", 1)[0]) if meta else ""
 
     def warehouse_dir(self) -> Path | None:
         """The local warehouse folder (None for object storage)."""
@@ -145,6 +162,111 @@ class DatasetStore:
                     f"restore {db_file.name} from a backup, or re-register each table with `mixtrain dataset create NAME "
                     "--iceberg METADATA_JSON`; `mixtrain doctor` lists them",
                 )
+
+    # -- health (asked by `mixtrain doctor`) -------------------------------------------------------
+    def check(self, fix: bool = False, older_than: float = ORPHAN_AGE) -> list[Finding]:
+        """The catalog file, every table's files, and orphan files in the warehouse (removed with ``fix``)."""
+        out: list[Finding] = []
+        db = sqlite_file(self.settings.catalog_url)
+        if db is not None:
+            integrity = check_sqlite(db, "dataset catalog", "iceberg_tables")
+            out += integrity
+            if not integrity[-1].ok and not (db.exists() and db.stat().st_size):
+                stray = committed_tables(self.warehouse_dir())
+                if stray:
+                    out.append(
+                        health.problem(
+                            f"the warehouse holds {len(stray)} table(s) the catalog does not know: {', '.join(sorted(stray))}",
+                            "restore the catalog from a backup, or register each with `mixtrain dataset create NAME --iceberg METADATA_JSON`",
+                        )
+                    )
+        if self.catalog is not None and self.moved_from:
+            out.append(
+                health.ok(
+                    f"the home was moved or copied: tables written under {', '.join(self.moved_from)} are read from "
+                    f"{self.settings.warehouse} (references mapped in the catalog; no file moved or deleted)"
+                )
+            )
+        for step in (self._check_tables, lambda: self._check_orphans(fix, older_than)):
+            try:
+                out += step()
+            except MixtrainError as exc:
+                out.append(health.problem(exc.what, exc.fix or ""))
+        return out
+
+    def _check_tables(self) -> list[Finding]:
+        """Every dataset's metadata loads and every file it references exists."""
+        out: list[Finding] = []
+        names = self.names()
+        for name in names:
+            try:
+                missing = sorted(
+                    p for p in referenced_files(self.get(name)) if p.startswith("/") and not Path(p).exists()
+                )
+            except MixtrainError as exc:
+                out.append(health.problem(exc.what, exc.fix or ""))
+                continue
+            if missing:
+                out.append(
+                    health.problem(
+                        f"dataset {name!r} references {len(missing)} missing file(s), e.g. {missing[0]}",
+                        f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
+                    )
+                )
+        if not out:
+            out.append(health.ok(f"{len(names)} dataset(s): metadata and data files all present"))
+        return out
+
+    def orphan_files(self, older_than: float = ORPHAN_AGE) -> list[Path]:
+        """Files in the local warehouse that no table or snapshot references, older than ``older_than`` s."""
+        wh = self.warehouse_dir()
+        if wh is None or not (wh / NAMESPACE).is_dir():
+            return []
+        catalog = self.catalog  # refuses a lost catalog: then every file would look orphaned
+        keep: set[str] = set()
+        for ident in catalog.list_tables(NAMESPACE):
+            try:
+                keep |= referenced_files(catalog.load_table(ident))
+            except Exception:  # a damaged table (reported by the table check): keep everything in its folder
+                root = _local_path(self._location_from_catalog(ident[-1]))
+                if root is not None:
+                    keep |= {str(p) for p in root.rglob("*")}
+        cutoff = time.time() - older_than
+        out = []
+        for p in (wh / NAMESPACE).rglob("*"):
+            if p.is_file() and str(p) not in keep and p.stat().st_mtime <= cutoff:
+                out.append(p)
+        from mixtrain.images.store import orphan_images
+
+        return sorted(out) + orphan_images(self, older_than)  # stored images no dataset references
+
+    def _check_orphans(self, fix: bool, older_than: float) -> list[Finding]:
+        from mixtrain.faults import human
+
+        found = self.orphan_files(older_than)
+        if not found:
+            return [health.ok("no orphan files in the warehouse")]
+        size = sum(p.stat().st_size for p in found)
+        if fix:
+            for p in found:
+                p.unlink(missing_ok=True)
+            wh = self.warehouse_dir()
+            assert wh is not None  # orphans are only looked for in a local warehouse
+            top = wh / NAMESPACE
+            for d in sorted(
+                {a for p in found for a in p.parents if top in a.parents}, key=lambda d: len(d.parts), reverse=True
+            ):
+                try:
+                    d.rmdir()  # only succeeds when empty: a folder a new write is filling stays
+                except OSError:
+                    pass
+        return [
+            health.problem(
+                f"{len(found)} orphan file(s) ({human(size)}) in the warehouse that no dataset references (interrupted or failed writes)",
+                "run `mixtrain doctor --fix` to remove them",
+                fixed=fix,
+            )
+        ]
 
     def _ident(self, name: str) -> tuple[str, str]:
         return (NAMESPACE, check_name(name, "dataset"))
@@ -211,7 +333,7 @@ class DatasetStore:
     def _create_table(self, name: str, ident, data, description: str, source: str) -> None:
         from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 
-        location = f"{self.settings.warehouse.rstrip('/')}/{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"
+        location = f"{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"  # relative: the home can move (see fileio)
         committed = False
         try:
             with _storage(self.warehouse_dir(), f"dataset {name!r}", data.nbytes):
@@ -233,7 +355,7 @@ class DatasetStore:
                     self.catalog.drop_table(ident)
                 except Exception:
                     pass
-            _remove_location(location)
+            _remove_location(self.resolve(location))
             raise
 
     def create_from_arrow(self, name: str, data, description: str = "", source: str = ""):
@@ -243,7 +365,10 @@ class DatasetStore:
         ident = self._ident(name)
         try:
             txn = self.catalog.create_table_transaction(
-                ident, schema=data.schema, properties={DESCRIPTION: description}
+                ident,
+                schema=data.schema,
+                location=f"{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}",
+                properties={DESCRIPTION: description},
             )
             txn.append(data)
             txn.commit_transaction()
@@ -259,6 +384,10 @@ class DatasetStore:
         ident = self._ident(name)
         if self._exists(name):
             raise AlreadyExists(f"dataset {name!r} already exists", "pick another name")
+        if "://" not in metadata_location and not Path(metadata_location).is_file():
+            metadata_location = self.resolve(metadata_location)  # a location as a table of this home spells it
+        elif "://" not in metadata_location:
+            metadata_location = str(Path(metadata_location).resolve())
         if "://" not in metadata_location and not Path(metadata_location).is_file():
             raise InvalidInput(
                 f"Iceberg metadata file not found: {metadata_location}", "pass the table's metadata JSON path"
@@ -304,7 +433,7 @@ class DatasetStore:
                 f"file column types do not match dataset {name!r}: {str(exc).splitlines()[0]}",
                 "append a file whose columns hold the same kinds of values",
             ) from None
-        location = table.location()
+        location = self.resolve(table.location())
         with self._write_lock(location), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
             before = _local_files(location)
             try:
@@ -396,8 +525,8 @@ class DatasetStore:
             "columns": [{"name": f.name, "type": str(f.field_type)} for f in table.schema().fields],
             "version": snap.snapshot_id if snap else None,
             "versions": len(table.snapshots()),
-            "location": table.location(),
-            "metadata_location": table.metadata_location,
+            "location": self.resolve(table.location()),
+            "metadata_location": self.resolve(table.metadata_location),
             "source": ", ".join(self.sources(name)),
         }
 
@@ -426,7 +555,7 @@ class DatasetStore:
         mine: set[str] = set()
         try:
             loaded = self.catalog.load_table(self._ident(name))
-            location = loaded.location()
+            location = self.resolve(loaded.location())
             mine = _image_hashes(loaded)
             if not location.startswith(inside):
                 # Registered with --iceberg (no copy): the files are the user's own; forget the table only.
@@ -576,6 +705,7 @@ def referenced_files(table) -> set[str]:
     """Every file the table's metadata reaches: metadata files, manifest lists, manifests, data files."""
     io = table.io
     meta = table.metadata
+    props = io.properties
     out = {table.metadata_location, *(log.metadata_file for log in meta.metadata_log)}
     for snap in meta.snapshots:
         out.add(snap.manifest_list)
@@ -585,6 +715,7 @@ def referenced_files(table) -> set[str]:
                 out.add(entry.data_file.file_path)
     for stats in meta.statistics or []:
         out.add(stats.statistics_path)
+    out = {paths.resolve(p, props) for p in out}
     return {str(_local_path(p) or p) for p in out}
 
 

@@ -5,7 +5,7 @@ SIGKILL detection — instead of a second job system. All it carries is the eval
 evaluate is in the eval record, written and validated by `mixtrain eval create` before the run starts.
 """
 
-from mixtrain import MixFlow
+from mixtrain.workflows.flow import MixFlow
 
 
 class MixtrainEval(MixFlow):

@@ -11,14 +11,20 @@ import datetime as dt
 import fcntl
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
-from mixtrain.errors import MixtrainError
-from mixtrain.faults import StorageError, free_bytes, guard, human
+from mixtrain import health
+from mixtrain.errors import MixtrainError, StorageError
+from mixtrain.faults import free_bytes, guard, human
+from mixtrain.health import Finding
 
-HEAD = "0003"
+T = TypeVar("T")
+
+HEAD = "0004"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -42,55 +48,139 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for a server database or an in-memory one)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def open_store(url: str, what: str, setting: str, connect: Callable[[str], T]) -> T:
+    """Open a SQL-backed store the one safe way; ``connect(url)`` makes the store object and touches the DB.
+
+    For a SQLite file: refuse a lost/emptied file where state existed, create the folder, open read-only
+    on a read-only home and, when the disk is completely full (SQLite cannot even create its WAL index
+    to read), retry read-only so reads still work. Every fault becomes one ``MixtrainError`` line.
+    """
+    db_file = sqlite_file(url)
+    try:
+        if db_file is not None:
+            check_not_lost(db_file, what)
+            with guard(db_file.parent, "the mixtrain home"):
+                db_file.parent.mkdir(parents=True, exist_ok=True)
+            if read_only_dir(db_file):
+                url = sqlite_read_only_url(db_file)  # reads work; writes say "read-only"
+        try:
+            store = connect(url)
+        except Exception as exc:
+            if db_file is None or not _disk_full_at(db_file, exc):
+                raise
+            store = connect(sqlite_read_only_url(db_file))
+    except MixtrainError:
+        raise
+    except Exception as exc:  # connection refused, bad URL, permissions
+        fault = sqlite_fault(exc, str(db_file)) if db_file is not None else None
+        if fault is not None:
+            raise fault from None
+        if isinstance(exc, OSError):
+            raise StorageError.from_os_error(exc, db_file or url, f"the {what}") from None
+        raise MixtrainError(
+            f"cannot open the {what} {_safe_url(url)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"check {setting} (see `mixtrain config`)",
+        ) from exc
+    if db_file is not None:
+        mark_in_use(db_file)
+    return store
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
+
+
+def sqlite_engine(url: str, *, pragmas: bool = True) -> Engine:
+    """An engine whose SQLite faults become one line; WAL + busy timeout unless opened read-only."""
+    if url.startswith("sqlite") and "mode=ro" not in url:
+        engine = create_engine(url, connect_args={"timeout": 30})
+        if pragmas:
+            event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("sqlite"):
+        engine = create_engine(url)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    translate_faults(engine)
+    return engine
+
+
+def translate_faults(engine: Engine) -> None:
+    """SQLite's storage faults on this engine become one line naming the file."""
+    event.listen(engine, "handle_error", _translate_error)
+
+
 def get_engine(url: str) -> Engine:
     """One migrated engine per URL per process."""
     with _lock:
         if url in _engines:
             return _engines[url]
-        db_file = None
-        if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                db_file = Path(path)
-                check_not_lost(db_file, "metadata database")
-                with guard(db_file.parent, "the mixtrain home"):
-                    db_file.parent.mkdir(parents=True, exist_ok=True)
-            if db_file is not None and read_only_dir(db_file):
-                engine = create_engine(sqlite_read_only_url(db_file))  # reads work; writes say "read-only"
-                # (handle_error is attached below)
-            else:
-                engine = create_engine(url, connect_args={"timeout": 30})
-                event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
-        event.listen(engine, "handle_error", _translate_error)
-        try:
+
+        def connect(u: str) -> Engine:
+            engine = sqlite_engine(u)
             try:
                 _migrate_if_needed(engine)
-            except Exception as exc:
-                if db_file is None or not _disk_full_at(db_file, exc):
-                    raise
-                # A completely full disk: SQLite cannot even create its WAL index for a read. Open
-                # read-only so reads still work; writes then fail with a "disk full" line.
+            except BaseException:
                 engine.dispose()
-                engine = create_engine(sqlite_read_only_url(db_file))
-                event.listen(engine, "handle_error", _translate_error)
-                _migrate_if_needed(engine)
-        except MixtrainError:
-            raise
-        except Exception as exc:  # connection refused, bad URL, permissions
-            fault = sqlite_fault(exc, str(db_file)) if db_file is not None else None
-            if fault is not None:
-                raise fault from None
-            raise MixtrainError(
-                f"cannot open the metadata database {engine.url.render_as_string(hide_password=True)}: "
-                f"{str(exc).splitlines()[0]}",
-                "check MIXTRAIN_DATABASE_URL (see `mixtrain config`)",
-            ) from exc
-        if db_file is not None:
-            mark_in_use(db_file)
+                raise
+            return engine
+
+        engine = open_store(url, "metadata database", "MIXTRAIN_DATABASE_URL", connect)
         _engines[url] = engine
         return engine
+
+
+def check(url: str) -> list[Finding]:
+    """The metadata database's health, for `mixtrain doctor`."""
+    db = sqlite_file(url)
+    if db is None:
+        get_engine(url)
+        return [health.ok("metadata database reachable")]
+    return check_sqlite(db, "metadata database", "alembic_version")
+
+
+def check_sqlite(db: Path, label: str, required_table: str) -> list[Finding]:
+    """Integrity of a SQLite store file, read-only (the doctor must not change what it looks at)."""
+    import sqlite3
+
+    if not db.exists() or db.stat().st_size == 0:
+        state = "missing" if not db.exists() else "empty (0 bytes)"
+        if marker(db).exists():
+            return [
+                health.problem(
+                    f"{label} {db} is {state} but this home was in use",
+                    f"restore {db.name} from a backup; to start afresh, move the home away",
+                )
+            ]
+        return [health.ok(f"{label} {db} not created yet")]
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [health.problem(f"{label} {db} is corrupt: {exc}", f"restore {db.name} from a backup")]
+    if result != "ok":
+        return [
+            health.problem(f"{label} {db} fails SQLite's integrity check: {result}", f"restore {db.name} from a backup")
+        ]
+    if required_table not in tables:
+        return [health.problem(f"{label} {db} has lost its tables", f"restore {db.name} from a backup")]
+    return [health.ok(f"{label} {db} passes SQLite's integrity check")]
 
 
 # -- faults: a full disk, a corrupt or lost SQLite file, a read-only home --------------------------------

@@ -8,7 +8,9 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from mixtrain import health
 from mixtrain.errors import MixtrainError, NotFound
+from mixtrain.health import Finding
 from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import model_versions, models
 from mixtrain.names import check_name
@@ -20,6 +22,34 @@ class ModelRegistry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = get_engine(settings.database_url)
+
+    def check(self) -> list[Finding]:
+        """Every registered adapter folder is still there (a lost one makes the model unusable)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(models.c.name, model_versions.c.version, model_versions.c.adapter_path).join(
+                    models, models.c.id == model_versions.c.model_id
+                )
+            ).all()
+        missing = [
+            f"{r.name} v{r.version}"
+            for r in rows
+            if r.adapter_path and not Path(self.settings.home_path(r.adapter_path)).is_dir()
+        ]
+        if missing:
+            return [
+                health.problem(
+                    f"{len(missing)} model version(s) lost their adapter folder: {', '.join(missing[:5])}",
+                    "restore the folders from a backup, or `mixtrain model delete NAME -y`",
+                )
+            ]
+        return [health.ok(f"{len(rows)} model version(s): adapter folders present")]
+
+    def _version(self, row, name: str | None = None) -> ModelVersion:
+        """A version record with its adapter folder found from this home (stored relative to it)."""
+        d = dict(row._mapping)
+        d["adapter_path"] = self.settings.home_path(d["adapter_path"])
+        return ModelVersion.from_row(d, name)
 
     def register(
         self, name: str, *, base_model: str, model_type: str, adapter_path: str, train_loss: float | None, lineage: dict
@@ -44,7 +74,7 @@ class ModelRegistry:
                             version=version,
                             base_model=base_model,
                             model_type=model_type,
-                            adapter_path=adapter_path,
+                            adapter_path=self.settings.store_path(adapter_path) if adapter_path else "",
                             train_loss=train_loss,
                             lineage=lineage,
                             created_at=now(),
@@ -87,7 +117,7 @@ class ModelRegistry:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"model {name!r} has no version {version}", f"see `mixtrain model versions {name}`")
-        return ModelVersion.from_row(row, name)
+        return self._version(row, name)
 
     def versions(self, name: str) -> list[ModelVersion]:
         model_id = self._model_id(name)
@@ -95,7 +125,7 @@ class ModelRegistry:
             rows = conn.execute(
                 select(model_versions).where(model_versions.c.model_id == model_id).order_by(model_versions.c.version)
             )
-            return [ModelVersion.from_row(r, name) for r in rows]
+            return [self._version(r, name) for r in rows]
 
     def list(self) -> list[ModelVersion]:
         with self.engine.connect() as conn:
@@ -113,7 +143,7 @@ class ModelRegistry:
                 )
                 .order_by(models.c.name)
             )
-            return [ModelVersion.from_row(r) for r in rows]
+            return [self._version(r) for r in rows]
 
     def delete(self, name: str) -> None:
         model_id = self._model_id(name)

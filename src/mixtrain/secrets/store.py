@@ -12,8 +12,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mixtrain import health
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound
 from mixtrain.faults import guard
+from mixtrain.health import Finding
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.metadata.schema import secrets
 from mixtrain.names import check_secret_name
@@ -104,6 +106,59 @@ class SecretStore:
     def _count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count(secrets.c.id))).scalar() or 0
+
+    def check(self, fix: bool = False) -> list[Finding]:
+        """The key file against the stored secrets, and temp files of interrupted key writes."""
+        import time
+
+        out: list[Finding] = []
+        stored = self._count()
+        try:
+            key = _read_key(self.key_file)
+        except MixtrainError as exc:
+            out.append(health.problem(exc.what, exc.fix or ""))
+            key = b""
+        if key is None:
+            if stored:
+                out.append(
+                    health.problem(
+                        f"the secret key file {self.key_file} is missing but {stored} secret(s) are stored",
+                        "restore the file from a backup; or delete the secrets (`mixtrain secret delete NAME -y`) and set them again",
+                    )
+                )
+            else:
+                out.append(health.ok("no secret key yet (created with the first secret)"))
+        elif key:
+            bad = []
+            for row in self.list():
+                try:
+                    self.get(row["name"])
+                except MixtrainError:
+                    bad.append(row["name"])
+            if bad:
+                out.append(
+                    health.problem(
+                        f"{len(bad)} secret(s) cannot be decrypted with the key: {', '.join(bad)}",
+                        "set them again with `mixtrain secret set NAME --update`",
+                    )
+                )
+            else:
+                out.append(health.ok(f"secret key valid ({stored} secret(s) decrypt)"))
+        tmp = [
+            p for p in self.key_file.parent.glob(f".{self.key_file.name}.*.tmp") if time.time() - p.stat().st_mtime > 60
+        ]
+        if tmp:
+            if fix:
+                for p in tmp:
+                    p.unlink(missing_ok=True)
+            out.append(
+                health.problem(
+                    f"{len(tmp)} temp file(s) of interrupted secret key writes: {', '.join(str(p) for p in tmp[:3])}",
+                    "run `mixtrain doctor --fix`",
+                    fixed=fix,
+                )
+            )
+        return out
 
     def set(self, name: str, value: str, *, update_existing: bool = False) -> bool:
         """Store a secret; returns True when it replaced an existing one."""

@@ -11,14 +11,13 @@ from __future__ import annotations
 import threading
 
 from mixtrain.evals.results import disagrees, score
-from mixtrain.ui import features
 
 _cache: dict = {}
 _lock = threading.Lock()
 
 
 def list_evals(c) -> list:
-    return c.list_evals() if features.HAS_EVALS else []
+    return c.list_evals()
 
 
 def results(c, info) -> list[dict]:

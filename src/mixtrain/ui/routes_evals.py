@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from mixtrain.errors import NotFound
-from mixtrain.ui import evals_view, features, thumbs
+from mixtrain.ui import evals_view, thumbs
 from mixtrain.ui.routes_datasets import _image_response
 from mixtrain.ui.web import Page, render
 
@@ -24,8 +24,6 @@ def evals(request: Request):
 
 @router.get("/evals/{name}")
 def eval_page(request: Request, name: str, disagreements: int = 0):
-    if not features.HAS_EVALS:
-        raise NotFound(f"evaluation {name!r} not found", "this build has no evaluations")
     c = client(request)
     info = c.get_eval_info(name)
     rows = evals_view.results(c, info) if info.get("status") == "completed" else []
@@ -46,8 +44,6 @@ def eval_page(request: Request, name: str, disagreements: int = 0):
 @router.get("/thumb/eval/{name}/{index}")
 def eval_thumb(request: Request, name: str, index: int, k: int = 0):
     """The ``k``-th image of a results row (multi-image rows keep every image in ``images``)."""
-    if not features.HAS_EVALS:
-        raise HTTPException(404)
     c = client(request)
     try:
         info = c.get_eval_info(name)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mixtrain.errors import Conflict, MixtrainError
-from mixtrain.ui import charts, features, forms
+from mixtrain.ui import charts, forms
 from mixtrain.ui.web import Page, render
 from mixtrain.workflows.runfolder import RunFolder
 
@@ -73,7 +73,7 @@ def _read(path: Path | None) -> str | None:
 
 
 def _metrics(c, name: str, number: int) -> list[dict]:
-    return c.get_run_metrics(name, number) if features.HAS_METRICS else []
+    return c.get_run_metrics(name, number)
 
 
 def _log_start(path: Path) -> tuple[str, int, bool]:

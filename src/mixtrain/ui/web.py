@@ -10,7 +10,6 @@ from fastapi.templating import Jinja2Templates
 
 from mixtrain.display import fmt_duration, fmt_time
 from mixtrain.records import json_default, status_tone
-from mixtrain.ui import features
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -34,7 +33,7 @@ def short_json(v, limit: int = 120) -> str:
 
 
 templates.env.filters.update(time=fmt_time, duration=fmt_duration, num=fmt_num, json=to_json, short_json=short_json)
-templates.env.globals.update(status_class=status_tone, features=features)
+templates.env.globals.update(status_class=status_tone)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context):

@@ -16,8 +16,10 @@ from pathlib import Path
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mixtrain import health
 from mixtrain.errors import AlreadyExists, Conflict, MixtrainError, NotFound
 from mixtrain.faults import guard
+from mixtrain.health import Finding
 from mixtrain.metadata.db import get_engine, inserted_id, now
 from mixtrain.metadata.schema import runs, workflow_versions, workflows
 from mixtrain.names import check_name
@@ -30,6 +32,63 @@ class WorkflowRegistry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = get_engine(settings.database_url)
+
+    # -- health (asked by `mixtrain doctor`) -------------------------------------------------------
+    def check(self, fix: bool = False) -> builtins.list[Finding]:
+        """Temp files of interrupted writes (version copies, run outputs) and runs stuck as running."""
+        import time
+
+        from mixtrain.workflows import procs
+
+        out: builtins.list[Finding] = []
+        wf, runs_dir = self.settings.workflows_dir, self.settings.runs_dir
+        found = builtins.list(wf.glob("*/v*.tmp*")) if wf.exists() else []
+        found += builtins.list(runs_dir.glob("*/*/.output.json.*.tmp")) if runs_dir.exists() else []
+        found = [p for p in found if time.time() - p.stat().st_mtime > 60]
+        if not found:
+            out.append(health.ok("no temp files of interrupted writes"))
+        else:
+            if fix:
+                for p in found:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            out.append(
+                health.problem(
+                    f"{len(found)} temp file(s) of interrupted writes: {', '.join(str(p) for p in found[:3])}",
+                    "run `mixtrain doctor --fix`",
+                    fixed=fix,
+                )
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.worker_pid, runs.c.worker_start).where(
+                    runs.c.status.in_(ACTIVE)
+                )
+            ).all()
+        stuck = [
+            r.id
+            for r in rows
+            if r.pid and not procs.alive(r.pid, r.pid_start) and not procs.alive(r.worker_pid, r.worker_start)
+        ]
+        if not stuck:
+            out.append(health.ok(f"{len(rows)} active run(s), none stuck"))
+            return out
+        if fix:
+            for run_id in stuck:
+                self.reconcile(run_id)
+        out.append(
+            health.problem(
+                f"{len(stuck)} run(s) marked running have no process left",
+                "run `mixtrain doctor --fix` (or any `workflow runs`) to mark them failed",
+                fixed=fix,
+            )
+        )
+        return out
+
+    def _run(self, row) -> Run:
+        """A run record with its folder found from this home (stored relative to it: the home can move)."""
+        d = dict(row._mapping)
+        d["run_dir"] = self.settings.home_path(d["run_dir"])
+        return Run.from_row(d)
 
     # -- workflows ---------------------------------------------------------------------------------
     def create(
@@ -103,7 +162,7 @@ class WorkflowRegistry:
                 version=version,
                 entrypoint=spec["entrypoint"],
                 main_file=files[0].name,
-                source_dir=str(dest),
+                source_dir=self.settings.store_path(dest),
                 spec=spec,
                 created_at=now(),
             )
@@ -129,7 +188,12 @@ class WorkflowRegistry:
             raise NotFound(
                 f"workflow {name!r} has no version", f"register one with `mixtrain workflow update {name} FILE`"
             )
-        return dict(row._mapping)
+        return self._version_dict(row)
+
+    def _version_dict(self, row) -> dict:
+        d = dict(row._mapping)
+        d["source_dir"] = self.settings.home_path(d["source_dir"])
+        return d
 
     def versions(self, name: str) -> builtins.list[dict]:
         wf = self._workflow(name)
@@ -139,7 +203,7 @@ class WorkflowRegistry:
                 .where(workflow_versions.c.workflow_id == wf["id"])
                 .order_by(workflow_versions.c.version)
             )
-            return [dict(r._mapping) for r in rows]
+            return [self._version_dict(r) for r in rows]
 
     def describe(self, name: str) -> Workflow:
         wf = self._workflow(name)
@@ -218,7 +282,7 @@ class WorkflowRegistry:
                                 version=version,
                                 status=RunStatus.PENDING,
                                 inputs=inputs,
-                                run_dir=str(run_dir),
+                                run_dir=self.settings.store_path(run_dir),
                                 created_at=now(),
                                 resumed_from=resumed_from,
                             )
@@ -248,7 +312,7 @@ class WorkflowRegistry:
             ).first()
         if row is None:
             raise NotFound(f"run id {run_id} not found")
-        return Run.from_row(row)
+        return self._run(row)
 
     def run(self, name: str, number: int) -> Run:
         """Run ``number`` of workflow ``name`` as stored (see ``reconcile`` for runs whose process died)."""
@@ -271,7 +335,7 @@ class WorkflowRegistry:
         if offset:
             q = q.offset(offset)
         with self.engine.connect() as conn:
-            return [Run.from_row(r) for r in conn.execute(q)]
+            return [self._run(r) for r in conn.execute(q)]
 
     def active_run_ids(self, name: str) -> builtins.list[int]:
         """Ids of the workflow's pending or running runs, oldest first."""

@@ -56,7 +56,7 @@ def execute(settings, run: Mapping, version: dict) -> int:
 
 def _write_output(path: Path, output) -> None:
     """Write output.json whole or not at all (a full disk must not leave half a file)."""
-    from mixtrain.faults import StorageError
+    from mixtrain.errors import StorageError
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
