@@ -341,3 +341,18 @@ def test_image_columns_detected_by_name_type_and_values():
         "raw": "one",
         "messages": "messages",
     }
+
+
+def test_paths_of_another_machine_are_kept_as_written_without_trying_each(store, tmp_path):
+    """The spec's own example CSV names /data/... images that do not exist here: create still works, the
+    column keeps the paths as written, and it stops looking after the first rows."""
+    from mixtrain.images.store import GIVE_UP_AFTER
+
+    rows = GIVE_UP_AFTER * 3
+    (tmp_path / "d.csv").write_text(
+        "image_path,prompt,response\n" + "".join(f"/data/vlm/{i}.jpg,p,r\n" for i in range(rows))
+    )
+    store.create("elsewhere", tmp_path / "d.csv")
+    assert store.last_report.kept_as_text == ["image_path"] and len(store.last_report.bad) == GIVE_UP_AFTER
+    got = _rows(store, "elsewhere")
+    assert [r["image_path"] for r in got] == [f"/data/vlm/{i}.jpg" for i in range(rows)]

@@ -96,26 +96,30 @@ def _report_images(report, shown: int = 10) -> None:
     """Images stored, and the images that did not decode, by row (never their bytes)."""
     if report is None or not report.columns:
         return
+    from mixtrain.cli.common import err_console
+
     if report.images:
         console.print(f"Stored {report.images} image(s) with the dataset (columns: {', '.join(report.columns)})")
-    if report.bad:
-        from mixtrain.cli.common import err_console
-
+    for col in report.kept_as_text:
+        first = next((why for _, c, _, why in report.bad if c == col), "")
         err_console.print(
-            f"{len(report.bad)} image(s) cannot be used; training and evals report their rows as bad rows:",
+            f"No image of column {col} could be read ({first[:200]}): kept as the paths written; "
+            "training and evals check them again",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    bad = [b for b in report.bad if b[1] not in report.kept_as_text]
+    if bad:
+        err_console.print(
+            f"{len(bad)} image(s) cannot be used; training and evals report their rows as bad rows:",
             markup=False,
             soft_wrap=True,
         )
-        if report.kept_as_text:
-            err_console.print(
-                f"No image of column(s) {', '.join(report.kept_as_text)} could be read: kept as the paths written",
-                markup=False,
-                soft_wrap=True,
-            )
-        for row, col, _source, why in report.bad[:shown]:
+        for row, col, _source, why in bad[:shown]:
             err_console.print(f"  row {row} ({col}): {why[:300]}", markup=False, highlight=False, soft_wrap=True)
-        if len(report.bad) > shown:
-            err_console.print(f"  … and {len(report.bad) - shown} more", markup=False)
+        if len(bad) > shown:
+            err_console.print(f"  … and {len(bad) - shown} more", markup=False)
 
 
 @app.command("list")

@@ -37,6 +37,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 MESSAGE_COLUMNS = ("messages", "conversations")
 FORMAT_EXT = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff"}
 CHUNK = 32  # payloads per pool task
+GIVE_UP_AFTER = 256  # rows of a text image column tried before an all-unreadable column is kept as text
 
 
 # -- one image: decode, verify, store -------------------------------------------------------------------
@@ -227,6 +228,8 @@ class Ingest:
         self._shas: set[str] = set()
         self.text_columns: dict[str, list] = {}  # text image column → its original arrays (strings: small)
         self.stored_in: dict[str, int] = {}  # image column → images stored from it
+        self.tried: dict[str, int] = {}  # image column → rows looked at
+        self.given_up: set[str] = set()  # text image columns none of whose first GIVE_UP_AFTER images was readable
 
     def __enter__(self):
         return self
@@ -263,6 +266,9 @@ class Ingest:
         payloads: list[Payload] = []
         plans: dict[str, list] = {}
         for name, kind in self._columns.items():
+            if name in self.given_up:  # its text is kept as written (see ingest_batches)
+                self.text_columns[name].append(batch.column(name))
+                continue
             values = batch.column(name).to_pylist()
             typ = batch.schema.field(name).type
             if kind != "messages" and (
@@ -276,9 +282,11 @@ class Ingest:
                 plans[name] = [self._plan_cell(v, payloads) for v in values]
         outcomes = self._run(payloads)
         arrays, names = [], []
+        for name, plan in plans.items():
+            self.tried[name] = self.tried.get(name, 0) + len(plan)
         for name in batch.schema.names:
             col_kind = self._columns.get(name)
-            if col_kind is None:
+            if col_kind is None or name in self.given_up:
                 arrays.append(batch.column(name))
                 names.append(name)
                 continue
@@ -294,6 +302,9 @@ class Ingest:
                 arrays.append(pa.array(filled, pa.list_(typ) if col_kind == "list" else typ))
             names.append(name)
         self._row += batch.num_rows
+        for name in self.text_columns:
+            if not self.keep_refs and not self.stored_in.get(name) and self.tried.get(name, 0) >= GIVE_UP_AFTER:
+                self.given_up.add(name)  # not one of its first images is readable: stop looking them up
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
     @staticmethod
@@ -467,18 +478,20 @@ def ingest_batches(batches: Iterator, ingest: Ingest):
     out = [ingest.convert(b) for b in batches]
     if not out:
         return None
+    names = out[0].schema.names
+    # Not one image of this text column could be read (e.g. paths of another machine): keep the text as
+    # written, as before images were stored; training reports the rows, as it always did.
+    kept = [n for n in ingest.text_columns if not ingest.stored_in.get(n) and not ingest.keep_refs]
+    if kept:
+        out = [b.drop_columns(kept) for b in out]
     schemas = {b.schema for b in out}
     if len(schemas) > 1:  # e.g. a column all-null in one batch and typed in another
         table = pa.concat_tables([pa.Table.from_batches([b]) for b in out], promote_options="permissive")
     else:
         table = pa.Table.from_batches(out)
-    for name, arrays in ingest.text_columns.items():
-        if not ingest.stored_in.get(name) and not ingest.keep_refs:
-            # Not one image of this text column could be read (e.g. paths of another machine): keep the
-            # text as written, as before images were stored; training reports the rows, as it always did.
-            i = table.schema.get_field_index(name)
-            table = table.set_column(i, name, pa.chunked_array(arrays))
-            ingest.report.kept_as_text.append(name)
+    for name in kept:
+        table = table.add_column(names.index(name), name, pa.chunked_array(ingest.text_columns[name]))
+        ingest.report.kept_as_text.append(name)
     return table
 
 
