@@ -54,7 +54,13 @@ def generate_batch(
     saved_side = tok.padding_side
     tok.padding_side = "left"
     try:
-        batch = processor(images=flat or None, text=texts, return_tensors="pt", padding=True)
+        # A template that writes BOS itself (Gemma 3, Llama 3.2 Vision) must not get a second one from the
+        # tokenizer: transformers' own chat-template tokenisation (what Axolotl trains on) skips it then.
+        bos = getattr(tok, "bos_token", None)
+        own_bos = bool(bos) and all(t.startswith(bos) for t in texts)
+        batch = processor(
+            images=flat or None, text=texts, return_tensors="pt", padding=True, add_special_tokens=not own_bos
+        )
     finally:
         tok.padding_side = saved_side
     batch = batch.to(device)

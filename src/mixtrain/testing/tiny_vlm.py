@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "mllama", "smolvlm")
+# Families built by the table-driven builder below (one function each, _NEWER_BUILDERS) rather than the original branches.
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm")
 
 # Words our synthetic task and the chat templates use; each gets whole-word tokens.
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -79,7 +81,16 @@ DEFAULT_SIZES: dict[str, int] = {
     "vocab_size": 600,  # BPE target; the corpus is small, so the real vocabulary ends up smaller
     "max_position_embeddings": 1024,
 }
-_DEFAULT_IMAGE_SIZE = {"llava": 64, "llava_next": 64, "qwen2_vl": 112, "qwen2_5_vl": 112}
+_DEFAULT_IMAGE_SIZE = {
+    "llava": 64,
+    "llava_next": 64,
+    "qwen2_vl": 112,
+    "qwen2_5_vl": 112,
+    "qwen3_vl": 64,
+    "gemma3": 64,
+    "mllama": 32,
+    "smolvlm": 32,
+}
 _CLIP_PATCH = 16
 _QWEN_PATCH, _QWEN_MERGE = 14, 2
 
@@ -148,12 +159,14 @@ def _resolve_sizes(family: str, overrides: dict[str, Any]) -> dict[str, int]:
     if not sizes["image_size"]:
         sizes["image_size"] = _DEFAULT_IMAGE_SIZE[family]
     step = _CLIP_PATCH if family.startswith("llava") else _QWEN_PATCH * _QWEN_MERGE
+    if family in NEWER:
+        step = _NEWER_STEP[family]
     if sizes["image_size"] % step:
         raise ValueError(f"image_size={sizes['image_size']} must be a multiple of {step} for {family}")
     for text, heads in (("hidden_size", "num_attention_heads"), ("vision_hidden_size", "vision_num_attention_heads")):
         if sizes[text] % sizes[heads]:
             raise ValueError(f"{text}={sizes[text]} must be divisible by {heads}={sizes[heads]}")
-    if not family.startswith("llava") and (sizes["hidden_size"] // sizes["num_attention_heads"]) % 4:
+    if family.startswith("qwen2") and (sizes["hidden_size"] // sizes["num_attention_heads"]) % 4:
         raise ValueError("Qwen families need hidden_size / num_attention_heads divisible by 4 (M-RoPE sections)")
     return sizes
 
@@ -409,6 +422,8 @@ def build_tiny_vlm(family: str, out_dir: str | Path, seed: int = 0, **size_overr
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     sizes = _resolve_sizes(family, size_overrides)
+    if family in NEWER:
+        return _build_newer(family, Path(out_dir), seed, sizes)
 
     import torch
 
@@ -439,6 +454,363 @@ def _normalise_image_processor_type(out: Path) -> None:
         if isinstance(kind, str) and kind.endswith("Pil"):
             target["image_processor_type"] = kind[: -len("Pil")]
             path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- newer families
+# Table-driven: one function per family returns (processor, model, EOS ids for generation). The chat
+# template is the one the fine-tune trains with (Axolotl's file for the family, read without importing
+# Axolotl), so the base model, the preflight and the trained adapter all render rows the same way.
+
+_NEWER_STEP = {
+    "qwen3_vl": 32,
+    "gemma3": 16,
+    "mllama": 16,
+    "smolvlm": 16,
+}  # image_size granularity: patch (x merge) of the vision tower
+
+
+def axolotl_template(name: str) -> str:
+    """Axolotl's own chat template ``name`` (its ``chat_template: name``), read from its package files."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("axolotl")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("axolotl is not installed: its chat templates are needed to build this family")
+    return (Path(spec.origin).parent / "utils" / "chat_templates" / "templates" / f"{name}.jinja").read_text()
+
+
+def _byte_level_tokenizer(specials: list[str], *, bos: str | None = None, **wrap: Any):
+    """A byte-level BPE trained on the corpus (ids of ``specials`` first, in order), as a fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=DEFAULT_SIZES["vocab_size"],
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer)
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos,
+        padding_side="left",
+        model_max_length=DEFAULT_SIZES["max_position_embeddings"],
+        **wrap,
+    )
+
+
+def _text_sizes(tokenizer, sizes: dict[str, int]) -> dict[str, Any]:
+    return dict(
+        vocab_size=_round_up(len(tokenizer)),
+        hidden_size=sizes["hidden_size"],
+        intermediate_size=sizes["intermediate_size"],
+        num_hidden_layers=sizes["num_hidden_layers"],
+        num_attention_heads=sizes["num_attention_heads"],
+        num_key_value_heads=sizes["num_attention_heads"],
+        head_dim=sizes["hidden_size"] // sizes["num_attention_heads"],
+        max_position_embeddings=sizes["max_position_embeddings"],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _qwen3_vl(sizes: dict[str, int]):
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        list(_QWEN_SPECIALS),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
+    img, patch = sizes["image_size"], 16
+    pixels = dict(
+        size={"shortest_edge": img * img, "longest_edge": 4 * img * img},  # several token counts per aspect
+        patch_size=patch,
+        temporal_patch_size=2,
+        merge_size=2,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    processor = transformers.Qwen3VLProcessor(
+        image_processor=_image_processor("Qwen2VLImageProcessor", **pixels),
+        tokenizer=tokenizer,
+        video_processor=transformers.Qwen3VLVideoProcessor(**pixels),
+        chat_template=axolotl_template("qwen2_vl"),
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    half = text["head_dim"] // 2
+    t = half - 2 * (half // 4)
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 5_000_000.0,
+        "mrope_section": [t, half // 4, half // 4],  # Qwen3-VL's [24, 20, 20] for head_dim 128
+        "mrope_interleaved": True,
+    }
+    vision = dict(
+        depth=sizes["vision_num_hidden_layers"],
+        hidden_size=sizes["vision_hidden_size"],
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_heads=sizes["vision_num_attention_heads"],
+        out_hidden_size=sizes["hidden_size"],
+        patch_size=patch,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=(img // patch) ** 2,
+        deepstack_visual_indexes=[0],
+    )
+    config = transformers.Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tid("<|image_pad|>"),
+        video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"),
+        vision_end_token_id=tid("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    model = transformers.Qwen3VLForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id, tid("<|endoftext|>")]
+
+
+_GEMMA_SPECIALS = (
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+)
+
+
+def _gemma3(sizes: dict[str, int]):
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        list(_GEMMA_SPECIALS),
+        bos="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
+    img, patch, per_image = sizes["image_size"], 16, 4  # 4x4 patches pooled to 2x2 image tokens
+    processor = transformers.Gemma3Processor(
+        image_processor=_image_processor(
+            "Gemma3ImageProcessor",
+            size={"height": img, "width": img},
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        ),
+        tokenizer=tokenizer,
+        chat_template=axolotl_template("gemma3"),
+        image_seq_length=per_image,
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    text_config = transformers.Gemma3TextConfig(
+        **text,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[tokenizer.eos_token_id, tid("<end_of_turn>")],
+        query_pre_attn_scalar=text["head_dim"],
+        sliding_window=256,
+    )
+    vision = transformers.SiglipVisionConfig(
+        hidden_size=sizes["vision_hidden_size"],
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_hidden_layers=sizes["vision_num_hidden_layers"],
+        num_attention_heads=sizes["vision_num_attention_heads"],
+        image_size=img,
+        patch_size=patch,
+    )
+    config = transformers.Gemma3Config(
+        text_config=text_config,
+        vision_config=vision,
+        mm_tokens_per_image=per_image,
+        boi_token_index=tid("<start_of_image>"),
+        eoi_token_index=tid("<end_of_image>"),
+        image_token_index=tid("<image_soft_token>"),
+    )
+    model = transformers.Gemma3ForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id, tid("<end_of_turn>")]
+
+
+_LLAMA3_SPECIALS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+    "<|python_tag|>",
+    "<|image|>",
+)
+
+
+def _mllama(sizes: dict[str, int]):
+    """Llama 3.2 Vision: the image is one <|image|> token; its features enter through cross-attention layers."""
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        list(_LLAMA3_SPECIALS),
+        bos="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+        extra_special_tokens={"image_token": "<|image|>"},
+    )
+    img, patch = sizes["image_size"], 16
+    processor = transformers.MllamaProcessor(
+        image_processor=_image_processor("MllamaImageProcessor", size={"height": img, "width": img}, max_image_tiles=2),
+        tokenizer=tokenizer,
+        chat_template=axolotl_template("llama3_2_vision"),
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    text.pop("head_dim")
+    layers = text["num_hidden_layers"] = max(3, sizes["num_hidden_layers"])
+    text_config = transformers.MllamaTextConfig(
+        **text,
+        cross_attention_layers=[layers - 2],  # one cross-attention layer between self-attention ones
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": 500_000.0},
+    )
+    vh = sizes["vision_hidden_size"]
+    vision = transformers.MllamaVisionConfig(
+        hidden_size=vh,
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_hidden_layers=sizes["vision_num_hidden_layers"],
+        num_global_layers=1,
+        attention_heads=sizes["vision_num_attention_heads"],
+        image_size=img,
+        patch_size=patch,
+        max_num_tiles=2,
+        intermediate_layers_indices=[0],
+        vision_output_dim=vh * 2,  # the last layer + one intermediate layer
+        supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]],
+    )
+    config = transformers.MllamaConfig(
+        text_config=text_config, vision_config=vision, image_token_index=tid("<|image|>")
+    )
+    model = transformers.MllamaForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id, tid("<|end_of_text|>")]
+
+
+# SmolVLM2's chat template (HuggingFaceTB/SmolVLM2-*-Instruct): "User:" / "Assistant:" turns closed by
+# <end_of_utterance>.
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _smolvlm(sizes: dict[str, int]):
+    """SmolVLM2: a SigLIP-style tower, pixel-shuffle connector, SmolLM2 (Llama) text model; large images
+    are split into up to 2x2 tiles plus a global view, each ``image_seq_len`` <image> tokens."""
+    import transformers
+
+    grid = [f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)]
+    tokenizer = _byte_level_tokenizer(
+        [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<|im_end|>",
+            "<end_of_utterance>",
+            "<fake_token_around_image>",
+            "<image>",
+            "<global-img>",
+            "<video>",
+            *grid,
+        ],
+        eos_token="<end_of_utterance>",
+        pad_token="<|im_end|>",
+        extra_special_tokens={
+            "fake_image_token": "<fake_token_around_image>",
+            "image_token": "<image>",
+            "global_image_token": "<global-img>",
+            "end_of_utterance_token": "<end_of_utterance>",
+        },
+    )
+    img, patch, scale = sizes["image_size"], 8, 2
+    seq = (img // patch) ** 2 // scale**2
+    common = dict(size={"longest_edge": 2 * img}, max_image_size={"longest_edge": img}, do_image_splitting=True)
+    processor = transformers.SmolVLMProcessor(
+        image_processor=_image_processor("SmolVLMImageProcessor", **common),
+        tokenizer=tokenizer,
+        video_processor=transformers.SmolVLMVideoProcessor(**common),
+        image_seq_len=seq,
+        chat_template=SMOLVLM_CHAT_TEMPLATE,
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    text.pop("head_dim")
+    config = transformers.SmolVLMConfig(
+        text_config=transformers.LlamaConfig(
+            **text, eos_token_id=tokenizer.eos_token_id, bos_token_id=tid("<|im_start|>")
+        ),
+        vision_config=dict(
+            hidden_size=sizes["vision_hidden_size"],
+            intermediate_size=sizes["vision_intermediate_size"],
+            num_hidden_layers=sizes["vision_num_hidden_layers"],
+            num_attention_heads=sizes["vision_num_attention_heads"],
+            image_size=img,
+            patch_size=patch,
+        ),
+        scale_factor=scale,
+        image_token_id=tid("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = transformers.SmolVLMForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id]
+
+
+_NEWER_BUILDERS = {"qwen3_vl": _qwen3_vl, "gemma3": _gemma3, "mllama": _mllama, "smolvlm": _smolvlm}
+
+
+def _build_newer(family: str, out_dir: Path, seed: int, sizes: dict[str, int]) -> Path:
+    import torch
+    import transformers
+
+    out = out_dir.expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        processor, model, eos_ids = _NEWER_BUILDERS[family](sizes)
+        model = model.to(torch.float32).eval()
+    tok = processor.tokenizer
+    model.generation_config = transformers.GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=eos_ids, pad_token_id=tok.pad_token_id
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    _normalise_image_processor_type(out)
+    meta = {"family": family, "seed": seed, "sizes": sizes, "builder": "mixtrain.testing.tiny_vlm"}
+    (out / "tiny_vlm.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

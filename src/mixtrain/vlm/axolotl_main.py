@@ -30,6 +30,10 @@ def load(path: str, capabilities: dict | None = None):
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
+    from mixtrain.vlm import axolotl_support
+
+    axolotl_support.register()  # our strategies for families Axolotl's own break on (before any lookup)
+
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
     if capabilities is not None:  # validating for another machine (golden tests of GPU configs)

@@ -88,11 +88,11 @@ def build_config(
         cfg["save_steps"] = spec.save_steps
     cfg.update(precision_settings(spec, hw, warn))
     if spec.max_pixels:
-        if family.name.startswith("qwen2"):
+        if family.max_pixels:
             cfg["processor_kwargs"] = {**cfg.get("processor_kwargs", {}), "max_pixels": spec.max_pixels}
         else:
             warn(
-                f"--max_pixels applies to Qwen2-VL/2.5-VL; {family.name} resizes every image to its fixed size — ignored"
+                f"--max_pixels applies to Qwen2-VL/2.5-VL/3-VL; {family.name} resizes every image to its fixed size — ignored"
             )
     if spec.image_size:  # Axolotl pads each image to this square before the processor (prepare writes `images`)
         cfg["image_size"] = spec.image_size

@@ -30,6 +30,9 @@ class Family:
     answer_start: str | None = None  # text that opens the assistant turn, when Axolotl needs it spelled out
     template_file: str | None = None  # our own Jinja template (templates/), used instead of Axolotl's
     trust_remote_code: bool = False
+    max_pixels: bool = False  # the processor takes max_pixels (Qwen's dynamic resolution)
+    # Its chat template refuses a system message in a conversation with an image: such rows lose the system turn.
+    no_system_with_image: bool = False
     supported: bool = True
     unsupported_reason: str = ""
 
@@ -59,6 +62,41 @@ FAMILIES: dict[str, Family] = {
         hf_model_types=("qwen2_vl", "qwen2_5_vl"),
         chat_template="qwen2_vl",
         lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+        max_pixels=True,
+    ),
+    "qwen3_vl": Family(
+        name="qwen3_vl",
+        description="Qwen3-VL (dense)",
+        hf_model_types=("qwen3_vl",),
+        # Axolotl has no qwen3_vl template; Qwen2-VL's ChatML one is the same turn format and routes to its
+        # strategy, which trains on the answer and its <|im_end|> only.
+        chat_template="qwen2_vl",
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+        max_pixels=True,
+    ),
+    "gemma3": Family(
+        name="gemma3",
+        description="Gemma 3 (SigLIP vision tower, 4B and larger)",
+        hf_model_types=("gemma3",),
+        chat_template="gemma3",
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+    ),
+    "mllama": Family(
+        name="mllama",
+        description="Llama 3.2 Vision (cross-attention image layers)",
+        hf_model_types=("mllama",),
+        chat_template="llama3_2_vision",
+        # The image enters through cross-attention layers: they are language-model layers to adapt too.
+        lora_target=r"model\.language_model\.layers\.\d+\.(mlp|self_attn|cross_attn)\.(up|down|gate|q|k|v|o)_proj",
+        no_system_with_image=True,
+    ),
+    "smolvlm": Family(
+        name="smolvlm",
+        description="SmolVLM2 (SigLIP tower, pixel-shuffle connector, SmolLM2)",
+        hf_model_types=("smolvlm",),
+        # Axolotl has no SmolVLM template: the model's own. Its strategy is ours (vlm/axolotl_support.py).
+        chat_template="tokenizer_default",
+        lora_target=rf"model\.text_model\.layers\.\d+\.{LM_LINEAR}",
     ),
     "phi3_v": Family(
         name="phi3_v",
@@ -74,7 +112,16 @@ FAMILIES: dict[str, Family] = {
         ),
     ),
 }
-ALIASES = {"qwen2_5_vl": "qwen2_vl", "llava-next": "llava_next", "phi3v": "phi3_v", "phi-3-vision": "phi3_v"}
+ALIASES = {
+    "qwen2_5_vl": "qwen2_vl",
+    "qwen3-vl": "qwen3_vl",
+    "gemma-3": "gemma3",
+    "llama3_2_vision": "mllama",
+    "smolvlm2": "smolvlm",
+    "llava-next": "llava_next",
+    "phi3v": "phi3_v",
+    "phi-3-vision": "phi3_v",
+}
 
 
 def get_family(model_type: str) -> Family:
@@ -82,9 +129,13 @@ def get_family(model_type: str) -> Family:
     if key not in FAMILIES:
         raise InvalidInput(
             f"unknown model_type {model_type!r}",
-            f"use one of: {', '.join(FAMILIES)} (qwen2_vl also covers Qwen2.5-VL)",
+            f"use one of: {', '.join(supported_names())} (qwen2_vl also covers Qwen2.5-VL)",
         )
     return FAMILIES[key]
+
+
+def supported_names() -> list[str]:
+    return [name for name, f in FAMILIES.items() if f.supported]
 
 
 def family_for_hf_type(hf_type: str) -> Family | None:

@@ -47,9 +47,7 @@ def measure(
     proc, template: str | None, rows: list[dict], *, image_size: int | None = None, workers: int = 0
 ) -> Measured:
     """Tokens per row for ``rows`` (parsed JSONL examples: ``{"messages": [...], "images"?: [...]}``)."""
-    image_id = getattr(proc, "image_token_id", None)
-    if image_id is None and getattr(proc, "image_token", None):
-        image_id = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
+    image_id = image_token_ids(proc)
     _STATE.update(proc=proc, template=template, image_id=image_id, image_size=image_size, rows=rows)
     workers = workers or len(os.sched_getaffinity(0))
     try:
@@ -98,6 +96,27 @@ def measure(
         _STATE.clear()
 
 
+def image_token_ids(proc) -> frozenset[int] | None:
+    """The ids that stand for an image's features in a row (what the processor expands one image to).
+
+    Not simply ``processor.image_token_id``: Gemma 3's is its begin-of-image marker (1 a row), while the
+    features sit on ``<image_soft_token>`` x ``image_seq_length``. Processors that know better list them in
+    ``image_token_ids`` (Gemma 3: the soft token; Pixtral: [IMG], [IMG_BREAK], [IMG_END]; InternVL:
+    <IMG_CONTEXT> and its start/end) — the count ``_get_num_multimodal_tokens`` reports for a size.
+    """
+    listed = getattr(proc, "image_token_ids", None)
+    if listed:
+        return frozenset(int(i) for i in listed if i is not None)
+    image_id = getattr(proc, "image_token_id", None)
+    if image_id is None and getattr(proc, "image_token", None):
+        image_id = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
+    return None if image_id is None else frozenset([int(image_id)])
+
+
+def _count(ids: list[int], wanted: frozenset[int] | None) -> int:
+    return sum(1 for i in ids if i in wanted) if wanted else 0
+
+
 def _map(fn, indices, workers: int) -> list:
     indices = list(indices)
     if workers <= 1 or len(indices) < POOL_MIN:
@@ -140,13 +159,15 @@ def _processor_pass(i: int) -> tuple[int, int, list[int]]:
     return len(ids), sum(runs), runs
 
 
-def _runs(ids: list[int], image_id: int | None) -> list[int]:
-    """Lengths of the runs of image tokens: one run per image (templates put text or markers between images)."""
+def _runs(ids: list[int], image_id: frozenset[int] | None) -> list[int]:
+    """Lengths of the runs of image tokens: one run per image (templates put text or markers between images).
+
+    A tiled image whose tiles are separated by marker tokens (SmolVLM2's <row_i_col_j>) is several runs."""
     runs: list[int] = []
     last = None
     for t in ids:
-        if t == image_id and image_id is not None:
-            if last == image_id:
+        if image_id and t in image_id:
+            if last is not None and last in image_id:
                 runs[-1] += 1
             else:
                 runs.append(1)
@@ -161,7 +182,7 @@ def _length_pass(i: int) -> tuple[int, int, list[tuple[int, int]]]:
     bos = getattr(proc.tokenizer, "bos_token", None)
     # The processor adds no special tokens when the template already starts with BOS (transformers' rule).
     ids = _ids(proc.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos))))
-    return len(ids), ids.count(image_id) if image_id is not None else 0, _sizes(i)
+    return len(ids), _count(ids, image_id), _sizes(i)
 
 
 def _sizes(i: int) -> list[tuple[int, int]]:
@@ -210,8 +231,8 @@ def _tokens_for_sizes(sizes: set[tuple[int, int]]) -> dict[tuple[int, int], int]
         counts = proc._get_num_multimodal_tokens(image_sizes=[(h, w) for w, h in ordered]).num_image_tokens
         return dict(zip(ordered, (int(c) for c in counts), strict=True))
     except Exception:  # not implemented for this processor: ask it with images
-        token = getattr(proc, "image_token", None) or proc.tokenizer.convert_ids_to_tokens(image_id)
-        return {s: _ids(proc(text=[token], images=[Image.new("RGB", s)])).count(image_id) for s in ordered}
+        token = getattr(proc, "image_token", None) or proc.tokenizer.convert_ids_to_tokens(min(image_id))
+        return {s: _count(_ids(proc(text=[token], images=[Image.new("RGB", s)])), image_id) for s in ordered}
 
 
 def sized(image, image_size: int | None):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.settings import Settings
-from mixtrain.vlm import configure, families, launch, register
+from mixtrain.vlm import configure, families, family_rows, launch, register
 from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, FinetuneFolder
 from mixtrain.vlm.prepare import PreparedData, prepare
 from mixtrain.vlm.spec import FinetuneSpec
@@ -119,6 +119,7 @@ def prepare_data(run: Setup) -> PreparedData:
         log,
         snapshot_id=origin.get("dataset_snapshot_id") if origin else None,
     )
+    family_rows.adapt(run.family, [data.jsonl, data.eval_jsonl], log)
     return data
 
 
@@ -275,7 +276,7 @@ def check_family(family, spec) -> None:
     if not family.supported:
         raise InvalidInput(
             f"{family.description} cannot be fine-tuned here: {family.unsupported_reason}",
-            "use llava, llava_next or qwen2_vl",
+            f"use one of: {', '.join(families.supported_names())}",
         )
 
 

@@ -1,0 +1,91 @@
+"""Our processing strategies for families whose Axolotl 0.19 strategy crashes or trains on the prompt.
+
+Registered through ``axolotl.model_support.register_model_support`` — Axolotl consults that registry (by
+the base model's ``model_type``) before its built-in chains — in the training process only
+(``axolotl_main``), so no Axolotl file is patched and the CLI never imports Axolotl.
+
+* SmolVLM2: Axolotl's ``SmolVLM2ProcessingStrategy`` reads ``tokenizer.additional_special_tokens_ids``,
+  which transformers 5 tokenizers no longer have (AttributeError before the first step); it also declares no
+  role boundaries, so every prompt token would carry loss. Ours finds the image token by name and masks all
+  but the assistant turns ("Assistant:" … ``<end_of_utterance>``, the closing token trained).
+
+Each strategy masks the tokens the processor inserts for an image (they are never targets).
+"""
+
+from __future__ import annotations
+
+_REGISTERED = False
+
+
+def register() -> None:
+    """Register our strategies with Axolotl (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from axolotl.model_support import ModelProfile, ModelStrategyOverrides, register_model_support
+    from axolotl.model_support.base import ModelSupport
+    from axolotl.model_support.templates import IMAGE_TEXT_TO_TEXT
+
+    for model_type, provider in (("smolvlm", _smolvlm),):
+        support = type(
+            f"Mixtrain{model_type.title()}Support",
+            (ModelSupport,),
+            {
+                "__doc__": f"mixtrain's processing strategy for {model_type} (see mixtrain.vlm.axolotl_support).",
+                "model_types": (model_type,),
+                "profile": ModelProfile(
+                    family=IMAGE_TEXT_TO_TEXT,
+                    strategies=ModelStrategyOverrides(processing_strategy_cls=provider),
+                ),
+            },
+        )
+        register_model_support(support)
+    _REGISTERED = True
+
+
+def _media_ids(tokenizer, tokens) -> set[int]:
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in tokens if t}
+    return {i for i in ids if isinstance(i, int) and i != unk}
+
+
+def _smolvlm() -> type:
+    from axolotl.processing_strategies import ProcessingStrategy, RoleBoundary, _encode_markers
+
+    class SmolVLMStrategy(ProcessingStrategy):
+        """SmolVLM2: "User:" / "Assistant:" turns closed by <end_of_utterance>; image, tile and wrapper tokens masked."""
+
+        def __init__(self, processor, *args, **kwargs):
+            super().__init__(processor, *args, **kwargs)
+            tok = processor.tokenizer
+            self.image_token = processor.image_token
+            self.image_token_id = tok.convert_tokens_to_ids(self.image_token)
+            grid = [t for t in tok.get_vocab() if t.startswith("<row_") and t.endswith(">")]
+            self.media_ids = _media_ids(
+                tok, [processor.image_token, processor.fake_image_token, processor.global_image_token, *grid]
+            )
+
+        def _build_role_boundaries(self) -> list:
+            tok = self.processor.tokenizer
+            end = _encode_markers(tok, [getattr(self.processor, "end_of_utterance_token", "<end_of_utterance>")])
+            if not end:
+                return []
+            out = []
+            for role, marker in (("system", "System:"), ("user", "User:"), ("assistant", "Assistant:")):
+                start = _encode_markers(tok, [marker])
+                if start:
+                    out.append(RoleBoundary(role=role, start_tokens=start[0], end_tokens=end[0]))
+            return out
+
+        def process_labels(self, input_ids):
+            keep = self._mask_non_assistant_keep(input_ids)
+            pad_id = getattr(self.processor.tokenizer, "pad_token_id", None)
+            if pad_id is not None:
+                keep = keep & (input_ids != pad_id)
+            for media in self.media_ids:
+                keep = keep & (input_ids != media)
+            labels = input_ids.clone()
+            labels[~keep] = -100
+            return labels
+
+    return SmolVLMStrategy
