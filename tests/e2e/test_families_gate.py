@@ -22,13 +22,20 @@ from e2e_helpers import REPO, Env, colour_dataset
 # Families proven end to end here (the original four are gated by test_finetune_families.py), with the token
 # that closes an assistant turn in each (it must carry loss, or the model never learns to stop) and the
 # prefix of its language model's modules (what the LoRA target must cover, and nothing outside it).
-GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm")
-CLOSE = {"qwen3_vl": "<|im_end|>", "gemma3": "<end_of_turn>", "mllama": "<|eot_id|>", "smolvlm": "<end_of_utterance>"}
+GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl")
+CLOSE = {
+    "qwen3_vl": "<|im_end|>",
+    "gemma3": "<end_of_turn>",
+    "mllama": "<|eot_id|>",
+    "smolvlm": "<end_of_utterance>",
+    "internvl": "<|im_end|>",
+}
 LANGUAGE_MODEL = dict.fromkeys(GATED, "model.language_model.") | {"smolvlm": "model.text_model."}
 # Image tokens in the text for the gate's 64x64 image: Qwen3-VL 2x2 merged 16-px patches; Gemma 3 its pooled
 # soft tokens (not the begin-of-image marker); Llama 3.2 Vision one <|image|> (features enter by cross-attention).
+# InternVL: 4 tiles + a thumbnail, 4 <IMG_CONTEXT> each, inside <img> … </img>.
 # SmolVLM2: 2x2 tiles + a global view, 4 <image> tokens each, each tile framed by its own marker tokens.
-IMAGE_TOKENS = {"qwen3_vl": 4, "gemma3": 4, "mllama": 1, "smolvlm": 20}
+IMAGE_TOKENS = {"qwen3_vl": 4, "gemma3": 4, "mllama": 1, "smolvlm": 20, "internvl": 22}
 PROMPT = "What colour is the shape?"
 GEN = {"max_new_tokens": 4}
 TRAIN = ["--max_steps", "2", "--batch_size", "2", "--gradient_accumulation_steps", "1"]

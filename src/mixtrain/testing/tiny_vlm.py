@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "mllama", "smolvlm")
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl")
 # Families built by the table-driven builder below (one function each, _NEWER_BUILDERS) rather than the original branches.
-NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm")
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl")
 
 # Words our synthetic task and the chat templates use; each gets whole-word tokens.
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -90,6 +90,7 @@ _DEFAULT_IMAGE_SIZE = {
     "gemma3": 64,
     "mllama": 32,
     "smolvlm": 32,
+    "internvl": 32,
 }
 _CLIP_PATCH = 16
 _QWEN_PATCH, _QWEN_MERGE = 14, 2
@@ -466,6 +467,7 @@ _NEWER_STEP = {
     "gemma3": 16,
     "mllama": 16,
     "smolvlm": 16,
+    "internvl": 16,
 }  # image_size granularity: patch (x merge) of the vision tower
 
 
@@ -788,7 +790,69 @@ def _smolvlm(sizes: dict[str, int]):
     return processor, model, [tokenizer.eos_token_id]
 
 
-_NEWER_BUILDERS = {"qwen3_vl": _qwen3_vl, "gemma3": _gemma3, "mllama": _mllama, "smolvlm": _smolvlm}
+# InternVL3-hf's chat template: ChatML turns, <IMG_CONTEXT> where an image goes (the processor expands it).
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def _internvl(sizes: dict[str, int]):
+    """InternVL3 (HF format): InternViT tower, pixel-shuffle MLP projector, Qwen2 text model; images are cut
+    into up to 4 tiles plus a thumbnail, each ``image_seq_length`` <IMG_CONTEXT> tokens inside <img>…</img>."""
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    img, patch = sizes["image_size"], 8
+    seq = (img // patch) ** 2 // 4  # downsample_ratio 0.5 in each direction
+    tiles = dict(size={"height": img, "width": img}, crop_to_patches=True, min_patches=1, max_patches=4)
+    processor = transformers.InternVLProcessor(
+        image_processor=_image_processor("GotOcr2ImageProcessor", **tiles),
+        tokenizer=tokenizer,
+        video_processor=transformers.InternVLVideoProcessor(size={"height": img, "width": img}),
+        image_seq_length=seq,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    text = _text_sizes(tokenizer, sizes)
+    text.pop("head_dim")
+    config = transformers.InternVLConfig(
+        text_config=dict(model_type="qwen2", eos_token_id=tokenizer.eos_token_id, **text),
+        vision_config=dict(
+            hidden_size=sizes["vision_hidden_size"],
+            intermediate_size=sizes["vision_intermediate_size"],
+            num_hidden_layers=sizes["vision_num_hidden_layers"],
+            num_attention_heads=sizes["vision_num_attention_heads"],
+            image_size=[img, img],
+            patch_size=[patch, patch],
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=seq,
+        tie_word_embeddings=False,
+    )
+    model = transformers.InternVLForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id]
+
+
+_NEWER_BUILDERS = {
+    "qwen3_vl": _qwen3_vl,
+    "gemma3": _gemma3,
+    "mllama": _mllama,
+    "smolvlm": _smolvlm,
+    "internvl": _internvl,
+}
 
 
 def _build_newer(family: str, out_dir: Path, seed: int, sizes: dict[str, int]) -> Path:

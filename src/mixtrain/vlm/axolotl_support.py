@@ -9,6 +9,11 @@ the base model's ``model_type``) before its built-in chains — in the training 
   role boundaries, so every prompt token would carry loss. Ours finds the image token by name and masks all
   but the assistant turns ("Assistant:" … ``<end_of_utterance>``, the closing token trained).
 
+* InternVL (HF format): Axolotl's ``InternVLProcessingStrategy`` wants ``processor.image_ids``, which the
+  transformers 5 processor does not have ("'image_ids' missing from InternVL Processor"), and declares no
+  role boundaries. Ours masks ``processor.image_token_ids`` (<IMG_CONTEXT>, <img>, </img>) and trains the
+  ChatML assistant turns (``<|im_start|>assistant\n`` … ``<|im_end|>``).
+
 Each strategy masks the tokens the processor inserts for an image (they are never targets).
 """
 
@@ -26,7 +31,7 @@ def register() -> None:
     from axolotl.model_support.base import ModelSupport
     from axolotl.model_support.templates import IMAGE_TEXT_TO_TEXT
 
-    for model_type, provider in (("smolvlm", _smolvlm),):
+    for model_type, provider in (("smolvlm", _smolvlm), ("internvl", _internvl)):
         support = type(
             f"Mixtrain{model_type.title()}Support",
             (ModelSupport,),
@@ -78,14 +83,52 @@ def _smolvlm() -> type:
             return out
 
         def process_labels(self, input_ids):
-            keep = self._mask_non_assistant_keep(input_ids)
-            pad_id = getattr(self.processor.tokenizer, "pad_token_id", None)
-            if pad_id is not None:
-                keep = keep & (input_ids != pad_id)
-            for media in self.media_ids:
-                keep = keep & (input_ids != media)
-            labels = input_ids.clone()
-            labels[~keep] = -100
-            return labels
+            return _masked_labels(self, input_ids)
 
     return SmolVLMStrategy
+
+
+def _internvl() -> type:
+    from axolotl.processing_strategies import ProcessingStrategy, RoleBoundary, _encode_markers
+
+    class InternVLStrategy(ProcessingStrategy):
+        """InternVL: ChatML turns; <IMG_CONTEXT>, <img>, </img> and <video> masked."""
+
+        def __init__(self, processor, *args, **kwargs):
+            super().__init__(processor, *args, **kwargs)
+            tok = processor.tokenizer
+            self.image_token = processor.image_token
+            self.image_token_id = processor.image_token_id
+            self.media_ids = {int(i) for i in processor.image_token_ids if i is not None} | _media_ids(
+                tok, [getattr(processor, "video_token", None)]
+            )
+
+        def _build_role_boundaries(self) -> list:
+            tok = self.processor.tokenizer
+            end = _encode_markers(tok, ["<|im_end|>"])
+            if not end:
+                return []
+            out = []
+            for role in ("system", "user", "assistant"):
+                start = _encode_markers(tok, [f"<|im_start|>{role}\n"])
+                if start:
+                    out.append(RoleBoundary(role=role, start_tokens=start[0], end_tokens=end[0]))
+            return out
+
+        def process_labels(self, input_ids):
+            return _masked_labels(self, input_ids)
+
+    return InternVLStrategy
+
+
+def _masked_labels(strategy, input_ids):
+    """Labels = ids where the role mask keeps them, minus padding and every media token."""
+    keep = strategy._mask_non_assistant_keep(input_ids)
+    pad_id = getattr(strategy.processor.tokenizer, "pad_token_id", None)
+    if pad_id is not None:
+        keep = keep & (input_ids != pad_id)
+    for media in strategy.media_ids:
+        keep = keep & (input_ids != media)
+    labels = input_ids.clone()
+    labels[~keep] = -100
+    return labels

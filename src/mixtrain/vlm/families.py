@@ -98,6 +98,13 @@ FAMILIES: dict[str, Family] = {
         chat_template="tokenizer_default",
         lora_target=rf"model\.text_model\.layers\.\d+\.{LM_LINEAR}",
     ),
+    "internvl": Family(
+        name="internvl",
+        description="InternVL3 / InternVL3.5 (Hugging Face format, OpenGVLab/*-hf)",
+        hf_model_types=("internvl",),
+        chat_template="tokenizer_default",  # the model's ChatML template; our strategy (vlm/axolotl_support.py)
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+    ),
     "phi3_v": Family(
         name="phi3_v",
         description="Phi-3-Vision (remote code)",
@@ -118,6 +125,7 @@ ALIASES = {
     "gemma-3": "gemma3",
     "llama3_2_vision": "mllama",
     "smolvlm2": "smolvlm",
+    "internvl3": "internvl",
     "llava-next": "llava_next",
     "phi3v": "phi3_v",
     "phi-3-vision": "phi3_v",
