@@ -22,7 +22,7 @@ from e2e_helpers import REPO, Env, colour_dataset
 # Families proven end to end here (the original four are gated by test_finetune_families.py), with the token
 # that closes an assistant turn in each (it must carry loss, or the model never learns to stop) and the
 # prefix of its language model's modules (what the LoRA target must cover, and nothing outside it).
-GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl")
+GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral")
 CLOSE = {
     "qwen3_vl": "<|im_end|>",
     "gemma3": "<end_of_turn>",
@@ -33,13 +33,14 @@ CLOSE = {
 LANGUAGE_MODEL = dict.fromkeys(GATED, "model.language_model.") | {"smolvlm": "model.text_model."}
 # Image tokens in the text for the gate's 64x64 image: Qwen3-VL 2x2 merged 16-px patches; Gemma 3 its pooled
 # soft tokens (not the begin-of-image marker); Llama 3.2 Vision one <|image|> (features enter by cross-attention).
+# Pixtral: 4x4 [IMG] rows, each closed by [IMG_BREAK] / [IMG_END]; Mistral 3 merges 2x2 patches first.
 # InternVL: 4 tiles + a thumbnail, 4 <IMG_CONTEXT> each, inside <img> … </img>.
 # SmolVLM2: 2x2 tiles + a global view, 4 <image> tokens each, each tile framed by its own marker tokens.
-IMAGE_TOKENS = {"qwen3_vl": 4, "gemma3": 4, "mllama": 1, "smolvlm": 20, "internvl": 22}
+IMAGE_TOKENS = {"qwen3_vl": 4, "gemma3": 4, "mllama": 1, "smolvlm": 20, "internvl": 22, "mistral3": 6, "pixtral": 20}
 PROMPT = "What colour is the shape?"
 GEN = {"max_new_tokens": 4}
 TRAIN = ["--max_steps", "2", "--batch_size", "2", "--gradient_accumulation_steps", "1"]
-TRAIN += ["--learning_rate", "0.001", "--lora_r", "8", "--max_seq_length", "512"]
+TRAIN += ["--learning_rate", "0.001", "--lora_r", "8", "--max_seq_length", "1024"]
 
 
 def _name(family: str) -> str:
@@ -315,3 +316,31 @@ def test_lora_target_covers_the_language_model_and_nothing_else(newer_models, fa
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=get_family(family).lora_target))
     hit = {n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")}
     assert wanted and hit == wanted, (sorted(wanted - hit), sorted(hit - wanted))
+
+
+@pytest.mark.e2e
+def test_rows_whose_image_got_no_tokens_fail_the_preflight(newer_models):
+    """The old Pixtral mistake: a template writing <image> for a processor that expands [IMG] gives 0 image
+    tokens — the preflight (what a dry run runs) must refuse, not report "0/0/0" and say OK."""
+    from transformers import AutoProcessor
+
+    from mixtrain.vlm import configure, measure, preflight
+    from mixtrain.vlm.prepare import to_messages
+
+    image = Path(newer_models["pixtral"]) / "probe.png"
+    _image_of(image)
+    rows = [to_messages(str(image), PROMPT, "red")] * 2
+    proc = AutoProcessor.from_pretrained(newer_models["pixtral"], use_fast=False)
+    wrong = measure.measure(proc, (configure.TEMPLATES / "llava_mistral.jinja").read_text(), rows, workers=1)
+    assert wrong.image_tokens == [0, 0]
+    with pytest.raises(SystemExit, match="2 of 2 rows have an image but 0 image tokens"):
+        preflight._refuse_imageless([json.dumps(r) for r in rows], wrong.image_tokens, "axolotl.yml")
+    right = measure.measure(proc, None, rows, workers=1)  # the pixtral family's template: the model's own
+    assert right.image_tokens == [IMAGE_TOKENS["pixtral"]] * 2
+    preflight._refuse_imageless([json.dumps(r) for r in rows], right.image_tokens, "axolotl.yml")
+
+
+def _image_of(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(path)

@@ -24,9 +24,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl")
+FAMILIES = (
+    "llava",
+    "llava_next",
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "gemma3",
+    "mllama",
+    "smolvlm",
+    "internvl",
+    "mistral3",
+    "pixtral",
+)
 # Families built by the table-driven builder below (one function each, _NEWER_BUILDERS) rather than the original branches.
-NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl")
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral")
 
 # Words our synthetic task and the chat templates use; each gets whole-word tokens.
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -91,6 +103,8 @@ _DEFAULT_IMAGE_SIZE = {
     "mllama": 32,
     "smolvlm": 32,
     "internvl": 32,
+    "mistral3": 32,
+    "pixtral": 32,
 }
 _CLIP_PATCH = 16
 _QWEN_PATCH, _QWEN_MERGE = 14, 2
@@ -468,6 +482,8 @@ _NEWER_STEP = {
     "mllama": 16,
     "smolvlm": 16,
     "internvl": 16,
+    "mistral3": 16,
+    "pixtral": 8,
 }  # image_size granularity: patch (x merge) of the vision tower
 
 
@@ -846,7 +862,99 @@ def _internvl(sizes: dict[str, int]):
     return processor, model, [tokenizer.eos_token_id]
 
 
+_MISTRAL_SPECIALS = (
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[IMG]",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "<pad>",
+)
+
+
+def _pixtral_parts(sizes: dict[str, int], *, merge: int, template: str):
+    """Tokenizer + PixtralProcessor + vision config shared by Pixtral (LLaVA class) and Mistral Small 3.x.
+
+    An image becomes rows of [IMG] tokens, each row closed by [IMG_BREAK], the last by [IMG_END]; the
+    count follows the image's aspect ratio (longest edge ``image_size``)."""
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        list(_MISTRAL_SPECIALS), bos="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+    img, patch = sizes["image_size"], 8
+    processor = transformers.PixtralProcessor(
+        image_processor=_image_processor(
+            "PixtralImageProcessor",
+            size={"longest_edge": img},
+            patch_size={"height": patch, "width": patch},
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        ),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        spatial_merge_size=merge,
+        chat_template=template,
+    )
+    vision = transformers.PixtralVisionConfig(
+        hidden_size=sizes["vision_hidden_size"],
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_hidden_layers=sizes["vision_num_hidden_layers"],
+        num_attention_heads=sizes["vision_num_attention_heads"],
+        image_size=img,
+        patch_size=patch,
+        head_dim=sizes["vision_hidden_size"] // sizes["vision_num_attention_heads"],
+    )
+    text = _text_sizes(tokenizer, sizes)
+    text_config = transformers.MistralConfig(
+        **text, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, sliding_window=None
+    )
+    return tokenizer, processor, vision, text_config
+
+
+def _pixtral(sizes: dict[str, int]):
+    """Pixtral-12B in transformers' format: a LLaVA model whose vision tower is Pixtral's (model_type llava)."""
+    import transformers
+
+    tokenizer, processor, vision, text_config = _pixtral_parts(sizes, merge=1, template=axolotl_template("pixtral"))
+    config = transformers.LlavaConfig(
+        vision_config=vision,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        projector_hidden_act="gelu",
+    )
+    model = transformers.LlavaForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id]
+
+
+def _mistral3(sizes: dict[str, int]):
+    """Mistral Small 3.1 / 3.2: Pixtral tower, 2x2 patch merger, Mistral text model."""
+    import transformers
+
+    tokenizer, processor, vision, text_config = _pixtral_parts(
+        sizes, merge=2, template=(LLAVA_TEMPLATE_FILE.parent / "mistral_v7_tekken.jinja").read_text()
+    )
+    config = transformers.Mistral3Config(
+        vision_config=vision,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
+        spatial_merge_size=2,
+        tie_word_embeddings=False,
+    )
+    model = transformers.Mistral3ForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id]
+
+
 _NEWER_BUILDERS = {
+    "mistral3": _mistral3,
+    "pixtral": _pixtral,
     "qwen3_vl": _qwen3_vl,
     "gemma3": _gemma3,
     "mllama": _mllama,

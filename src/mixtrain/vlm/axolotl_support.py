@@ -14,6 +14,11 @@ the base model's ``model_type``) before its built-in chains — in the training 
   role boundaries. Ours masks ``processor.image_token_ids`` (<IMG_CONTEXT>, <img>, </img>) and trains the
   ChatML assistant turns (``<|im_start|>assistant\n`` … ``<|im_end|>``).
 
+* Mistral Small 3.x in transformers' format (PixtralProcessor + a tokenizers tokenizer): Axolotl's own
+  Mistral3 strategy is for the mistral_common processor only, and our fixed-date template is a ``jinja``
+  one, which no built-in strategy claims (prompt trained). Ours: the v7-tekken boundaries
+  ([SYSTEM_PROMPT], [INST], [/INST] … EOS) and [IMG], [IMG_BREAK], [IMG_END] masked.
+
 Each strategy masks the tokens the processor inserts for an image (they are never targets).
 """
 
@@ -31,7 +36,7 @@ def register() -> None:
     from axolotl.model_support.base import ModelSupport
     from axolotl.model_support.templates import IMAGE_TEXT_TO_TEXT
 
-    for model_type, provider in (("smolvlm", _smolvlm), ("internvl", _internvl)):
+    for model_type, provider in (("smolvlm", _smolvlm), ("internvl", _internvl), ("mistral3", _mistral3)):
         support = type(
             f"Mixtrain{model_type.title()}Support",
             (ModelSupport,),
@@ -132,3 +137,19 @@ def _masked_labels(strategy, input_ids):
     labels = input_ids.clone()
     labels[~keep] = -100
     return labels
+
+
+def _mistral3() -> type:
+    from axolotl.processing_strategies import MistralV7TekkenProcessingStrategy
+
+    class Mistral3Strategy(MistralV7TekkenProcessingStrategy):
+        """Mistral Small 3.x (HF format): v7-tekken turns; [IMG], [IMG_BREAK], [IMG_END] masked."""
+
+        def __init__(self, processor, *args, **kwargs):
+            super().__init__(processor, *args, **kwargs)
+            self.media_ids = {int(i) for i in processor.image_token_ids if i is not None}
+
+        def process_labels(self, input_ids):
+            return _masked_labels(self, input_ids)
+
+    return Mistral3Strategy

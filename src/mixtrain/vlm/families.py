@@ -31,6 +31,8 @@ class Family:
     template_file: str | None = None  # our own Jinja template (templates/), used instead of Axolotl's
     trust_remote_code: bool = False
     max_pixels: bool = False  # the processor takes max_pixels (Qwen's dynamic resolution)
+    # A variant of a model_type told apart by its vision tower's config (Pixtral: model_type "llava").
+    vision_model_type: str | None = None
     # Its chat template refuses a system message in a conversation with an image: such rows lose the system turn.
     no_system_with_image: bool = False
     supported: bool = True
@@ -105,6 +107,24 @@ FAMILIES: dict[str, Family] = {
         chat_template="tokenizer_default",  # the model's ChatML template; our strategy (vlm/axolotl_support.py)
         lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
     ),
+    "mistral3": Family(
+        name="mistral3",
+        description="Mistral Small 3.1 / 3.2 (Pixtral vision tower + patch merger)",
+        hf_model_types=("mistral3",),
+        chat_template="mistral_v7_tekken",
+        # Axolotl's v7-tekken template with the default system prompt's date fixed (it inserts today's date:
+        # a row's tokens would change from day to day). Strategy: ours (vlm/axolotl_support.py).
+        template_file="mistral_v7_tekken.jinja",
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+    ),
+    "pixtral": Family(
+        name="pixtral",
+        description="Pixtral (a LLaVA model with a Pixtral vision tower, e.g. mistral-community/pixtral-12b)",
+        hf_model_types=("llava",),
+        vision_model_type="pixtral",
+        chat_template="pixtral",  # [INST] … [/INST] with [IMG] where the image goes; Axolotl's Pixtral strategy
+        lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+    ),
     "phi3_v": Family(
         name="phi3_v",
         description="Phi-3-Vision (remote code)",
@@ -126,6 +146,7 @@ ALIASES = {
     "llama3_2_vision": "mllama",
     "smolvlm2": "smolvlm",
     "internvl3": "internvl",
+    "mistral_small": "mistral3",
     "llava-next": "llava_next",
     "phi3v": "phi3_v",
     "phi-3-vision": "phi3_v",
@@ -137,7 +158,7 @@ def get_family(model_type: str) -> Family:
     if key not in FAMILIES:
         raise InvalidInput(
             f"unknown model_type {model_type!r}",
-            f"use one of: {', '.join(supported_names())} (qwen2_vl also covers Qwen2.5-VL)",
+            f"use one of: {', '.join(FAMILIES)} (qwen2_vl also covers Qwen2.5-VL)",
         )
     return FAMILIES[key]
 
@@ -146,8 +167,13 @@ def supported_names() -> list[str]:
     return [name for name, f in FAMILIES.items() if f.supported]
 
 
-def family_for_hf_type(hf_type: str) -> Family | None:
-    return next((f for f in FAMILIES.values() if hf_type in f.hf_model_types), None)
+def family_for_config(config: dict) -> Family | None:
+    """The family of a base model's config.json: its model_type, then its vision tower for variants."""
+    hf_type = config.get("model_type", "")
+    vision = (config.get("vision_config") or {}).get("model_type")
+    rows = [f for f in FAMILIES.values() if hf_type in f.hf_model_types]
+    variant = next((f for f in rows if f.vision_model_type and f.vision_model_type == vision), None)
+    return variant or next((f for f in rows if not f.vision_model_type), None)
 
 
 def read_base_config(base_model: str) -> dict | None:
@@ -184,11 +210,11 @@ def resolve(model_type: str, base_model: str, log: Callable[[str], None] = print
             "download it first (`huggingface-cli download MODEL`) or pass a local model folder",
         )
     hf_type = config.get("model_type", "")
-    detected = family_for_hf_type(hf_type)
+    detected = family_for_config(config)
     if detected is None:
         raise InvalidInput(
             f"{base_model} is a {hf_type or 'unknown'!r} model, which this fine-tune does not support",
-            f"use a base model of one of: {', '.join(t for f in FAMILIES.values() for t in f.hf_model_types)}",
+            f"use a base model of one of: {', '.join(dict.fromkeys(t for f in FAMILIES.values() for t in f.hf_model_types))}",
         )
     if detected.name != family.name:
         log(
