@@ -1,6 +1,6 @@
 """What the fine-tune workflow adds to an Axolotl run, side by side with raw Axolotl in the same run.
 
-    .venv/bin/python benchmarks/bench_finetune.py [--family qwen2_vl|llava|both] [--runs 3] [--steps 8] [--threads N] [--keep]
+    .venv/bin/python benchmarks/bench_finetune.py [--family qwen2_vl|llava|qwen3_vl|gemma3|…|both|newer|all] [--runs 3] [--steps 8] [--threads N] [--keep]
 
 Setup (untimed), per family: a tiny random model (``python -m mixtrain.testing.tiny_vlm``), a 16-row
 colour dataset (``mixtrain dataset create``) and the spec's workflow (``mixtrain workflow create``), all
@@ -76,6 +76,12 @@ RAW_TRAIN = (
     f"print({RETURNED!r}, flush=True)\n"
     "sys.exit(code)\n"
 )
+# The newer families (one row each). Where Axolotl 0.19's own processing strategy crashes (SmolVLM2, InternVL)
+# or claims no role boundaries (Mistral 3 with our fixed-date template), B registers mixtrain's strategies
+# (vlm/axolotl_support.py) before running Axolotl's main, as our trainer does: the same YAML, the same labels.
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral")
+OUR_STRATEGY = ("smolvlm", "internvl", "mistral3")
+RAW_TRAIN_OUR_STRATEGY = "from mixtrain.vlm import axolotl_support\naxolotl_support.register()\n" + RAW_TRAIN
 # Keys of our YAML that only our template path uses; the raw LLaVA side uses Axolotl's own template.
 OUR_TEMPLATE_KEYS = ("chat_template_jinja", "role_boundaries")
 
@@ -123,6 +129,11 @@ def raw_config(base_cfg: dict, family: str) -> tuple[dict, str]:
         return (
             cfg,
             "A's YAML with Axolotl's own `chat_template: llava` (no EOS after the answer, trains on prompt tokens too)",
+        )
+    if family in OUR_STRATEGY:
+        return (
+            cfg,
+            "exactly A's YAML, with mixtrain's processing strategy registered (Axolotl's own crashes or masks nothing)",
         )
     return cfg, "exactly A's YAML"
 
@@ -183,7 +194,11 @@ def bench_family(family: str, args, tmp: Path, env: dict) -> dict:
         cfg_path.parent.mkdir(parents=True)
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         took, seen = timed_stream(
-            [sys.executable, "-c", RAW_TRAIN, str(cfg_path)], env, cfg_path.parent, B_MARKS, tmp / f"b{i + 1}.log"
+            [sys.executable, "-c", RAW_TRAIN_OUR_STRATEGY if family in OUR_STRATEGY else RAW_TRAIN, str(cfg_path)],
+            env,
+            cfg_path.parent,
+            B_MARKS,
+            tmp / f"b{i + 1}.log",
         )
         b_times.append(took)
         b_marks.append(seen)
@@ -284,9 +299,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--family",
-        choices=("qwen2_vl", "llava", "both"),
+        choices=("qwen2_vl", "llava", *NEWER, "both", "newer", "all"),
         default="both",
-        help="which tiny model(s) to fine-tune (default both)",
+        help="which tiny model(s) to fine-tune (default both = qwen2_vl + llava; newer = the newer families)",
     )
     ap.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
     ap.add_argument("--steps", type=int, default=8, help="--max_steps per training (default 8)")
@@ -301,7 +316,9 @@ def main() -> None:
 
     t_script = time.perf_counter()
     sys.path.insert(0, str(REPO / "src"))
-    families = ("qwen2_vl", "llava") if args.family == "both" else (args.family,)
+    families = {"both": ("qwen2_vl", "llava"), "newer": NEWER, "all": ("qwen2_vl", "llava", *NEWER)}.get(
+        args.family, (args.family,)
+    )
     results, tmps = [], []
     try:
         for family in families:

@@ -1,9 +1,9 @@
 """GPU fine-tune: ``mixtrain workflow run`` vs plain TRL ``SFTTrainer`` on real-size VLM shapes with random weights.
 
-    python benchmarks/bench_gpu.py [--family qwen2_vl|llava|both] [--steps 20] [--batch 4] [--rows 64] [--json-out F]
+    python benchmarks/bench_gpu.py [--family qwen2_vl|llava|qwen3_vl|gemma3|both|all] [--steps 20] [--batch 4] [--rows 64] [--json-out F]
     python benchmarks/bench_gpu.py --tiny --family llava --steps 2 --rows 4      # CPU smoke (make test runs it)
 
-What is compared, per family (Qwen2-VL-7B and LLaVA-1.5-7B shapes; nothing downloaded):
+What is compared, per family (Qwen2-VL-7B, LLaVA-1.5-7B, Qwen3-VL-8B and Gemma-3-4B shapes; nothing downloaded):
 - The model: transformers config classes with the published 7B shapes (text and vision tower sizes,
   vocabulary, KV heads), random bf16 weights created on the GPU and saved as a normal model folder; the
   tokenizer and processor come from ``mixtrain.testing.tiny_vlm`` (a small offline BPE — token ids stay
@@ -95,6 +95,64 @@ SHAPES = {
         "top": dict(image_seq_length=576),
     },
 }
+# Qwen/Qwen3-VL-8B-Instruct and google/gemma-3-4b-it (config.json as published).
+SHAPES["qwen3_vl"] = {
+    "image_size": 448,
+    "text": dict(
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=151936,
+        max_position_embeddings=262144,
+    ),
+    "vision": dict(
+        depth=27,
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_heads=16,
+        out_hidden_size=4096,
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=2304,
+        deepstack_visual_indexes=[8, 16, 24],
+    ),
+    "top": {},
+}
+SHAPES["gemma3"] = {
+    "image_size": 896,
+    "text": dict(
+        hidden_size=2560,
+        intermediate_size=10240,
+        num_hidden_layers=34,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        query_pre_attn_scalar=256,
+        sliding_window=1024,
+        vocab_size=262208,
+        max_position_embeddings=131072,
+    ),
+    "vision": dict(
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=27,
+        num_attention_heads=16,
+        image_size=896,
+        patch_size=14,
+    ),
+    "top": dict(mm_tokens_per_image=256),
+    "tie_word_embeddings": True,
+}
+# Processor settings that follow the real shape (the tiny builder's are sized for the tiny tower).
+PROCESSOR_FIX = {
+    "llava": {"patch_size": 14},  # LLaVA-1.5: 14 px patches (the tiny builder's CLIP uses 16)
+    "gemma3": {"image_seq_length": 256},  # 64x64 patches pooled to 16x16 soft tokens
+}
+FAMILY_CHOICES = ("qwen2_vl", "llava", "qwen3_vl", "gemma3")
 INPUT_IMAGE_PX = 448
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.0, "A10G": 125.0}
 PROMPT = "Describe the image."
@@ -124,10 +182,10 @@ def build_model(family: str, out: Path, tiny: bool) -> Path:
     for f in src.iterdir():  # tokenizer, processor, chat template; not the tiny weights/config
         if f.name not in ("config.json", "model.safetensors", "generation_config.json") and f.is_file():
             shutil.copy2(f, out / f.name)
-    if family == "llava":  # LLaVA-1.5: 14 px patches (the tiny builder's CLIP uses 16)
+    if family in PROCESSOR_FIX:
         pc = out / "processor_config.json"
         data = json.loads(pc.read_text())
-        data["patch_size"] = 14
+        data.update(PROCESSOR_FIX[family])
         pc.write_text(json.dumps(data, indent=2))
     shutil.rmtree(src, ignore_errors=True)
     return out
@@ -139,17 +197,26 @@ def real_shape_config(tiny_cfg, family: str):
     d = tiny_cfg.to_dict()
     d["text_config"].update(shape["text"])
     for derived in ("layer_types", "head_dim"):  # sized for the tiny model: let the config derive them again
-        d["text_config"].pop(derived, None)
+        if derived not in shape["text"]:
+            d["text_config"].pop(derived, None)
     d["vision_config"].update(shape["vision"])
     d.update(shape["top"])
+    if family == "qwen3_vl":
+        d["text_config"]["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 5_000_000.0,
+            "mrope_section": [24, 20, 20],
+            "mrope_interleaved": True,
+        }
     if family == "qwen2_vl":
         d["text_config"]["rope_parameters"] = {
             "rope_type": "default",
             "rope_theta": 1_000_000.0,
             "mrope_section": [16, 24, 24],
         }
-    d["tie_word_embeddings"] = False
-    d["text_config"]["tie_word_embeddings"] = False
+    tie = bool(shape.get("tie_word_embeddings", False))  # Gemma 3 ties its 262k-token embedding and lm_head
+    d["tie_word_embeddings"] = tie
+    d["text_config"]["tie_word_embeddings"] = tie
     return type(tiny_cfg).from_dict(d)
 
 
@@ -532,7 +599,7 @@ def report(family, args, a, b, tokens, flops, peak) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", choices=("qwen2_vl", "llava", "both"), default="both")
+    ap.add_argument("--family", choices=(*FAMILY_CHOICES, "both", "all"), default="both")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke: the tiny offline model instead of 7B shapes")
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps per side (default 20; --tiny 2)")
     ap.add_argument("--batch", type=int, default=None, help="micro batch size (default 4; --tiny 2)")
@@ -553,7 +620,7 @@ def main() -> None:
     for k, v in tiny_defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    families = ("qwen2_vl", "llava") if args.family == "both" else (args.family,)
+    families = {"both": ("qwen2_vl", "llava"), "all": FAMILY_CHOICES}.get(args.family, (args.family,))
     t0 = time.perf_counter()
     results = [bench_family(f, args, HERE) for f in families]
     if len(results) > 1:

@@ -7,8 +7,8 @@ Run as a script (it imports Axolotl, which patches libraries: keep it out of the
 Builds the Axolotl YAML exactly as a fine-tune does (configure.build_config), loads it the way the
 training process does (axolotl_main.load + our role-boundary resolution), then builds the processing
 strategy and the collator the way Axolotl's trainer builder does, on one prepared row (system, user
-with an image, assistant answer). Prints one JSON line per family (one Axolotl import for them all):
-the trained tokens' text and ids, and the row's text.
+with an image, assistant answer). Writes OUT_DIR/FAMILY.labels.json per family (one Axolotl import for
+them all): the trained tokens' text and ids, and the row's text.
 """
 
 from __future__ import annotations
@@ -83,4 +83,4 @@ if __name__ == "__main__":
             result = main(base, name, image, f"{out_dir}/{name}")
         except Exception as exc:  # one family's failure is its own test's failure
             result = {"error": f"{type(exc).__name__}: {exc}"}
-        print("FAMILY_LABELS " + json.dumps({"family": name, **result}), flush=True)
+        (Path(out_dir) / f"{name}.labels.json").write_text(json.dumps({"family": name, **result}))

@@ -209,7 +209,12 @@ def _rows(inputs, image, prompt, inputs_file) -> list[dict]:
 def register(
     name: str,
     base_model: str = typer.Option(..., "--base_model", "--base-model", help="Local model folder or hub id."),
-    model_type: str = typer.Option("llava", "--model_type", "--model-type", help="llava, llava_next, qwen2_vl."),
+    model_type: str = typer.Option(
+        "llava",
+        "--model_type",
+        "--model-type",
+        help="llava, llava_next, qwen2_vl, qwen3_vl, gemma3, mllama, smolvlm, internvl, mistral3, pixtral.",
+    ),
 ):
     """Register a base model (no adapter) so it can be queried like a fine-tuned one.
 

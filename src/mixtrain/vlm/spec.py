@@ -26,7 +26,11 @@ class FinetuneSpec(BaseModel):
     dataset_name: str = Field(description="Name of mixtrain dataset")
     output_model_name: str = Field(description="Name for fine-tuned model")
     base_model: str = Field("llava-hf/llava-1.5-7b-hf", description="HuggingFace model ID (or a local model folder)")
-    model_type: str = Field("llava", description="Architecture: llava, llava_next, qwen2_vl, phi3_v")
+    model_type: str = Field(
+        "llava",
+        description="Architecture: llava, llava_next, qwen2_vl, qwen3_vl, gemma3, mllama, smolvlm, internvl, mistral3, "
+        "pixtral (phi3_v is refused); corrected from the base model's config.json",
+    )
     num_epochs: int = Field(3, ge=1, description="Number of training epochs")
     batch_size: int = Field(2, ge=1, description="Batch size per GPU")
     learning_rate: float = Field(2e-5, gt=0, description="Learning rate")
