@@ -74,3 +74,17 @@ def test_unknown_model_lists_each_supported_type_once(tmp_path):
         families.resolve("llava", _model(tmp_path, {"model_type": "blip-2"}), lambda m: None)
     listed = str(err.value).split("one of: ", 1)[1]
     assert listed.count("llava,") == 1 and "gemma3" in listed and "mistral3" in listed
+
+
+@pytest.mark.parametrize("hf_type", ["glm4v", "lfm2_vl", "gemma4", "qwen3_5", "llama4"])
+def test_families_not_yet_proven_are_refused_with_their_reason(tmp_path, hf_type):
+    from mixtrain.errors import InvalidInput
+    from mixtrain.vlm.recipe import check_family
+    from mixtrain.vlm.spec import parse_spec
+
+    fam, _ = families.resolve("llava", _model(tmp_path, {"model_type": hf_type}), lambda m: None)
+    assert fam.name == hf_type and not fam.supported
+    spec = parse_spec({"dataset_name": "d", "output_model_name": "m", "model_type": "llava"})
+    with pytest.raises(InvalidInput) as err:
+        check_family(fam, spec)
+    assert fam.unsupported_reason in str(err.value) and "qwen3_vl" in str(err.value)

@@ -138,6 +138,57 @@ FAMILIES: dict[str, Family] = {
             "Axolotl has no processing strategy for it — Axolotl issue #2791)"
         ),
     ),
+    # Detected, but refused until they pass the family gate (tests/e2e/test_families_gate.py) — each says why.
+    "glm4v": Family(
+        name="glm4v",
+        description="GLM-4.1V / GLM-4.5V",
+        hf_model_types=("glm4v", "glm4v_moe"),
+        chat_template="tokenizer_default",
+        lora_target=r"model\.language_model\.layers\.\d+\.(mlp\.(gate_up|down)_proj|self_attn\.(q|k|v|o)_proj)",
+        supported=False,
+        unsupported_reason=(
+            "Axolotl 0.19's GLM-4V strategy declares no assistant-turn boundaries, so the prompt would be trained "
+            "too, and mixtrain has no verified strategy for GLM's template yet"
+        ),
+    ),
+    "lfm2_vl": Family(
+        name="lfm2_vl",
+        description="LFM2-VL",
+        hf_model_types=("lfm2_vl",),
+        chat_template="tokenizer_default",
+        lora_target=r"model\.language_model\.layers\.\d+\..*",
+        supported=False,
+        unsupported_reason=(
+            "Axolotl 0.19 has no LFM2-VL strategy with assistant-turn boundaries (the prompt would be trained too), "
+            "our language-model LoRA target misses its convolution blocks, and its image processor needs torchvision's "
+            "fast path; mixtrain has not verified it yet"
+        ),
+    ),
+    **{
+        name: Family(
+            name=name,
+            description=desc,
+            hf_model_types=(name,),
+            chat_template=name,
+            lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
+            supported=False,
+            unsupported_reason=why,
+        )
+        for name, desc, why in (
+            ("gemma4", "Gemma 4", "not verified by mixtrain's family gate yet (processor with audio parts)"),
+            (
+                "qwen3_5",
+                "Qwen3.5",
+                "not verified by mixtrain's family gate yet (its linear-attention layers need their own LoRA target)",
+            ),
+            (
+                "llama4",
+                "Llama 4",
+                "not verified by mixtrain's family gate yet (mixture-of-experts weights are 3-D parameters LoRA "
+                "on Linear layers does not reach)",
+            ),
+        )
+    },
 }
 ALIASES = {
     "qwen2_5_vl": "qwen2_vl",
