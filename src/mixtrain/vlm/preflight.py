@@ -78,7 +78,6 @@ def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
     train = Path(cfg.datasets[0]["path"])
     rows = train.read_text().splitlines()
     m = measure(proc, raw.get("chat_template_jinja"), [json.loads(r) for r in rows], image_size=cfg.image_size)
-    _refuse_imageless(rows, m.image_tokens, config_path)
     limit = int(cfg.sequence_len)
     numbers_file = train.with_name(train.stem + "_rows.json")
     numbers = json.loads(numbers_file.read_text()) if numbers_file.is_file() else list(range(len(rows)))
@@ -156,23 +155,6 @@ def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
     stats["memory"] = _memory(cfg, raw, request, max(m.lengths))
     _write(config_path, stats)
     return stats
-
-
-def _refuse_imageless(rows: list[str], image_tokens: list[int], config_path: str) -> None:
-    """A row with an image whose tokens hold no image token: the template does not put the image where this
-    processor expects it (e.g. ``<image>`` for a model whose processor wants ``[IMG]``). Training would fail
-    at the first batch ("Image features and image tokens do not match") or learn without the image."""
-    from mixtrain.vlm.measure import image_paths
-
-    lost = [
-        i for i, (row, n) in enumerate(zip(rows, image_tokens, strict=True)) if n == 0 and image_paths(json.loads(row))
-    ]
-    if lost:
-        raise SystemExit(
-            f"mixtrain: {len(lost)} of {len(rows)} rows have an image but 0 image tokens after the chat template "
-            f"and processor (lines {', '.join(str(i + 1) for i in lost[:MAX_LISTED])}) — the model's chat template "
-            "does not place the image where its processor expects it; check --model_type against the base model"
-        )
 
 
 def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
