@@ -42,6 +42,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def newer_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random models of the newer families (the family gate's), built once per session."""
+    from mixtrain.testing.tiny_vlm import NEWER
+
+    return build_tiny_models(tmp_path_factory.mktemp("newer"), NEWER)
+
+
+@pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL server on loopback (started by scripts/pg_server.sh), or MIXTRAIN_TEST_PG_URL."""
     if os.environ.get("MIXTRAIN_TEST_PG_URL"):

@@ -1,0 +1,118 @@
+"""Checks that catch a family's silent mistakes, without training, on every newer family's tiny build:
+
+* labels: on one prepared row, as Axolotl's own multimodal collator labels it for the YAML our fine-tune
+  writes, only the answer and the turn's closing token carry loss (tests/e2e/family_labels.py);
+* LoRA coverage: PEFT, given the family's target, adapts every Linear of the language model and nothing else;
+* a row whose image gets no image tokens is what the preflight refuses (the old Pixtral mistake).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# Families proven end to end here (the original four are gated by test_finetune_families.py), with the token
+# that closes an assistant turn in each (it must carry loss, or the model never learns to stop) and the
+# prefix of its language model's modules (what the LoRA target must cover, and nothing outside it).
+GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral")
+CLOSE = {
+    "qwen3_vl": "<|im_end|>",
+    "gemma3": "<end_of_turn>",
+    "mllama": "<|eot_id|>",
+    "smolvlm": "<end_of_utterance>",
+    "internvl": "<|im_end|>",
+    "mistral3": "</s>",
+    "pixtral": "</s>",
+}
+LANGUAGE_MODEL = dict.fromkeys(GATED, "model.language_model.") | {"smolvlm": "model.text_model."}
+# Image tokens in the text for the gate's 64x64 image: Qwen3-VL 2x2 merged 16-px patches; Gemma 3 its pooled
+# soft tokens (not the begin-of-image marker); Llama 3.2 Vision one <|image|> (features enter by cross-attention).
+# Pixtral: 4x4 [IMG] rows, each closed by [IMG_BREAK] / [IMG_END]; Mistral 3 merges 2x2 patches first.
+# InternVL: 4 tiles + a thumbnail, 4 <IMG_CONTEXT> each, inside <img> … </img>.
+# SmolVLM2: 2x2 tiles + a global view, 4 <image> tokens each, each tile framed by its own marker tokens.
+IMAGE_TOKENS = {"qwen3_vl": 4, "gemma3": 4, "mllama": 1, "smolvlm": 20, "internvl": 22, "mistral3": 6, "pixtral": 20}
+PROMPT = "What colour is the shape?"
+
+
+@pytest.fixture(scope="session")
+def labels(newer_models, tmp_path_factory) -> dict:
+    """Axolotl's own labels for one prepared row of every family (one Axolotl import for all)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("labels")
+    Image.new("RGB", (80, 48), (200, 30, 30)).save(root / "red.png")
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("family_labels.py")), str(root / "red.png"), str(root)]
+        + [f"{f}={p}" for f, p in newer_models.items()],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    print(f"[gate] labels of {len(newer_models)} families: {time.monotonic() - t0:.1f}s")
+    out = {}
+    for path in root.glob("*.labels.json"):
+        rec = json.loads(path.read_text())
+        out[rec["family"]] = rec
+    assert out, (proc.stdout[-2000:], proc.stderr[-3000:])
+    return out
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", GATED)
+def test_only_the_answer_and_its_closing_token_carry_loss(labels, family):
+    assert family in labels, sorted(labels)
+    rec = labels[family]
+    assert "error" not in rec, rec.get("error")
+    assert rec["trained_text"].strip() == "red circle" + CLOSE[family], (rec["strategy"], rec["row_text"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", GATED)
+def test_lora_target_covers_the_language_model_and_nothing_else(newer_models, family):
+    """PEFT itself applies the family's target: every Linear of the language model gets LoRA, nothing else."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from mixtrain.vlm.families import get_family
+
+    model = AutoModelForImageTextToText.from_pretrained(newer_models[family], dtype=torch.float32)
+    linears = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear}
+    wanted = {n for n in linears if n.startswith(LANGUAGE_MODEL[family])}
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=get_family(family).lora_target))
+    hit = {n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")}
+    assert wanted and hit == wanted, (sorted(wanted - hit), sorted(hit - wanted))
+
+
+@pytest.mark.e2e
+def test_rows_whose_image_got_no_tokens_fail_the_preflight(newer_models):
+    """The old Pixtral mistake: a template writing <image> for a processor that expands [IMG] gives 0 image
+    tokens — the preflight (what a dry run runs) must refuse, not report "0/0/0" and say OK."""
+    from transformers import AutoProcessor
+
+    from mixtrain.vlm import configure, measure
+    from mixtrain.vlm.prepare import to_messages
+
+    image = Path(newer_models["pixtral"]) / "probe.png"
+    _image_of(image)
+    rows = [to_messages(str(image), PROMPT, "red")] * 2
+    proc = AutoProcessor.from_pretrained(newer_models["pixtral"], use_fast=False)
+    wrong = measure.measure(proc, (configure.TEMPLATES / "llava_mistral.jinja").read_text(), rows, workers=1)
+    assert wrong.image_tokens == [0, 0] and wrong.images == [
+        1,
+        1,
+    ]  # what the preflight refuses (rows with images, 0 tokens)
+    right = measure.measure(proc, None, rows, workers=1)  # the pixtral family's template: the model's own
+    assert right.image_tokens == [IMAGE_TOKENS["pixtral"]] * 2 and right.per_image == [IMAGE_TOKENS["pixtral"]] * 2
+
+
+def _image_of(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(path)
