@@ -58,11 +58,9 @@ def generate_batch(
         # tokenizer: transformers' own chat-template tokenisation (what Axolotl trains on) skips it then.
         bos = getattr(tok, "bos_token", None)
         own_bos = bool(bos) and all(t.startswith(bos) for t in texts)
-        # Images grouped per conversation when each has some: Gemma 3 / Llama 3.2 Vision / SmolVLM processors
-        # check a batch that way (a flat list of 4 images beside 4 texts is "inconsistently sized"); the others
-        # flatten a nested list themselves.
-        grouped = [list(row) for row in images] if all(images) else flat or None
-        batch = processor(images=grouped, text=texts, return_tensors="pt", padding=True, add_special_tokens=not own_bos)
+        batch = processor(
+            images=flat or None, text=texts, return_tensors="pt", padding=True, add_special_tokens=not own_bos
+        )
     finally:
         tok.padding_side = saved_side
     batch = batch.to(device)
