@@ -143,7 +143,7 @@ def test_llava_multi_turn_conversations_train_on_every_answer_and_nothing_else(e
     assert f"tokens min/median/max {report['tokens']['min']}/" in got["dry"].stdout
 
     run = got["run"]
-    assert run["status"] == "succeeded" and run["output"]["model"] == "conv", run
+    assert run["status"] == "completed" and run["output"]["model"] == "conv", run
     run_dir = Path(run["run_dir"])
     lines = [json.loads(x) for x in (run_dir / "train.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all(len(x["messages"]) == 4 for x in lines)  # every turn kept
@@ -170,7 +170,7 @@ def test_two_image_rows_count_tokens_per_image_and_train_on_the_answer(e2e, two_
     )
 
     run = got["run"]
-    assert run["status"] == "succeeded" and run["output"]["model"] == "pairs", run
+    assert run["status"] == "completed" and run["output"]["model"] == "pairs", run
     run_dir = Path(run["run_dir"])
     example = json.loads((run_dir / "train.jsonl").read_text().splitlines()[0])
     kinds = [p["type"] for p in example["messages"][0]["content"]]
