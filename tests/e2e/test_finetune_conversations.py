@@ -264,3 +264,25 @@ def test_two_image_model_run_and_eval_with_list_references(e2e, two_images):
         assert [r[f"{label}__score"] for r in results] == [1.0, pytest.approx(1 / 3)]
     assert json.loads(results[0]["reference"]) == refs[0]
     assert [len(r["images"]) for r in results] == [2, 2]
+
+
+@pytest.mark.e2e
+def test_preflight_finds_rows_whose_images_get_no_image_tokens(tmp_path, tiny_models):
+    """A chat template that drops the image placeholder (as a mis-detected family's does): the row has an
+    image, the processor gives it 0 image tokens, and the preflight names that line."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from mixtrain.vlm.configure import TEMPLATES
+    from mixtrain.vlm.measure import measure
+    from mixtrain.vlm.preflight import blind_lines
+    from mixtrain.vlm.prepare import to_messages
+
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "r.png")
+    rows = [to_messages(str(tmp_path / "r.png"), "colour?", "red")] * 2
+    proc = AutoProcessor.from_pretrained(tiny_models["llava"], use_fast=False)
+    blind = "{% for m in messages %}{% for p in m['content'] if p['type'] == 'text' %}{{ p['text'] }} {% endfor %}{% endfor %}"
+    m = measure(proc, blind, rows, workers=1)
+    assert m.images == [1, 1] and m.image_tokens == [0, 0] and blind_lines(m) == [0, 1]
+    ok = measure(proc, (TEMPLATES / "llava.jinja").read_text(), rows, workers=1)  # ours places the image
+    assert min(ok.image_tokens) > 0 and ok.per_image == ok.image_tokens and blind_lines(ok) == []

@@ -120,7 +120,7 @@ def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
         ),
         flush=True,
     )
-    blind = [numbers[i] for i, (k, n) in enumerate(zip(m.image_tokens, m.images, strict=True)) if n and not k]
+    blind = [numbers[i] for i in blind_lines(m)]
     if blind:
         _write(config_path, stats)
         raise SystemExit(
@@ -155,6 +155,11 @@ def _check(cfg, raw: dict, config_path: str, request: dict) -> dict:
     stats["memory"] = _memory(cfg, raw, request, max(m.lengths))
     _write(config_path, stats)
     return stats
+
+
+def blind_lines(m) -> list[int]:
+    """Lines of the training file whose images get no image token: the model would never see them."""
+    return [i for i, (k, n) in enumerate(zip(m.image_tokens, m.images, strict=True)) if n and not k]
 
 
 def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
