@@ -1,7 +1,7 @@
 """GPU fine-tune: ``mixtrain workflow run`` vs plain TRL ``SFTTrainer`` on real-size VLM shapes with random weights.
 
     python benchmarks/bench_gpu.py [--family qwen2_vl|llava|qwen3_vl|gemma3|both|all] [--steps 20] [--batch 4] [--rows 64] [--json-out F]
-    python benchmarks/bench_gpu.py --tiny --family llava --steps 2 --rows 4      # CPU smoke (make test runs it)
+    python benchmarks/bench_gpu.py --tiny --family llava --steps 2 --rows 4      # CPU smoke (make bench checks it)
 
 What is compared, per family (Qwen2-VL-7B, LLaVA-1.5-7B, Qwen3-VL-8B and Gemma-3-4B shapes; nothing downloaded):
 - The model: transformers config classes with the published 7B shapes (text and vision tower sizes,

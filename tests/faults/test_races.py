@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,44 @@ def _csv(path: Path, rows: int = 200) -> Path:
     return path
 
 
+# The real CLI in a child process, held at a barrier right after its "does the dataset exist?" pre-check
+# until all n creators have passed it: every loser must then lose the commit race, not the pre-check.
+AT_BARRIER = """
+import os, sys, time
+from pathlib import Path
+from mixtrain.datasets.store import DatasetStore
+
+barrier, n = Path(sys.argv[1]), int(sys.argv[2])
+real, first = DatasetStore._exists, [True]
+
+def _exists(self, name):
+    found = real(self, name)
+    if first:
+        first.pop()
+        (barrier / str(os.getpid())).write_text("exists" if found else "absent")
+        end = time.monotonic() + 120
+        while len(list(barrier.iterdir())) < n:
+            if time.monotonic() > end:
+                raise SystemExit("barrier: not every creator reached the pre-check")
+            time.sleep(0.01)
+    return found
+
+DatasetStore._exists = _exists
+sys.argv = ["mixtrain", *sys.argv[3:]]
+from mixtrain.cli.main import main
+main()
+"""
+
+
 @pytest.mark.parametrize("n", [4, 6])
 def test_concurrent_creates_one_wins_others_already_exists(fmix, n):
     src = _csv(fmix.root / "data.csv")
     fmix("dataset", "list", check=0)  # the home exists; the race is on the table, not on first-use setup
-    exe = shutil.which("mixtrain", path=fmix.env["PATH"])
+    barrier = fmix.root / "barrier"
+    barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [exe, "dataset", "create", "shared", str(src)],
+            [sys.executable, "-c", AT_BARRIER, str(barrier), str(n), "dataset", "create", "shared", str(src)],
             env=fmix.env,
             cwd=fmix.root,
             stdout=subprocess.PIPE,
@@ -37,6 +68,8 @@ def test_concurrent_creates_one_wins_others_already_exists(fmix, n):
     for p in procs:
         out, err = p.communicate(timeout=300)
         results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    # every creator found no dataset at its pre-check: whoever lost, lost the commit race
+    assert sorted(f.read_text() for f in barrier.iterdir()) == ["absent"] * n, [r.stderr for r in results]
     winners = [r for r in results if r.returncode == 0]
     assert len(winners) == 1, [(r.returncode, r.stderr) for r in results]
     for r in results:
