@@ -195,10 +195,9 @@ def test_csv_prompt_starting_with_image_placeholder_is_its_position(e2e, tiny_mo
     assert "StopIteration" not in res.stdout + res.stderr and "● dry run: 2 of 2 rows usable" in res.stdout
     run_dir = Path(e2e.last_run()["run_dir"])
     line = json.loads((run_dir / "train.jsonl").read_text().splitlines()[0])
-    assert line["messages"][0]["content"] == [
-        {"type": "image", "path": rows[0]["image_path"]},
-        {"type": "text", "text": rows[0]["prompt"]},
-    ]
+    image, text = line["messages"][0]["content"]
+    assert text == {"type": "text", "text": rows[0]["prompt"]} and image["type"] == "image"
+    assert Path(image["path"]).read_bytes() == Path(rows[0]["image_path"]).read_bytes()  # the stored copy
 
 
 @pytest.mark.e2e

@@ -124,6 +124,17 @@ def _images(folder, *colours):
     return out
 
 
+def _stored(path: str) -> str:
+    """Where `dataset create` keeps an image: content-addressed in the warehouse (the data contract)."""
+    import hashlib
+    from pathlib import Path
+
+    from mixtrain.images import stored_path
+
+    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return str(stored_path(DatasetStore(load_settings()).warehouse_dir(), sha, "png"))
+
+
 def _table(tmp_path, name, table: pa.Table):
     path = tmp_path / f"{name}.parquet"
     pq.write_table(table, path)
@@ -155,9 +166,9 @@ def test_prepare_list_images_and_list_responses(home, tmp_path):
     result = prepare(store, spec.model_copy(update={"response_pick": "first"}), out, log=lambda m: None)
     lines = [json.loads(x) for x in result.jsonl.read_text().splitlines()]
     assert lines[0]["messages"][0]["content"] == [
-        {"type": "image", "path": red},
+        {"type": "image", "path": _stored(red)},
         {"type": "text", "text": "then"},
-        {"type": "image", "path": blue},
+        {"type": "image", "path": _stored(blue)},
         {"type": "text", "text": ": colours?"},
     ]
     assert lines[0]["messages"][1]["content"] == [{"type": "text", "text": "red, blue"}]
@@ -188,7 +199,7 @@ def test_prepare_finds_a_conversations_column_says_so_and_names_mismatched_rows(
         (2, "2 <image> placeholder(s) but 1 image(s) in the image column")
     ]
     lines = [json.loads(x) for x in result.jsonl.read_text().splitlines()]
-    assert [m["messages"][0]["content"][0]["path"] for m in lines] == [red, blue]
+    assert [m["messages"][0]["content"][0]["path"] for m in lines] == [_stored(red), _stored(blue)]
     with pytest.raises(InvalidInput, match=r"1 of 3 rows are unusable \(first: row 2: 2 <image>"):
         prepare(store, spec.model_copy(update={"on_bad_image": "fail"}), out, log=lambda m: None)
 
@@ -217,10 +228,10 @@ def test_prepare_openai_messages_keep_every_turn_and_embedded_images(home, tmp_p
     result = prepare(store, spec, out, log=lambda m: None)
     (line,) = [json.loads(x) for x in result.jsonl.read_text().splitlines()]
     assert [m["role"] for m in line["messages"]] == ["system", "user", "assistant", "user", "assistant"]
-    assert line["messages"][1]["content"] == [
-        {"type": "image", "path": red},
+    assert line["messages"][1]["content"] == [  # images inside messages are stored too, then resolved to files
+        {"type": "image", "path": _stored(red)},
         {"type": "text", "text": "and"},
-        {"type": "image", "path": blue},
+        {"type": "image", "path": _stored(blue)},
         {"type": "text", "text": "colours?"},
     ]
     assert line["messages"][4]["content"] == [{"type": "text", "text": "blue"}]
