@@ -28,7 +28,7 @@ def _quote_names(sql: str, names: list[str]) -> str:
     return sql
 
 
-def _arrow_source(table, snapshot_id: int | None):
+def _arrow_source(table, snapshot_id: int | None, resolve=lambda loc: loc):
     """A pyarrow dataset of the snapshot's data files (pushdown-capable), or the scanned table."""
     import pyarrow.dataset as ds
 
@@ -39,7 +39,7 @@ def _arrow_source(table, snapshot_id: int | None):
         return schema.empty_table()
     if any(t.delete_files for t in tasks):
         return scan.to_arrow()
-    files = [t.file.file_path for t in tasks]
+    files = [resolve(t.file.file_path) for t in tasks]  # stored relative to the warehouse: found in this home
     paths = [f[len("file://") :] if f.startswith("file://") else f for f in files]
     if any("://" in p for p in paths):
         return scan.to_arrow()  # object storage: PyIceberg's FileIO reads it
@@ -72,7 +72,7 @@ def run_query(datasets, sql: str, *, name: str | None = None, snapshot_id: int |
             from mixtrain.errors import NotFound
 
             raise NotFound(f"dataset {n!r} has no snapshot {snap}", f"see `mixtrain dataset versions {n}`")
-        sources[n] = _arrow_source(table, snap)
+        sources[n] = _arrow_source(table, snap, getattr(datasets, "resolve", lambda loc: loc))
         con.register(n, sources[n])
     query = _quote_names(sql, names)
     if limit is not None:
