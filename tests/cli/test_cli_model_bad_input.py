@@ -66,6 +66,12 @@ CASES = [
     (["model", "get", "nope"], "model 'nope' not found"),
     (["model", "delete", "nope", "-y"], "model 'nope' not found"),
     (["model", "export", "base", "--merged", "{tmp}/out"], "base model without an adapter"),
+    # the destination is checked before anything loads; the error names the path (was a traceback)
+    (["model", "export", "base", "--merged", "{tmp}/notes.txt"], "{tmp}/notes.txt is a file, not a folder"),
+    (
+        ["model", "export", "base", "--merged", "{tmp}/notes.txt/sub"],
+        "cannot write the export to {tmp}/notes.txt/sub: Not a directory",
+    ),
     (["model", "register", "x", "--base_model", "y", "--model_type", "gpt2"], "unknown model_type 'gpt2'"),
     (["model", "register", "x", "--base_model", "{tmp}/no-such-model", "--model_type", "llava"], "does not exist"),
     (["model", "register", "x", "--base_model", "{tmp}/fake-blip", "--model_type", "llava"], "does not support"),
@@ -80,6 +86,8 @@ CASES = [
 def test_model_bad_input(mix, registered, argv, message):
     argv = [a.replace("{tmp}", str(registered)) for a in argv]
     res = mix(*argv)
+    message = message.replace("{tmp}", str(registered))
     assert res.returncode == 1, res.stdout + res.stderr
     assert message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stderr.startswith("Error: ") and "Traceback" not in res.stderr

@@ -25,9 +25,17 @@ CASES = [
     (["base", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an API key"),
     (["base", "--host", "192.168.1.20", "--api-key-secret", "MISSING_KEY"], "MISSING_KEY"),
     (["base", "--engine", "vllm"], "--engine vllm needs a CUDA GPU and the vllm package"),
-    (["base", "--engine", "tpu"], "unknown engine 'tpu'"),
-    (["base", "--max-batch-size", "0"], "--max-batch-size must be ≥ 1"),
-    (["base", "--max-tokens", "0"], "the request limits must be positive"),
+    (["base", "--engine", "tpu"], "--engine: Input should be 'auto', 'transformers' or 'vllm'"),
+    (["base", "--max-batch-size", "0"], "--max-batch-size: Input should be greater than or equal to 1"),
+    (["base", "--max-tokens", "0"], "--max-tokens: Input should be greater than or equal to 1"),
+    (["base", "--max-image-mb", "nan"], "--max-image-mb: Input should be a finite number"),
+    # checked by the schema before a model is looked up, let alone loaded (was a traceback after loading)
+    (["base", "--port", "99999"], "--port: Input should be less than or equal to 65535"),
+    (["base", "--port", "-1"], "--port: Input should be greater than or equal to 0"),
+    (
+        ["nope", "--port", "70000", "--max-tokens", "0"],
+        "--port: Input should be less than or equal to 65535; --max-tokens",
+    ),
     (["base", "--port", "{busy}"], "cannot listen on 127.0.0.1:{busy}"),
 ]
 

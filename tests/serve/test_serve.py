@@ -61,6 +61,7 @@ def server(world):
         "64",
         "--max-body-mb",
         "1",
+        "--allow-private-urls",  # the image host below is on loopback (refused by default: test_abuse.py)
         log=world.root / "server.log",
     )
     yield s
@@ -360,7 +361,7 @@ def test_api_key_from_a_secret_and_graceful_shutdown(world):
         capture_output=True,
         text=True,
     )
-    s = Server(world.env, "tiny", "--api-key-secret", "SERVE_KEY", log=world.root / "auth.log")
+    s = Server(world.env, "tiny", "--api-key-secret", "SERVE_KEY", "--allow-private-urls", log=world.root / "auth.log")
     try:
         cmdline = open(f"/proc/{s.proc.pid}/cmdline", "rb").read().decode()
         assert "SERVE_KEY" in cmdline and key not in cmdline

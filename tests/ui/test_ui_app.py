@@ -203,6 +203,11 @@ def test_missing_things_are_404_pages_with_the_fix(app_client):
         r = app_client.get(url)
         assert r.status_code == 404 and 'id="error"' in r.text, url
     assert "mixtrain workflow runs sleepy" in app_client.get("/runs/sleepy/99999").text
+    # numbers past SQLite's 64-bit integers: 4xx pages, not an OverflowError's 500
+    huge = "99999999999999999999999"
+    for url in (f"/runs/sleepy/{huge}", f"/runs/sleepy/{huge}/log", f"/runs/sleepy/1/log?offset={huge}"):
+        r = app_client.get(url)
+        assert r.status_code in (400, 404) and 'id="error"' in r.text, (url, r.status_code)
 
 
 def test_pages_without_data_say_so(app_client):

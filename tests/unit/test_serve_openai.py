@@ -6,8 +6,9 @@ import pytest
 
 from mixtrain.errors import InvalidInput
 from mixtrain.serving import openai as oa
-from mixtrain.serving.app import _conversation, _safe_prefix
-from mixtrain.serving.server import check_exposure, is_loopback, parse_model_ref
+from mixtrain.serving.handler import conversation_of as _conversation
+from mixtrain.serving.handler import safe_prefix as _safe_prefix
+from mixtrain.serving.spec import ServeSpec, parse_model_ref, parse_spec
 
 USER = {"role": "user", "content": "hi"}
 
@@ -27,7 +28,26 @@ USER = {"role": "user", "content": "hi"}
         ({"model": "m", "messages": [{"role": "system", "content": "x"}]}, 400, "user turn"),
         ({"model": "m", "messages": [USER, {"role": "assistant", "content": "x"}]}, 400, "last message"),
         ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, 422, "role"),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 422, "messages.0.content"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+            422,
+            "messages[0].content[0].type",
+        ),
+        # one OpenAI-shaped problem, not pydantic's one-per-union-member "(and 4 more problem(s))"
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "http://x/a.png"}]}],
+            },
+            422,
+            "messages[0].content[0].image_url: expected an object, got a string",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": None}]},
+            422,
+            "messages[0].content: expected string or list, got null",
+        ),
+        ({"model": "m", "messages": [USER], "seed": 2**70}, 422, "seed"),
         ({"model": "m", "messages": [USER], "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
         ({"model": "m", "messages": [USER], "max_tokens": 5, "max_completion_tokens": 6}, 400, "disagree"),
     ],
@@ -93,14 +113,32 @@ def test_safe_prefix_holds_back_possible_stop_strings_and_whitespace():
     assert _safe_prefix("abc", []) == "abc"
 
 
-def test_security_checks():
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
-    check_exposure("127.0.0.1", None, False)
-    check_exposure("0.0.0.0", "KEY", False)
-    check_exposure("0.0.0.0", None, True)
-    with pytest.raises(InvalidInput, match="without an API key"):
-        check_exposure("0.0.0.0", None, False)
+def test_no_schema_message_lists_more_problems():
+    for payload in (
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]}]},
+        {"model": "m", "messages": [{"role": "user", "content": None}]},
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "audio", "audio": "x"}]}]},
+    ):
+        with pytest.raises(oa.APIError) as info:
+            oa.parse_request(payload)
+        assert "more problem" not in info.value.message and info.value.param.startswith("messages[0].content")
+
+
+def test_serve_spec_checks():
+    assert parse_spec({"models": ["m"]}).limits().max_tokens == 4096
+    ServeSpec(models=["m"], host="0.0.0.0", api_key_secret="KEY")
+    ServeSpec(models=["m"], host="0.0.0.0", insecure=True)
+    for bad, needle in [
+        ({"host": "0.0.0.0"}, "without an API key"),
+        ({"port": 99999}, "--port: Input should be less than or equal to 65535"),
+        ({"port": -1}, "--port: Input should be greater than or equal to 0"),
+        ({"engine": "tpu"}, "--engine: Input should be 'auto', 'transformers' or 'vllm'"),
+        ({"max_batch_size": 0}, "--max-batch-size"),
+        ({"max_body_mb": float("nan")}, "--max-body-mb"),
+        ({"models": ["m:latest"]}, "bad model reference 'm:latest'"),
+        ({"models": []}, "at least 1 item"),
+    ]:
+        with pytest.raises(InvalidInput) as info:
+            parse_spec({"models": ["m"], **bad})
+        assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
     assert parse_model_ref("m:3") == ("m", 3) and parse_model_ref("m") == ("m", None)
-    with pytest.raises(InvalidInput):
-        parse_model_ref("m:latest")

@@ -92,3 +92,29 @@ def test_loopback(host, loop):
 )
 def test_login_redirects_stay_on_site(target, out):
     assert _local(target) == out
+
+
+def test_a_decompression_bomb_upload_is_called_one(tmp_path):
+    """A 20000×20000 PNG (a few hundred bytes of header) is named a decompression bomb, not "not an image"."""
+    import struct
+    import zlib
+    from types import SimpleNamespace
+
+    from mixtrain.errors import InvalidInput
+    from mixtrain.ui.thumbs import save_upload
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    for side in (20000, 10000):  # over PIL's own refusal (2× its limit), and over our 89 M-pixel check only
+        header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+        data = (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b"")
+        )
+        with pytest.raises(InvalidInput) as info:
+            save_upload(data, SimpleNamespace(home=tmp_path))
+        assert "decompression bomb" in str(info.value) and "PIL can read" not in str(info.value)
+    assert not (tmp_path / "cache").exists()

@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 
 from mixtrain.cli.common import client, confirm, console, fmt_time, json_arg, print_json
+from mixtrain.cli import spec_options
+from mixtrain.serving.spec import ServeSpec, parse_spec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
 
@@ -243,65 +245,15 @@ def export(
     console.print(f"Exported {name} v{info.version} merged to {out}")
 
 
-@app.command("serve")
 def serve(
-    models: list[str] = typer.Argument(
-        ..., help="Models to serve: NAME or NAME:VERSION (default: latest). Adapters of one base share it in memory."
-    ),
-    host: str = typer.Option(
-        "127.0.0.1",
-        "--host",
-        help="Address to listen on. Anything but loopback needs --api-key-secret (or --insecure).",
-    ),
-    port: int = typer.Option(8000, "--port", help="Port (0 = any free port; the URL is printed)."),
-    engine: str = typer.Option(
-        "auto", "--engine", help="auto (vLLM when installed with a CUDA GPU, else transformers), transformers or vllm."
-    ),
-    max_batch_size: int = typer.Option(8, "--max-batch-size", help="Most requests batched into one generate call."),
-    max_wait_ms: float = typer.Option(
-        10.0, "--max-wait-ms", help="How long a request may wait for others to batch with."
-    ),
-    api_key_secret: str | None = typer.Option(
-        None,
-        "--api-key-secret",
-        help="Name of a mixtrain secret holding the API key clients must send as 'Authorization: Bearer KEY'.",
-    ),
-    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --host without an API key."),
-    allow_local_files: bool = typer.Option(
-        False, "--allow-local-files", help="Accept local file paths as image URLs (off: only data: and http(s) URLs)."
-    ),
-    max_tokens: int = typer.Option(4096, "--max-tokens", help="Largest max_tokens a request may ask for."),
-    max_images: int = typer.Option(8, "--max-images", help="Most images in one request."),
-    max_image_mb: float = typer.Option(10.0, "--max-image-mb", help="Largest image (encoded bytes, MiB)."),
-    max_image_pixels: int = typer.Option(25_000_000, "--max-image-pixels", help="Largest image (width x height)."),
-    max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Largest request body (MiB)."),
+    models: list[str] = typer.Argument(..., help=ServeSpec.model_fields["models"].description, show_default=False),
+    **options,
 ):
     """Serve models over the OpenAI chat-completions API (images as image_url parts), with dynamic batching."""
-    from mixtrain.errors import InvalidInput
-    from mixtrain.serving.app import Limits  # the server (torch, FastAPI) loads only when serving
-    from mixtrain.serving.server import serve as run_server
+    from mixtrain.serving.server import serve as run_server  # the server (torch, FastAPI) loads only when serving
 
-    limits = Limits(
-        max_body_bytes=int(max_body_mb * 2**20),
-        max_image_bytes=int(max_image_mb * 2**20),
-        max_image_pixels=max_image_pixels,
-        max_images=max_images,
-        max_tokens=max_tokens,
-    )
-    if min(limits.max_body_bytes, limits.max_image_bytes, max_image_pixels, max_images, max_tokens) < 1:
-        raise InvalidInput(
-            "the request limits must be positive",
-            "fix --max-tokens/--max-images/--max-image-mb/--max-image-pixels/--max-body-mb",
-        )
-    run_server(
-        models,
-        host=host,
-        port=port,
-        engine=engine,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        api_key_secret=api_key_secret,
-        insecure=insecure,
-        allow_local_files=allow_local_files,
-        limits=limits,
-    )
+    # every option is ServeSpec's: validated in one go (ports, bounds, exposure) before anything loads
+    run_server(parse_spec({"models": models, **spec_options.collect(ServeSpec, options)}))
+
+
+app.command("serve")(spec_options.command_with(ServeSpec, serve, skip=("models",)))

@@ -33,9 +33,11 @@ def _cli_type(annotation) -> Any:
     return base | None if optional else base
 
 
-def parameters(schema: type[BaseModel]) -> list[inspect.Parameter]:
+def parameters(schema: type[BaseModel], skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     out = []
     for name, field in schema.model_fields.items():
+        if name in skip:  # given another way (e.g. the command's own argument)
+            continue
         flags = list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]))
         if _extra(field).get("short"):
             flags.append(_extra(field)["short"])
@@ -51,15 +53,15 @@ def parameters(schema: type[BaseModel]) -> list[inspect.Parameter]:
     return out
 
 
-def command_with(schema: type[BaseModel], fixed: Callable) -> Callable:
+def command_with(schema: type[BaseModel], fixed: Callable, skip: tuple[str, ...] = ()) -> Callable:
     """Give ``fixed`` (which takes ``**options``) a signature with one option per schema field, between its
-    arguments and its own options (so `--help` lists them in that order)."""
+    arguments and its own options (so `--help` lists them in that order); ``skip``: fields it takes itself."""
     from typer.models import ArgumentInfo
 
     own = [p for p in inspect.signature(fixed).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     args = [p for p in own if isinstance(p.default, ArgumentInfo)]
     rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p not in args]
-    params = args + parameters(schema) + rest  # the command's arguments, the schema's options, its own options
+    params = args + parameters(schema, skip) + rest  # the command's arguments, the schema's options, its own options
     fixed.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     fixed.__annotations__ = {p.name: p.annotation for p in params}
     return fixed

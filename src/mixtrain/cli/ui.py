@@ -5,20 +5,10 @@ FastAPI and uvicorn are imported inside the command, so `mixtrain --help` stays 
 
 from __future__ import annotations
 
-import ipaddress
-
 import typer
 
 from mixtrain.cli.common import client, err_console
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from mixtrain.netaddr import is_loopback
 
 
 def ui(

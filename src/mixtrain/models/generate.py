@@ -34,6 +34,7 @@ def generate_batch(
     device: str,
     dtype,
     streamer=None,
+    stopping_criteria=None,
 ) -> list[Generation]:
     """Generate one answer per conversation in a single batched ``model.generate``.
 
@@ -79,6 +80,8 @@ def generate_batch(
         if len(conversations) != 1:
             raise ValueError("a streamer takes one conversation at a time")
         kwargs["streamer"] = streamer
+    if stopping_criteria is not None:
+        kwargs["stopping_criteria"] = stopping_criteria
     eos = _eos_ids(model, tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos)
     with torch.inference_mode():

@@ -183,20 +183,38 @@ class LoadedModel:
 
 def export_merged(info: Mapping, settings, out_dir: Path) -> Path:
     """Merge the LoRA into the base weights and save a plain transformers model + processor."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise InvalidInput(f"{out_dir} exists and is not empty", "pick a new folder")
-    if not info["adapter_path"]:
-        raise InvalidInput(f"{info['name']} v{info['version']} is a base model without an adapter", "nothing to merge")
-    loaded = LoadedModel(info, settings)
-    merged = loaded.model.merge_and_unload()
-    tmp = out_dir.with_name(out_dir.name + ".partial")
     import shutil
 
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"{out_dir} is a file, not a folder", "pick a new folder for --merged")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InvalidInput(f"{out_dir} exists and is not empty", "pick a new folder")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:  # probe the destination before minutes of loading and merging
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise InvalidInput(
+            f"cannot write the export to {out_dir}: {err.strerror or err}", "pick a folder you can write to"
+        ) from None
+    if not info["adapter_path"]:
+        tmp.rmdir()
+        raise InvalidInput(f"{info['name']} v{info['version']} is a base model without an adapter", "nothing to merge")
+    try:
+        loaded = LoadedModel(info, settings)
+        merged = loaded.model.merge_and_unload()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         loaded.processor.save_pretrained(str(tmp))
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written export left behind
+        raise InvalidInput(
+            f"cannot write the export to {out_dir}: {err.strerror or err}", "free space or pick another folder"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written export left behind
         raise

@@ -7,7 +7,14 @@ the same generation settings, up to ``max_batch_size``; requests that queued whi
 taken at once. A lone request after a lone batch (sequential traffic) does not wait at all.
 Streaming requests run alone, so their tokens can be streamed as they are generated
 (transformers streamers take one sequence); so do seeded sampling requests, so a seed reproduces.
-If a batch fails, its requests are retried one by one, so one bad request fails alone.
+If a batch fails, its requests are retried one by one, so one bad request fails alone; whatever a
+generation raises (even ``StopIteration``, which an asyncio future refuses to carry) reaches its
+request as a ``GenerationFailed``, and the worker lives on.
+
+A request whose client went away (or a server shutting down) sets ``Job.cancel``: a stopping
+criterion checked after every token ends that row, so an abandoned request stops costing CPU/GPU.
+``/health`` reads bounded counters (batches run, largest batch, tokens generated, cancelled requests),
+not a list that grows with every batch.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Job:
     future: asyncio.Future
     on_text: Callable[[str], object] | None = None  # streaming: called from the worker thread with new text
     arrived: float = field(default_factory=time.monotonic)
+    cancel: threading.Event = field(default_factory=threading.Event)  # the client went away: stop generating
 
     @property
     def alone(self) -> bool:
@@ -48,14 +56,26 @@ class Job:
         )
 
 
+class GenerationFailed(Exception):
+    """What a request gets when its generation raised: the original is its ``__cause__`` (logged, not shown)."""
+
+    def __init__(self, err: BaseException):
+        super().__init__(f"generation failed ({type(err).__name__})")
+        self.__cause__ = err
+
+
 class Batcher:
     def __init__(self, bases: list[Base], max_batch_size: int = 8, max_wait_ms: float = 10.0):
         self.max_batch_size, self.max_wait = max(1, max_batch_size), max(0.0, max_wait_ms) / 1000
         self._queues: dict[int, deque[Job]] = {id(b): deque() for b in bases}
         self._cond = threading.Condition()
         self._closing = False
-        self.batches: list[int] = []  # sizes of the batches run (for /health and tests)
+        self.batch_count = 0  # batches run (for /health and tests) — counters, so memory stays flat
+        self.largest_batch = 0
+        self.completion_tokens = 0  # generated for answers delivered or abandoned
+        self.cancelled = 0  # requests stopped early because their client went away
         self.pending = 0  # submitted and not yet answered (queued or generating)
+        self._running: list[Job] = []
         self._last: dict[int, int] = {}  # size of each base's previous batch
         self._threads = [
             threading.Thread(target=self._work, args=(b,), name=f"batcher-{i}", daemon=True)
@@ -72,13 +92,16 @@ class Batcher:
             self.pending += 1
             self._cond.notify_all()
 
-    def close(self) -> None:
-        """Finish queued work, then stop the workers."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop: queued and running generations are cancelled (their requests are gone with the server)."""
         with self._cond:
             self._closing = True
+            for job in [*self._running, *(j for q in self._queues.values() for j in q)]:
+                job.cancel.set()
             self._cond.notify_all()
-        for t in self._threads:
-            t.join()
+        end = time.monotonic() + timeout
+        for t in self._threads:  # daemon threads: a generation stuck in native code cannot hold the exit
+            t.join(max(0.0, end - time.monotonic()))
 
     # -- worker ---------------------------------------------------------------------------------------
     def _work(self, base: Base) -> None:
@@ -90,7 +113,23 @@ class Batcher:
                 if not queue:
                     return
                 batch = self._take(queue, wait=self._last.get(id(base), 1) > 1 or len(queue) > 1)
-            self._run(base, batch)
+                live = [j for j in batch if not j.cancel.is_set()]
+                gone = [j for j in batch if j.cancel.is_set()]  # gone before it started: nothing to generate
+                self.cancelled += len(gone)
+                self.pending -= len(gone)
+                self._running = live
+            for job in gone:
+                _settle(job, None, GenerationFailed(RuntimeError("cancelled before it started")))
+            try:
+                if live:
+                    self._run(base, live)
+            except BaseException as err:  # never let one batch kill the worker: every later request would hang
+                for job in live:
+                    if not job.future.done():
+                        self._deliver(job, None, err)
+            finally:
+                with self._cond:
+                    self._running = []
 
     def _take(self, queue: deque[Job], wait: bool = True) -> list[Job]:
         """Called with the lock held: the oldest job plus same-key jobs, waiting up to max_wait for more.
@@ -115,7 +154,8 @@ class Batcher:
         return batch
 
     def _run(self, base: Base, batch: list[Job]) -> None:
-        self.batches.append(len(batch))
+        self.batch_count += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
         self._last[id(base)] = len(batch)
         try:
             results = self._generate(base, batch)
@@ -132,7 +172,11 @@ class Batcher:
     def _deliver(self, job: Job, result, error) -> None:
         with self._cond:
             self.pending -= 1
-        _settle(job, result, error)
+            if result is not None:
+                self.completion_tokens += result.completion_tokens
+            if job.cancel.is_set():
+                self.cancelled += 1
+        _settle(job, result, None if error is None else GenerationFailed(error))
 
     def _generate(self, base: Base, batch: list[Job]) -> list:
         from mixtrain.models.generate import generate_batch
@@ -141,7 +185,7 @@ class Batcher:
         gen = dict(batch[0].gen)
         if batch[0].seed is not None:
             gen["seed"] = batch[0].seed  # one seed per batch: the batch key includes it
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"stopping_criteria": _cancelled(batch)}
         if batch[0].on_text is not None:
             kwargs["streamer"] = _Streamer(served.processor.tokenizer, batch[0].on_text)
         with base.activate(served):
@@ -155,6 +199,18 @@ class Batcher:
                 dtype=base.dtype,
                 **kwargs,
             )
+
+
+def _cancelled(batch: list[Job]):
+    """A stopping criterion that ends the rows whose ``cancel`` is set (checked after every token)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.tensor([j.cancel.is_set() for j in batch], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Cancelled()])
 
 
 def _settle(job: Job, result, error) -> None:

@@ -20,6 +20,7 @@ ERROR_TYPES = {
     401: "invalid_request_error",
     404: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     422: "invalid_request_error",
     500: "server_error",
     503: "server_error",
@@ -84,7 +85,7 @@ class ChatRequest(_Strict):
     temperature: float = Field(1.0, ge=0, le=2)  # OpenAI's default is 1; send 0 for greedy
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # OpenAI's seed is a 64-bit integer
     n: int = Field(1, ge=1, le=128)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -116,10 +117,8 @@ def parse_request(payload: Any) -> ChatRequest:
     try:
         req = ChatRequest.model_validate(payload)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"] if not isinstance(x, str) or x not in ("TextPart", "ImagePart"))
-        more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
-        raise APIError(422, f"{loc}: {first['msg']}{more}", "invalid_value", param=loc or None) from None
+        loc, message = schema_problem(err)
+        raise APIError(422, f"{loc}: {message}" if loc else message, "invalid_value", param=loc or None) from None
     for key, allowed in NEUTRAL.items():
         if getattr(req, key) not in allowed:
             raise APIError(
@@ -148,6 +147,51 @@ def parse_request(payload: Any) -> ChatRequest:
     if len(stops) > 4 or any(not s for s in stops):
         raise APIError(400, "stop takes up to 4 non-empty strings", "invalid_value", "stop")
     return req
+
+
+_MEMBERS = ("TextPart", "ImagePart")
+
+
+def schema_problem(err: ValidationError) -> tuple[str, str]:
+    """One OpenAI-style problem for a schema error: ``(param, message)``.
+
+    Pydantic reports a value that fits no member of a union once per member ("(and 4 more
+    problem(s))" for one mistake). Here a content part is judged only as the member its ``type``
+    names, an error is dropped where a deeper one explains it, and what is left at one place reads
+    "expected a string or a list, got null".
+    """
+    errors = err.errors()
+    member = {}  # index of error -> the union member it belongs to
+    for i, e in enumerate(errors):
+        for x in e["loc"]:
+            if x in _MEMBERS:
+                member[i] = x
+    typed_wrong = {member[i] for i, e in enumerate(errors) if i in member and e["loc"][-1] == "type"}
+    if set(member.values()) - typed_wrong:  # the part's "type" picked a member: judge it as that one
+        errors = [e for i, e in enumerate(errors) if member.get(i) not in typed_wrong]
+    paths = [
+        tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(("str", "list[", *_MEMBERS))))
+        for e in errors
+    ]
+    deepest = [i for i, p in enumerate(paths) if not any(len(q) > len(p) and q[: len(p)] == p for q in paths)]
+    path = max((paths[i] for i in deepest), key=len)
+    at = [errors[i] for i in deepest if paths[i] == path]
+    loc = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in path).lstrip(".")
+    got = at[0].get("input")
+    shown = (
+        "null"
+        if got is None
+        else {"str": "a string", "dict": "an object", "list": "an array"}.get(type(got).__name__, type(got).__name__)
+    )
+    if len(at) == 1 and at[0]["type"] != "literal_error":
+        msg = at[0]["msg"]
+        if at[0]["type"] == "model_type":
+            msg = f"expected an object, got {shown}"
+        return loc, msg
+    expected = [e["msg"].removeprefix("Input should be ").removeprefix("a valid ") for e in at]
+    if isinstance(got, str) and all(e["type"] == "literal_error" for e in at):
+        shown = repr(got)
+    return loc, f"expected {' or '.join(dict.fromkeys(expected))}, got {shown}"
 
 
 def stop_list(req: ChatRequest) -> list[str]:

@@ -7,85 +7,43 @@ is bound before loading too, and handed to uvicorn, so `--port 0` works and the 
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import socket
 import sys
 
 from mixtrain.errors import InvalidInput
-from mixtrain.serving.app import Limits
+from mixtrain.netaddr import is_loopback
+from mixtrain.serving.spec import ServeSpec, parse_model_ref
+
+__all__ = ["is_loopback", "serve"]
 
 
-def parse_model_ref(ref: str) -> tuple[str, int | None]:
-    name, sep, version = ref.partition(":")
-    if not sep:
-        return name, None
-    if not version.isdigit():
-        raise InvalidInput(f"bad model reference {ref!r}", "use NAME or NAME:VERSION, e.g. my-model:2")
-    return name, int(version)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(host: str, api_key_secret: str | None, insecure: bool) -> None:
-    if not is_loopback(host) and api_key_secret is None and not insecure:
-        raise InvalidInput(
-            f"refusing to serve on {host} without an API key",
-            "pass --api-key-secret NAME (see `mixtrain secret create`), or --insecure to serve openly",
-        )
-
-
-def serve(
-    refs: list[str],
-    *,
-    host: str,
-    port: int,
-    engine: str,
-    max_batch_size: int,
-    max_wait_ms: float,
-    api_key_secret: str | None,
-    insecure: bool,
-    allow_local_files: bool,
-    limits: Limits,
-) -> None:
+def serve(spec: ServeSpec) -> None:
+    """Serve ``spec`` (already validated: flags, bounds, exposure) — every remaining refusal before loading."""
     from mixtrain.client import MixClient
 
-    if not refs:
-        raise InvalidInput("no model given", "mixtrain model serve MODEL[:VERSION] [MODEL...]")
-    if engine not in ("auto", "transformers", "vllm"):
-        raise InvalidInput(f"unknown engine {engine!r}", "use auto, transformers or vllm")
-    if max_batch_size < 1 or max_wait_ms < 0:
-        raise InvalidInput("--max-batch-size must be ≥ 1 and --max-wait-ms ≥ 0", "fix the option")
-    check_exposure(host, api_key_secret, insecure)
     client = MixClient()
-    infos = [client.get_model_info(*parse_model_ref(r)) for r in refs]
-    api_key = client.get_secret(api_key_secret) if api_key_secret else None
+    infos = [client.get_model_info(*parse_model_ref(r)) for r in spec.models]
+    api_key = client.get_secret(spec.api_key_secret) if spec.api_key_secret else None
     if api_key is not None and not api_key.strip():
-        raise InvalidInput(f"secret {api_key_secret!r} is empty", "store a non-empty key")
+        raise InvalidInput(f"secret {spec.api_key_secret!r} is empty", "store a non-empty key")
     from mixtrain.serving import pool, vllm
 
     bases = pool.plan(infos)
     # auto: vLLM only where it can serve everything asked for (one base per vLLM server)
-    use_vllm = engine == "vllm" or (engine == "auto" and len(bases) == 1 and vllm.vllm_available())
+    use_vllm = spec.engine == "vllm" or (spec.engine == "auto" and len(bases) == 1 and vllm.vllm_available())
     if use_vllm:
         if not vllm.vllm_available():
             raise InvalidInput(
                 "--engine vllm needs a CUDA GPU and the vllm package", "use --engine transformers on this machine"
             )
-        cmd = vllm.vllm_command(bases, host, port, max_batch_size=max_batch_size, allow_local_files=allow_local_files)
+        cmd = vllm.vllm_command(
+            bases, spec.host, spec.port, max_batch_size=spec.max_batch_size, allow_local_files=spec.allow_local_files
+        )
         _say(f"Starting vLLM for {', '.join(s.name for b in bases for s in b.served)}: {' '.join(cmd)}")
         sys.exit(vllm.run_vllm(cmd, api_key))
-    sock = _bind(host, port)
-    _serve_transformers(
-        sock, bases, client.settings.image_cache, max_batch_size, max_wait_ms, api_key, allow_local_files, limits
-    )
+    sock = _bind(spec.host, spec.port)
+    _serve_transformers(sock, bases, spec, client.settings.image_cache, api_key)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -107,9 +65,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_transformers(
-    sock, bases, image_cache, max_batch_size, max_wait_ms, api_key, allow_local_files, limits
-) -> None:
+def _serve_transformers(sock, bases, spec: ServeSpec, image_cache, api_key) -> None:
     import uvicorn
 
     from mixtrain.serving import pool
@@ -119,8 +75,16 @@ def _serve_transformers(
     names = [s.name for b in bases for s in b.served]
     _say(f"Loading {', '.join(names)} ({len(bases)} base model{'s' if len(bases) > 1 else ''}) ...")
     pool.load(bases)
-    batcher = Batcher(bases, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
-    app = create_app(bases, batcher, ServeOptions(limits, image_cache, api_key, allow_local_files))
+    batcher = Batcher(bases, max_batch_size=spec.max_batch_size, max_wait_ms=spec.max_wait_ms)
+    opts = ServeOptions(
+        spec.limits(),
+        image_cache,
+        api_key,
+        allow_local_files=spec.allow_local_files,
+        allow_private_urls=spec.allow_private_urls,
+        bound_host=spec.host,
+    )
+    app = create_app(bases, batcher, opts)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(app, log_level="info", access_log=True, timeout_graceful_shutdown=60)

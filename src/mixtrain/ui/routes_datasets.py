@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 
 from mixtrain.errors import NotFound
 from mixtrain.ui import thumbs
-from mixtrain.ui.web import Page, render
+from mixtrain.ui.web import Int64, Page, render
 
 router = APIRouter()
 PAGE_ROWS = 50
@@ -79,7 +79,7 @@ def dataset(request: Request, name: str, snapshot: str | None = None):
 
 
 @router.get("/thumb/dataset/{name}/{snapshot_id}/{row}/{column}")
-def dataset_thumb(request: Request, name: str, snapshot_id: int, row: int, column: str, k: int = 0):
+def dataset_thumb(request: Request, name: str, snapshot_id: Int64, row: Int64, column: str, k: Int64 = 0):
     """The ``k``-th image of a cell (a cell may hold a list of images)."""
     c = client(request)
     try:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Request
 from mixtrain.errors import NotFound
 from mixtrain.ui import evals_view, thumbs
 from mixtrain.ui.routes_datasets import _image_response
-from mixtrain.ui.web import Page, render
+from mixtrain.ui.web import Int64, Page, render
 
 router = APIRouter()
 GRID_ROWS = 20
@@ -23,7 +23,7 @@ def evals(request: Request):
 
 
 @router.get("/evals/{name}")
-def eval_page(request: Request, name: str, disagreements: int = 0):
+def eval_page(request: Request, name: str, disagreements: Int64 = 0):
     c = client(request)
     info = c.get_eval_info(name)
     rows = evals_view.results(c, info) if info.get("status") == "completed" else []
@@ -42,7 +42,7 @@ def eval_page(request: Request, name: str, disagreements: int = 0):
 
 
 @router.get("/thumb/eval/{name}/{index}")
-def eval_thumb(request: Request, name: str, index: int, k: int = 0):
+def eval_thumb(request: Request, name: str, index: Int64, k: Int64 = 0):
     """The ``k``-th image of a results row (multi-image rows keep every image in ``images``)."""
     c = client(request)
     try:

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from mixtrain.errors import MixtrainError
 from mixtrain.ui import thumbs
-from mixtrain.ui.web import render
+from mixtrain.ui.web import Int64, render
 
 router = APIRouter()
 _infer_lock = threading.Lock()  # one generation at a time: models are large and share the CPU/GPU
@@ -25,7 +25,7 @@ def models(request: Request):
 
 
 @router.get("/models/{name}")
-def model(request: Request, name: str, version: int | None = None):
+def model(request: Request, name: str, version: Int64 | None = None):
     c = client(request)
     m = c.get_model_info(name, version)
     return render(

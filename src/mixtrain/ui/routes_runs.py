@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mixtrain.errors import Conflict, MixtrainError
 from mixtrain.ui import charts, forms
-from mixtrain.ui.web import Page, render
+from mixtrain.ui.web import Int64, Page, render
 from mixtrain.workflows.runfolder import RunFolder
 
 router = APIRouter()
@@ -93,7 +93,7 @@ def _log_start(path: Path) -> tuple[str, int, bool]:
 
 
 @router.get("/runs/{name}/{number}")
-def run_page(request: Request, name: str, number: int, note: str | None = None):
+def run_page(request: Request, name: str, number: Int64, note: str | None = None):
     c = client(request)
     c.reconcile_runs(name, number)
     run = c.get_run(name, number)
@@ -119,7 +119,7 @@ def run_page(request: Request, name: str, number: int, note: str | None = None):
 
 
 @router.get("/runs/{name}/{number}/log")
-def run_log(request: Request, name: str, number: int, offset: int = 0):
+def run_log(request: Request, name: str, number: Int64, offset: Int64 = 0):
     """The log since ``offset`` (an htmx fragment): appended to the page, with the next poll."""
     c = client(request)
     c.reconcile_runs(name, number)
@@ -153,13 +153,13 @@ def _poller(name: str, number: int, offset: int) -> str:
 
 
 @router.get("/runs/{name}/{number}/chart")
-def run_chart(request: Request, name: str, number: int):
+def run_chart(request: Request, name: str, number: Int64):
     svg = charts.loss_svg(_metrics(client(request), name, number))
     return HTMLResponse(svg or '<p class="muted">No metrics recorded yet.</p>')
 
 
 @router.post("/runs/{name}/{number}/cancel")
-def cancel(request: Request, name: str, number: int):
+def cancel(request: Request, name: str, number: Int64):
     c = client(request)
     try:
         info = c.cancel_run(name, number)

@@ -97,11 +97,13 @@ def save_upload(data: bytes, settings, max_bytes: int = 20 * 2**20) -> Path:
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > 89_478_485:
-                raise InvalidInput("the uploaded image has too many pixels", "upload a smaller image")
+                raise _bomb(f"{im.width}×{im.height}")
             im = im.convert("RGB")
             buf = io.BytesIO()
             im.save(buf, "PNG")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _bomb("too many") from None  # PIL refused to open it: far over its own limit
+    except (UnidentifiedImageError, OSError):
         raise InvalidInput(
             "the uploaded file is not an image PIL can read", "upload a PNG, JPEG, WebP, GIF or BMP file"
         ) from None
@@ -113,6 +115,16 @@ def save_upload(data: bytes, settings, max_bytes: int = 20 * 2**20) -> Path:
         tmp.write_bytes(png)
         os.replace(tmp, out)
     return out
+
+
+def _bomb(size: str):
+    from mixtrain.errors import InvalidInput
+
+    return InvalidInput(
+        f"the uploaded image is a decompression bomb ({size} pixels: a small file that would decode to "
+        "gigabytes of memory)",
+        "upload an image under 89 million pixels (e.g. downscale it to 4096×4096)",
+    )
 
 
 def uploads_dir(settings) -> Path:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
+from annotated_types import Ge, Le
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from mixtrain.display import fmt_duration, fmt_time
 from mixtrain.records import json_default, status_tone
+
+# A number in a URL that SQLite can hold: a larger one is "not found" (404) rather than an OverflowError (500).
+Int64 = Annotated[int, Ge(-(2**63)), Le(2**63 - 1)]
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
