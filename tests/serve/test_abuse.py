@@ -61,6 +61,16 @@ def chat(text="What colour is it?", image: str | None = None, model="tiny", **ov
     }
 
 
+def flat_png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def words(n: int) -> str:
     return "red " * n
 
@@ -135,7 +145,7 @@ CASES = [
     # -- 500s (or a hang) that are the client's mistake
     (
         "qwen-image-5000-to-1",
-        lambda w: {"json": chat(image=data_url(png(size=(5000, 1))), model="qwen")},
+        lambda w: {"json": chat(image=data_url(flat_png(5000, 1)), model="qwen")},
         400,
         "invalid_value",
     ),

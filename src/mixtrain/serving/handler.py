@@ -145,6 +145,8 @@ class ChatHandler:
                 ids = proc(images=images or None, text=[text], return_tensors="np")["input_ids"]
             except Exception as err:  # the processor's own refusal of this input (image shape, template)
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                if isinstance(err, StopIteration):  # more image placeholders in the text than images sent
+                    first = "the text holds more image placeholders than the request has images"
                 raise oa.APIError(
                     400, f"the model's processor cannot take this input: {first}", "invalid_value", "messages"
                 ) from None
