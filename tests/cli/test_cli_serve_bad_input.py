@@ -25,7 +25,6 @@ CASES = [
     (["base", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an API key"),
     (["base", "--host", "192.168.1.20", "--api-key-secret", "MISSING_KEY"], "MISSING_KEY"),
     (["base", "--engine", "vllm"], "--engine vllm needs a CUDA GPU and the vllm package"),
-    (["base", "--engine", "tpu"], "--engine: Input should be 'auto', 'transformers' or 'vllm'"),
     (["base", "--max-batch-size", "0"], "--max-batch-size: Input should be greater than or equal to 1"),
     (["base", "--max-tokens", "0"], "--max-tokens: Input should be greater than or equal to 1"),
     (["base", "--max-image-mb", "nan"], "--max-image-mb: Input should be a finite number"),
@@ -51,6 +50,12 @@ def test_serve_bad_input(mix, registered, args, message):
     assert res.returncode == 1, res.stdout + res.stderr
     assert res.stderr.startswith("Error: ") and message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_engine_is_a_usage_error(mix, registered):
+    res = mix("model", "serve", "base", "--engine", "tpu", timeout=120)
+    assert res.returncode == 2 and "'tpu' is not one of 'auto', 'transformers', 'vllm'" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_serve_help_imports_nothing_heavy(mix):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from mixtrain.cli.common import client, confirm, console, fmt_time, json_arg, print_json
 from mixtrain.cli import spec_options
+from mixtrain.cli.common import client, confirm, console, fmt_time, json_arg, print_json
 from mixtrain.serving.spec import ServeSpec, parse_spec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line help: NOUNS in cli/main.py
