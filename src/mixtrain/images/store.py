@@ -5,8 +5,8 @@ Every image of an input — a local path, an http(s) URL, raw bytes, a Hugging F
 verified once, then stored at ``<warehouse>/images/<sha256[:2]>/<sha256>.<format>`` (written to a temp
 file and renamed: a reader never sees half an image; the same image twice is stored once). The table
 cell becomes a reference struct (``refs.ref_type()``) or a list of them: image bytes never go into the
-Parquet rows. Ingest streams record batches and decodes in a process pool, so memory stays bounded by a
-few batches whatever the dataset's size. An image that does not decode is reported by row with its
+Parquet rows. Ingest streams record batches and decodes in a thread pool (PIL, hashlib and file writes
+release the GIL), so memory stays bounded by a few batches whatever the dataset's size. An image that does not decode is reported by row with its
 reason (never its bytes) and stored as a reference without a hash that keeps its source, so training
 reports it as a bad row, as it always did.
 """
@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,7 +220,7 @@ class Ingest:
         self.keep_refs, self.max_pixels = keep_refs, max_pixels
         self.workers = workers or _cpus()
         self.report = IngestReport()
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
         self._memo: dict[tuple[str, str], Outcome] = {}  # (kind, value) → outcome, for paths and URLs
         self._row = 0
@@ -434,23 +434,13 @@ class Ingest:
         if store:
             wh, cache = str(self.warehouse), self.cache
             chunks = [store[j : j + CHUNK] for j in range(0, len(store), CHUNK)]
-            if len(store) < CHUNK * 2 or self.workers < 2:
-                with ThreadPoolExecutor(max_workers=min(8, len(chunks))) as threads:
-                    futures: list[Future] = [
-                        threads.submit(_store_chunk, ([payloads[i] for i in c], wh, cache, self.max_pixels))
-                        for c in chunks
-                    ]
-                    results = [f.result() for f in futures]
-            else:
-                if self._pool is None:
-                    import PIL.Image  # noqa: F401 -- imported once here, inherited by forked workers
-
-                    self._pool = ProcessPoolExecutor(max_workers=self.workers)
-                results = list(
-                    self._pool.map(
-                        _store_chunk, [([payloads[i] for i in c], wh, cache, self.max_pixels) for c in chunks]
-                    )
-                )
+            if self._pool is None:
+                # Threads, not processes: PIL decodes, hashlib hashes and file writes all release the GIL,
+                # so threads use every core without pickling each image's bytes to a worker process.
+                self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * self.workers))
+            results = list(
+                self._pool.map(_store_chunk, [([payloads[i] for i in c], wh, cache, self.max_pixels) for c in chunks])
+            )
             for c, res in zip(chunks, results, strict=True):
                 for i, outcome in zip(c, res, strict=True):
                     out[i] = outcome
