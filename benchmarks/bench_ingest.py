@@ -6,7 +6,7 @@
 column: 224-px JPEGs embedded as bytes) — every image decoded, verified and stored content-addressed,
 the table holding references — versus the raw path a user writes with ``datasets``: ``load_dataset``
 of the same file, then a loop saving each image to disk. Each runs in a fresh process; rows/s, peak
-memory (the process's max RSS; ours also its pool workers') and the ratio ours/raw (target >= 1.5x,
+memory (the process's max RSS; ours decodes in threads) and the ratio ours/raw (target >= 1.5x,
 peak <= 1 GiB) are printed.
 (b) ``dataset query`` GROUP BY over a 2M-row dataset versus PyIceberg's full scan → pandas groupby.
 Prints numbers only; asserts nothing.
@@ -110,7 +110,7 @@ def bench_ingest(root: Path, rows: int) -> None:
     )
     print(
         f"ingest  ours (dataset create):            {ours['rows'] / ours['seconds']:8.0f} rows/s  {ours['seconds']:6.1f}s  "
-        f"peak {ours['peak_kib'] / 2**20:.2f} GiB (pool worker {ours['worker_peak_kib'] / 2**20:.2f} GiB)  "
+        f"peak {ours['peak_kib'] / 2**20:.2f} GiB (threads; child processes {ours['worker_peak_kib'] / 2**20:.2f} GiB)  "
         f"images stored {ours['images']}, bad {ours['bad']}"
     )
     print(f"ingest  ratio ours/raw rows/s: {ratio:.2f}x (target >= 1.5x; peak target <= 1 GiB)", flush=True)
