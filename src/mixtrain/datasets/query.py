@@ -10,6 +10,7 @@ is quoted for DuckDB.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -43,6 +44,11 @@ def _arrow_source(table, snapshot_id: int | None, resolve=lambda loc: loc):
     paths = [f[len("file://") :] if f.startswith("file://") else f for f in files]
     if any("://" in p for p in paths):
         return scan.to_arrow()  # object storage: PyIceberg's FileIO reads it
+    missing = next((p for p in paths if not os.path.isfile(p)), None)
+    if missing is not None:
+        from mixtrain.datasets.fileio import damaged
+
+        raise damaged(missing, "is missing")
     data = ds.dataset(paths, format="parquet")
     if data.schema.names != schema.names:  # renamed/evolved columns: PyIceberg maps field ids
         return scan.to_arrow()
