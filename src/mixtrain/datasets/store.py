@@ -218,24 +218,37 @@ class DatasetStore:
         return out
 
     def orphan_files(self, older_than: float = ORPHAN_AGE) -> list[Path]:
-        """Files in the local warehouse that no table or snapshot references, older than ``older_than`` s."""
+        """Files in the local warehouse that no table or snapshot references, older than ``older_than`` s.
+
+        Only what is provably garbage: a file is kept when any table references it by any spelling
+        (resolved path, or its file name — Iceberg names files with UUIDs), and a table that cannot be
+        read, or references a file that is not where it says, keeps its whole folder (found by name in
+        this warehouse too: after a move its recorded path may point elsewhere).
+        """
         wh = self.warehouse_dir()
         if wh is None or not (wh / NAMESPACE).is_dir():
             return []
         catalog = self.catalog  # refuses a lost catalog: then every file would look orphaned
         keep: set[str] = set()
+        protected: set[Path] = set()  # table folders kept whole
         for ident in catalog.list_tables(NAMESPACE):
+            folder = _local_path(self._location_from_catalog(ident[-1]))
             try:
-                keep |= referenced_files(catalog.load_table(ident))
+                refs = referenced_files(catalog.load_table(ident))
             except Exception:  # a damaged table (reported by the table check): keep everything in its folder
-                root = _local_path(self._location_from_catalog(ident[-1]))
-                if root is not None:
-                    keep |= {str(p) for p in root.rglob("*")}
+                refs = None
+            if refs is not None:
+                keep |= refs | {Path(r).name for r in refs}
+            if folder is not None and (refs is None or any(r.startswith("/") and not Path(r).exists() for r in refs)):
+                protected |= {folder, wh / NAMESPACE / folder.name}
         cutoff = time.time() - older_than
         out = []
         for p in (wh / NAMESPACE).rglob("*"):
-            if p.is_file() and str(p) not in keep and p.stat().st_mtime <= cutoff:
-                out.append(p)
+            if not p.is_file() or str(p) in keep or p.name in keep or p.stat().st_mtime > cutoff:
+                continue
+            if any(p.is_relative_to(d) for d in protected):
+                continue
+            out.append(p)
         from mixtrain.images.store import orphan_images
 
         return sorted(out) + orphan_images(self, older_than)  # stored images no dataset references
