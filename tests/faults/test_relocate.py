@@ -198,17 +198,31 @@ def test_doctor_fix_never_deletes_files_of_a_table_it_cannot_place(mix, tmp_path
     ],
     ids=["head", "query", "query-save", "append"],
 )
-def test_a_vanished_data_file_is_one_damaged_line_on_every_read(mix, args):
+@pytest.mark.parametrize("fault", ["vanished", "truncated"])
+def test_a_vanished_or_corrupt_data_file_is_one_damaged_line_on_every_read(mix, args, fault):
     (mix.root / "rows.csv").write_text("image,text\na.png,one\nb.png,two\n")
     mix("dataset", "create", "tr", mix.root / "rows.csv", check=0)
     for f in (mix.home / "warehouse" / "mixtrain").glob("tr.*/data/*.parquet"):
-        f.unlink()
+        f.unlink() if fault == "vanished" else f.write_bytes(f.read_bytes()[:100])
     argv = [mix.root / "rows.csv" if a == "ROWS" else a for a in args]
     proc = mix(*argv)
     if args[1] == "append":  # appending needs no old data file: it works, and the next read says damaged
         assert proc.returncode == 0, proc.stderr
         proc = mix("dataset", "head", "tr")
-    clean_error(proc, "dataset 'tr' is damaged", ".parquet is missing", "mixtrain dataset delete tr -y")
+    state = "is missing" if fault == "vanished" else "is corrupt"
+    clean_error(proc, "dataset 'tr' is damaged", f".parquet {state}", "mixtrain dataset delete tr -y")
+    doc = mix("doctor")
+    assert doc.returncode == 1 and f"{state.split()[-1]} file(s)" in doc.stdout, doc.stdout
+
+
+def test_a_garbled_manifest_is_one_damaged_line(mix):
+    (mix.root / "rows.csv").write_text("image,text\na.png,one\n")
+    mix("dataset", "create", "tr", mix.root / "rows.csv", check=0)
+    for f in (mix.home / "warehouse" / "mixtrain").glob("tr.*/metadata/*.avro"):
+        f.write_bytes(b"garbage")
+    clean_error(mix("dataset", "head", "tr"), "dataset 'tr' is damaged", ".avro is corrupt")
+    doc = mix("doctor")
+    assert doc.returncode == 1 and ".avro is corrupt" in doc.stdout and "Traceback" not in doc.stdout, doc.stdout
 
 
 def test_a_vanished_data_file_fails_prepare_eval_and_dashboard_with_the_same_line(mix):

@@ -49,11 +49,34 @@ class HomeFileIO(PyArrowFileIO):
 class _File(PyArrowFile):
     def open(self, seekable: bool = True) -> Any:
         try:
-            return super().open(seekable)
+            stream = super().open(seekable)
         except FileNotFoundError:
             raise damaged(self._path, "is missing") from None
         except PermissionError:
             raise damaged(self._path, "cannot be read (permission denied)") from None
+        if seekable and self._path.endswith((".parquet", ".avro")) and not _intact(stream, self._path):
+            stream.close()
+            raise damaged(self._path, "is corrupt (truncated or overwritten)")
+        return stream
+
+
+def _intact(stream: Any, path: str) -> bool:
+    """The format's magic bytes where they belong: a truncated or garbled file is caught before a
+    decoder meets it (PyArrow and PyIceberg's Avro reader would raise anything from ArrowInvalid to
+    SystemError). Two small reads of a file about to be read anyway."""
+    try:
+        size = stream.size()
+        if path.endswith(".avro"):
+            ok = size >= 4 and stream.read(4) == b"Obj\x01"
+        else:
+            ok = size >= 12 and stream.read(4) == b"PAR1"
+            if ok:
+                stream.seek(size - 4)
+                ok = stream.read(4) == b"PAR1"
+        stream.seek(0)
+        return ok
+    except OSError:
+        return False
 
 
 def damaged(path: str, state: str) -> Damaged:

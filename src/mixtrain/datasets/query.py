@@ -31,6 +31,7 @@ def _quote_names(sql: str, names: list[str]) -> str:
 
 def _arrow_source(table, snapshot_id: int | None, resolve=lambda loc: loc):
     """A pyarrow dataset of the snapshot's data files (pushdown-capable), or the scanned table."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     scan = table.scan(snapshot_id=snapshot_id)
@@ -49,7 +50,10 @@ def _arrow_source(table, snapshot_id: int | None, resolve=lambda loc: loc):
         from mixtrain.datasets.fileio import damaged
 
         raise damaged(missing, "is missing")
-    data = ds.dataset(paths, format="parquet")
+    try:
+        data = ds.dataset(paths, format="parquet")
+    except pa.ArrowInvalid:  # a data file that is not Parquet (truncated, overwritten): PyIceberg says which
+        return scan.to_arrow()
     if data.schema.names != schema.names:  # renamed/evolved columns: PyIceberg maps field ids
         return scan.to_arrow()
     return data

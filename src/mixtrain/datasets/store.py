@@ -200,19 +200,20 @@ class DatasetStore:
         names = self.names()
         for name in names:
             try:
-                missing = sorted(
-                    p for p in referenced_files(self.get(name)) if p.startswith("/") and not Path(p).exists()
-                )
+                local = [p for p in referenced_files(self.get(name)) if p.startswith("/")]
             except MixtrainError as exc:
                 out.append(health.problem(exc.what, exc.fix or ""))
                 continue
-            if missing:
-                out.append(
-                    health.problem(
-                        f"dataset {name!r} references {len(missing)} missing file(s), e.g. {missing[0]}",
-                        f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
+            missing = sorted(p for p in local if not Path(p).exists())
+            corrupt = sorted(p for p in local if p.endswith(".parquet") and Path(p).exists() and not _parquet_ok(p))
+            for files, state in ((missing, "missing"), (corrupt, "corrupt")):
+                if files:
+                    out.append(
+                        health.problem(
+                            f"dataset {name!r} references {len(files)} {state} file(s), e.g. {files[0]}",
+                            f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
+                        )
                     )
-                )
         if not out:
             out.append(health.ok(f"{len(names)} dataset(s): metadata and data files all present"))
         return out
@@ -647,6 +648,17 @@ def _align_image_columns(target, data):
             ]
             data = data.set_column(data.schema.get_field_index(f.name), f.name, pa.array(refs, f.type))
     return data
+
+
+def _parquet_ok(path: str) -> bool:
+    """Parquet's magic bytes at both ends (a truncated or overwritten file fails)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, os.SEEK_END)
+            return head == b"PAR1" and fh.read(4) == b"PAR1"
+    except OSError:
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
