@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEYS = ("database_url", "catalog_url", "warehouse")
+WORKSPACE_DIR = "axolotl_workspace"  # training outputs, inside the home
 
 
 def default_home() -> Path:
@@ -44,7 +45,7 @@ class Settings:
     @property
     def workspace(self) -> Path:
         """Training outputs: the spec's ``/data/axolotl_workspace`` when home is /data."""
-        return self.home / "axolotl_workspace"
+        return self.home / WORKSPACE_DIR
 
     @property
     def secret_key_file(self) -> Path:

@@ -124,3 +124,26 @@ def test_a_declaration_without_an_output_dir_has_no_checkpoint(tmp_path, monkeyp
     (run_dir / RunFolder.CHECKPOINTS).write_text(json.dumps({"output_dir": ""}))
     with pytest.raises(InvalidInput, match="left no complete checkpoint"):
         resume.plan({"number": 1, "workflow": "w", "status": "failed", "run_dir": str(run_dir)})
+
+
+def test_a_moved_home_resumes_from_its_own_workspace(tmp_path):
+    """The declaration names the old home's folder; after a move (or in a copy) the run resumes from the
+    checkpoint under the home its run folder is in now — never the original's."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    out = old / "axolotl_workspace" / "output" / "m" / "run-1"
+    checkpoint(out, 4)
+    run_dir = old / "runs" / "vlm-finetune" / "1"
+    run_dir.mkdir(parents=True)
+    RunFolder(run_dir).declare_checkpoints(out, LAYOUT, dataset_snapshot_id=7)
+    import shutil
+
+    shutil.copytree(old, new)  # a copy: the original stays, and must not be used
+    run = {
+        "number": 1,
+        "workflow": "vlm-finetune",
+        "status": "failed",
+        "run_dir": str(new / "runs" / "vlm-finetune" / "1"),
+    }
+    assert resume.plan(run)["checkpoint"] == str(new / "axolotl_workspace" / "output" / "m" / "run-1" / "checkpoint-4")
+    shutil.rmtree(old)  # moved: the same answer
+    assert resume.plan(run)["checkpoint"].startswith(str(new))

@@ -25,6 +25,22 @@ _UNDECLARED_LAYOUT = CheckpointLayout(
 )
 
 
+def in_this_home(path: str, run_dir: str) -> str:
+    """A workspace folder a run recorded, found in the home the run's folder is in now.
+
+    The declaration holds the absolute path of its day; after `mv`/`cp -a`/a restore the same folder
+    lives under the new home (a copy must resume from its own files, not the original's)."""
+    from pathlib import Path
+
+    from mixtrain.settings import WORKSPACE_DIR
+
+    p, run = Path(path), Path(run_dir)
+    if len(run.parts) < 4 or run.parts[-3] != "runs" or WORKSPACE_DIR not in p.parts[1:]:
+        return path
+    here = run.parents[2] / Path(*p.parts[p.parts.index(WORKSPACE_DIR, 1) :])
+    return str(here) if here.exists() else path
+
+
 def plan(run: Mapping) -> dict:
     """Where ``run`` can be resumed from, or a one-line error saying why it cannot."""
     label = f"run #{run['number']} of {run['workflow']!r}"
@@ -47,6 +63,8 @@ def plan(run: Mapping) -> dict:
     except (KeyError, TypeError, ValueError):
         layout = None
     output_dir = info.get("output_dir")
+    if isinstance(output_dir, str) and output_dir:
+        output_dir = in_this_home(output_dir, run["run_dir"])
     ckpt = layout.latest_complete(output_dir) if layout and isinstance(output_dir, str) and output_dir else None
     if layout is None or ckpt is None:
         raise InvalidInput(
