@@ -1,4 +1,7 @@
-"""Real Axolotl LoRA training through the real CLI, for every family, then inference on the adapter."""
+"""Real Axolotl LoRA training through the real CLI, for every family, then inference on the adapter.
+
+The trainings are the session's shared ones (`families` in conftest.py): export and W&B checks reuse them.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import TRAIN_ARGS, colour_dataset
-
-# (family folder, the --model_type a user passes, the family mixtrain must use)
-CASES = [
-    ("llava", "llava", "llava"),
-    ("llava_next", "llava", "llava_next"),  # the spec passes --model_type llava for LLaVA-1.6
-    ("qwen2_vl", "qwen2_vl", "qwen2_vl"),
-    ("qwen2_5_vl", "qwen2_vl", "qwen2_vl"),
-]
+from harness.trainings import FAMILY_CASES
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("folder,model_type,family", CASES, ids=[c[0] for c in CASES])
-def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_type, family):
-    dataset = f"shapes-{folder.replace('_', '-')}"
-    colour_dataset(e2e, dataset)
-    snapshot = e2e.json("dataset", "get", dataset)["version"]
-    model = f"tuned-{folder.replace('_', '-')}"
-    e2e.mix(
-        "workflow",
-        "run",
-        "vlm-finetune",
-        "--dataset_name",
-        dataset,
-        "--output_model_name",
-        model,
-        "--base_model",
-        tiny_models[folder],
-        "--model_type",
-        model_type,
-        *TRAIN_ARGS,
-        check=0,
-    )
-    log = e2e.run_log()
+@pytest.mark.parametrize("folder,model_type,family", FAMILY_CASES, ids=[c[0] for c in FAMILY_CASES])
+def test_family_trains_registers_and_answers(families, tiny_models, folder, model_type, family):
+    trained = families[folder]
+    e2e, dataset, model, snapshot = families.env, trained.dataset, trained.model, trained.snapshot
+    log = trained.log
     assert "Single GPU mode - running without distributed setup" in log
     assert "mixtrain: training process rank 0 of 1 finished" in log
     assert "FlashAttention-2 needs a CUDA GPU" in log  # use_flash_attention defaults to true; CPU falls back
@@ -74,11 +52,11 @@ def test_family_trains_registers_and_answers(e2e, tiny_models, folder, model_typ
     adapter_cfg = json.loads((out / "adapter_config.json").read_text())
     assert "language_model" in str(adapter_cfg["target_modules"])  # LM-only LoRA
 
-    run_out = e2e.last_run()
+    run_out = trained.run
     assert run_out["status"] == "completed" and run_out["output"]["model"] == model
 
     # Inference through the CLI, as the spec writes it.
-    image = sorted((e2e.root / f"task-{dataset}" / "images").glob("test_*.png"))[0]
+    image = trained.test_image(e2e)
     res = e2e.mix(
         "model",
         "run",

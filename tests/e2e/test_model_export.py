@@ -8,8 +8,6 @@ import sys
 
 import pytest
 
-from harness import colour_dataset
-
 PLAIN = r"""
 import json, sys
 import torch
@@ -28,39 +26,16 @@ print(json.dumps({"text": proc.tokenizer.decode(out[0, batch["input_ids"].shape[
 
 
 @pytest.mark.e2e
-def test_merged_export_matches_adapter(e2e, tiny_models, tmp_path):
-    colour_dataset(e2e, "export-shapes", n=8)
-    e2e.mix(
-        "workflow",
-        "run",
-        "vlm-finetune",
-        "--dataset_name",
-        "export-shapes",
-        "--output_model_name",
-        "export-llava",
-        "--base_model",
-        tiny_models["llava"],
-        "--max_steps",
-        "3",
-        "--batch_size",
-        "2",
-        "--gradient_accumulation_steps",
-        "1",
-        "--learning_rate",
-        "0.01",
-        "--lora_r",
-        "8",
-        "--max_seq_length",
-        "256",
-        check=0,
-    )
-    image = sorted((e2e.root / "task-export-shapes" / "images").glob("test_*.png"))[0]
+def test_merged_export_matches_adapter(families, tiny_models, tmp_path):
+    trained = families["llava"]  # the session's shared LLaVA fine-tune
+    e2e = families.env
+    image = trained.test_image(e2e)
     prompt = "What colour is the shape?"
     via_adapter = json.loads(
         e2e.mix(
             "model",
             "run",
-            "export-llava",
+            trained.model,
             "--image",
             image,
             "--prompt",
@@ -71,9 +46,18 @@ def test_merged_export_matches_adapter(e2e, tiny_models, tmp_path):
             check=0,
         ).stdout
     )["generated_text"]
-    e2e.mix("model", "export", "export-llava", "--merged", tmp_path / "merged", check=0)
+    e2e.mix("model", "export", trained.model, "--merged", tmp_path / "merged", check=0)
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    # The adapter is in the weights: the merged language model differs from the base (the LoRA is not dropped).
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_models["llava"] / "model.safetensors")
+    merged = load_file(tmp_path / "merged" / "model.safetensors")
+    common = [k for k in base if k in merged and base[k].shape == merged[k].shape]
+    assert common, (sorted(base)[:5], sorted(merged)[:5])
+    changed = [k for k in common if not base[k].equal(merged[k].to(base[k].dtype))]
+    assert changed and all("language_model" in k for k in changed), changed[:10]
     res = subprocess.run(
         [sys.executable, "-c", PLAIN, str(tmp_path / "merged"), str(image), prompt],
         capture_output=True,
