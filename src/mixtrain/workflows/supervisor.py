@@ -17,9 +17,10 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
+from mixtrain.faults import free_bytes
 from mixtrain.metadata.db import get_engine, now
 from mixtrain.settings import load_settings
-from mixtrain.workflows import procs
+from mixtrain.workflows import diskspace, procs
 from mixtrain.workflows.redact import NAMES_VAR, Redactor, StreamRedactor
 from mixtrain.workflows.registry import WorkflowRegistry
 from mixtrain.workflows.runfolder import RunFolder
@@ -39,13 +40,16 @@ def main(run_id: int) -> int:
             # A failure of the platform itself (unreadable key, full disk, broken DB...) is the run's
             # recorded error, shown by `workflow runs/get/logs` — not a mystery "died without reporting".
             traceback.print_exc()  # the full story stays in supervisor.err for a bug report
-            reason = f"the platform could not run the workflow: {_reason(exc)}"
-            try:
-                log.write(f"✖ {reason}\n".encode())
-            except OSError:
-                pass
-            reg.set_status(run["id"], "failed", error=reason[:4000])
+            folder = RunFolder(run_dir)
+            if diskspace.disk_full(exc):
+                reason = diskspace.reason(exc, folder)
+            else:
+                reason = f"the platform could not run the workflow: {_reason(exc)}"
+            _write(log, f"✖ {reason}\n".encode())
+            diskspace.with_reserve(folder, lambda: reg.set_status(run["id"], "failed", error=reason[:4000]))
             return 1
+        finally:
+            diskspace.release(RunFolder(run_dir))
 
 
 def _reason(exc: BaseException) -> str:
@@ -62,13 +66,14 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
     version = _version(reg, run)
     spec = version["spec"]
     run_dir = Path(run["run_dir"])
-    log.write(
-        f"▶ run #{run['number']} of workflow {run['workflow']} (version {run['version']}) — {now():%Y-%m-%d %H:%M:%S} UTC\n".encode()
+    _write(
+        log,
+        f"▶ run #{run['number']} of workflow {run['workflow']} (version {run['version']}) — {now():%Y-%m-%d %H:%M:%S} UTC\n".encode(),
     )
     secrets = _secrets(settings)
     redactor = Redactor(secrets.values())
     for warning in resource_warnings(spec.get("resources") or {}):
-        log.write(f"⚠ {warning}\n".encode())
+        _write(log, f"⚠ {warning}\n".encode())
     timeout = (spec.get("resources") or {}).get("timeout")
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cancel/timeout signal the group; we finish the bookkeeping
@@ -78,8 +83,10 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
     # in meanwhile makes this refuse, and nothing starts.
     if not reg.set_status(run["id"], "running", started_at=now(), pid=pid, pid_start=pid_start):
         final = reg.run_by_id(run["id"])
-        log.write(f"■ run #{run['number']} {final['status']}\n".encode())
+        _write(log, f"■ run #{run['number']} {final['status']}\n".encode())
         return 0
+    folder = RunFolder(run_dir)
+    diskspace.prepare(folder)  # so the run's end can be recorded even if it fills the disk
     get_engine(settings.database_url).dispose()  # no DB connection may cross the fork
     read_fd, write_fd = os.pipe()
     # The worker's output goes through a relay process of its own, not through us: if this supervisor
@@ -138,16 +145,19 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
     _wait_child(relay, 2)
     final = reg.run_by_id(run["id"])
     if status == "timeout":
-        log.write(f"✖ timed out after {timeout}s (_mixflow_timeout)\n".encode())
+        _write(log, f"✖ timed out after {timeout}s (_mixflow_timeout)\n".encode())
     if final.status.is_active:
         if os.WIFSIGNALED(wstatus):
             reason = f"the workflow process was killed by {signal.Signals(os.WTERMSIG(wstatus)).name}"
         else:
             reason = f"the workflow process exited with code {os.WEXITSTATUS(wstatus)} without reporting a result"
-        reg.set_status(run["id"], "failed", error=reason)
-        log.write(f"✖ {reason}\n".encode())
+        if (free_bytes(run_dir) or 0) < diskspace.RESERVE_BYTES * 2:  # why it could not report, likely
+            reason += f" — disk full at {run_dir}: {diskspace.space(run_dir)}"
+        diskspace.with_reserve(folder, lambda: reg.set_status(run["id"], "failed", error=reason))
+        _write(log, f"✖ {reason}\n".encode())
     final = reg.run_by_id(run["id"])
-    log.write(f"■ run #{run['number']} {final['status']}\n".encode())
+    diskspace.release(folder)  # recorded: the reserve goes before the closing line that followers wait for
+    _write(log, f"■ run #{run['number']} {final['status']}\n".encode())
     procs.kill_group(os.getpgrp(), signal.SIGTERM)  # leftovers of the run (e.g. orphaned dataloaders)
     if status == "timeout":
         procs.kill_group(
@@ -237,6 +247,7 @@ def _has_closing_line(log_path: Path, number: int) -> bool:
 
 
 def _close_orphaned_log(log, run: Mapping) -> None:
+    diskspace.release(RunFolder(run["run_dir"]))
     settings = load_settings()
     reg = WorkflowRegistry(settings)
     final = reg.run_by_id(run["id"])

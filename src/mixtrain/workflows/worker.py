@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mixtrain.errors import MixtrainError
 from mixtrain.metadata.db import now
+from mixtrain.workflows import diskspace
 from mixtrain.workflows.context import RunContext, enter
 from mixtrain.workflows.flow import MixParam
 from mixtrain.workflows.redact import Redactor
@@ -27,6 +28,7 @@ from mixtrain.workflows.spec import input_model, to_jsonable, validate_model
 def execute(settings, run: Mapping, version: dict) -> int:
     reg = WorkflowRegistry(settings)
     redactor = Redactor.from_env()
+    folder = RunFolder(run["run_dir"])
     try:
         from mixtrain.workflows.loader import find_flow, load_module
 
@@ -41,16 +43,20 @@ def execute(settings, run: Mapping, version: dict) -> int:
         ctx = RunContext(workflow=run["workflow"], number=run["number"], id=run["id"], run_dir=Path(run["run_dir"]))
         result = call_flow(cls, version["spec"], run["inputs"], context=ctx)
         output = json.loads(redactor.text(json.dumps(to_jsonable(result))))
-        _write_output(RunFolder(run["run_dir"]).output, output)
+        _write_output(folder.output, output)
+        diskspace.with_reserve(folder, lambda: reg.set_status(run["id"], "completed", output=output, finished_at=now()))
     except BaseException as exc:
-        if isinstance(exc, MixtrainError):  # an expected, explained failure: the message says it all
+        if diskspace.disk_full(exc):  # the workflow's write or ours: say so, where and how much
+            reason = diskspace.reason(exc, folder)
+            print(f"Error: {reason}", flush=True)
+        elif isinstance(exc, MixtrainError):  # an expected, explained failure: the message says it all
             print(f"Error: {redactor.text(str(exc))}", flush=True)
+            reason = str(exc)
         else:  # the workflow's own bug: its traceback belongs in its log
             traceback.print_exc()
-        reason = str(exc) if isinstance(exc, MixtrainError) else f"{type(exc).__name__}: {exc}"
-        reg.set_status(run["id"], "failed", error=redactor.text(reason)[:4000])
+            reason = f"{type(exc).__name__}: {exc}"
+        diskspace.with_reserve(folder, lambda: reg.set_status(run["id"], "failed", error=redactor.text(reason)[:4000]))
         return 1
-    reg.set_status(run["id"], "completed", output=output, finished_at=now())
     return 0
 
 
@@ -59,12 +65,13 @@ def _write_output(path: Path, output) -> None:
     from mixtrain.errors import StorageError
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(output, indent=2)
     try:
-        tmp.write_text(json.dumps(output, indent=2))
+        tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StorageError.from_os_error(exc, path, "the run's output") from None
+        raise StorageError.from_os_error(exc, path, "the run's output", needed=len(text.encode())) from None
 
 
 def call_flow(cls, spec: dict, inputs: dict, context: RunContext | None = None):
