@@ -24,7 +24,7 @@ from mixtrain.health import Finding
 
 T = TypeVar("T")
 
-HEAD = "0004"
+HEAD = "0005"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 

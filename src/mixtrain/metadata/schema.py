@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -97,7 +99,17 @@ runs = Table(
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
     Column("resumed_from", JSON),  # {"run": N, "step": S, "checkpoint": PATH} when `workflow resume` started it
+    Column("resumes_run_id", Integer),  # the run a `workflow resume` continues (one active resume per run)
     UniqueConstraint("workflow_id", "number"),
+)
+# Two concurrent `workflow resume` of one run: the database lets one of them in (migration 0005).
+_ACTIVE_RUN = text("status IN ('pending', 'running')")
+Index(
+    "ux_runs_one_active_resume",
+    runs.c.resumes_run_id,
+    unique=True,
+    sqlite_where=_ACTIVE_RUN,
+    postgresql_where=_ACTIVE_RUN,
 )
 
 # One row per (step, metric) the trainer logged: loss, learning_rate, grad_norm, epoch, eval_loss, ...
@@ -179,5 +191,6 @@ eval_models = Table(
     Column("failed", Integer),
     Column("generation_s", Float),
     Column("failures", JSON),
+    Column("rows", JSON),  # {"outputs": [...], "scores": [...]} per row, stored as the model finishes
     UniqueConstraint("eval_id", "label"),
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mixtrain.faults import StorageError
 from mixtrain.metadata.db import now
 from mixtrain.records import RunStatus
 from mixtrain.workflows import procs
@@ -41,7 +42,10 @@ def reconcile(reg: WorkflowRegistry, run_id: int) -> bool:
     platform = platform_error(Path(run.run_dir))
     if platform:  # the supervisor failed before it could record why (e.g. the DB itself was unusable)
         reason = f"the platform could not run the workflow: {platform}"
-    return reg.set_status(run_id, RunStatus.FAILED, error=reason)
+    try:
+        return reg.set_status(run_id, RunStatus.FAILED, error=reason)
+    except StorageError:  # a full or read-only disk: reads must still work; a later reconcile records it
+        return False
 
 
 def reconcile_workflow(reg: WorkflowRegistry, name: str) -> int:

@@ -263,8 +263,13 @@ class WorkflowRegistry:
         shutil.rmtree(self.settings.workflows_dir / name, ignore_errors=True)
 
     # -- runs --------------------------------------------------------------------------------------
-    def new_run(self, name: str, version: int, inputs: dict, resumed_from: dict | None = None) -> Run:
-        """Insert a pending run with the next number; concurrent callers get distinct numbers."""
+    def new_run(
+        self, name: str, version: int, inputs: dict, resumed_from: dict | None = None, resumes: Run | None = None
+    ) -> Run:
+        """Insert a pending run with the next number; concurrent callers get distinct numbers.
+
+        ``resumes``: the run this one continues; the database admits one active resume per run.
+        """
         wf = self._workflow(name)
         for _ in range(50):
             try:
@@ -285,11 +290,14 @@ class WorkflowRegistry:
                                 run_dir=self.settings.store_path(run_dir),
                                 created_at=now(),
                                 resumed_from=resumed_from,
+                                resumes_run_id=resumes.id if resumes else None,
                             )
                         )
                     )
                 break
             except IntegrityError:
+                if resumes:
+                    self._refuse_second_resume(resumes)
                 continue
         else:
             raise MixtrainError("could not allocate a run number", "try again")
@@ -302,6 +310,17 @@ class WorkflowRegistry:
                 conn.execute(delete(runs).where(runs.c.id == run_id))
             raise
         return self.run_by_id(run_id)
+
+    def _refuse_second_resume(self, origin: Run) -> None:
+        with self.engine.connect() as conn:
+            number = conn.execute(
+                select(runs.c.number).where(runs.c.resumes_run_id == origin.id).where(runs.c.status.in_(ACTIVE))
+            ).scalar()
+        if number is not None:
+            raise Conflict(
+                f"run #{origin.number} of {origin.workflow!r} is already being resumed by run #{number}",
+                f"follow it with `mixtrain workflow logs {origin.workflow} {number} -f`",
+            )
 
     def run_by_id(self, run_id: int) -> Run:
         with self.engine.connect() as conn:

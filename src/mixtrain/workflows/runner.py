@@ -95,7 +95,7 @@ def resume(settings: Settings, name: str, number: int, *, fork: bool = False) ->
     reg = WorkflowRegistry(settings)
     old = _current(reg, name, number)
     origin = resuming.plan(old)
-    run = reg.new_run(name, old["version"], old["inputs"], resumed_from=origin)
+    run = reg.new_run(name, old["version"], old["inputs"], resumed_from=origin, resumes=old)
     MetricsStore(settings.database_url).copy(old["id"], run["id"], up_to_step=origin["step"])
     return _launch(settings, reg, run, fork)
 
