@@ -115,8 +115,16 @@ class SecretStore:
         stored = self._count()
         try:
             key = _read_key(self.key_file)
-        except MixtrainError as exc:
-            out.append(health.problem(exc.what, exc.fix or ""))
+        except MixtrainError as exc:  # its own advice sends the user to doctor: say here what to do
+            out.append(
+                health.problem(
+                    exc.what,
+                    "restore it from a backup; without one, move it away, then delete the stored secrets "
+                    f"({stored}: `mixtrain secret delete NAME -y`) and set them again"
+                    if stored
+                    else "move it away; a new key is created with the next secret",
+                )
+            )
             key = b""
         if key is None:
             if stored:
@@ -129,6 +137,17 @@ class SecretStore:
             else:
                 out.append(health.ok("no secret key yet (created with the first secret)"))
         elif key:
+            mode = self.key_file.stat().st_mode & 0o777
+            if mode & 0o077:
+                if fix:
+                    self.key_file.chmod(0o600)
+                out.append(
+                    health.problem(
+                        f"the secret key file {self.key_file} is readable by other users (mode {mode:04o})",
+                        f"chmod 600 {self.key_file} (or `mixtrain doctor --fix`)",
+                        fixed=fix,
+                    )
+                )
             bad = []
             for row in self.list():
                 try:

@@ -35,7 +35,7 @@ class WorkflowRegistry:
 
     # -- health (asked by `mixtrain doctor`) -------------------------------------------------------
     def check(self, fix: bool = False) -> builtins.list[Finding]:
-        """Temp files of interrupted writes (version copies, run outputs) and runs stuck as running."""
+        """Temp files of interrupted writes (version copies, run outputs, image downloads) and runs stuck as running."""
         import time
 
         from mixtrain.workflows import procs
@@ -44,6 +44,8 @@ class WorkflowRegistry:
         wf, runs_dir = self.settings.workflows_dir, self.settings.runs_dir
         found = builtins.list(wf.glob("*/v*.tmp*")) if wf.exists() else []
         found += builtins.list(runs_dir.glob("*/*/.output.json.*.tmp")) if runs_dir.exists() else []
+        cache = self.settings.image_cache  # a download interrupted mid-write (images.resolve's .part files)
+        found += builtins.list(cache.rglob("*.part")) if cache.exists() else []
         found = [p for p in found if time.time() - p.stat().st_mtime > 60]
         if not found:
             out.append(health.ok("no temp files of interrupted writes"))
