@@ -16,6 +16,9 @@ from mixtrain import MixFlow
 class Filler(MixFlow):
     def run(self, how: str = "write"):
         path = os.path.join(os.environ["MIXTRAIN_RUN_DIR"], "scratch.bin")
+        if how == "sleep":
+            import time
+            time.sleep(60)
         if how == "write":  # the workflow's own write hits ENOSPC and is not caught
             with open(path, "wb") as fh:
                 while True:
@@ -83,3 +86,26 @@ def test_runs_list_works_on_a_full_disk_with_a_dead_run(small):
             assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     finally:
         (small.mnt / ".filler").unlink(missing_ok=True)
+
+
+def test_the_space_reserve_never_outlives_its_run(small):
+    """Each run's reserve is given back: after a normal end, and after its processes were SIGKILLed."""
+    import os
+    import signal
+    import time
+
+    folder = small.home / "runs" / "filler"
+    small("workflow", "run", "filler", "--how", "quiet", check=None)
+    assert not (folder / "1" / ".space-reserve").exists()
+    (folder / "1" / "scratch.bin").unlink()
+    small("workflow", "run", "filler", "--how", "sleep", "-d", check=0)
+    end = time.monotonic() + 60
+    while not ((folder / "2" / ".space-reserve").exists() and _runs(small)[0]["status"] == "running"):
+        assert time.monotonic() < end, "the run never started"
+        time.sleep(0.1)
+    os.killpg(_runs(small)[0]["pid"], signal.SIGKILL)  # supervisor, relay and worker at once
+    end = time.monotonic() + 60
+    while _runs(small)[0]["status"] == "running":
+        assert time.monotonic() < end, "the killed run was never reconciled"
+        time.sleep(0.2)
+    assert "killed" in _runs(small)[0]["error"] and not (folder / "2" / ".space-reserve").exists()

@@ -43,9 +43,13 @@ def reconcile(reg: WorkflowRegistry, run_id: int) -> bool:
     if platform:  # the supervisor failed before it could record why (e.g. the DB itself was unusable)
         reason = f"the platform could not run the workflow: {platform}"
     try:
-        return reg.set_status(run_id, RunStatus.FAILED, error=reason)
+        failed = reg.set_status(run_id, RunStatus.FAILED, error=reason)
     except StorageError:  # a full or read-only disk: reads must still work; a later reconcile records it
         return False
+    from mixtrain.workflows import diskspace
+
+    diskspace.release(RunFolder(run.run_dir))  # its supervisor died before giving the reserve back
+    return failed
 
 
 def reconcile_workflow(reg: WorkflowRegistry, name: str) -> int:
