@@ -353,7 +353,7 @@ def _log_bad(bad_rows, log) -> None:
     for row, ref, why in bad_rows[:MAX_REPORTED]:
         log(f"  row {row}: {ref or '(empty)'} — {why}")
     if len(bad_rows) > MAX_REPORTED:
-        log(f"  … and {len(bad_rows) - MAX_REPORTED} more (see data_report.json)")
+        log(f"  … and {len(bad_rows) - MAX_REPORTED} more (see {FinetuneFolder.DATA_REPORT})")
 
 
 def _progress(log):

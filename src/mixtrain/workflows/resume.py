@@ -14,15 +14,7 @@ from collections.abc import Mapping
 
 from mixtrain.errors import Conflict, InvalidInput
 from mixtrain.records import RunStatus
-from mixtrain.workflows.runfolder import CheckpointLayout, RunFolder
-
-# checkpoints.json written before workflows declared their layout (only the fine-tune wrote one then):
-# the Hugging Face Trainer's checkpoint-N, trainer_state.json last. New runs never reach this.
-_UNDECLARED_LAYOUT = CheckpointLayout(
-    files=("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"),
-    state_file="trainer_state.json",
-    step_key="global_step",
-)
+from mixtrain.workflows.runfolder import UNDECLARED_CHECKPOINTS, CheckpointLayout, RunFolder
 
 
 def in_this_home(path: str, run_dir: str) -> str:
@@ -59,7 +51,7 @@ def plan(run: Mapping) -> dict:
             f"{label} never started training, so it has no checkpoint", "start a new run with `mixtrain workflow run`"
         )
     try:
-        layout = CheckpointLayout.from_json(info["layout"]) if "layout" in info else _UNDECLARED_LAYOUT
+        layout = CheckpointLayout.from_json(info["layout"]) if "layout" in info else UNDECLARED_CHECKPOINTS
     except (KeyError, TypeError, ValueError):
         layout = None
     output_dir = info.get("output_dir")

@@ -154,9 +154,16 @@ class RunFolder:
         return data if isinstance(data, dict) else None
 
 
-# Run folders written before workflows declared their files (no files.json; the fine-tune's were the
-# only ones with either file): what the dashboard showed for them then.
+# -- run folders written before workflows declared their files (only the fine-tune wrote these then) --
+# What the dashboard showed for a folder without files.json, and what a checkpoints.json without a
+# "layout" meant (the Hugging Face Trainer's checkpoint-N, trainer_state.json last). New runs never
+# reach these; they keep old homes' runs shown and resumable.
 _BEFORE_DECLARATIONS = {"report": "data_report.json", "config": "axolotl.yml"}
+UNDECLARED_CHECKPOINTS = CheckpointLayout(
+    files=("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"),
+    state_file="trainer_state.json",
+    step_key="global_step",
+)
 
 
 def write_atomic(path: Path, text: str) -> None:
