@@ -133,6 +133,7 @@ class Run(Record):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resumed_from: dict | None
+    resumes_run_id: int | None  # the run a `workflow resume` continues (one active resume per run)
     workflow: str
     duration: float | None  # seconds from start to finish (to now while it runs); None before it starts
     log_path: str
