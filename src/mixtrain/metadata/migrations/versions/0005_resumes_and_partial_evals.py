@@ -22,18 +22,24 @@ ACTIVE = sa.text("status IN ('pending', 'running')")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("resumes_run_id", sa.Integer))
-    op.create_index(
-        "ux_runs_one_active_resume",
-        "runs",
-        ["resumes_run_id"],
-        unique=True,
-        sqlite_where=ACTIVE,
-        postgresql_where=ACTIVE,
-    )
-    with op.batch_alter_table("eval_models") as batch:
-        batch.add_column(sa.Column("rows", sa.JSON))
+    # Idempotent: a database whose revision stamp was set back (a restored or hand-repaired home) may
+    # already hold these.
+    insp = sa.inspect(op.get_bind())
+    if "resumes_run_id" not in {c["name"] for c in insp.get_columns("runs")}:
+        with op.batch_alter_table("runs") as batch:
+            batch.add_column(sa.Column("resumes_run_id", sa.Integer))
+    if "ux_runs_one_active_resume" not in {i["name"] for i in insp.get_indexes("runs")}:
+        op.create_index(
+            "ux_runs_one_active_resume",
+            "runs",
+            ["resumes_run_id"],
+            unique=True,
+            sqlite_where=ACTIVE,
+            postgresql_where=ACTIVE,
+        )
+    if "rows" not in {c["name"] for c in insp.get_columns("eval_models")}:
+        with op.batch_alter_table("eval_models") as batch:
+            batch.add_column(sa.Column("rows", sa.JSON))
 
 
 def downgrade() -> None:
