@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_ingest.py
 	# GPU: 7B shapes, mixtrain vs TRL (benchmarks/README.md); without CUDA, the tiny CPU smoke run with its checks.
 	if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then $(PY) benchmarks/bench_gpu.py; \
 	else $(PY) -m pytest benchmarks/test_bench_gpu_smoke.py -q -s -p no:cacheprovider; fi
