@@ -116,3 +116,24 @@ def _image_of(path: Path) -> None:
     from PIL import Image
 
     Image.new("RGB", (64, 64), (200, 30, 30)).save(path)
+
+
+@pytest.mark.e2e
+def test_a_batch_holds_each_conversation_as_it_is_alone(tiny_models, newer_models):
+    """What batched generation (model run / serve / eval) feeds the model, for every family: each row of the
+    batch equals that conversation on its own (images grouped per conversation, left padding), with one BOS."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from mixtrain.models.generate import image_prompt, model_inputs
+
+    images = [Image.new("RGB", size, colour) for size, colour in (((64, 64), (200, 0, 0)), ((90, 40), (0, 200, 0)))]
+    convs = [image_prompt(q) for q in ("What colour?", "Describe the image in one word.")]
+    for family, path in {**tiny_models, **newer_models}.items():
+        proc = AutoProcessor.from_pretrained(path, use_fast=False)
+        batch = model_inputs(proc, convs, [[im] for im in images])
+        bos = proc.tokenizer.bos_token_id
+        for k, (conv, im) in enumerate(zip(convs, images, strict=True)):
+            alone = model_inputs(proc, [conv], [[im]])["input_ids"][0].tolist()
+            assert batch["input_ids"][k, -len(alone) :].tolist() == alone, family
+            assert bos is None or alone[:2].count(bos) <= 1, (family, alone[:4])

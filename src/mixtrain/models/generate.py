@@ -24,6 +24,29 @@ class Generation:
     finish_reason: str  # "stop" (EOS or a stop string) | "length" (max_new_tokens reached)
 
 
+def model_inputs(processor, conversations: list[list[dict]], images: list[list]):
+    """The processor's batch for ``conversations`` (left-padded, on the CPU): what ``generate`` is given.
+
+    A template that writes BOS itself (Gemma 3, Llama 3.2 Vision, Mistral) gets no second one from the
+    tokenizer, as in transformers' own chat-template tokenisation (what Axolotl trains on). Images go grouped
+    per conversation when each has some: Gemma 3, Llama 3.2 Vision and SmolVLM2 processors check a batch that
+    way (a flat list of 4 images beside 4 texts is "inconsistently sized"); the others flatten it themselves
+    (same tensors as a flat list: checked for every family in tests/e2e/test_family_checks.py).
+    """
+    tok = processor.tokenizer
+    texts = [processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False) for conv in conversations]
+    flat = [img for row in images for img in row]
+    bos = getattr(tok, "bos_token", None)
+    own_bos = bool(bos) and all(t.startswith(bos) for t in texts)
+    grouped = [list(row) for row in images] if all(images) else flat or None
+    saved_side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        return processor(images=grouped, text=texts, return_tensors="pt", padding=True, add_special_tokens=not own_bos)
+    finally:
+        tok.padding_side = saved_side
+
+
 def generate_batch(
     model,
     processor,
@@ -50,20 +73,7 @@ def generate_batch(
     if not conversations:
         return []
     tok = processor.tokenizer
-    texts = [processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False) for conv in conversations]
-    flat = [img for row in images for img in row]
-    saved_side = tok.padding_side
-    tok.padding_side = "left"
-    try:
-        # A template that writes BOS itself (Gemma 3, Llama 3.2 Vision) must not get a second one from the
-        # tokenizer: transformers' own chat-template tokenisation (what Axolotl trains on) skips it then.
-        bos = getattr(tok, "bos_token", None)
-        own_bos = bool(bos) and all(t.startswith(bos) for t in texts)
-        batch = processor(
-            images=flat or None, text=texts, return_tensors="pt", padding=True, add_special_tokens=not own_bos
-        )
-    finally:
-        tok.padding_side = saved_side
+    batch = model_inputs(processor, conversations, images)
     batch = batch.to(device)
     if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
         batch["pixel_values"] = batch["pixel_values"].to(dtype)
@@ -90,7 +100,7 @@ def generate_batch(
     prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
     return [
         _decode(tok, out[i, prompt_len:].tolist(), eos, pad, int(prompt_tokens[i]), gen["max_new_tokens"], stop)
-        for i in range(len(texts))
+        for i in range(len(conversations))
     ]
 
 
