@@ -467,6 +467,20 @@ class MixClient:
 
         delete(self.settings, name)
 
+    def resume_eval(self, name: str, *, detach: bool = False, fork: bool = False) -> EvalRecord:
+        """Continue a failed or cancelled eval: the models it finished are kept, the rest are evaluated.
+
+        Unless ``detach``, waits for it and returns the final record.
+        """
+        from mixtrain.evals import create, engine
+
+        rec = create.resume(self.settings, name, fork=fork)
+        if detach:
+            return rec
+        assert rec.run is not None
+        engine.wait(self.settings, rec.run["number"])
+        return self.get_eval_info(name)
+
     def cancel_eval(self, name: str) -> EvalRecord:
         from mixtrain.errors import Conflict
         from mixtrain.evals import engine
@@ -511,7 +525,7 @@ class Eval:
 
         if self.info.status != "completed":
             self.refresh()
-        if self.info.status != "completed":
+        if self.info.status != "completed" or self.info.results_dataset is None:
             raise NotFound(
                 f"eval {self.name!r} has no results ({self.info.status})", f"see `mixtrain eval get {self.name}`"
             )

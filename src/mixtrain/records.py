@@ -268,7 +268,7 @@ class Eval(Record):
     created_at: dt.datetime
     finished_at: dt.datetime | None
     run: dict | None  # {"workflow", "number"} of the run that computes it
-    results_dataset: str
+    results_dataset: str | None  # named once it exists (a completed eval)
     models: list[dict]  # [{"name", "version", "label"}] in the order given
     scores: dict  # {label: {mean, ci_low, ci_high, n, failed, generation_s, failures}}
     comparison: dict | None

@@ -47,7 +47,9 @@ def test_record_shape_and_labels(store):
     assert rec["status"] == "pending" and rec["run"] is None and rec["scores"] == {}
     assert rec["snapshot_id"] == 2**62  # Iceberg snapshot ids are 64-bit
     assert rec["models"] == [{"name": "a", "version": 1, "label": "a_v1"}, {"name": "b", "version": 2, "label": "b_v2"}]
-    assert rec["results_dataset"] == "e1-results" and rec["created_at"].tzinfo is not None
+    # not written yet, so not named (#20 §3); the name it will get is known to the store
+    assert rec["results_dataset"] is None and store.results_name("e1") == "e1-results"
+    assert rec["created_at"].tzinfo is not None
     with pytest.raises(AlreadyExists):
         _insert(store)
 
@@ -67,6 +69,25 @@ def test_complete_is_final_and_scores_read_back(store):
     assert rec["status"] == "completed" and rec["error"] is None and rec["finished_at"] is not None
     assert rec["scores"]["b_v2"]["mean"] == 0.9 and rec["scores"]["a_v1"]["failures"] == failures
     assert rec["comparison"]["p_value"] == 0.01
+    assert rec["results_dataset"] == "e1-results"
+
+
+def test_a_finished_model_is_kept_and_a_reopened_eval_finds_it(store):
+    """#20 §3: each model's results are stored as it finishes; only an inactive eval reopens, once."""
+    _insert(store)
+    assert store.set_status("e1", "running")
+    summary = {"mean": 0.5, "ci_low": 0.2, "ci_high": 0.8, "n": 2, "failed": 0, "generation_s": 1.0}
+    rows = {"outputs": ["red", None], "scores": [1.0, None]}
+    assert store.save_model("e1", "a_v1", summary, [], rows)
+    assert store.get("e1")["scores"]["a_v1"]["mean"] == 0.5  # shown while b is still running
+    assert store.finished_models("e1") == {"a_v1": {"summary": summary, "rows": rows}}
+    assert not store.reopen("e1", 1)  # still running: nothing to reopen
+    assert store.set_status("e1", "cancelled")
+    assert not store.save_model("e1", "b_v2", summary, [], rows)  # a late writer after cancel
+    assert store.reopen("e1", None) and not store.reopen("e1", None)  # the second of two resumes loses
+    rec = store.get("e1")
+    assert rec["status"] == "pending" and rec["error"] is None and rec["finished_at"] is None
+    assert list(store.finished_models("e1")) == ["a_v1"]
 
 
 def test_for_model_and_delete(store):

@@ -27,7 +27,6 @@ def create(
     **options,
 ):
     """Score models on a dataset: one model load each, batched greedy generation, results + scores stored."""
-    from mixtrain.errors import WorkflowFailed
     from mixtrain.evals.engine import WORKFLOW
     from mixtrain.evals.spec import EvalSpec
 
@@ -38,6 +37,12 @@ def create(
     if detach:
         console.print(f"Eval {name} started (detached). See it: mixtrain eval get {name}")
         return
+    _follow_and_show(c, name)
+
+
+def _follow_and_show(c, name: str) -> None:
+    from mixtrain.errors import WorkflowFailed
+
     try:
         rec = c.follow_eval(name, sys.stdout.buffer)
     except KeyboardInterrupt:
@@ -60,6 +65,25 @@ def _create_command():
 
 
 _create_command()
+
+
+@app.command("resume")
+def resume(name: str, detach: bool = typer.Option(False, "-d", "--detach", help="Start it and return at once.")):
+    """Continue a failed or cancelled eval: models it finished are kept, the others are evaluated."""
+    from mixtrain.evals.engine import WORKFLOW
+
+    c = client()
+    rec = c.resume_eval(name, detach=True, fork=True)
+    kept = list(rec.scores)
+    number = rec.run["number"] if rec.run else "?"
+    err_console.print(
+        f"[dim]Resumed eval {name} (run #{number} of {WORKFLOW}); keeping {len(kept)} finished model(s)"
+        f"{': ' + ', '.join(kept) if kept else ''} — logs: mixtrain eval logs {name} -f[/]"
+    )
+    if detach:
+        console.print(f"Eval {name} resumed (detached). See it: mixtrain eval get {name}")
+        return
+    _follow_and_show(c, name)
 
 
 @app.command("list")
@@ -157,7 +181,8 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes")):
     """Delete an eval record and its results dataset (refused while it runs)."""
     c = client()
     rec = c.get_eval_info(name)
-    confirm(f"delete eval {name!r} and its results dataset {rec['results_dataset']!r}", yes)
+    results = f" and its results dataset {rec['results_dataset']!r}" if rec["results_dataset"] else ""
+    confirm(f"delete eval {name!r}{results}", yes)
     c.delete_eval(name)
     console.print(f"Deleted eval {name}")
 
@@ -172,7 +197,8 @@ def _show(rec: dict) -> None:
     took = (rec["finished_at"] - rec["created_at"]).total_seconds() if rec["finished_at"] else None
     run_text = f"{run['workflow']} #{run['number']}" if run else "-"
     console.print(
-        f"created {fmt_time(rec['created_at'])}  took {fmt_duration(took)}  run {run_text}  results: dataset {rec['results_dataset']}"
+        f"created {fmt_time(rec['created_at'])}  took {fmt_duration(took)}  run {run_text}  "
+        + (f"results: dataset {rec['results_dataset']}" if rec["results_dataset"] else "results: none written")
     )
     gen = rec["config"].get("generation") or {}
     console.print(

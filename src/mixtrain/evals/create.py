@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from mixtrain.errors import AlreadyExists, Conflict, InvalidInput
 from mixtrain.evals.store import EvalStore, label
 from mixtrain.names import NAME_RE, check_name
+from mixtrain.records import RunStatus
 from mixtrain.settings import Settings
 
 if TYPE_CHECKING:
@@ -166,7 +167,40 @@ def delete(settings: Settings, name: str) -> None:
         )
     datasets = DatasetStore(settings)
     try:
-        datasets.delete(rec["results_dataset"])
+        datasets.delete(store.results_name(name))
     except NotFound:
         pass  # a failed or cancelled eval never wrote its results
     store.delete(name)
+
+
+def resume(settings: Settings, name: str, *, fork: bool = False) -> Eval:
+    """Continue a failed, cancelled or timed-out eval under a new run: the models it finished are kept
+    (stored as each finished), the rest are evaluated, then the results and scores are written as usual."""
+    from mixtrain.datasets.store import DatasetStore
+    from mixtrain.errors import InvalidInput, NotFound
+    from mixtrain.evals import engine
+
+    store = EvalStore(settings)
+    store.reconcile(name)  # a killed eval's run has ended: settle it first
+    rec = store.get(name)
+    if rec.status.is_active:
+        number = rec["run"]["number"] if rec["run"] else "?"
+        raise Conflict(
+            f"eval {name!r} is still {rec['status']} (run #{number})", f"wait for it or `mixtrain eval cancel {name}`"
+        )
+    if rec.status == RunStatus.COMPLETED:
+        raise InvalidInput(f"eval {name!r} completed; there is nothing to resume", f"see `mixtrain eval get {name}`")
+    try:  # a run killed between writing the results table and recording completion: that table is stale
+        DatasetStore(settings).delete(store.results_name(name))
+    except NotFound:
+        pass
+    engine.ensure_workflow(settings)
+    run = engine.start(settings, name, fork=fork)
+    if not store.reopen(name, run.id):  # another resume got there first
+        engine.cancel(settings, run.number)
+        now = store.get(name)
+        number = now["run"]["number"] if now["run"] else "?"
+        raise Conflict(
+            f"eval {name!r} is already being resumed (run #{number})", f"follow it: `mixtrain eval logs {name} -f`"
+        )
+    return store.get(name)

@@ -22,10 +22,10 @@ from mixtrain.settings import Settings, load_settings
 def run_eval(name: str, settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     store = EvalStore(settings)
-    rec = store.get(name)
+    rec = _own_record(store, name)
     store.set_status(name, "running")
     try:
-        result = _evaluate(settings, rec)
+        result = _evaluate(settings, rec, store)
     except BaseException as exc:
         store.set_status(name, "failed", error=str(exc)[:4000] or type(exc).__name__)
         raise
@@ -38,7 +38,25 @@ def run_eval(name: str, settings: Settings | None = None) -> dict:
     }
 
 
-def _evaluate(settings: Settings, rec: Mapping) -> dict:
+def _own_record(store: EvalStore, name: str, wait: float = 30.0) -> dict:
+    """The eval's record once it names this run: `eval create`/`eval resume` attach the run just after
+    starting it. A run the record does not name (a resume that lost a race) does nothing."""
+    from mixtrain.errors import Conflict
+    from mixtrain.workflows.context import current_run
+
+    ctx = current_run()
+    end = time.monotonic() + wait
+    while True:
+        rec = store.get(name)
+        mine = ctx is None or ctx.id is None or store.run_id(name) in (None, ctx.id)
+        if mine and rec.status.is_active:
+            return {**rec, "results_dataset": store.results_name(name)}  # what this run will write
+        if time.monotonic() >= end:
+            raise Conflict(f"eval {name!r} is not waiting for this run ({rec.status})", "nothing to do")
+        time.sleep(0.1)
+
+
+def _evaluate(settings: Settings, rec: Mapping, store: EvalStore) -> dict:
     from mixtrain.datasets.store import DatasetStore
 
     cfg = rec["config"]
@@ -55,21 +73,31 @@ def _evaluate(settings: Settings, rec: Mapping) -> dict:
     ok = [i for i, img in enumerate(images) if img is not None]  # images[i]: the row's decoded images
     outputs: dict[str, list] = {}
     scores: dict[str, dict] = {}
+    finished = store.finished_models(rec["name"])  # by an earlier run of this eval (`eval resume`)
     for m in rec["models"]:
+        lab = m["label"]
+        earlier = finished.get(lab)
+        if earlier is not None and len(earlier["rows"]["outputs"]) == len(rows):
+            outputs[lab], per_row = earlier["rows"]["outputs"], earlier["rows"]["scores"]
+            scores[lab] = {**earlier["summary"], "_rows": per_row}
+            print(f"[{lab}] finished in an earlier run: its {len(rows)} results are kept", flush=True)
+            continue
         out, seconds = generate_all(settings, m, [rows[i]["prompt"] for i in ok], [images[i] for i in ok], cfg)
         column: list = [None] * len(rows)
         for i, text in zip(ok, out, strict=False):
             column[i] = text
-        outputs[m["label"]] = column
+        outputs[lab] = column
         per_row = [score(rec["metric"], column[i], rows[i]["reference"]) for i in range(len(rows))]
         summary = (
             summarize(per_row)
             if rec["metric"] != "none"
             else {"mean": None, "ci_low": None, "ci_high": None, "n": len(ok)}
         )
-        scores[m["label"]] = {**summary, "failed": len(failures), "generation_s": round(seconds, 3), "_rows": per_row}
+        scores[lab] = {**summary, "failed": len(failures), "generation_s": round(seconds, 3), "_rows": per_row}
+        # kept at once: a kill from here on loses nothing of this model
+        store.save_model(rec["name"], lab, scores[lab], failures, {"outputs": column, "scores": per_row})
         print(
-            f"  {m['label']}: {_fmt_summary(rec['metric'], summary)}  ({len(failures)} failed, {seconds:.1f}s generating)",
+            f"  {lab}: {_fmt_summary(rec['metric'], summary)}  ({len(failures)} failed, {seconds:.1f}s generating)",
             flush=True,
         )
     comparison = None

@@ -23,6 +23,9 @@ from mixtrain.settings import Settings
 NEVER_STARTED_AFTER = 60  # seconds
 SCORE_KEYS = ("mean", "ci_low", "ci_high", "n", "failed", "generation_s")
 
+# What `eval resume` may reopen.
+RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMEOUT)
+
 
 def label(name: str, version: int) -> str:
     """A model's column prefix and key in ``scores``: unique per (model, version) within an eval."""
@@ -94,6 +97,40 @@ class EvalStore:
         with self.engine.begin() as conn:
             q = update(evals).where(evals.c.name == name).where(evals.c.status.in_(ACTIVE))
             return conn.execute(q.values(**values)).rowcount == 1
+
+    def save_model(self, name: str, label: str, summary: dict, failures: builtins.list[dict], rows: dict) -> bool:
+        """One model's results, stored the moment it finishes: a killed eval keeps them, `eval resume` reuses them.
+
+        ``rows``: ``{"outputs": [...], "scores": [...]}``, one entry per eval row. Only while the eval is active.
+        """
+        active = select(evals.c.id).where(evals.c.name == name).where(evals.c.status.in_(ACTIVE))
+        with self.engine.begin() as conn:
+            q = update(eval_models).where(eval_models.c.eval_id.in_(active)).where(eval_models.c.label == label)
+            values = {k: summary.get(k) for k in SCORE_KEYS}
+            return conn.execute(q.values(**values, failures=failures, rows=rows)).rowcount == 1
+
+    def finished_models(self, name: str) -> dict[str, dict]:
+        """{label: {"summary": {...}, "rows": {"outputs", "scores"}}} of the models an earlier run finished."""
+        return {
+            m["label"]: {"summary": {k: m[k] for k in SCORE_KEYS}, "rows": m["rows"]}
+            for m in self._row(name)["models"]
+            if m["rows"] is not None
+        }
+
+    def reopen(self, name: str, run_id: int | None) -> bool:
+        """A failed/cancelled/timed-out eval becomes pending again under a new run — one conditional update,
+        so of two concurrent resumes only one gets it."""
+        with self.engine.begin() as conn:
+            q = update(evals).where(evals.c.name == name).where(evals.c.status.in_(RESUMABLE))
+            values = {"status": RunStatus.PENDING, "run_id": run_id, "error": None, "finished_at": None}
+            return conn.execute(q.values(**values)).rowcount == 1
+
+    def run_id(self, name: str) -> int | None:
+        return self._row(name)["run_id"]
+
+    def results_name(self, name: str) -> str:
+        """The results dataset's name, whether or not it exists yet."""
+        return self._row(name)["results_dataset"]
 
     def complete(
         self, name: str, scores: dict[str, dict], failures: builtins.list[dict], comparison: dict | None
@@ -223,7 +260,8 @@ class EvalStore:
             created_at=row["created_at"],
             finished_at=row["finished_at"],
             run={"workflow": row["run_workflow"], "number": row["run_number"]} if row["run_workflow"] else None,
-            results_dataset=row["results_dataset"],
+            # named only once it exists: a failed or cancelled eval never wrote it
+            results_dataset=row["results_dataset"] if row["status"] == RunStatus.COMPLETED else None,
             models=models,
             scores=scores,
             comparison=row["comparison"],
