@@ -160,6 +160,10 @@ def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
     rec = e2e.json("eval", "get", "slow")
     assert rec["status"] == "cancelled" and rec["finished_at"] is not None
     assert "slow-results" not in [d["name"] for d in e2e.json("dataset", "list")]
+    # #20 §3: a results dataset that was never written is not named
+    assert rec["results_dataset"] is None
+    shown = e2e.mix("eval", "get", "slow").stdout
+    assert "slow-results" not in shown and "results: none written" in shown
 
     e2e.mix("eval", "create", "killed", *slow, check=0)
     rec = _wait_running(e2e, "killed")
@@ -172,3 +176,42 @@ def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
     rec = e2e.json("eval", "get", "killed")
     assert rec["status"] == "failed" and "died without reporting" in rec["error"]
     e2e.mix("eval", "delete", "killed", "-y", check=0)
+
+
+@pytest.mark.e2e
+def test_sigkill_keeps_finished_models_and_eval_resume_does_the_rest(e2e, setup):
+    """#20 §3: kill -9 after the first model finished: it is kept and shown; `eval resume` does the rest."""
+    args = ["--dataset", "evalset", "--models", "qwen-base,llava-base", "--metric", "contains", "--config", GEN]
+    e2e.mix("eval", "create", "halfway", *args, "--batch_size", "4", "-d", check=0)
+    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]
+    log = e2e.home / "runs" / "mixtrain-eval" / str(run["number"]) / "run.log"
+    end = time.monotonic() + 300
+    while "[llava-base_v1] loading" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < end, "the second model never started"
+        time.sleep(0.05)
+    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]
+    os.killpg(run["pid"], signal.SIGKILL)  # supervisor and worker at once
+    end = time.monotonic() + 60
+    while e2e.json("eval", "get", "halfway")["status"] == "running" and time.monotonic() < end:
+        time.sleep(0.2)
+    rec = e2e.json("eval", "get", "halfway")
+    assert rec["status"] == "failed" and rec["results_dataset"] is None
+    assert list(rec["scores"]) == ["qwen-base_v1"] and rec["scores"]["qwen-base_v1"]["n"] == 12
+    shown = e2e.mix("eval", "get", "halfway").stdout
+    assert "qwen-base_v1" in shown and "results: none written" in shown
+
+    out = e2e.mix("eval", "resume", "halfway", check=0)
+    assert "keeping 1 finished model(s): qwen-base_v1" in out.stderr
+    assert "[qwen-base_v1] finished in an earlier run" in out.stdout and "[qwen-base_v1] loading" not in out.stdout
+    rec = e2e.json("eval", "get", "halfway")
+    assert rec["status"] == "completed" and rec["results_dataset"] == "halfway-results"
+    assert set(rec["scores"]) == {"qwen-base_v1", "llava-base_v1"} and rec["comparison"]["n"] == 12
+    got = {r["row_id"]: r for r in e2e.json("eval", "results", "halfway", "--limit", "100")}
+    ref = {r["row_id"]: r for r in e2e.json("eval", "results", "cmp", "--limit", "100")}
+    assert len(got) == 13
+    for i, r in ref.items():  # the kept model's outputs and the resumed model's equal an uninterrupted eval
+        assert got[i]["qwen-base_v1__output"] == r["qwen-base_v1__output"]
+        assert got[i]["llava-base_v1__output"] == r["llava-base_v1__output"]
+    again = e2e.mix("eval", "resume", "halfway", check=1)
+    assert "completed; there is nothing to resume" in again.stderr
+    e2e.mix("eval", "delete", "halfway", "-y", check=0)
