@@ -201,7 +201,7 @@ def test_sigkill_keeps_finished_models_and_eval_resume_does_the_rest(e2e, setup)
     assert "qwen-base_v1" in shown and "results: none written" in shown
 
     out = e2e.mix("eval", "resume", "halfway", check=0)
-    assert "keeping 1 finished model(s): qwen-base_v1" in out.stderr
+    assert "keeping 1 finished model(s): qwen-base_v1" in " ".join(out.stderr.split()), out.stderr
     assert "[qwen-base_v1] finished in an earlier run" in out.stdout and "[qwen-base_v1] loading" not in out.stdout
     rec = e2e.json("eval", "get", "halfway")
     assert rec["status"] == "completed" and rec["results_dataset"] == "halfway-results"
