@@ -24,23 +24,22 @@ from serve_helpers import ImageHost, Server, data_url, env_for, png
 SETUP = """
 import sys
 from mixtrain.client import MixClient
-from mixtrain.testing.tiny_vlm import build_tiny_vlm
-root = sys.argv[1]
 c = MixClient()
-c.models.register_base("tiny", str(build_tiny_vlm("llava", f"{root}/llava")), "llava")
-c.models.register_base("qwen", str(build_tiny_vlm("qwen2_vl", f"{root}/qwen")), "qwen2_vl")
+c.models.register_base("tiny", sys.argv[1], "llava")
+c.models.register_base("qwen", sys.argv[2], "qwen2_vl")
 """
 CONTEXT = 1024  # the tiny builders' max_position_embeddings
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("abuse")
     env = env_for(root / "home")
-    subprocess.run([sys.executable, "-c", SETUP, str(root)], env=env, check=True, timeout=600, capture_output=True)
+    llava, qwen = str(tiny_models["llava"]), str(tiny_models["qwen2_vl"])
+    subprocess.run([sys.executable, "-c", SETUP, llava, qwen], env=env, check=True, timeout=600, capture_output=True)
     host = ImageHost({"red.png": png((220, 30, 30))})
     server = Server(env, "tiny", "qwen", "--max-wait-ms", "0", log=root / "server.log")
-    yield SimpleNamespace(root=root, env=env, host=host, server=server, port=server.root.rsplit(":", 1)[1])
+    yield SimpleNamespace(root=root, env=env, host=host, server=server, port=server.root.rsplit(":", 1)[1], llava=llava)
     host.close()
     # Shutdown is prompt and clean after everything below, poisoned requests included.
     assert server.stop(timeout=60) == 0
@@ -302,7 +301,7 @@ def test_a_generation_that_raises_fails_its_request_alone(world):
     from mixtrain.serving import pool
     from mixtrain.serving.batcher import Batcher, GenerationFailed, Job
 
-    bases = pool.plan([{"name": "tiny", "version": 1, "base_model": str(world.root / "llava"), "adapter_path": None}])
+    bases = pool.plan([{"name": "tiny", "version": 1, "base_model": world.llava, "adapter_path": None}])
     pool.load(bases)
     batcher = Batcher(bases, max_batch_size=4, max_wait_ms=0)
     served = bases[0].served[0]

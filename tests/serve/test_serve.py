@@ -39,7 +39,9 @@ def world(tmp_path_factory, tiny_models):
     host = ImageHost(images)
     gate = threading.Event()  # /slow.png waits for it (graceful-shutdown test)
     asked = threading.Event()
-    yield SimpleNamespace(root=root, env=env, host=host, images=images, gate=gate, asked=asked)
+    yield SimpleNamespace(
+        root=root, env=env, host=host, images=images, gate=gate, asked=asked, base=tiny_models["llava"]
+    )
     gate.set()
     host.close()
 
@@ -95,7 +97,7 @@ def ask(client, model, url, prompt=PROMPT, max_tokens=8, **kw):
 def test_models_list_names_owner_and_parent(client, world):
     cards = {m.id: m.model_dump() for m in client.models.list()}
     assert set(cards) == {"colour", "shape", "tiny"}
-    base = str(world.root / "base")
+    base = str(world.base)
     assert all(c["object"] == "model" and c["owned_by"] == "mixtrain" for c in cards.values())
     assert cards["colour"]["parent"] == base and cards["shape"]["parent"] == base and cards["tiny"]["parent"] is None
     assert client.models.retrieve("shape").id == "shape"
@@ -201,7 +203,7 @@ def test_multi_turn_is_rendered_with_the_models_chat_template(client, world):
         {"role": "user", "content": "What shape is it?"},
     ]
     r = client.chat.completions.create(model="colour", messages=messages, max_tokens=4, temperature=0)
-    proc = AutoProcessor.from_pretrained(str(world.root / "base"), use_fast=False)
+    proc = AutoProcessor.from_pretrained(str(world.base), use_fast=False)
     hf = [
         {"role": "system", "content": [{"type": "text", "text": "Answer with one word."}]},
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]},
