@@ -183,14 +183,13 @@ def test_sigkill_keeps_finished_models_and_eval_resume_does_the_rest(e2e, setup)
     """#20 §3: kill -9 after the first model finished: it is kept and shown; `eval resume` does the rest."""
     args = ["--dataset", "evalset", "--models", "qwen-base,llava-base", "--metric", "contains", "--config", GEN]
     e2e.mix("eval", "create", "halfway", *args, "--batch_size", "4", "-d", check=0)
-    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]
+    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]  # its supervisor's pid is known at start
     log = e2e.home / "runs" / "mixtrain-eval" / str(run["number"]) / "run.log"
     end = time.monotonic() + 300
     while "[llava-base_v1] loading" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < end, "the second model never started"
-        time.sleep(0.05)
-    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]
-    os.killpg(run["pid"], signal.SIGKILL)  # supervisor and worker at once
+        time.sleep(0.02)
+    os.killpg(run["pid"], signal.SIGKILL)  # at once, while the second model loads: supervisor and worker
     end = time.monotonic() + 60
     while e2e.json("eval", "get", "halfway")["status"] == "running" and time.monotonic() < end:
         time.sleep(0.2)
