@@ -148,7 +148,9 @@ def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
         "--models",
         "llava-base",
         "--config",
-        '{"max_new_tokens": 200}',
+        # Sampling at temperature 1 from a random model seldom meets EOS: ~200 tokens a row keep the eval
+        # busy for seconds (greedy decoding may stop at once and finish before the cancel arrives).
+        '{"max_new_tokens": 200, "temperature": 1.0}',
         "--batch_size",
         "1",
         "-d",
@@ -166,9 +168,15 @@ def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
     assert "slow-results" not in shown and "results: none written" in shown
 
     e2e.mix("eval", "create", "killed", *slow, check=0)
-    rec = _wait_running(e2e, "killed")
-    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]
-    assert run["number"] == rec["run"]["number"] and run["status"] == "running"
+    run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]  # its supervisor's pid is known at start
+    assert run["status"] in ("pending", "running")
+    log = e2e.home / "runs" / "mixtrain-eval" / str(run["number"]) / "run.log"
+    end = time.monotonic() + 300
+    # Kill while the model loads, with no CLI call in between: a tiny model can finish 12 rows in the
+    # second a `mixtrain` call takes, and then there is nothing left to kill.
+    while "] loading" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < end, "the model never started loading"
+        time.sleep(0.02)
     os.killpg(run["pid"], signal.SIGKILL)  # supervisor and worker at once, like the OOM killer or a reboot
     end = time.monotonic() + 60
     while e2e.json("eval", "get", "killed")["status"] == "running" and time.monotonic() < end:
