@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput, MixtrainError
+from mixtrain.images.decode import decode_every_byte
 from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_path
 from mixtrain.images.resolve import MAX_PIXELS, _bomb, _local_file, _shown, resolve_image, table_image_ref
 
@@ -60,13 +61,7 @@ def _check_bytes(data: bytes, shown: str, max_pixels: int) -> tuple[str, int, in
             fmt, (w, h) = im.format, im.size
             if w * h > max_pixels:
                 raise _bomb(shown, w * h, max_pixels)
-            if fmt == "JPEG":
-                im.draft(None, (1, 1))
-                im.load()
-            else:
-                im.verify()
-                with Image.open(io.BytesIO(data)) as again:
-                    again.load()
+            decode_every_byte(im, data)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _bomb(shown, None, max_pixels) from err
     except MixtrainError:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from mixtrain.errors import MixtrainError
+from mixtrain.images.decode import decode_every_byte
 from mixtrain.images.resolve import MAX_PIXELS, _write_atomic, resolve_image
 
 VERIFIED_FILE = "verified-local.json"
@@ -162,13 +163,7 @@ def _quick_check(ref: str, max_pixels: int, dirs: dict[str, str]) -> str | None:
             w, h = im.size
             if w * h > max_pixels:
                 return None
-            if im.format == "JPEG":
-                im.draft(None, (1, 1))
-                im.load()
-            else:
-                im.verify()
-                with Image.open(io.BytesIO(data)) as again:
-                    again.load()
+            decode_every_byte(im, data)
         real = dirs.get(head)
         if real is None:
             real = dirs[head] = os.path.realpath(head or os.curdir)
