@@ -218,23 +218,3 @@ def test_sdk_create_eval_and_get_eval(ev, monkeypatch):
     assert list(df.row_id) == [0, 1] and list(df.reference) == ["red", "blue"]
     client.delete_eval("sdk")
     assert "sdk" not in [e["name"] for e in client.list_evals()]
-
-
-def test_cancelled_eval_names_no_results_and_resume_finishes_it(ev):
-    """#20 §3: a cancelled eval names no results dataset; `eval resume` runs it to the end, once."""
-    ev("eval", "create", "halt", "--dataset", "qa", "--models", "base,other", "-d", check=0)
-    cancelled = ev("eval", "cancel", "halt")
-    if cancelled.returncode != 0:
-        pytest.skip(f"the eval finished before the cancel arrived: {cancelled.stderr.strip()}")
-    rec = json.loads(ev("eval", "get", "halt", "--json", check=0).stdout)
-    assert rec["status"] == "cancelled" and rec["results_dataset"] is None
-    assert "results: none written" in ev("eval", "get", "halt", check=0).stdout
-    assert "halt-results" not in _datasets(ev)
-    out = ev("eval", "resume", "halt", timeout=300, check=0)
-    assert "Resumed eval halt" in out.stderr
-    rec = json.loads(ev("eval", "get", "halt", "--json", check=0).stdout)
-    assert rec["status"] == "completed" and rec["results_dataset"] == "halt-results"
-    assert set(rec["scores"]) == {"base_v1", "other_v1"} and "halt-results" in _datasets(ev)
-    again = ev("eval", "resume", "halt")
-    assert again.returncode == 1 and "completed; there is nothing to resume" in again.stderr
-    ev("eval", "delete", "halt", "-y", check=0)

@@ -166,6 +166,15 @@ def test_cancel_and_sigkill_never_leave_an_eval_running(e2e, setup):
     assert rec["results_dataset"] is None
     shown = e2e.mix("eval", "get", "slow").stdout
     assert "slow-results" not in shown and "results: none written" in shown
+    # `eval resume` runs a cancelled eval to the end, once
+    out = e2e.mix("eval", "resume", "slow", timeout=600, check=0)
+    assert "Resumed eval slow" in out.stderr
+    rec = e2e.json("eval", "get", "slow")
+    assert rec["status"] == "completed" and rec["results_dataset"] == "slow-results"
+    assert set(rec["scores"]) == {"llava-base_v1"} and rec["scores"]["llava-base_v1"]["n"] == 12
+    assert "slow-results" in [d["name"] for d in e2e.json("dataset", "list")]
+    again = e2e.mix("eval", "resume", "slow")
+    assert again.returncode == 1 and "completed; there is nothing to resume" in again.stderr
 
     e2e.mix("eval", "create", "killed", *slow, check=0)
     run = e2e.json("workflow", "runs", "mixtrain-eval", "-n", "1")[0]  # its supervisor's pid is known at start
