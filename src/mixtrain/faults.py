@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
 from mixtrain.errors import MixtrainError, StorageError
 
-__all__ = ["FULL", "READ_ONLY", "StorageError", "errno_in_text", "free_bytes", "guard", "human", "is_disk_full"]
+__all__ = [
+    "FULL",
+    "READ_ONLY",
+    "StorageError",
+    "errno_in_text",
+    "folder_lock",
+    "free_bytes",
+    "guard",
+    "human",
+    "is_disk_full",
+]
 
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
@@ -63,3 +75,14 @@ def guard(path, what: str, needed: int | None = None):
         raise
     except OSError as exc:
         raise StorageError.from_os_error(exc, path, what, needed) from None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """Hold an exclusive flock on ``folder`` itself for the block: no lock file to leave behind after a crash."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, select, update
 from mixtrain import health
 from mixtrain.datasets import paths
 from mixtrain.errors import AlreadyExists, InvalidInput, MixtrainError, NotFound, StorageError
-from mixtrain.faults import guard, is_disk_full
+from mixtrain.faults import folder_lock, guard, is_disk_full
 from mixtrain.health import Finding
 from mixtrain.metadata.db import (
     check_not_lost,
@@ -471,23 +471,8 @@ class DatasetStore:
 
         The lock is the table folder itself (flock on a directory): no lock file to leave behind.
         """
-        import contextlib
-        import fcntl
-
-        @contextlib.contextmanager
-        def lock():
-            root = _local_path(location)
-            if root is None or not root.is_dir():
-                yield
-                return
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)
-
-        return lock()
+        root = _local_path(location)
+        return folder_lock(root) if root is not None and root.is_dir() else contextlib.nullcontext()
 
     def _record(self, name: str, description: str, source: str) -> None:
         with self.engine.begin() as conn:

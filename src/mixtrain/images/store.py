@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput, MixtrainError
+from mixtrain.faults import folder_lock
 from mixtrain.images.decode import decode_every_byte
 from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_path
 from mixtrain.images.resolve import MAX_PIXELS, _bomb, _local_file, _shown, resolve_image, table_image_ref
@@ -548,12 +549,8 @@ def sweep_lock(warehouse: Path):
     """Exclusive: no ingest is between storing its images and committing its table."""
     folder = warehouse / IMAGES_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with folder_lock(folder):
         yield
-    finally:
-        os.close(fd)
 
 
 def orphan_images(datasets, older_than_s: float = 0.0) -> list[Path]:
