@@ -242,7 +242,10 @@ def test_a_client_that_goes_away_stops_its_generation(world, stream):
             b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
         )
         if stream:
-            assert b"chat.completion.chunk" in sock.recv(65536)  # generation has started
+            got, end = b"", time.monotonic() + 60  # headers and the first chunk may arrive in separate reads
+            while b"chat.completion.chunk" not in got and time.monotonic() < end:
+                got += sock.recv(65536)
+            assert b"chat.completion.chunk" in got  # generation has started
         else:
             time.sleep(0.5)
     after = _wait_idle(world)
