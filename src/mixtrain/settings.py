@@ -6,12 +6,16 @@ and is writable (the spec's shared workspace), else ``~/.mixtrain``.
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-KEYS = ("database_url", "catalog_url", "warehouse")
+KEYS = ("database_url", "catalog_url", "warehouse", "user")
+# Who did what in a shared (team) home: a login, or an e-mail address; recorded on runs, datasets, models.
+USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 WORKSPACE_DIR = "axolotl_workspace"  # training outputs, inside the home
 
 
@@ -29,6 +33,7 @@ class Settings:
     catalog_url: str
     warehouse: str
     sources: dict[str, str]
+    user: str = ""  # MIXTRAIN_USER, default the OS user: recorded on the runs, datasets and models it creates
 
     @property
     def workflows_dir(self) -> Path:
@@ -92,6 +97,7 @@ def load_settings() -> Settings:
         "database_url": f"sqlite:///{home / 'mixtrain.db'}",
         "catalog_url": f"sqlite:///{home / 'catalog.db'}",
         "warehouse": (home / "warehouse").as_uri(),
+        "user": os_user(),
     }
     values, sources = {}, {"home": "env" if env_home else "default"}
     for key in KEYS:
@@ -102,7 +108,28 @@ def load_settings() -> Settings:
             values[key], sources[key] = file_values[key], "config file"
         else:
             values[key], sources[key] = defaults[key], "default"
+    _check_user(values["user"], sources["user"])
     return Settings(home=home, sources=sources, **values)
+
+
+def os_user() -> str:
+    """The login of this process (``getpass`` reads LOGNAME/USER, then the password database)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry and no USER variable
+        name = f"uid{os.getuid()}"
+    return name if USER_RE.match(name) else f"uid{os.getuid()}"
+
+
+def _check_user(user: str, source: str) -> None:
+    if not USER_RE.match(user):
+        from mixtrain.errors import InvalidInput
+
+        where = "MIXTRAIN_USER" if source == "env" else "user in config.toml"
+        raise InvalidInput(
+            f"{where} {user!r} is not a user name",
+            "use 1-64 letters, digits or . _ @ + - (a login or an e-mail address), starting with a letter or digit",
+        )
 
 
 def _read_config(path: Path) -> dict[str, str]:

@@ -94,6 +94,7 @@ def config(as_json: bool = typer.Option(False, "--json")):
         "catalog_url": (_mask(s.catalog_url), s.sources["catalog_url"]),
         "warehouse": (s.warehouse, s.sources["warehouse"]),
         "workspace": (str(s.workspace), "home"),
+        "user": (s.user, s.sources["user"]),
     }
     if as_json:
         print_json({k: v for k, (v, _) in rows.items()})
