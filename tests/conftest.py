@@ -84,3 +84,13 @@ def pg_url(pg_server) -> str:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return pg_server.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """ONE real 2-node Ray cluster on loopback for the session (tests/harness/ray_cluster.py); torn down by process group."""
+    from harness import ray_cluster as rc
+
+    cluster = rc.start(tmp_path_factory.mktemp("ray"))
+    yield cluster
+    cluster.stop()

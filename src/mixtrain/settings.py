@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-KEYS = ("database_url", "catalog_url", "warehouse", "user")
+KEYS = ("database_url", "catalog_url", "warehouse", "user", "ray_address")
 # Who did what in a shared (team) home: a login, or an e-mail address; recorded on runs, datasets, models.
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 WORKSPACE_DIR = "axolotl_workspace"  # training outputs, inside the home
@@ -34,6 +34,8 @@ class Settings:
     warehouse: str
     sources: dict[str, str]
     user: str = ""  # MIXTRAIN_USER, default the OS user: recorded on the runs, datasets and models it creates
+    # Team mode: the Ray cluster's dashboard / Jobs API (``http://HEAD:8265``); "" runs workflows here.
+    ray_address: str = ""
 
     @property
     def workflows_dir(self) -> Path:
@@ -98,6 +100,7 @@ def load_settings() -> Settings:
         "catalog_url": f"sqlite:///{home / 'catalog.db'}",
         "warehouse": (home / "warehouse").as_uri(),
         "user": os_user(),
+        "ray_address": "",
     }
     values, sources = {}, {"home": "env" if env_home else "default"}
     for key in KEYS:

@@ -95,11 +95,13 @@ def config(as_json: bool = typer.Option(False, "--json")):
         "warehouse": (s.warehouse, s.sources["warehouse"]),
         "workspace": (str(s.workspace), "home"),
         "user": (s.user, s.sources["user"]),
+        "ray_address": (s.ray_address, s.sources["ray_address"]),
     }
     if as_json:
         print_json({k: v for k, (v, _) in rows.items()})
         return
     for key, (value, source) in rows.items():
+        value = value or "(none: workflows run on this machine)"  # an unset team setting says what that means
         console.print(f"{key:13} {value}  [dim]({source})[/]")
 
 
