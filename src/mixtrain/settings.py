@@ -2,6 +2,13 @@
 
 ``MIXTRAIN_HOME`` is the single root of all state. Its default is ``/data`` when that directory exists
 and is writable (the spec's shared workspace), else ``~/.mixtrain``.
+
+Team mode (object storage): ``MIXTRAIN_WAREHOUSE=s3://BUCKET/PREFIX`` puts datasets, their images and
+model artifacts in an S3-compatible store at ``MIXTRAIN_S3_ENDPOINT`` (``http://HOST:PORT``; empty = AWS)
+in ``MIXTRAIN_S3_REGION`` (default ``us-east-1``: without a region pyarrow asks AWS for the bucket's, a 7 s
+stall offline). Credentials are never settings: they come only from ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) in the environment, like every S3 tool — never from
+config.toml, logs or process arguments (see ``objectstore``).
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-KEYS = ("database_url", "catalog_url", "warehouse", "user", "ray_address")
+KEYS = ("database_url", "catalog_url", "warehouse", "user", "ray_address", "s3_endpoint", "s3_region")
 # Who did what in a shared (team) home: a login, or an e-mail address; recorded on runs, datasets, models.
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+DEFAULT_S3_REGION = "us-east-1"
 WORKSPACE_DIR = "axolotl_workspace"  # training outputs, inside the home
 
 
@@ -36,6 +44,18 @@ class Settings:
     user: str = ""  # MIXTRAIN_USER, default the OS user: recorded on the runs, datasets and models it creates
     # Team mode: the Ray cluster's dashboard / Jobs API (``http://HEAD:8265``); "" runs workflows here.
     ray_address: str = ""
+    s3_endpoint: str = ""  # "" = AWS's own endpoint
+    s3_region: str = DEFAULT_S3_REGION
+
+    @property
+    def remote_warehouse(self) -> bool:
+        """Whether datasets, images and model artifacts live in object storage (team mode)."""
+        return self.warehouse.startswith("s3://")
+
+    @property
+    def artifact_cache(self) -> Path:
+        """Where artifacts downloaded from object storage are kept (content-checked, fetched once)."""
+        return self.home / "cache" / "artifacts"
 
     @property
     def workflows_dir(self) -> Path:
@@ -101,6 +121,8 @@ def load_settings() -> Settings:
         "warehouse": (home / "warehouse").as_uri(),
         "user": os_user(),
         "ray_address": "",
+        "s3_endpoint": "",
+        "s3_region": DEFAULT_S3_REGION,
     }
     values, sources = {}, {"home": "env" if env_home else "default"}
     for key in KEYS:
@@ -112,6 +134,7 @@ def load_settings() -> Settings:
         else:
             values[key], sources[key] = defaults[key], "default"
     _check_user(values["user"], sources["user"])
+    _check_warehouse(values["warehouse"])
     return Settings(home=home, sources=sources, **values)
 
 
@@ -132,6 +155,25 @@ def _check_user(user: str, source: str) -> None:
         raise InvalidInput(
             f"{where} {user!r} is not a user name",
             "use 1-64 letters, digits or . _ @ + - (a login or an e-mail address), starting with a letter or digit",
+        )
+
+
+def _check_warehouse(warehouse: str) -> None:
+    """A warehouse is a local folder (``file://`` or a path, as always) or ``s3://BUCKET[/PREFIX]``."""
+    if "://" not in warehouse or warehouse.startswith("file://"):
+        return
+    from mixtrain.errors import InvalidInput
+
+    scheme, _, rest = warehouse.partition("://")
+    if scheme != "s3":
+        raise InvalidInput(
+            f"MIXTRAIN_WAREHOUSE {warehouse!r} has an unsupported scheme {scheme!r}",
+            "use a local folder (file:///PATH) or s3://BUCKET/PREFIX",
+        )
+    if not rest.split("/", 1)[0] or "@" in rest.split("/", 1)[0]:
+        raise InvalidInput(
+            f"MIXTRAIN_WAREHOUSE {warehouse!r} names no bucket (or embeds credentials)",
+            "use s3://BUCKET/PREFIX; keys go in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
         )
 
 

@@ -25,7 +25,14 @@ OFFLINE_ENV = {
     "DO_NOT_TRACK": "1",
 }
 # Settings that point a process at other stores: a test's home must be its own.
-STORE_VARS = ("MIXTRAIN_DATABASE_URL", "MIXTRAIN_CATALOG_URL", "MIXTRAIN_WAREHOUSE", "MIXTRAIN_RAY_ADDRESS")
+STORE_VARS = (
+    "MIXTRAIN_DATABASE_URL",
+    "MIXTRAIN_CATALOG_URL",
+    "MIXTRAIN_WAREHOUSE",
+    "MIXTRAIN_S3_ENDPOINT",
+    "MIXTRAIN_S3_REGION",
+    "MIXTRAIN_RAY_ADDRESS",
+)
 
 
 def _inherited(key: str) -> bool:

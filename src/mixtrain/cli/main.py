@@ -93,6 +93,9 @@ def config(as_json: bool = typer.Option(False, "--json")):
         "database_url": (_mask(s.database_url), s.sources["database_url"]),
         "catalog_url": (_mask(s.catalog_url), s.sources["catalog_url"]),
         "warehouse": (s.warehouse, s.sources["warehouse"]),
+        "s3_endpoint": (s.s3_endpoint, s.sources["s3_endpoint"]),
+        "s3_region": (s.s3_region, s.sources["s3_region"]),
+        "s3_keys": _keys_state(),
         "workspace": (str(s.workspace), "home"),
         "user": (s.user, s.sources["user"]),
         "ray_address": (s.ray_address, s.sources["ray_address"]),
@@ -103,6 +106,14 @@ def config(as_json: bool = typer.Option(False, "--json")):
     for key, (value, source) in rows.items():
         value = value or "(none: workflows run on this machine)"  # an unset team setting says what that means
         console.print(f"{key:13} {value}  [dim]({source})[/]")
+
+
+def _keys_state() -> tuple[str, str]:
+    """Whether S3 keys are in the environment — never their values."""
+    from mixtrain.objectstore import KEY_VARS
+
+    have = [v for v in KEY_VARS if os.environ.get(v)]
+    return ("set" if len(have) == len(KEY_VARS) else "not set", " + ".join(KEY_VARS) + " in env")
 
 
 def _mask(url: str) -> str:
