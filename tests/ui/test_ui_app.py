@@ -245,6 +245,9 @@ def test_a_row_with_several_images_shows_each(app_client, ui_home, tmp_path):
     html = app_client.get("/datasets/pairs").text
     srcs = re.findall(r'src="(/thumb/dataset/pairs/[^"]+)"', html)
     assert [s.split("/", 5)[-1] for s in srcs] == ["0/image_path", "0/image_path?k=1", "1/image_path"], srcs
+    # each thumbnail is named by its own source file, never by the stored reference's fields
+    assert re.findall(r'<img class="thumb"[^>]* alt="([^"]*)"', html) == [str(p) for p in imgs], html
+    assert "&#39;sha256&#39;" not in html and "'sha256'" not in html  # no ref dict printed anywhere
     bodies = [app_client.get(s) for s in srcs]
     assert all(b.status_code == 200 and b.content[:2] == b"\xff\xd8" for b in bodies)
     assert bodies[0].content != bodies[1].content  # the second thumbnail is the second image

@@ -202,6 +202,13 @@ def test_unsupported_scheme(cache, ref):
         resolve_image(ref, cache)
 
 
+def test_s3_reference_is_one_clear_line(cache):
+    with pytest.raises(InvalidInput) as err:
+        resolve_image("s3://bucket/imgs/a.png", cache)
+    assert str(err.value).startswith("unsupported image reference 's3://bucket/imgs/a.png': s3:// images cannot")
+    assert "\n" not in str(err.value) and "aws s3 sync" in err.value.fix
+
+
 @pytest.mark.parametrize(
     "ref,expect",
     [("", "empty"), ("   ", "empty"), ("http://[bad/x.png", "malformed"), ("http://", "could not download")],

@@ -56,6 +56,11 @@ def resolve_image(
         if parts.netloc not in ("", "localhost"):
             raise InvalidInput(f"file URI {ref!r} names a remote host", "use a local path")
         path = Path(url2pathname(parts.path))
+    elif scheme == "s3" and not os.path.exists(ref):
+        raise InvalidInput(
+            f"unsupported image reference {_shown(ref)!r}: s3:// images cannot be read yet",
+            "copy them to local disk (e.g. `aws s3 sync`) or serve them over http(s), and use those paths",
+        )
     elif len(scheme) > 1 and not os.path.exists(ref):  # "c:" is a drive; "a:b.png" may be a file
         raise InvalidInput(
             f"unsupported image reference {_shown(ref)!r} (scheme {scheme!r})",

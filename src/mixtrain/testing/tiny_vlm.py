@@ -991,7 +991,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="directory to write (created if missing)")
     ap.add_argument("--seed", type=int, default=0, help="seed for the random weights (default 0)")
     args = ap.parse_args(argv)
-    path = build_tiny_vlm(args.family, args.out, seed=args.seed)
+    from mixtrain.models._fastimport import QUANTIZATION_LIBS, hiding
+
+    # Random unquantized weights never need torchao or bitsandbytes, but transformers imports them when they
+    # are installed, and torchao then prints "Failed to load ..._C_mxfp8..." for its CUDA-only kernels and
+    # torch deprecation warnings: noise in `make demo`'s first step. This process is ours, so they are hidden
+    # here only; whatever goes wrong in the build itself still prints.
+    with hiding([n for n in QUANTIZATION_LIBS if n not in sys.modules]):
+        path = build_tiny_vlm(args.family, args.out, seed=args.seed)
     print(path)
     return 0
 

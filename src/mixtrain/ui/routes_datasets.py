@@ -74,6 +74,7 @@ def dataset(request: Request, name: str, snapshot: str | None = None):
         rows=rows,
         image_cols=image_cols,
         image_count=thumbs.image_count,
+        image_label=thumbs.image_label,
         page=page,
     )
 

@@ -48,6 +48,19 @@ def image_count(value) -> int:
     return 1 if value else 0
 
 
+def image_label(value, k: int = 0) -> str:
+    """What a thumbnail's alt text and tooltip say for the ``k``-th image of a cell: a stored reference's
+    source (the original path, URL or e.g. "tar:shard-0000.tar#key.jpg"), a string cell's path or URL."""
+    from mixtrain.images import is_ref
+
+    if isinstance(value, (list, tuple)):
+        value = value[k] if 0 <= k < len(value) else None
+    if is_ref(value):
+        sha = value.get("sha256") or ""
+        return str(value.get("source") or (f"image {sha[:12]}" if sha else "image"))
+    return "" if value is None else str(value)
+
+
 def thumbnail(ref: str, settings, size: int = SIZE) -> Path | None:
     """A cached JPEG thumbnail of ``ref``, or None when it cannot be resolved or decoded."""
     from mixtrain.images import resolve_image
