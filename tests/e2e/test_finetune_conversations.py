@@ -1,8 +1,9 @@
 """Conversations and several images per row, end to end: dataset create → dry run (real token counts)
 → a short real training → the labels Axolotl's own collator builds from the prepared file.
 
-Two trainings, once each: (a) a multi-turn LLaVA ``conversations`` dataset (images at their
-``<image>`` placeholders) on tiny LLaVA; (b) a two-image prompt/response dataset on tiny Qwen2-VL.
+Two trainings, once each: (a) a multi-turn LLaVA-Instruct JSON array (images at their ``<image>``
+placeholders) on tiny LLaVA; (b) a two-image Hugging Face Parquet (`datasets`, ``Sequence(Image())``) on
+tiny Qwen2-VL. Then (a) once more, 2 steps, after its sources are deleted or repainted: the same losses.
 The labels check is what catches a fine-tune that trains the prompt (Axolotl's generic strategy for
 LLaVA does unless role boundaries are set) or drops a turn: exactly every assistant answer and its
 closing token carry loss, nothing else.
@@ -90,46 +91,74 @@ def _run(e2e, tiny_models, family: str, dataset: str, *extra: str, check=0):
 
 @pytest.fixture(scope="module")
 def llava_conversations(e2e, tiny_models):
-    """(a) LLaVA-Instruct shape: an image column and multi-turn ``conversations`` JSON with ``<image>``."""
+    """(a) LLaVA-Instruct as it is downloaded: a JSON array (``.json``), ``image`` relative to an image
+    folder (``--image_root``), multi-turn ``conversations`` lists with ``<image>``. The same rows as JSONL
+    (absolute paths) get the dry run; the training reads the JSON array."""
     rows = _task(e2e, "conv", 6)
-    path = e2e.root / "llava_conv.jsonl"
-    with open(path, "w") as fh:
-        for i, r in enumerate(rows):
-            turns = [
-                {"from": "human", "value": f"<image>\n{r['prompt']}"},
-                {"from": "gpt", "value": r["response"]},
-                {"from": "human", "value": "Are you sure?"},
-                {"from": "gpt", "value": f"yes, {r['response']}" if i % 2 else f"I am sure: {r['response']}"},
-            ]
-            fh.write(json.dumps({"id": i, "image": r["image_path"], "conversations": json.dumps(turns)}) + "\n")
-    e2e.mix("dataset", "create", "conv", "--file", path, check=0)
-    dry = _run(e2e, tiny_models, "llava", "conv", "--image_column", "image", "--dry_run", "true")
+    records = []
+    for i, r in enumerate(rows):
+        turns = [
+            {"from": "human", "value": f"<image>\n{r['prompt']}"},
+            {"from": "gpt", "value": r["response"]},
+            {"from": "human", "value": "Are you sure?"},
+            {"from": "gpt", "value": f"yes, {r['response']}" if i % 2 else f"I am sure: {r['response']}"},
+        ]
+        records.append({"id": str(i), "image": Path(r["image_path"]).name, "conversations": turns})
+    array = e2e.root / "llava_conv.json"
+    array.write_text(json.dumps(records, indent=2))
+    jsonl = e2e.root / "llava_conv.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({**x, "image": r["image_path"]}) + "\n" for x, r in zip(records, rows, strict=True))
+    )
+    images = Path(rows[0]["image_path"]).parent
+    e2e.mix("dataset", "create", "conv", "--file", array, "--image_root", images, check=0)
+    e2e.mix("dataset", "create", "conv-jsonl", "--file", jsonl, check=0)
+    dry = _run(e2e, tiny_models, "llava", "conv-jsonl", "--image_column", "image", "--dry_run", "true")
     dry_dir = Path(e2e.last_run()["run_dir"])
     trained = _run(e2e, tiny_models, "llava", "conv", "--image_column", "image", "--max_steps", "2")
-    return {"dry": dry, "dry_dir": dry_dir, "train": trained, "run": e2e.last_run(), "rows": rows}
+    return {
+        "dry": dry,
+        "dry_dir": dry_dir,
+        "train": trained,
+        "run": e2e.last_run(),
+        "rows": rows,
+        "sources": [array, jsonl, images],
+    }
 
 
 @pytest.fixture(scope="module")
 def two_images(e2e, tiny_models):
-    """(b) Two images per row (a list column) with the prompt placing them; Qwen2-VL."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """(b) Two images per row in a Hugging Face Parquet: written by `datasets` with a ``Sequence(Image())``
+    column holding the image bytes (the Hub's shape), the prompt placing them; Qwen2-VL."""
+    import datasets
 
     rows = _task(e2e, "pairs", 8)
     pairs = [(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)] * 2
-    table = pa.table(
+
+    def image(r: dict) -> dict:
+        return {"bytes": Path(r["image_path"]).read_bytes(), "path": Path(r["image_path"]).name}
+
+    features = datasets.Features(
         {
-            "image_path": [[a["image_path"], b["image_path"]] for a, b in pairs],
-            "prompt": ["First: <image> Second: <image> What are the two colours?"] * len(pairs),
-            "response": [f"{a['response']} and {b['response']}" for a, b in pairs],
+            "images": datasets.Sequence(datasets.Image()),
+            "prompt": datasets.Value("string"),
+            "response": datasets.Value("string"),
         }
     )
+    ds = datasets.Dataset.from_dict(
+        {
+            "images": [[image(a), image(b)] for a, b in pairs],
+            "prompt": ["First: <image> Second: <image> What are the two colours?"] * len(pairs),
+            "response": [f"{a['response']} and {b['response']}" for a, b in pairs],
+        },
+        features=features,
+    )
     path = e2e.root / "pairs.parquet"
-    pq.write_table(table, path)
+    ds.to_parquet(str(path))
     e2e.mix("dataset", "create", "pairs", "--file", path, check=0)
-    dry = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--dry_run", "true")
+    dry = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--image_column", "images", "--dry_run", "true")
     dry_dir = Path(e2e.last_run()["run_dir"])
-    trained = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--max_steps", "2")
+    trained = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--image_column", "images", "--max_steps", "2")
     return {"dry": dry, "dry_dir": dry_dir, "train": trained, "run": e2e.last_run(), "pairs": pairs}
 
 
@@ -285,3 +314,35 @@ def test_preflight_finds_rows_whose_images_get_no_image_tokens(tmp_path, tiny_mo
     assert m.images == [1, 1] and m.image_tokens == [0, 0] and blind_lines(m) == [0, 1]
     ok = measure(proc, (TEMPLATES / "llava.jinja").read_text(), rows, workers=1)  # ours places the image
     assert min(ok.image_tokens) > 0 and ok.per_image == ok.image_tokens and blind_lines(ok) == []
+
+
+@pytest.mark.e2e
+def test_a_rerun_after_the_sources_are_gone_trains_the_same_steps(e2e, tiny_models, llava_conversations):
+    """A snapshot is self-contained: with the JSON file deleted and every source image repainted or deleted,
+    the same fine-tune (same seed) on the same snapshot trains exactly the same loss series."""
+    from PIL import Image
+
+    got = llava_conversations
+    array, jsonl, images = got["sources"]
+    array.unlink()
+    jsonl.unlink()
+    for i, path in enumerate(sorted(images.glob("train_*.png"))):
+        if i % 2:
+            path.unlink()
+        else:
+            Image.new("RGB", (64, 64), "magenta").save(path)  # same name, other pixels
+    first = got["run"]
+    args = ["workflow", "run", "vlm-finetune", "--dataset_name", "conv", "--output_model_name", "conv-again"]
+    args += ["--base_model", str(tiny_models["llava"]), "--model_type", "llava", "--batch_size", "2"]
+    args += ["--gradient_accumulation_steps", "1", "--lora_r", "8", "--lora_alpha", "16"]
+    e2e.mix(*args, "--image_column", "image", "--max_steps", "2", check=0)
+    again = e2e.last_run()
+    assert again["status"] == "completed", again
+    assert again["output"]["dataset_snapshot_id"] == first["output"]["dataset_snapshot_id"]
+    assert first["output"]["dataset_snapshot_id"] == e2e.json("dataset", "get", "conv")["version"]
+
+    def losses(run: dict) -> list[tuple[int, float]]:
+        rows = e2e.json("workflow", "metrics", "vlm-finetune", str(run["number"]))
+        return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+    assert len(losses(first)) == 2 and losses(again) == losses(first)
