@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ class Settings:
     image_cache = root / "cache"
 img = root / "red.png"
 Image.new("RGB", (64, 64), (220, 30, 30)).save(img)
-m = LoadedModel({"name": "t", "version": 1, "adapter_path": str(root / "adapter"), "base_model": sys.argv[2]}, Settings())
+m = LoadedModel({"name": "t", "version": 1, "adapter_path": sys.argv[3], "base_model": sys.argv[2]}, Settings())
 out = m.run({"image": str(img), "prompt": "What colour is the shape?"}, max_new_tokens=6)
 from mixtrain.hardware import nvidia_driver_present
 names = ("sklearn", "scipy", "torchao", "bitsandbytes", "mistral_common") + (() if nvidia_driver_present() else ("triton",))
@@ -43,45 +44,34 @@ print(json.dumps({"text": out["generated_text"], "peft": type(m.model).__name__,
                   "findable": [n for n in names if importlib.util.find_spec(n) is not None]}))
 """
 
-ADAPTER = r"""
-import sys
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForImageTextToText, AutoProcessor
-import torch
-torch.manual_seed(0)
-model = AutoModelForImageTextToText.from_pretrained(sys.argv[1])
-lora = LoraConfig(r=4, init_lora_weights=False, target_modules=r"model.language_model.layers.[\d]+.self_attn.(q|v)_proj")
-get_peft_model(model, lora).save_pretrained(sys.argv[2])
-AutoProcessor.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
-"""
 
-
-def _probe(tmp_path, base, lean: str) -> dict:
+def _probe(tmp_path, base, adapter, lean: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), MIXTRAIN_LEAN_IMPORTS=lean)
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(tmp_path), str(base)], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", PROBE, str(tmp_path), str(base), str(adapter)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lean_load_skips_optional_integrations_and_answers_the_same(tiny_models, tmp_path, family):
+def test_lean_load_skips_optional_integrations_and_answers_the_same(families, tiny_models, tmp_path, family):
     base = tiny_models[family]
-    # A LoRA adapter with non-zero weights (init_lora_weights=False), so the adapter changes the answer path.
-    subprocess.run(
-        [sys.executable, "-c", ADAPTER, str(base), str(tmp_path / "adapter")],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    # The session's trained LoRA adapter of this family (real Axolotl, what `model run` loads): its weights
+    # are non-zero after training, so the adapter is on the answer path.
+    adapter = families.env.json("model", "get", families[family].model)["adapter_path"]
+    assert (Path(adapter) / "adapter_model.safetensors").is_file()
 
-    full = _probe(tmp_path, base, "0")
-    lean = _probe(tmp_path, base, "1")
+    full = _probe(tmp_path, base, adapter, "0")
+    lean = _probe(tmp_path, base, adapter, "1")
     cache = tmp_path / "home" / "cache" / "packages-distributions.json"
     assert cache.is_file()  # written by the first lean load ...
     written = cache.stat().st_mtime_ns
-    again = _probe(tmp_path, base, "1")
+    again = _probe(tmp_path, base, adapter, "1")
     assert cache.stat().st_mtime_ns == written  # ... and read, not rewritten, by the next one
 
     assert lean["peft"] == full["peft"] and lean["peft"].startswith("Peft")  # the adapter is applied on both paths
