@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def _probe(env, *argv):
 def test_version(mix):
     from mixtrain import __version__
 
-    proc = mix("--version", check=0)
+    proc = mix("--version", check=0, real=True)
     assert proc.stdout.strip() == f"mixtrain {__version__}"
     alias = subprocess.run(
         [str(Path(sys.executable).parent / "mix"), "--version"], capture_output=True, text=True, env=mix.env, timeout=60
@@ -109,16 +110,58 @@ def test_workflow_run_help_imports_nothing_heavy(mix, tmp_path):
 
 def test_usage_error_exits_2_without_traceback(mix):
     """One through the installed script here; the rest are rows of tests/cli/test_cli_bad_input.py."""
-    proc = mix("dataset", "create")
+    proc = mix("dataset", "create", real=True)
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Usage:" in proc.stderr and "Missing argument 'NAME'" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
 def test_user_error_format(mix):
-    proc = mix("dataset", "get", "nope", check=1)
+    proc = mix("dataset", "get", "nope", check=1, real=True)
     assert proc.stderr.startswith("Error: ")
     what, sep, fix = proc.stderr.strip()[len("Error: ") :].partition(" — ")
     assert sep and what and fix, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_the_test_runner_forks_what_the_binary_prints(mix, tmp_path):
+    """The harness forks most CLI calls from a server that imported the CLI once: each call must read
+    exactly as the installed binary's (output, exit code, stdin) and see nothing of an earlier call
+    (an engine cached for a home, the environment, the cwd)."""
+    (tmp_path / "d.csv").write_text("prompt,response\nhi,there\n")
+    calls = [
+        (("dataset", "list"), None),
+        (("dataset", "create", "d", "--file", "d.csv"), None),
+        (("dataset", "head", "d"), None),
+        (("dataset", "delete", "d"), "y\n"),  # refused without a terminal, whatever stdin holds
+        (("dataset", "get", "nope"), None),
+        (("secret", "set", "tok"), "s3cret\n"),
+        (("secret", "list", "--json"), None),
+        (("config",), None),
+        (("workflow", "runs"), None),
+        (("--help",), None),
+    ]
+    other = tmp_path / "other"
+    other.mkdir()
+
+    def seen(proc, home):  # the same call in two homes, with random snapshot ids, a second apart
+        texts = (
+            re.sub(r"\d{4}-\d\d-\d\d[ T][\d:.+]+|\d{9,}", "N", t.replace(home, "HOME"))
+            for t in (proc.stdout, proc.stderr)
+        )
+        return [proc.returncode, *texts]
+
+    for args, stdin in calls:
+        h1, h2 = str(tmp_path / "h1"), str(tmp_path / "h2")
+        forked = mix(*args, input=stdin, env={"MIXTRAIN_HOME": h1})
+        real = mix(*args, input=stdin, env={"MIXTRAIN_HOME": h2}, real=True)
+        assert seen(forked, h1) == seen(real, h2), args
+    # A store opened by one call is not reused by the next: a lost database is still found lost.
+    (tmp_path / "h1" / "mixtrain.db").unlink()
+    lost = mix("secret", "list", env={"MIXTRAIN_HOME": str(tmp_path / "h1")}, check=1)
+    assert "mixtrain.db" in lost.stderr and "is missing" in lost.stderr
+    # The cwd and environment are the call's own.
+    assert mix("dataset", "create", "x", "--file", "d.csv", cwd=other, check=1).stderr.startswith("Error: ")
+    assert mix("config", "--json", env={"MIXTRAIN_WAREHOUSE": "file:///w"}, check=0).stdout.count("file:///w") == 1
+    assert "file:///w" not in mix("config", "--json", check=0).stdout

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from harness import BIN, REPO
+from harness import EXAMPLES, Mix
 
 CASES = [
     (["--batch_size", "0"], "--batch_size: Input should be greater than or equal to 1"),
@@ -30,24 +30,9 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
-    import os
-    import subprocess
-
-    home = tmp_path_factory.mktemp("prerun") / "home"
-    env = dict(os.environ, MIXTRAIN_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-
-    def mix(*args):
-        return subprocess.run(
-            [str(BIN / "mixtrain"), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            cwd=REPO / "src/mixtrain/examples",
-        )
-
-    assert mix("workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune").returncode == 0
-    return mix
+    mix = Mix(EXAMPLES, tmp_path_factory.mktemp("prerun") / "home")
+    mix("workflow", "create", "axolotl_vlm_finetune.py", "--name", "vlm-finetune", check=0)
+    return lambda *args: mix(*args, timeout=120)
 
 
 @pytest.mark.parametrize("extra,fragment", CASES, ids=[c[0][0] + "=" + c[0][1] for c in CASES])
