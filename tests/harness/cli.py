@@ -89,8 +89,8 @@ IMPORT_TIME_ENV = {
 IMPORT_TIME_PREFIXES = ("PYTHON", "PYICEBERG_")
 
 
-def _import_time_env(env: dict[str, str]) -> dict[str, str | None]:
-    return {k: env.get(k) for k in {*env, *os.environ} if k in IMPORT_TIME_ENV or k.startswith(IMPORT_TIME_PREFIXES)}
+def _import_time_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k in IMPORT_TIME_ENV or k.startswith(IMPORT_TIME_PREFIXES)}
 
 
 class _ForkServer:
@@ -102,15 +102,15 @@ class _ForkServer:
         self.env: dict[str, str] = {}
         self.lock = threading.Lock()
 
-    def ensure(self, env: dict[str, str]) -> str:
+    def ensure(self) -> str:
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self.dir = tempfile.mkdtemp(prefix="mixtrain-fork-")
                 sock = os.path.join(self.dir, "s")
-                self.env = env
+                self.env = self.env or cli_env(Path(self.dir) / "home")
                 self.proc = subprocess.Popen(
                     [sys.executable, str(Path(__file__).with_name("forkserver.py")), sock],
-                    env=env,
+                    env=self.env,
                     cwd=self.dir,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -128,7 +128,10 @@ class _ForkServer:
             self.proc.wait()
 
     def compatible(self, env: dict[str, str]) -> bool:
-        return self.proc is None or _import_time_env(env) == _import_time_env(self.env)
+        """Whether a call with ``env`` reads as it would in a fresh interpreter (the server's environment
+        is this process's CLI environment when it starts, as ``cli_env`` makes it)."""
+        self.env = self.env or cli_env(Path(tempfile.gettempdir()) / "mixtrain-fork-home")
+        return _import_time_env(env) == _import_time_env(self.env)
 
 
 _SERVER = _ForkServer()
@@ -136,7 +139,7 @@ _SERVER = _ForkServer()
 
 def _forked(argv: list[str], env: dict[str, str], cwd: Path, input: str | None, timeout: float):
     """Run ``argv`` as a child of the fork server; a ``subprocess.CompletedProcess`` like ``subprocess.run``'s."""
-    sock_path = _SERVER.ensure(env)
+    sock_path = _SERVER.ensure()
     with tempfile.TemporaryDirectory(prefix="mixtrain-call-") as d:
         files = {k: os.path.join(d, k) for k in ("stdin", "stdout", "stderr")}
         Path(files["stdin"]).write_text(input or "")
