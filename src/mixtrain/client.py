@@ -138,12 +138,12 @@ class MixClient:
     def list_datasets(self) -> list[str]:
         return self.datasets.names()
 
-    def list_dataset_infos(self) -> list[DatasetSummary]:
-        """Every dataset's summary (one deleted while listing is skipped)."""
+    def list_dataset_infos(self, user: str | None = None) -> list[DatasetSummary]:
+        """Every dataset's summary (one deleted while listing is skipped); ``user``: only those that user created."""
         from mixtrain.errors import NotFound
 
         out = []
-        for name in self.datasets.names():
+        for name in self.datasets.names() if user is None else self.datasets.names_created_by(user):
             try:
                 out.append(self.get_dataset_info(name))
             except NotFound:
@@ -250,9 +250,10 @@ class MixClient:
         """The run as stored; call ``reconcile_runs`` first to settle one whose processes died."""
         return self.workflows.run(workflow, number)
 
-    def list_runs(self, name: str, limit: int | None = None, offset: int = 0) -> list[Run]:
-        """Newest first, as stored; call ``reconcile_runs`` first to settle runs whose processes died."""
-        return self.workflows.runs(name, limit, offset)
+    def list_runs(self, name: str, limit: int | None = None, offset: int = 0, user: str | None = None) -> list[Run]:
+        """Newest first, as stored; call ``reconcile_runs`` first to settle runs whose processes died.
+        ``user``: only the runs that user (``MIXTRAIN_USER``) started."""
+        return self.workflows.runs(name, limit, offset, user=user)
 
     def reconcile_runs(self, workflow: str, number: int | None = None) -> int:
         """The explicit liveness step: fail active runs (all of ``workflow``'s, or run ``number``) whose
@@ -283,9 +284,9 @@ class MixClient:
         return runner.wait(self.settings, workflow, new.number)
 
     # -- models --------------------------------------------------------------------------------------
-    def list_models(self) -> list[ModelVersion]:
-        """The latest version of each model."""
-        return self.models.list()
+    def list_models(self, user: str | None = None) -> list[ModelVersion]:
+        """The latest version of each model (``user``: the latest version that user registered)."""
+        return self.models.list(user)
 
     def get_model_info(self, name: str, version: int | None = None) -> ModelVersion:
         return self.models.get(name, version)
@@ -420,9 +421,10 @@ class MixClient:
         engine.wait(self.settings, rec.run["number"])
         return self.get_eval_info(name)
 
-    def list_evals(self) -> list[EvalRecord]:
+    def list_evals(self, user: str | None = None) -> list[EvalRecord]:
+        """Every eval, oldest first (``user``: only those that user created)."""
         self.reconcile_evals()
-        return self.evals.list()
+        return [e for e in self.evals.list() if user is None or e.created_by == user]
 
     def get_eval_info(self, name: str) -> EvalRecord:
         """The eval now: one whose run has ended (cancelled, killed) is settled first (``reconcile_evals``)."""

@@ -100,6 +100,14 @@ def _plain(v: Any) -> Any:
     return v
 
 
+UNKNOWN_USER = "?"  # how the faces show a row created before users were recorded (created_by NULL)
+
+
+def shown_user(user: str | None) -> str:
+    """A record's ``created_by`` for a table cell: the user, or ``?`` for a row older than migration 0006."""
+    return user or UNKNOWN_USER
+
+
 def json_default(obj: Any) -> Any:
     """``json.dumps(..., default=json_default)``: records as their dicts, anything else (datetimes) as text."""
     if isinstance(obj, Record):
@@ -134,6 +142,7 @@ class Run(Record):
     finished_at: dt.datetime | None
     resumed_from: dict | None
     resumes_run_id: int | None  # the run a `workflow resume` continues (one active resume per run)
+    created_by: str | None  # MIXTRAIN_USER of who started it; None: a run from before users were recorded
     workflow: str
     duration: float | None  # seconds from start to finish (to now while it runs); None before it starts
     log_path: str
@@ -207,6 +216,7 @@ class ModelVersion(Record):
     train_loss: float | None
     lineage: dict
     created_at: dt.datetime
+    created_by: str | None  # MIXTRAIN_USER of whoever registered it (a run's user); None: before users were recorded
     name: str
 
     @classmethod
@@ -247,6 +257,7 @@ class DatasetSummary(Record):
     location: str
     metadata_location: str
     source: str
+    created_by: str | None = None  # MIXTRAIN_USER of its creator; None: created before users were recorded
 
     @classmethod
     def from_dict(cls, d: Mapping) -> DatasetSummary:
@@ -272,6 +283,7 @@ class Eval(Record):
     models: list[dict]  # [{"name", "version", "label"}] in the order given
     scores: dict  # {label: {mean, ci_low, ci_high, n, failed, generation_s, failures}}
     comparison: dict | None
+    created_by: str | None = None  # MIXTRAIN_USER of its creator; None: created before users were recorded
 
     @property
     def labels(self) -> list[str]:

@@ -123,18 +123,36 @@ def _report_images(report, shown: int = 10) -> None:
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    user: str | None = typer.Option(None, "--user", help="Only the datasets this user (MIXTRAIN_USER) created."),
+):
     """List datasets."""
-    rows = client().list_dataset_infos()
+    rows = client().list_dataset_infos(user=user)
     if as_json:
-        print_json([{k: r[k] for k in ("name", "description", "rows", "version", "location")} for r in rows])
+        keys = ("name", "description", "rows", "version", "location", "created_by")
+        print_json([{k: r[k] for k in keys} for r in rows])
         return
     from rich.table import Table
 
-    t = Table("name", "rows", "columns", "versions", "description")
+    from mixtrain.records import shown_user
+
+    t = Table("name", "rows", "columns", "versions", "user", "description")
     for r in rows:
-        t.add_row(r["name"], str(r["rows"]), str(len(r["columns"])), str(r["versions"]), r["description"])
-    console.print(t if rows else "No datasets yet — create one with `mixtrain dataset create NAME --file data.csv`.")
+        t.add_row(
+            r["name"],
+            str(r["rows"]),
+            str(len(r["columns"])),
+            str(r["versions"]),
+            shown_user(r["created_by"]),
+            r["description"],
+        )
+    if rows:
+        console.print(t)
+    elif user:
+        console.print(f"No datasets created by {user}.")
+    else:
+        console.print("No datasets yet — create one with `mixtrain dataset create NAME --file data.csv`.")
 
 
 @app.command("get")

@@ -87,19 +87,39 @@ def resume(name: str, detach: bool = typer.Option(False, "-d", "--detach", help=
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json")):
+def list_(
+    as_json: bool = typer.Option(False, "--json"),
+    user: str | None = typer.Option(None, "--user", help="Only the evals this user (MIXTRAIN_USER) created."),
+):
     """List evals: dataset, metric, models and their scores."""
-    rows = client().list_evals()
+    rows = client().list_evals(user=user)
     if as_json:
         print_json(rows)
         return
     from rich.table import Table
 
-    t = Table("name", "status", "dataset", "metric", "models (score)", "created")
+    from mixtrain.records import shown_user
+
+    t = Table("name", "status", "dataset", "metric", "models (score)", "user", "created")
     for r in rows:
         models = ", ".join(f"{m['label']} ({_pct(r['scores'].get(m['label'], {}).get('mean'))})" for m in r["models"])
-        t.add_row(r["name"], status_markup(r["status"]), r["dataset"], r["metric"], models, fmt_time(r["created_at"]))
-    console.print(t if rows else "No evals yet — `mixtrain eval create NAME --dataset D --models A,B`.")
+        t.add_row(
+            r["name"],
+            status_markup(r["status"]),
+            r["dataset"],
+            r["metric"],
+            models,
+            shown_user(r["created_by"]),
+            fmt_time(r["created_at"]),
+        )
+    if rows:
+        console.print(t)
+    else:
+        console.print(
+            f"No evals created by {user}."
+            if user
+            else "No evals yet — `mixtrain eval create NAME --dataset D --models A,B`."
+        )
 
 
 @app.command("get")

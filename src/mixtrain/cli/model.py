@@ -16,20 +16,23 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)  # its one-line he
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json")):
+def list_(
+    as_json: bool = typer.Option(False, "--json"),
+    user: str | None = typer.Option(
+        None, "--user", help="Only versions this user (MIXTRAIN_USER) registered: the latest of each model."
+    ),
+):
     """List models (latest version of each)."""
-    rows = client().list_models()
+    rows = client().list_models(user=user)
     if as_json:
-        print_json(
-            [
-                {k: r[k] for k in ("name", "version", "base_model", "model_type", "train_loss", "created_at")}
-                for r in rows
-            ]
-        )
+        keys = ("name", "version", "base_model", "model_type", "train_loss", "created_at", "created_by")
+        print_json([{k: r[k] for k in keys} for r in rows])
         return
     from rich.table import Table
 
-    t = Table("name", "version", "type", "base model", "train loss", "created")
+    from mixtrain.records import shown_user
+
+    t = Table("name", "version", "type", "base model", "train loss", "user", "created")
     for r in rows:
         t.add_row(
             r["name"],
@@ -37,9 +40,13 @@ def list_(as_json: bool = typer.Option(False, "--json")):
             r["model_type"],
             r["base_model"],
             _loss(r["train_loss"]),
+            shown_user(r["created_by"]),
             fmt_time(r["created_at"]),
         )
-    console.print(t if rows else "No models yet — a fine-tune run registers one.")
+    if rows:
+        console.print(t)
+    else:
+        console.print(f"No models registered by {user}." if user else "No models yet — a fine-tune run registers one.")
 
 
 def _loss(v) -> str:
@@ -59,10 +66,11 @@ def get(
     if as_json:
         print_json({**m, "evals": evals})
         return
+    from mixtrain.records import shown_user
+
     lin = m["lineage"]
-    console.print(
-        f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, registered {fmt_time(m['created_at'])})"
-    )
+    when = f"registered {fmt_time(m['created_at'])} by {shown_user(m['created_by'])}"
+    console.print(f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, {when})")
     console.print(f"base model:   {m['base_model']}")
     console.print(f"adapter:      {m['adapter_path']}")
     ds = lin.get("dataset") or {}
@@ -103,13 +111,14 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")):
     """List a model's versions."""
     rows = client().model_versions(name)
     if as_json:
-        print_json(
-            [{k: r[k] for k in ("version", "base_model", "train_loss", "adapter_path", "created_at")} for r in rows]
-        )
+        keys = ("version", "base_model", "train_loss", "adapter_path", "created_at", "created_by")
+        print_json([{k: r[k] for k in keys} for r in rows])
         return
     from rich.table import Table
 
-    t = Table("version", "base model", "dataset", "train loss", "created")
+    from mixtrain.records import shown_user
+
+    t = Table("version", "base model", "dataset", "train loss", "user", "created")
     for r in rows:
         ds = r["lineage"].get("dataset") or {}
         t.add_row(
@@ -117,6 +126,7 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")):
             r["base_model"],
             f"{ds.get('name')}@{ds.get('snapshot_id')}",
             _loss(r["train_loss"]),
+            shown_user(r["created_by"]),
             fmt_time(r["created_at"]),
         )
     console.print(t)

@@ -88,16 +88,17 @@ def get(name: str, as_json: bool = typer.Option(False, "--json")):
 def runs_(
     name: str,
     n: int = typer.Option(20, "-n", "--limit", min=1, help="How many recent runs."),
+    user: str | None = typer.Option(None, "--user", help="Only the runs this user (MIXTRAIN_USER) started."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """List a workflow's runs: number, status, start, end, duration."""
+    """List a workflow's runs: number, status, who started it, start, end, duration."""
     c = client()
     c.reconcile_runs(name)
-    rows = c.list_runs(name, n)
+    rows = c.list_runs(name, n, user=user)
     if as_json:
         print_json(rows)
         return
-    console.print(_runs_table(rows) if rows else f"No runs of {name} yet.")
+    console.print(_runs_table(rows) if rows else f"No runs of {name} yet" + (f" by {user}." if user else "."))
 
 
 @app.command("logs")
@@ -306,12 +307,15 @@ def _inputs_table(inputs: list[dict]):
 def _runs_table(rows: list[dict]):
     from rich.table import Table
 
-    t = Table("run", "status", "started", "finished", "duration", "error")
+    from mixtrain.records import shown_user
+
+    t = Table("run", "status", "user", "started", "finished", "duration", "error")
     for r in rows:
         err = (r.get("error") or "")[:60]
         t.add_row(
             f"#{r['number']}",
             status_markup(r["status"]),
+            shown_user(r.get("created_by")),
             fmt_time(r["started_at"] or r["created_at"]),
             fmt_time(r["finished_at"]),
             fmt_duration(r["duration"]),

@@ -477,7 +477,11 @@ class DatasetStore:
     def _record(self, name: str, description: str, source: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
-            conn.execute(insert(datasets).values(name=name, description=description, source=source, created_at=now()))
+            conn.execute(
+                insert(datasets).values(
+                    name=name, description=description, source=source, created_at=now(), created_by=self.settings.user
+                )
+            )
 
     def _add_source(self, name: str, source: str) -> None:
         """Remember every file a dataset came from: relative image paths are relative to their file."""
@@ -527,7 +531,19 @@ class DatasetStore:
             "location": self.resolve(table.location()),
             "metadata_location": self.resolve(table.metadata_location),
             "source": ", ".join(self.sources(name)),
+            "created_by": self.created_by(name),
         }
+
+    def names_created_by(self, user: str) -> list[str]:
+        """The datasets ``user`` created (as recorded in the metadata DB, and still in the catalog)."""
+        with self.engine.connect() as conn:
+            mine = set(conn.execute(select(datasets.c.name).where(datasets.c.created_by == user)).scalars())
+        return [n for n in self.names() if n in mine]
+
+    def created_by(self, name: str) -> str | None:
+        """Who created the dataset (``MIXTRAIN_USER``); None when unknown (made before users were recorded)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(datasets.c.created_by).where(datasets.c.name == name)).scalar()
 
     def versions(self, name: str) -> list[dict]:
         table = self.get(name)

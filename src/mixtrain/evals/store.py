@@ -62,6 +62,7 @@ class EvalStore:
                             config=config,
                             results_dataset=results_dataset,
                             created_at=now(),
+                            created_by=self.settings.user,
                         )
                     )
                 )
@@ -265,4 +266,5 @@ class EvalStore:
             models=models,
             scores=scores,
             comparison=row["comparison"],
+            created_by=row.get("created_by"),
         )

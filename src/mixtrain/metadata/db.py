@@ -24,7 +24,7 @@ from mixtrain.health import Finding
 
 T = TypeVar("T")
 
-HEAD = "0005"
+HEAD = "0006"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 

@@ -54,6 +54,7 @@ datasets = Table(
     Column("description", Text, nullable=False, default=""),
     Column("source", Text, nullable=False, default=""),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(64)),  # MIXTRAIN_USER of its creator; NULL: made before migration 0006
 )
 
 workflows = Table(
@@ -100,6 +101,7 @@ runs = Table(
     Column("finished_at", UTCDateTime()),
     Column("resumed_from", JSON),  # {"run": N, "step": S, "checkpoint": PATH} when `workflow resume` started it
     Column("resumes_run_id", Integer),  # the run a `workflow resume` continues (one active resume per run)
+    Column("created_by", String(64)),  # MIXTRAIN_USER of who started it; NULL: made before migration 0006
     UniqueConstraint("workflow_id", "number"),
 )
 # Two concurrent `workflow resume` of one run: the database lets one of them in (migration 0005).
@@ -144,6 +146,7 @@ model_versions = Table(
     Column("train_loss", Float),
     Column("lineage", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(64)),  # MIXTRAIN_USER of the run (or user) that registered it; NULL before 0006
     UniqueConstraint("model_id", "version"),
 )
 
@@ -173,6 +176,7 @@ evals = Table(
     Column("comparison", JSON),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),
+    Column("created_by", String(64)),  # MIXTRAIN_USER of its creator; NULL: made before migration 0006
 )
 
 eval_models = Table(

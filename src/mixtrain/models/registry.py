@@ -78,6 +78,7 @@ class ModelRegistry:
                             train_loss=train_loss,
                             lineage=lineage,
                             created_at=now(),
+                            created_by=self.settings.user,
                         )
                     )
                 return self.get(name, version)
@@ -127,13 +128,14 @@ class ModelRegistry:
             )
             return [self._version(r, name) for r in rows]
 
-    def list(self) -> list[ModelVersion]:
+    def list(self, user: str | None = None) -> list[ModelVersion]:
+        """The latest version of each model; with ``user``, the latest version that user registered
+        (models they never registered a version of are left out)."""
         with self.engine.connect() as conn:
-            latest = (
-                select(model_versions.c.model_id, func.max(model_versions.c.version).label("version"))
-                .group_by(model_versions.c.model_id)
-                .subquery()
-            )
+            latest_q = select(model_versions.c.model_id, func.max(model_versions.c.version).label("version"))
+            if user is not None:
+                latest_q = latest_q.where(model_versions.c.created_by == user)
+            latest = latest_q.group_by(model_versions.c.model_id).subquery()
             rows = conn.execute(
                 select(models.c.name, model_versions)
                 .join(latest, latest.c.model_id == models.c.id)

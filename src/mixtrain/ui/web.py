@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from mixtrain.display import fmt_duration, fmt_time
-from mixtrain.records import json_default, status_tone
+from mixtrain.records import json_default, shown_user, status_tone
 
 # A number in a URL that SQLite can hold: a larger one is "not found" (404) rather than an OverflowError (500).
 Int64 = Annotated[int, Ge(-(2**63)), Le(2**63 - 1)]
@@ -37,7 +37,9 @@ def short_json(v, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-templates.env.filters.update(time=fmt_time, duration=fmt_duration, num=fmt_num, json=to_json, short_json=short_json)
+templates.env.filters.update(
+    time=fmt_time, duration=fmt_duration, num=fmt_num, json=to_json, short_json=short_json, user=shown_user
+)
 templates.env.globals.update(status_class=status_tone)
 
 

@@ -293,6 +293,7 @@ class WorkflowRegistry:
                                 created_at=now(),
                                 resumed_from=resumed_from,
                                 resumes_run_id=resumes.id if resumes else None,
+                                created_by=self.settings.user,
                             )
                         )
                     )
@@ -346,11 +347,14 @@ class WorkflowRegistry:
             raise NotFound(f"run #{number} of workflow {name!r} not found", f"see `mixtrain workflow runs {name}`")
         return self.run_by_id(row.id)
 
-    def runs(self, name: str, limit: int | None = None, offset: int = 0) -> builtins.list[Run]:
-        """Newest first; ``limit``/``offset`` page through long histories in the database."""
+    def runs(self, name: str, limit: int | None = None, offset: int = 0, user: str | None = None) -> builtins.list[Run]:
+        """Newest first; ``limit``/``offset`` page through long histories in the database; ``user``: only
+        the runs that user started."""
         wf = self._workflow(name)
         q = select(runs, workflows.c.name.label("workflow")).join(workflows, workflows.c.id == runs.c.workflow_id)
         q = q.where(runs.c.workflow_id == wf["id"]).order_by(runs.c.number.desc())
+        if user is not None:
+            q = q.where(runs.c.created_by == user)
         if limit:
             q = q.limit(limit)
         if offset:

@@ -114,6 +114,8 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
             "PYTHONUNBUFFERED": "1",
             NAMES_VAR: ",".join(sorted(secrets)),  # names only: the worker redacts its error/output
         }
+        if run.get("created_by"):  # what the run registers (models, datasets) is the run's user's doing
+            env["MIXTRAIN_USER"] = run["created_by"]
         os.environ.update(env)
         code = 1
         try:
