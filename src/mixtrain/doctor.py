@@ -1,5 +1,9 @@
 """`mixtrain doctor`: check a home for damage and say how to fix it; ``--fix`` repairs what is safe.
 
+In team mode it first checks the shared services (``services``: PostgreSQL, the S3 bucket, the Ray
+cluster) with this machine's settings and credentials, one line each, and skips the store checks
+whose service is down (they would only repeat the same cause).
+
 Why: faults (a killed write, a full disk, a truncated file) leave state that normal commands refuse
 with one line each; the doctor looks at everything at once and never repairs by forgetting data. It
 only asks: each store checks itself through its public ``check()`` (metadata DB, dataset catalog and
@@ -38,12 +42,22 @@ class Report:
 
 
 def check(settings: Settings, fix: bool = False, older_than: float = ORPHAN_AGE) -> Report:
+    from mixtrain import services
+
     report = Report()
     home = settings.home
+    # Team services first, even before this machine has a home: a new member checks the servers they share.
+    down = set()
+    for service, finding in services.checks(settings):
+        report.add(finding)
+        if not finding.ok:
+            down.add(service)
     if not home.exists():
         report.add(Finding(True, f"home {home} does not exist yet (a fresh install; created on first use)"))
         return report
     for name, step in _steps(settings, fix, older_than):
+        if down & NEEDS.get(name, set()):
+            continue  # its service is down: said once above, not again per store
         try:
             for finding in step():
                 report.add(finding)
@@ -52,6 +66,16 @@ def check(settings: Settings, fix: bool = False, older_than: float = ORPHAN_AGE)
         except Exception as exc:  # the doctor reports; it must not crash on the damage it looks for
             report.add(Finding(False, f"{name} check failed: {type(exc).__name__}: {exc}", "see the message"))
     return report
+
+
+# Which team services (``services.checks``) each store's check needs.
+NEEDS = {
+    "metadata": {"database"},
+    "datasets": {"database", "catalog", "bucket"},
+    "secrets": {"database"},
+    "models": {"database", "bucket"},
+    "workflows": {"database"},
+}
 
 
 def _steps(settings: Settings, fix: bool, older_than: float) -> list[tuple[str, Callable[[], list[Finding]]]]:

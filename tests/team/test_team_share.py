@@ -1,0 +1,84 @@
+"""A team shares one mixtrain (#21 §3): a second MIXTRAIN_HOME — a second machine, sharing nothing with the
+first but the PostgreSQL metadata database and catalog (and, with an S3 warehouse, the bucket) — sees the
+first one's datasets, runs and models through the dashboard's HTTP routes, with who made each.
+
+No browser: the real app in-process (FastAPI's TestClient), over real stores written by the real CLI.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from harness import Mix, cli_env
+
+WHOAMI_FLOW = '''
+from mixtrain import MixFlow, mixparam
+
+
+class Hello(MixFlow):
+    """Says hello."""
+
+    who: str = mixparam(default="team", description="who to greet")
+
+    def run(self):
+        print(f"hello {self.who}", flush=True)
+        return {"greeted": self.who}
+'''
+
+
+@pytest.fixture(params=["postgres+shared-folder"])
+def shared(request, tmp_path, pg_url) -> dict[str, str]:
+    """What the two homes share: the metadata DB and the catalog on PostgreSQL, and the warehouse (a shared
+    folder, as an NFS mount would be)."""
+    return {
+        "MIXTRAIN_DATABASE_URL": pg_url,
+        "MIXTRAIN_CATALOG_URL": pg_url,
+        "MIXTRAIN_WAREHOUSE": (tmp_path / "shared-warehouse").as_uri(),
+    }
+
+
+def _first_machine(tmp_path, shared) -> Mix:
+    home_a = tmp_path / "machine-a" / "home"
+    alice = Mix(tmp_path, home_a, {**cli_env(home_a, **shared), "MIXTRAIN_USER": "alice"})
+    (tmp_path / "hello.py").write_text(WHOAMI_FLOW)
+    (tmp_path / "notes.csv").write_text("prompt,response\nwhat colour?,red\nwhat shape?,a square\n")
+    (tmp_path / "fake-llava").mkdir()
+    (tmp_path / "fake-llava" / "config.json").write_text('{"model_type": "llava"}')
+    alice("dataset", "create", "team-notes", "--file", "notes.csv", "--description", "shared notes", check=0)
+    alice("workflow", "create", "hello.py", "--name", "hello", check=0)
+    alice("workflow", "run", "hello", "--who", "bob", check=0)
+    alice("model", "register", "team-base", "--base_model", str(tmp_path / "fake-llava"), check=0)
+    return alice
+
+
+def test_a_second_home_sees_the_first_ones_work_in_the_dashboard(tmp_path, shared, monkeypatch):
+    _first_machine(tmp_path, shared)
+    shutil.rmtree(tmp_path / "machine-a")  # the second machine can use nothing of the first one's home
+    home_b = tmp_path / "machine-b" / "home"
+    monkeypatch.setenv("MIXTRAIN_HOME", str(home_b))
+    monkeypatch.setenv("MIXTRAIN_USER", "bob")
+    for k, v in shared.items():
+        monkeypatch.setenv(k, v)
+    from fastapi.testclient import TestClient
+
+    from mixtrain.ui.app import create_app
+
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
+        page = c.get("/datasets")
+        assert page.status_code == 200, page.text[-2000:]
+        assert "team-notes" in page.text and ">alice<" in page.text
+        page = c.get("/datasets/team-notes")
+        assert page.status_code == 200 and "a square" in page.text and "shared notes" in page.text
+        assert 'id="dataset-user">alice<' in page.text
+
+        page = c.get("/workflows/hello")
+        assert page.status_code == 200 and "#1" in page.text and "completed" in page.text and ">alice<" in page.text
+        page = c.get("/runs/hello/1")
+        assert page.status_code == 200 and "completed" in page.text and 'id="run-user">alice<' in page.text
+
+        page = c.get("/models")
+        assert page.status_code == 200 and "team-base" in page.text and ">alice<" in page.text
+        page = c.get("/models/team-base")
+        assert page.status_code == 200 and 'id="model-user">alice<' in page.text
