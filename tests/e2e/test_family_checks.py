@@ -19,7 +19,7 @@ import pytest
 # Families proven end to end here (the original four are gated by test_finetune_families.py), with the token
 # that closes an assistant turn in each (it must carry loss, or the model never learns to stop) and the
 # prefix of its language model's modules (what the LoRA target must cover, and nothing outside it).
-GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral")
+GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl")
 CLOSE = {
     "qwen3_vl": "<|im_end|>",
     "gemma3": "<end_of_turn>",
@@ -28,6 +28,8 @@ CLOSE = {
     "internvl": "<|im_end|>",
     "mistral3": "</s>",
     "pixtral": "</s>",
+    "glm4v": "<|endoftext|>",
+    "lfm2_vl": "<|im_end|>",
 }
 LANGUAGE_MODEL = dict.fromkeys(GATED, "model.language_model.") | {"smolvlm": "model.text_model."}
 # Image tokens in the text for the gate's 64x64 image: Qwen3-VL 2x2 merged 16-px patches; Gemma 3 its pooled
@@ -35,7 +37,18 @@ LANGUAGE_MODEL = dict.fromkeys(GATED, "model.language_model.") | {"smolvlm": "mo
 # Pixtral: 4x4 [IMG] rows, each closed by [IMG_BREAK] / [IMG_END]; Mistral 3 merges 2x2 patches first.
 # InternVL: 4 tiles + a thumbnail, 4 <IMG_CONTEXT> each, inside <img> … </img>.
 # SmolVLM2: 2x2 tiles + a global view, 4 <image> tokens each, each tile framed by its own marker tokens.
-IMAGE_TOKENS = {"qwen3_vl": 4, "gemma3": 4, "mllama": 1, "smolvlm": 20, "internvl": 22, "mistral3": 6, "pixtral": 20}
+# GLM-4.1V: 2x2 merged 8-px patches. LFM2-VL: 8x8 patches unshuffled 2x2 into one 4x4 tile (no split at this size).
+IMAGE_TOKENS = {
+    "qwen3_vl": 4,
+    "gemma3": 4,
+    "mllama": 1,
+    "smolvlm": 20,
+    "internvl": 22,
+    "mistral3": 6,
+    "pixtral": 20,
+    "glm4v": 4,
+    "lfm2_vl": 16,
+}
 PROMPT = "What colour is the shape?"
 
 
@@ -110,6 +123,44 @@ def test_rows_whose_image_got_no_tokens_fail_the_preflight(newer_models):
     ]  # what the preflight refuses (rows with images, 0 tokens)
     right = measure.measure(proc, None, rows, workers=1)  # the pixtral family's template: the model's own
     assert right.image_tokens == [IMAGE_TOKENS["pixtral"]] * 2 and right.per_image == [IMAGE_TOKENS["pixtral"]] * 2
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", GATED)
+def test_preflight_counts_images_of_several_shapes_as_the_processor_does(newer_models, family, tmp_path, monkeypatch):
+    """The preflight gives every row the processor's own token count on images of several shapes and sizes
+    (tiling, aspect ratio) — on a small table (processor on each row) and on a large one (size-only length pass,
+    checked on a sample; where it disagrees — tile or boundary markers it does not count — every row goes
+    through the processor instead, so the figures stay exact)."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from mixtrain.vlm import configure, measure
+    from mixtrain.vlm.families import get_family
+    from mixtrain.vlm.prepare import to_messages
+
+    shapes = [(64, 64), (80, 48), (30, 90), (200, 120), (17, 33)]
+    rows = []
+    for w, h in shapes:
+        Image.new("RGB", (w, h), (200, 30, 30)).save(tmp_path / f"{w}x{h}.png")
+        rows.append(to_messages(str(tmp_path / f"{w}x{h}.png"), PROMPT, "red"))
+    proc = AutoProcessor.from_pretrained(newer_models[family], use_fast=False)
+    template = configure.chat_template_settings(get_family(family)).get("chat_template_jinja")
+    exact = measure.measure(proc, template, rows, workers=1)
+    monkeypatch.setattr(measure, "SAMPLE", 1)  # a "large" table: length pass over every row, 1 row checked
+    fast = measure.measure(proc, template, rows, workers=1)
+    assert exact.method == "processor on every row" and fast.method != exact.method
+    assert fast.lengths == exact.lengths and fast.image_tokens == exact.image_tokens, fast.method
+    if family not in ("gemma3", "mllama"):  # fixed tokens per image there; elsewhere the shape changes the count
+        assert len(set(exact.image_tokens)) > 1, exact.image_tokens
+    for row, count in zip(rows, exact.image_tokens, strict=True):
+        batch = proc(
+            text=[proc.apply_chat_template(row["messages"][:1], chat_template=template, tokenize=False)],
+            images=[Image.open(row["messages"][0]["content"][0]["path"]).convert("RGB")],
+            return_mm_token_type_ids=True,
+        )
+        if "mm_token_type_ids" in batch:  # the processor's own marking of an image's tokens
+            assert count == sum(1 for t in batch["mm_token_type_ids"][0] if int(t) == 1), family
 
 
 def _image_of(path: Path) -> None:

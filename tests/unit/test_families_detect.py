@@ -12,7 +12,7 @@ from mixtrain.vlm import configure, families
 
 def _model(tmp_path: Path, config: dict) -> str:
     d = tmp_path / "m"
-    d.mkdir()
+    d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps(config))
     return str(d)
 
@@ -76,7 +76,7 @@ def test_unknown_model_lists_each_supported_type_once(tmp_path):
     assert listed.count("llava,") == 1 and "gemma3" in listed and "mistral3" in listed
 
 
-@pytest.mark.parametrize("hf_type", ["glm4v", "lfm2_vl", "gemma4", "qwen3_5", "llama4"])
+@pytest.mark.parametrize("hf_type", ["glm4v_moe", "gemma4", "qwen3_5", "llama4"])
 def test_families_not_yet_proven_are_refused_with_their_reason(tmp_path, hf_type):
     from mixtrain.errors import InvalidInput
     from mixtrain.vlm.recipe import check_family
@@ -88,3 +88,22 @@ def test_families_not_yet_proven_are_refused_with_their_reason(tmp_path, hf_type
     with pytest.raises(InvalidInput) as err:
         check_family(fam, spec)
     assert fam.unsupported_reason in str(err.value) and "qwen3_vl" in str(err.value)
+
+
+def test_glm_and_lfm2_targets_cover_their_own_layer_kinds():
+    import re
+
+    glm = re.compile(families.get_family("glm4v").lora_target)
+    assert glm.fullmatch("model.language_model.layers.0.mlp.gate_up_proj")  # GLM's fused MLP
+    assert not glm.fullmatch("model.visual.blocks.0.mlp.gate_proj")
+    lfm = re.compile(families.get_family("lfm2_vl").lora_target)
+    for name in ("conv.in_proj", "conv.out_proj", "self_attn.out_proj", "feed_forward.w2"):
+        assert lfm.fullmatch(f"model.language_model.layers.3.{name}"), name
+    assert not lfm.fullmatch("model.multi_modal_projector.linear_1")
+
+
+def test_glm_45v_moe_is_told_apart_from_dense_glm_41v(tmp_path):
+    dense, _ = families.resolve("glm4v", _model(tmp_path / "a", {"model_type": "glm4v"}), lambda m: None)
+    moe, _ = families.resolve("glm4v", _model(tmp_path / "b", {"model_type": "glm4v_moe"}), lambda m: None)
+    assert dense.supported and dense.name == "glm4v"
+    assert not moe.supported and "3-D" in moe.unsupported_reason

@@ -225,7 +225,7 @@ def register(
         "llava",
         "--model_type",
         "--model-type",
-        help="llava, llava_next, qwen2_vl, qwen3_vl, gemma3, mllama, smolvlm, internvl, mistral3, pixtral.",
+        help="llava, llava_next, qwen2_vl, qwen3_vl, gemma3, mllama, smolvlm, internvl, mistral3, pixtral, glm4v, lfm2_vl.",
     ),
 ):
     """Register a base model (no adapter) so it can be queried like a fine-tuned one.

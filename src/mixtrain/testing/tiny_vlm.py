@@ -36,9 +36,11 @@ FAMILIES = (
     "internvl",
     "mistral3",
     "pixtral",
+    "glm4v",
+    "lfm2_vl",
 )
 # Families built by the table-driven builder below (one function each, _NEWER_BUILDERS) rather than the original branches.
-NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral")
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl")
 
 # Words our synthetic task and the chat templates use; each gets whole-word tokens.
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -105,6 +107,8 @@ _DEFAULT_IMAGE_SIZE = {
     "internvl": 32,
     "mistral3": 32,
     "pixtral": 32,
+    "glm4v": 32,
+    "lfm2_vl": 32,
 }
 _CLIP_PATCH = 16
 _QWEN_PATCH, _QWEN_MERGE = 14, 2
@@ -484,6 +488,8 @@ _NEWER_STEP = {
     "internvl": 16,
     "mistral3": 16,
     "pixtral": 8,
+    "glm4v": 16,
+    "lfm2_vl": 16,
 }  # image_size granularity: patch (x merge) of the vision tower
 
 
@@ -952,6 +958,176 @@ def _mistral3(sizes: dict[str, int]):
     return processor, model, [tokenizer.eos_token_id]
 
 
+_GLM_SPECIALS = (
+    "<|endoftext|>",
+    "[gMASK]",
+    "<sop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|image|>",
+    "<|video|>",
+)
+
+
+def _glm4v(sizes: dict[str, int]):
+    """GLM-4.1V: a Qwen2-VL-style tower (M-RoPE, 2x2 patch merge) and a GLM-4 text model whose MLP is one fused
+    ``gate_up_proj``; an image is <|begin_of_image|> + its <|image|> tokens + <|end_of_image|>."""
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        list(_GLM_SPECIALS),
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
+    )
+    img, patch = sizes["image_size"], 8
+    pixels = dict(
+        size={"shortest_edge": img * img, "longest_edge": 4 * img * img},  # several token counts per aspect
+        patch_size=patch,
+        temporal_patch_size=2,
+        merge_size=2,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    processor = transformers.Glm4vProcessor(
+        image_processor=_image_processor("Glm4vImageProcessor", **pixels),
+        tokenizer=tokenizer,
+        video_processor=transformers.Glm4vVideoProcessor(**pixels),
+        chat_template=(LLAVA_TEMPLATE_FILE.parent / "glm4v.jinja").read_text(),
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    text.pop("head_dim")
+    head = sizes["hidden_size"] // sizes["num_attention_heads"]
+    quarter = head // 4  # GLM rotates half of each head: M-RoPE sections (GLM-4.1V: [8, 12, 12]) sum to head_dim / 4
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 10_000.0,
+        "mrope_section": [quarter - 2 * (quarter // 3), quarter // 3, quarter // 3],
+        "partial_rotary_factor": 0.5,
+    }
+    vision = dict(
+        depth=sizes["vision_num_hidden_layers"],
+        hidden_size=sizes["vision_hidden_size"],
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_heads=sizes["vision_num_attention_heads"],
+        out_hidden_size=sizes["hidden_size"],
+        image_size=img,
+        patch_size=patch,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
+    config = transformers.Glm4vConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tid("<|image|>"),
+        video_token_id=tid("<|video|>"),
+        image_start_token_id=tid("<|begin_of_image|>"),
+        image_end_token_id=tid("<|end_of_image|>"),
+        video_start_token_id=tid("<|begin_of_video|>"),
+        video_end_token_id=tid("<|end_of_video|>"),
+        tie_word_embeddings=False,
+    )
+    model = transformers.Glm4vForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id, tid("<|user|>"), tid("<|observation|>")]
+
+
+# LFM2-VL's chat template (LiquidAI/LFM2-VL-*): ChatML turns after <|startoftext|>, <image> where an image goes.
+LFM2_VL_CHAT_TEMPLATE = (
+    "{{- bos_token }}{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<image>' }}{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def _lfm2_vl(sizes: dict[str, int]):
+    """LFM2-VL: a SigLIP2 NaFlex tower, pixel-unshuffle MLP projector, and an LFM2 text model mixing short
+    convolution blocks (``conv.in_proj`` / ``conv.out_proj``) with attention blocks (``q/k/v_proj``, ``out_proj``),
+    each followed by a SwiGLU ``feed_forward`` (``w1``, ``w2``, ``w3``). Large images become tiles + a thumbnail."""
+    import transformers
+
+    grid = [f"<|img_row_{r}_col_{c}|>" for r in (1, 2) for c in (1, 2)]
+    tokenizer = _byte_level_tokenizer(
+        [
+            "<|pad|>",
+            "<|startoftext|>",
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<|im_end|>",
+            "<image>",
+            "<|image_start|>",
+            "<|image_end|>",
+            "<|img_thumbnail|>",
+            *grid,
+        ],
+        bos="<|startoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        extra_special_tokens={
+            "image_token": "<image>",
+            "image_start_token": "<|image_start|>",
+            "image_end_token": "<|image_end|>",
+            "image_thumbnail_token": "<|img_thumbnail|>",
+        },
+    )
+    img, patch = sizes["image_size"], 8
+    # A 32-px image is 4x4 patches -> 2x2 tokens after the 2x unshuffle; larger ones split into tiles + thumbnail.
+    processor = transformers.Lfm2VlProcessor(
+        image_processor=transformers.Lfm2VlImageProcessor(
+            encoder_patch_size=patch,
+            tile_size=img,
+            min_image_tokens=4,
+            max_image_tokens=16,
+            min_tiles=2,
+            max_tiles=4,
+            max_num_patches=64,
+            size={"height": img, "width": img},
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        ),
+        tokenizer=tokenizer,
+        chat_template=LFM2_VL_CHAT_TEMPLATE,
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    text.pop("head_dim")
+    layers = text["num_hidden_layers"] = max(2, sizes["num_hidden_layers"])
+    text_config = transformers.Lfm2Config(
+        **text,
+        layer_types=["conv" if i % 2 == 0 else "full_attention" for i in range(layers)],
+        block_auto_adjust_ff_dim=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    vision = transformers.Siglip2VisionConfig(
+        hidden_size=sizes["vision_hidden_size"],
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_hidden_layers=sizes["vision_num_hidden_layers"],
+        num_attention_heads=sizes["vision_num_attention_heads"],
+        patch_size=patch,
+        num_patches=64,
+    )
+    config = transformers.Lfm2VlConfig(
+        text_config=text_config,
+        vision_config=vision,
+        image_token_id=tid("<image>"),
+        projector_hidden_size=sizes["hidden_size"],
+        downsample_factor=2,
+        tie_word_embeddings=True,
+    )
+    model = transformers.Lfm2VlForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id]
+
+
 _NEWER_BUILDERS = {
     "mistral3": _mistral3,
     "pixtral": _pixtral,
@@ -960,6 +1136,8 @@ _NEWER_BUILDERS = {
     "mllama": _mllama,
     "smolvlm": _smolvlm,
     "internvl": _internvl,
+    "glm4v": _glm4v,
+    "lfm2_vl": _lfm2_vl,
 }
 
 

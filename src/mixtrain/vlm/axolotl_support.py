@@ -19,6 +19,15 @@ the base model's ``model_type``) before its built-in chains — in the training 
   one, which no built-in strategy claims (prompt trained). Ours: the v7-tekken boundaries
   ([SYSTEM_PROMPT], [INST], [/INST] … EOS) and [IMG], [IMG_BREAK], [IMG_END] masked.
 
+* GLM-4.1V / GLM-4.5V: Axolotl's ``Glm4vProcessingStrategy`` declares no role boundaries ("unverified"), so
+  the prompt is trained too. Ours trains ``<|assistant|>\n`` … ``<|endoftext|>`` (our template,
+  templates/glm4v.jinja, closes each answer with GLM's EOS) and masks the image/video markers. GLM's pad token
+  is its EOS: padding lies outside every assistant span, so the role mask drops it and the closing EOS stays.
+
+* LFM2-VL: Axolotl 0.19 has no strategy at all (the base one trains every token but the image token). Ours
+  trains the ChatML assistant turns (``<|im_start|>assistant\n`` … ``<|im_end|>``) and masks every token the
+  processor adds for an image (<image>, <|image_start|>, <|image_end|>, <|img_thumbnail|>, <|img_row_R_col_C|>).
+
 Each strategy masks the tokens the processor inserts for an image (they are never targets).
 """
 
@@ -36,7 +45,13 @@ def register() -> None:
     from axolotl.model_support.base import ModelSupport
     from axolotl.model_support.templates import IMAGE_TEXT_TO_TEXT
 
-    for model_type, provider in (("smolvlm", _smolvlm), ("internvl", _internvl), ("mistral3", _mistral3)):
+    for model_type, provider in (
+        ("smolvlm", _smolvlm),
+        ("internvl", _internvl),
+        ("mistral3", _mistral3),
+        ("glm4v", _glm4v),
+        ("lfm2_vl", _lfm2_vl),
+    ):
         support = type(
             f"Mixtrain{model_type.title()}Support",
             (ModelSupport,),
@@ -126,11 +141,122 @@ def _internvl() -> type:
     return InternVLStrategy
 
 
-def _masked_labels(strategy, input_ids):
-    """Labels = ids where the role mask keeps them, minus padding and every media token."""
+def _chatml_boundaries(tok, roles=("system", "user", "assistant"), end="<|im_end|>") -> list:
+    from axolotl.processing_strategies import RoleBoundary, _encode_markers
+
+    close = _encode_markers(tok, [end])
+    if not close:
+        return []
+    out = []
+    for role in roles:
+        start = _encode_markers(tok, [f"<|im_start|>{role}\n"])
+        if start:
+            out.append(RoleBoundary(role=role, start_tokens=start[0], end_tokens=close[0]))
+    return out
+
+
+def _glm4v() -> type:
+    from axolotl.processing_strategies import ProcessingStrategy, RoleBoundary, _encode_markers
+
+    class Glm4vStrategy(ProcessingStrategy):
+        """GLM-4.1V / 4.5V: ``<|assistant|>\n`` answer ``<|endoftext|>`` trained; image and video markers masked."""
+
+        def __init__(self, processor, *args, **kwargs):
+            super().__init__(processor, *args, **kwargs)
+            tok = processor.tokenizer
+            self.image_token = processor.image_token
+            self.image_token_id = processor.image_token_id
+            self.media_ids = _media_ids(
+                tok,
+                [
+                    processor.image_token,
+                    getattr(processor, "video_token", None),
+                    "<|begin_of_image|>",
+                    "<|end_of_image|>",
+                    "<|begin_of_video|>",
+                    "<|end_of_video|>",
+                ],
+            )
+
+        def _build_role_boundaries(self) -> list:
+            # Only the assistant turn is declared: GLM's user and system turns have no closing token of their own
+            # (the next role token ends them), and undeclared text is never trained.
+            tok = self.processor.tokenizer
+            start = _encode_markers(tok, ["<|assistant|>\n"])
+            end = _encode_markers(tok, [tok.eos_token or "<|endoftext|>"])
+            if not (start and end):
+                return []
+            return [RoleBoundary(role="assistant", start_tokens=start[0], end_tokens=end[0])]
+
+        def process_labels(self, input_ids):
+            return _masked_labels(self, input_ids, pad_outside_turns=True)
+
+    return Glm4vStrategy
+
+
+def _lfm2_vl() -> type:
+    from axolotl.processing_strategies import ProcessingStrategy
+
+    class Lfm2VlStrategy(ProcessingStrategy):
+        """LFM2-VL: ChatML turns; <image>, its start/end, thumbnail and tile-position tokens masked."""
+
+        def __init__(self, processor, *args, **kwargs):
+            super().__init__(processor, *args, **kwargs)
+            tok = processor.tokenizer
+            self.image_token = processor.image_token
+            self.image_token_id = processor.image_token_id
+            tiles = [t for t in tok.get_vocab() if t.startswith("<|img_row_") and t.endswith("|>")]
+            self.media_ids = _media_ids(
+                tok,
+                [
+                    processor.image_token,
+                    processor.image_start_token,
+                    processor.image_end_token,
+                    processor.image_thumbnail_token,
+                    *tiles,
+                ],
+            )
+
+        def __call__(self, examples: list[dict]) -> list[dict]:
+            return _decoded_with_pil(super().__call__(examples))
+
+        def _build_role_boundaries(self) -> list:
+            return _chatml_boundaries(self.processor.tokenizer)
+
+        def process_labels(self, input_ids):
+            return _masked_labels(self, input_ids)
+
+    return Lfm2VlStrategy
+
+
+def _decoded_with_pil(examples: list[dict]) -> list[dict]:
+    """Image parts given by path/URL replaced by the decoded image (PIL), in place.
+
+    LFM2-VL's image processor exists only as a torchvision one, and handed a path it decodes the file with
+    ``torchvision.io`` — compiled ops that a CPU torch beside the index's CUDA torchvision does not have
+    (scripts/torchvision_cpu_compat.py). Decoded images take torchvision's pure-tensor path on any machine.
+    """
+    from axolotl.processing_strategies import load_image
+
+    for example in examples:
+        for message in example.get("messages") or []:
+            for part in message.get("content") or []:
+                if isinstance(part, dict) and part.get("type") == "image" and "image" not in part:
+                    ref = part.pop("path", None) or part.pop("url", None)
+                    if ref is not None:
+                        part["image"] = load_image(ref)
+    return examples
+
+
+def _masked_labels(strategy, input_ids, *, pad_outside_turns: bool = False):
+    """Labels = ids where the role mask keeps them, minus padding and every media token.
+
+    ``pad_outside_turns``: the pad token is also the turn's closing token (GLM): padding is never inside an
+    assistant span, so the role mask alone drops it — masking the pad id would drop the closing token too.
+    """
     keep = strategy._mask_non_assistant_keep(input_ids)
     pad_id = getattr(strategy.processor.tokenizer, "pad_token_id", None)
-    if pad_id is not None:
+    if pad_id is not None and not (pad_outside_turns and not strategy.train_on_inputs):
         keep = keep & (input_ids != pad_id)
     for media in strategy.media_ids:
         keep = keep & (input_ids != media)

@@ -138,30 +138,41 @@ FAMILIES: dict[str, Family] = {
             "Axolotl has no processing strategy for it — Axolotl issue #2791)"
         ),
     ),
-    # Detected, but refused until they pass the family gate (tests/e2e/test_families_gate.py) — each says why.
     "glm4v": Family(
         name="glm4v",
-        description="GLM-4.1V / GLM-4.5V",
-        hf_model_types=("glm4v", "glm4v_moe"),
-        chat_template="tokenizer_default",
+        description="GLM-4.1V (dense GLM-4 language model)",
+        hf_model_types=("glm4v",),
+        chat_template="jinja",
+        # GLM's turn format with <|endoftext|> closing each answer (its own template closes none: a fine-tune
+        # would never learn to stop). Strategy: ours (vlm/axolotl_support.py) — Axolotl's declares no boundaries.
+        template_file="glm4v.jinja",
+        # The MLP is one fused gate_up_proj Linear.
         lora_target=r"model\.language_model\.layers\.\d+\.(mlp\.(gate_up|down)_proj|self_attn\.(q|k|v|o)_proj)",
-        supported=False,
-        unsupported_reason=(
-            "Axolotl 0.19's GLM-4V strategy declares no assistant-turn boundaries, so the prompt would be trained "
-            "too, and mixtrain has no verified strategy for GLM's template yet"
-        ),
     ),
     "lfm2_vl": Family(
         name="lfm2_vl",
-        description="LFM2-VL",
+        description="LFM2-VL (SigLIP2 tower, LFM2 language model of convolution and attention blocks)",
         hf_model_types=("lfm2_vl",),
-        chat_template="tokenizer_default",
-        lora_target=r"model\.language_model\.layers\.\d+\..*",
+        chat_template="tokenizer_default",  # the model's ChatML template; our strategy (vlm/axolotl_support.py)
+        # Convolution blocks (conv.in_proj/out_proj), attention blocks (q/k/v_proj, out_proj), SwiGLU w1/w2/w3.
+        lora_target=(
+            r"model\.language_model\.layers\.\d+\."
+            r"(self_attn\.(q|k|v|out)_proj|conv\.(in|out)_proj|feed_forward\.w[123])"
+        ),
+    ),
+    # Detected, but refused until they pass the family gate (tests/e2e/test_families_gate.py) — each says why.
+    "glm4v_moe": Family(
+        name="glm4v_moe",
+        description="GLM-4.5V (mixture-of-experts GLM-4.5-Air language model)",
+        hf_model_types=("glm4v_moe",),
+        chat_template="jinja",
+        template_file="glm4v.jinja",
+        lora_target=r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj",
         supported=False,
         unsupported_reason=(
-            "Axolotl 0.19 has no LFM2-VL strategy with assistant-turn boundaries (the prompt would be trained too), "
-            "our language-model LoRA target misses its convolution blocks, and its image processor needs torchvision's "
-            "fast path; mixtrain has not verified it yet"
+            "its mixture-of-experts weights are 3-D parameters (experts.gate_up_proj / down_proj) that LoRA on Linear "
+            "layers does not reach, so most of the language model would stay untrained; the dense GLM-4.1V "
+            "(model_type glm4v) is supported"
         ),
     ),
     **{
@@ -201,6 +212,10 @@ ALIASES = {
     "llava-next": "llava_next",
     "phi3v": "phi3_v",
     "phi-3-vision": "phi3_v",
+    "glm4.1v": "glm4v",
+    "glm-4.1v": "glm4v",
+    "glm4.5v": "glm4v_moe",
+    "lfm2-vl": "lfm2_vl",
 }
 
 

@@ -29,7 +29,7 @@ class FinetuneSpec(BaseModel):
     model_type: str = Field(
         "llava",
         description="Architecture: llava, llava_next, qwen2_vl, qwen3_vl, gemma3, mllama, smolvlm, internvl, mistral3, "
-        "pixtral (phi3_v is refused); corrected from the base model's config.json",
+        "pixtral, glm4v, lfm2_vl (phi3_v is refused); corrected from the base model's config.json",
     )
     num_epochs: int = Field(3, ge=1, description="Number of training epochs")
     batch_size: int = Field(2, ge=1, description="Batch size per GPU")
