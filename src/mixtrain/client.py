@@ -220,11 +220,31 @@ class MixClient:
         """The latest version's input spec (what `workflow run NAME` parses its options against)."""
         return self.workflows.latest_version(name)["spec"]
 
-    def start_run(self, name: str, inputs: dict[str, Any], *, from_text: bool = False, fork: bool = False) -> Run:
-        """Validate the inputs and start a detached run; ``from_text``: values are text to parse (the CLI)."""
+    def start_run(
+        self, name: str, inputs: dict[str, Any], *, from_text: bool = False, fork: bool = False, num_nodes: int = 1
+    ) -> Run:
+        """Validate the inputs and start a detached run; ``from_text``: values are text to parse (the CLI).
+
+        With ``MIXTRAIN_RAY_ADDRESS`` set the run is a Ray job; ``num_nodes`` > 1 gangs that many nodes for its training.
+        """
         from mixtrain.workflows import runner
 
-        return runner.start(self.settings, name, inputs, from_text=from_text, fork=fork)
+        return runner.start(self.settings, name, inputs, from_text=from_text, fork=fork, num_nodes=num_nodes)
+
+    def run_log(self, workflow: str, number: int) -> bytes | None:
+        """The run's log as written so far (a Ray run's comes from its job); None when it has none yet."""
+        from pathlib import Path
+
+        from mixtrain.workflows import cluster
+
+        run = self.workflows.run(workflow, number)
+        if run.placement:
+            try:
+                return cluster.logs(run.placement)
+            except cluster.JobGone:
+                pass  # the cluster forgot the job: the run folder's copy, when this home has it
+        path = Path(run.log_path)
+        return path.read_bytes() if path.exists() else None
 
     def run_workflow(self, name: str, inputs: dict[str, Any] | None = None, detach: bool = False) -> Run:
         """Start a run; unless ``detach``, wait for it and return its final record."""

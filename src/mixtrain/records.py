@@ -143,6 +143,7 @@ class Run(Record):
     resumed_from: dict | None
     resumes_run_id: int | None  # the run a `workflow resume` continues (one active resume per run)
     created_by: str | None  # MIXTRAIN_USER of who started it; None: a run from before users were recorded
+    placement: dict | None  # None: a run on this machine; a Ray job: {"backend": "ray", "address", "job", "num_nodes"}
     workflow: str
     duration: float | None  # seconds from start to finish (to now while it runs); None before it starts
     log_path: str

@@ -20,7 +20,7 @@ import click
 from mixtrain.errors import InvalidInput
 
 JSON_FLAGS = ("-i", "--input-json", "--input_json", "-c", "--config")
-RESERVED = {"i", "input_json", "c", "config", "d", "detach", "h", "help"}
+RESERVED = {"i", "input_json", "c", "config", "d", "detach", "h", "help", "num_nodes"}
 
 
 @dataclass
@@ -28,6 +28,7 @@ class RunArgs:
     inputs: dict = field(default_factory=dict)
     detach: bool = False
     help: bool = False
+    num_nodes: int = 1  # a platform option, not a workflow input: how many Ray nodes the run's training gangs
 
 
 def _record(ctx: click.Context, param: click.Parameter, value):
@@ -50,6 +51,7 @@ def build_command(spec: dict) -> click.Command:
         click.Option([*JSON_FLAGS, "json_inputs"], multiple=True, callback=_record, expose_value=False),
         click.Option(["-d", "--detach", "detach"], is_flag=True, default=False),
         click.Option(["-h", "--help", "help"], is_flag=True, default=False),
+        click.Option(["--num_nodes", "--num-nodes", "num_nodes"], type=click.IntRange(min=1), default=1),
     ]
     for inp in spec["inputs"]:
         name = inp["name"]
@@ -105,7 +107,7 @@ def parse(args: list[str], spec: dict) -> RunArgs:
         raise InvalidInput(exc.message, "see `mixtrain workflow run NAME --help`") from None
     if ctx.args:
         raise InvalidInput(f"unexpected argument {ctx.args[0]!r}", "inputs are given as --name value")
-    out = RunArgs(detach=ctx.params["detach"], help=ctx.params["help"])
+    out = RunArgs(detach=ctx.params["detach"], help=ctx.params["help"], num_nodes=ctx.params["num_nodes"])
     json_inputs: dict = {}
     flags: dict = {}
     for pname, value in ctx.meta.get("mixtrain.given", []):

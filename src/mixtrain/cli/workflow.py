@@ -114,9 +114,9 @@ def logs(
     if follow:
         c.follow_run(name, run)
         return
-    path = Path(info["log_path"])
-    if path.exists():
-        sys.stdout.buffer.write(path.read_bytes())
+    text = c.run_log(name, run)
+    if text is not None:
+        sys.stdout.buffer.write(text)
     else:
         err_console.print(f"run #{run} has no log yet ({info['status']})")
 
@@ -234,7 +234,7 @@ def run(ctx: typer.Context, name: str = typer.Argument(None, help="Workflow name
     if parsed.help:
         _print_run_help(name, spec)
         return
-    info = c.start_run(name, parsed.inputs, from_text=True, fork=True)
+    info = c.start_run(name, parsed.inputs, from_text=True, fork=True, num_nodes=parsed.num_nodes)
     number = info["number"]
     err_console.print(f"[dim]Started run #{number} of {name} — logs: mixtrain workflow logs {name} {number} -f[/]")
     if parsed.detach:
@@ -271,12 +271,13 @@ def _attach(c, name: str, info: dict) -> None:
 
 
 def _print_run_help(name: str, spec: dict) -> None:
-    console.print(f"Usage: mixtrain workflow run {name} [--INPUT VALUE ...] [-i JSON|FILE] [-d]\n")
+    console.print(f"Usage: mixtrain workflow run {name} [--INPUT VALUE ...] [-i JSON|FILE] [-d] [--num_nodes N]\n")
     if spec.get("doc"):
         console.print(spec["doc"].strip().splitlines()[0] + "\n")
     console.print(_inputs_table(spec["inputs"]))
     console.print(
-        "Flags override -i/--input-json/-c/--config JSON; -d/--detach returns at once; booleans take true/false or --no-NAME."
+        "Flags override -i/--input-json/-c/--config JSON; -d/--detach returns at once; booleans take true/false or --no-NAME;"
+        " --num_nodes N trains on N nodes of the Ray cluster (MIXTRAIN_RAY_ADDRESS)."
     )
     example = " ".join(f"--{i['name']} {_example_value(i)}" for i in spec["inputs"] if i["required"])
     console.print(f"\nExample:\n  mixtrain workflow run {name} {example}".rstrip())

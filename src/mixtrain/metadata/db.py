@@ -24,7 +24,7 @@ from mixtrain.health import Finding
 
 T = TypeVar("T")
 
-HEAD = "0006"
+HEAD = "0007"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 

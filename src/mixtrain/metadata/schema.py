@@ -102,6 +102,7 @@ runs = Table(
     Column("resumed_from", JSON),  # {"run": N, "step": S, "checkpoint": PATH} when `workflow resume` started it
     Column("resumes_run_id", Integer),  # the run a `workflow resume` continues (one active resume per run)
     Column("created_by", String(64)),  # MIXTRAIN_USER of who started it; NULL: made before migration 0006
+    Column("placement", JSON),  # NULL: this machine; {"backend": "ray", "address", "job", "num_nodes"} (0007)
     UniqueConstraint("workflow_id", "number"),
 )
 # Two concurrent `workflow resume` of one run: the database lets one of them in (migration 0005).

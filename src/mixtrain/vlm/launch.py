@@ -140,6 +140,15 @@ def run(cmd: list[str], env: dict, cwd: Path, log=print) -> None:
         log(SECTION_END)
 
 
+def run_logged(train, log=print) -> None:
+    """Call ``train()`` between the same section markers as ``run`` (the gang's nodes stream the trainer's output)."""
+    log(SECTION_BEGIN)
+    try:
+        train()
+    finally:
+        log(SECTION_END)
+
+
 def _run(cmd: list[str], env: dict, cwd: Path) -> None:
     tail: collections.deque[str] = collections.deque(maxlen=40)
     env = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mixtrain.errors import InvalidInput
 from mixtrain.settings import Settings
-from mixtrain.vlm import configure, families, family_rows, launch, register
+from mixtrain.vlm import configure, families, family_rows, gang, launch, register
 from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, FinetuneFolder
 from mixtrain.vlm.prepare import PreparedData, prepare
 from mixtrain.vlm.spec import FinetuneSpec
@@ -205,6 +205,8 @@ def validate_only(run: Setup, data: PreparedData, training: Training) -> Finetun
 # -- 3. launch -----------------------------------------------------------------------------------------
 def launch_training(run: Setup, data: PreparedData, training: Training) -> int:
     """Train; returns this node's machine rank (only rank 0 registers)."""
+    if gang.num_nodes() > 1:
+        return launch_gang(run, data, training)
     dist = launch.distributed_from_env()
     for line in launch.banner(dist):
         log(line)
@@ -223,6 +225,41 @@ def launch_training(run: Setup, data: PreparedData, training: Training) -> int:
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
         return dist.machine_rank
+    return 0
+
+
+def launch_gang(run: Setup, data: PreparedData, training: Training) -> int:
+    """`--num_nodes N` on a Ray cluster: N nodes train as one gang (vlm/gang.py); this process, rank 0's run, registers."""
+    from mixtrain.workflows.redact import NAMES_VAR
+
+    nodes = gang.num_nodes()
+    log(f"🌐 Ray cluster: training on {nodes} nodes (one Ray Train worker per node, accelerate launch on each)")
+    output_dir = training.output_dir
+    shutil.rmtree(output_dir, ignore_errors=True)
+    output_dir.mkdir(parents=True)
+    run.folder.declare_checkpoints(output_dir, HF_TRAINER_CHECKPOINT, dataset_snapshot_id=data.snapshot_id)
+    secret_names = [n for n in os.environ.get(NAMES_VAR, "").split(",") if n]
+    reports: list[dict] = []
+    try:
+        launch.run_logged(
+            lambda: reports.extend(
+                gang.train(
+                    training.config_path,
+                    training.env,
+                    run.folder.path,
+                    nodes,
+                    run.spec.num_processes,
+                    secret_names,
+                    log,
+                )
+            ),
+            log,
+        )
+    except BaseException:
+        _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}")
+        raise
+    for report in reports:
+        log(gang.done_line(report))
     return 0
 
 

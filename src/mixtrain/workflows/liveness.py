@@ -29,6 +29,8 @@ def reconcile(reg: WorkflowRegistry, run_id: int) -> bool:
     run = reg.run_by_id(run_id)
     if not run.status.is_active:
         return False
+    if run.placement:
+        return _reconcile_job(reg, run)
     if procs.alive(run.pid, run.pid_start) or procs.alive(run.worker_pid, run.worker_start):
         return False
     if run.pid is None:
@@ -50,6 +52,24 @@ def reconcile(reg: WorkflowRegistry, run_id: int) -> bool:
 
     diskspace.release(RunFolder(run.run_dir))  # its supervisor died before giving the reserve back
     return failed
+
+
+def _reconcile_job(reg: WorkflowRegistry, run) -> bool:
+    """A Ray run is alive while its job is: ask the cluster (not /proc), and record Ray's reason when it is not."""
+    import time
+
+    from mixtrain.workflows import cluster
+
+    job = cluster.state(run.placement)
+    if job is None or not job.is_terminal:
+        return False  # running, pending — or the cluster cannot be asked now: nothing is concluded
+    time.sleep(0.5)  # the worker records its result just before the job ends: let a late write land first
+    if not reg.run_by_id(run.id).status.is_active:
+        return False
+    try:
+        return reg.set_status(run.id, RunStatus.FAILED, error=cluster.reason(run.placement, job)[:4000])
+    except StorageError:
+        return False
 
 
 def reconcile_workflow(reg: WorkflowRegistry, name: str) -> int:

@@ -62,14 +62,17 @@ class WorkflowRegistry:
             )
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.worker_pid, runs.c.worker_start).where(
-                    runs.c.status.in_(ACTIVE)
-                )
+                select(
+                    runs.c.id, runs.c.pid, runs.c.pid_start, runs.c.worker_pid, runs.c.worker_start, runs.c.placement
+                ).where(runs.c.status.in_(ACTIVE))
             ).all()
         stuck = [
             r.id
             for r in rows
-            if r.pid and not procs.alive(r.pid, r.pid_start) and not procs.alive(r.worker_pid, r.worker_start)
+            if r.pid
+            and not r.placement  # a Ray run's processes are on the cluster: its job says (liveness.reconcile)
+            and not procs.alive(r.pid, r.pid_start)
+            and not procs.alive(r.worker_pid, r.worker_start)
         ]
         if not stuck:
             out.append(health.ok(f"{len(rows)} active run(s), none stuck"))
@@ -390,6 +393,11 @@ class WorkflowRegistry:
             conn.execute(
                 update(runs).where(runs.c.id == run_id).where(runs.c.pid.is_(None)).values(pid=pid, pid_start=ident)
             )
+
+    def record_placement(self, run_id: int, placement: dict) -> None:
+        """Note where the run runs (a Ray job), so every home sharing this database asks the cluster about it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(placement=placement))
 
     def record_worker(self, run_id: int, pid: int, started: str | None) -> None:
         """Note the worker's identity (whatever the status by now: a quick worker may have finished)."""

@@ -73,18 +73,36 @@ def _schema(spec: dict):
         return None
 
 
-def start(settings: Settings, name: str, inputs: dict, *, from_text: bool = False, fork: bool = False) -> Run:
-    """Create the run and launch its supervisor, detached in its own session.
+def start(
+    settings: Settings, name: str, inputs: dict, *, from_text: bool = False, fork: bool = False, num_nodes: int = 1
+) -> Run:
+    """Create the run and launch its supervisor, detached in its own session — or, with a Ray address, as a Ray job.
 
     ``fork=True`` (the CLI) forks the supervisor from this process, reusing its imports, which saves a
     Python start-up and the SQLAlchemy import (~0.25 s). The Python API spawns a fresh interpreter:
-    forking a user's (possibly threaded) process is not safe.
+    forking a user's (possibly threaded) process is not safe. ``num_nodes`` > 1 (a Ray cluster only)
+    gangs that many nodes for the run's training (``vlm.gang``).
     """
+    check_num_nodes(settings, num_nodes)
     reg = WorkflowRegistry(settings)
     version = reg.latest_version(name)
     full = validate_inputs(version["spec"], inputs, from_text=from_text)
     run = reg.new_run(name, version["version"], full)
-    return _launch(settings, reg, run, fork)
+    return _launch(settings, reg, run, fork, num_nodes)
+
+
+def check_num_nodes(settings: Settings, num_nodes: int) -> None:
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise InvalidInput(f"--num_nodes must be a whole number ≥ 1, got {num_nodes!r}", "pass e.g. --num_nodes 2")
+    if num_nodes > 1 and not settings.ray_address:
+        raise InvalidInput(
+            f"--num_nodes {num_nodes} needs a Ray cluster, and MIXTRAIN_RAY_ADDRESS is not set",
+            "set MIXTRAIN_RAY_ADDRESS=http://HEAD:8265 (env or config.toml), or drop --num_nodes to train on this machine",
+        )
+    if settings.ray_address:
+        from mixtrain.workflows.cluster import check_address
+
+        check_address(settings.ray_address)
 
 
 def resume(settings: Settings, name: str, number: int, *, fork: bool = False) -> Run:
@@ -95,12 +113,16 @@ def resume(settings: Settings, name: str, number: int, *, fork: bool = False) ->
     reg = WorkflowRegistry(settings)
     old = _current(reg, name, number)
     origin = resuming.plan(old)
+    num_nodes = (old.placement or {}).get("num_nodes", 1)
+    check_num_nodes(settings, num_nodes)
     run = reg.new_run(name, old["version"], old["inputs"], resumed_from=origin, resumes=old)
     MetricsStore(settings.database_url).copy(old["id"], run["id"], up_to_step=origin["step"])
-    return _launch(settings, reg, run, fork)
+    return _launch(settings, reg, run, fork, num_nodes)
 
 
-def _launch(settings: Settings, reg: WorkflowRegistry, run: Run, fork: bool) -> Run:
+def _launch(settings: Settings, reg: WorkflowRegistry, run: Run, fork: bool, num_nodes: int = 1) -> Run:
+    if settings.ray_address:
+        return _submit(settings, reg, run, num_nodes)
     err_log = RunFolder(run["run_dir"]).supervisor_err
     if fork:
         pid = _fork_supervisor(settings, run["id"], err_log)
@@ -119,6 +141,20 @@ def _launch(settings: Settings, reg: WorkflowRegistry, run: Run, fork: bool) -> 
         pid = proc.pid
     reg.record_launcher(run["id"], pid, procs.identity(pid))
     return reg.run_by_id(run["id"])
+
+
+def _submit(settings: Settings, reg: WorkflowRegistry, run: Run, num_nodes: int) -> Run:
+    """The run as a Ray job (``workflows.cluster``): where it runs is recorded before it is submitted."""
+    from mixtrain.workflows import cluster
+
+    where = cluster.placement(settings, run, num_nodes)  # the address was checked before the run was made
+    reg.record_placement(run.id, where)
+    try:
+        cluster.submit(settings, run, where)
+    except MixtrainError as exc:
+        reg.set_status(run.id, RunStatus.FAILED, error=f"could not submit the run to the Ray cluster: {exc}"[:4000])
+        raise
+    return reg.run_by_id(run.id)
 
 
 def _fork_supervisor(settings: Settings, run_id: int, err_log: Path) -> int:
@@ -181,6 +217,21 @@ def _reap() -> None:
             _children.remove(p)
 
 
+def _stop_job(reg: WorkflowRegistry, run: Run, grace: float) -> Run:
+    """Cancel a Ray run: Ray signals the job's processes (SIGTERM, then SIGKILL); wait until the job has ended."""
+    from mixtrain.workflows import cluster
+
+    where = run.placement or {}
+    cluster.stop(where)
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        job = cluster.state(where)
+        if job is None or job.is_terminal:
+            break
+        time.sleep(POLL * 2)
+    return reg.run_by_id(run.id)
+
+
 def _current(reg: WorkflowRegistry, name: str, number: int) -> Run:
     """The run after the explicit liveness step: a run whose processes died reads as failed."""
     run = reg.run(name, number)
@@ -198,6 +249,8 @@ def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -
     out = out or sys.stdout.buffer
     reg = WorkflowRegistry(settings)
     run = _current(reg, name, number)
+    if run.placement:
+        return _follow_job(reg, run, out, on_tick)
     log_path = Path(run.log_path)
     pos = 0
     started = time.monotonic()
@@ -228,6 +281,23 @@ def follow(settings: Settings, name: str, number: int, out=None, on_tick=None) -
             on_tick(run)
         time.sleep(_poll_interval(started))
         run = _current(reg, name, number)
+
+
+def _follow_job(reg: WorkflowRegistry, run: Run, out, on_tick) -> Run:
+    """A Ray run's log is its job's log, from wherever this runs."""
+    from mixtrain.workflows import cluster
+
+    latest = run
+
+    def is_over() -> bool:
+        nonlocal latest
+        latest = _current(reg, run.workflow, run.number)
+        if on_tick is not None and not latest.status.is_terminal:
+            on_tick(latest)
+        return latest.status.is_terminal
+
+    cluster.follow(run.placement or {}, out, is_over)
+    return latest
 
 
 def _poll_interval(started: float) -> float:
@@ -263,6 +333,8 @@ def cancel(settings: Settings, name: str, number: int, grace: float = 10.0) -> R
             f"run #{number} of {name!r} is already {run['status']}", "only pending or running runs can be cancelled"
         )
     reg.set_status(run["id"], RunStatus.CANCELLED, error="cancelled by user")
+    if run.placement:
+        return _stop_job(reg, run, grace)
 
     # The supervisor leads the run's process group; the group outlives it while any member lives.
     def anything_alive():

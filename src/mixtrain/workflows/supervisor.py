@@ -76,7 +76,8 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
         _write(log, f"⚠ {warning}\n".encode())
     timeout = (spec.get("resources") or {}).get("timeout")
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cancel/timeout signal the group; we finish the bookkeeping
+    # cancel/timeout signal the group; we finish the bookkeeping (noting that a SIGTERM came: see _why_killed)
+    signal.signal(signal.SIGTERM, _note_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Mark the run running before the worker exists: a quick worker's result must not land first (the
     # late "running" would then be refused and the run would have no start time). A cancel that came
@@ -150,7 +151,7 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
         _write(log, f"✖ timed out after {timeout}s (_mixflow_timeout)\n".encode())
     if final.status.is_active:
         if os.WIFSIGNALED(wstatus):
-            reason = f"the workflow process was killed by {signal.Signals(os.WTERMSIG(wstatus)).name}"
+            reason = _why_killed(signal.Signals(os.WTERMSIG(wstatus)))
         else:
             reason = f"the workflow process exited with code {os.WEXITSTATUS(wstatus)} without reporting a result"
         if (free_bytes(run_dir) or 0) < diskspace.RESERVE_BYTES * 2:  # why it could not report, likely
@@ -167,6 +168,21 @@ def _supervise(settings, reg: WorkflowRegistry, run: Mapping, log) -> int:
         )  # whatever ignored SIGTERM; all is recorded, so this may end us too
     _wait_child(relay, 1)
     return 0
+
+
+_sigterms: list[float] = []
+RAY_JOB_VAR = "MIXTRAIN_RAY_JOB"  # set by workflows.rayjob: this supervisor is a Ray job's
+
+
+def _note_sigterm(signum, frame) -> None:
+    _sigterms.append(time.monotonic())
+
+
+def _why_killed(sig: signal.Signals) -> str:
+    job = os.environ.get(RAY_JOB_VAR)
+    if job and sig == signal.SIGTERM and _sigterms:  # only Ray's stop signals every process of a job
+        return f"its Ray job {job} was stopped outside mixtrain (the dashboard or `ray job stop`): the workflow process got SIGTERM"
+    return f"the workflow process was killed by {sig.name}"
 
 
 def _start_relay(
