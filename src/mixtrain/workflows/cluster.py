@@ -36,6 +36,7 @@ from mixtrain.settings import KEYS, Settings
 BACKEND = "ray"
 ENTRY_MODULE = "mixtrain.workflows.rayjob"
 TIMEOUT = 30.0  # seconds per Jobs API request
+SUBMIT_PATIENCE = 30.0  # seconds a submission waits for a just-started head's job agent
 RAY_PREAMBLE = ("Runtime env is setting up", "Running entrypoint for job ")
 RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+INFO job_manager\.py")  # Ray's own timestamped lines
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -106,7 +107,16 @@ def submit(settings: Settings, run, where: dict) -> None:
         "runtime_env": {"env_vars": job_env(settings, num_nodes)},
         "metadata": {"mixtrain_run_id": str(run["id"]), "workflow": run["workflow"], "run": str(run["number"])},
     }
-    _request(address, "POST", "/api/jobs/", body)
+    deadline = time.monotonic() + SUBMIT_PATIENCE
+    while True:
+        try:
+            _request(address, "POST", "/api/jobs/", body)
+            return
+        except MixtrainError as exc:
+            # A head that just started has no job agent yet; Ray answers 500 "please try again later".
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def state(placement: dict) -> JobState | None:
