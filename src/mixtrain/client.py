@@ -175,7 +175,7 @@ class MixClient:
         a URL, a stored image's file); several for a list cell (``mixtrain.images.cell_refs``)."""
         from mixtrain.images import cell_refs
 
-        return cell_refs(cell, warehouse=self.datasets.warehouse_dir(), source_dirs=self.datasets.source_dirs(name))
+        return cell_refs(cell, warehouse=self.datasets.image_warehouse(), source_dirs=self.datasets.source_dirs(name))
 
     # -- secrets -------------------------------------------------------------------------------------
     def create_secret(self, name: str, value: str) -> None:

@@ -145,8 +145,8 @@ def translate(exc: BaseException, uri: str, doing: str, settings: Settings | Non
         )
     if "ACCESS_DENIED" in text or "AccessDenied" in text or "Access Denied" in text:
         return StorageError(
-            f"access denied while {doing} {where}: these S3 keys may not do that (a read-only identity?)",
-            "use keys allowed to read and write the warehouse bucket",
+            f"access denied while {doing} {where}: the S3 keys are wrong or may not do that (a read-only identity?)",
+            "use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY allowed to read and write the warehouse bucket",
         )
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text:
         endpoint = _settings(settings).s3_endpoint if settings is not None else _endpoint_env()
@@ -227,6 +227,15 @@ def exists(uri: str, settings: Settings | None = None) -> bool:
         return filesystem(settings).get_file_info(path_of(uri)).type != FileType.NotFound
 
 
+def size(uri: str, settings: Settings | None = None) -> int | None:
+    """An object's size in bytes (None when it is not there)."""
+    from pyarrow.fs import FileType
+
+    with errors(uri, "looking up"):
+        info = filesystem(settings).get_file_info(path_of(uri))
+    return None if info.type == FileType.NotFound else info.size
+
+
 def listing(prefix: str, settings: Settings | None = None) -> list[Entry]:
     """Every object under ``prefix`` (recursively), with its size and modification time."""
     from pyarrow.fs import FileSelector, FileType
@@ -269,10 +278,22 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def put_dir(local: str | Path, uri: str, settings: Settings | None = None) -> str:
-    """Upload a folder's files under ``uri``, then its manifest (the mark of a finished upload); ``uri``."""
+def put_dir(local: str | Path, uri: str, settings: Settings | None = None, skip_dirs: str | None = None) -> str:
+    """Upload a folder's files under ``uri``, then its manifest (the mark of a finished upload); ``uri``.
+
+    ``skip_dirs``: a regex of top-level sub-folder names left out (a fine-tune's ``checkpoint-N``).
+    """
+    import re
+
     root = Path(local)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    skip = re.compile(skip_dirs) if skip_dirs else None
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name != MANIFEST
+        and not (skip and len(p.relative_to(root).parts) > 1 and skip.fullmatch(p.relative_to(root).parts[0]))
+    )
     manifest = {}
     for p in files:
         rel = p.relative_to(root).as_posix()

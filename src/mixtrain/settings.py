@@ -85,6 +85,8 @@ class Settings:
     # A home is relocatable (`mv`, `cp -a`, a restored backup): paths inside it are stored relative to it.
     def store_path(self, path: str | Path) -> str:
         """How the metadata DB stores a path: relative to the home when inside it, else absolute."""
+        if "://" in str(path):  # an artifact in object storage: a URI, stored as it is
+            return str(path)
         p = Path(path)
         if not p.is_absolute():
             return str(p)
@@ -95,7 +97,7 @@ class Settings:
 
     def home_path(self, stored: str) -> str:
         """A stored path as found from this home ("" stays "": e.g. a base model's missing adapter)."""
-        if not stored or Path(stored).is_absolute():
+        if not stored or "://" in stored or Path(stored).is_absolute():
             return stored
         return str(self.home / stored)
 

@@ -74,7 +74,12 @@ class DatasetStore:
         from pyiceberg.catalog.sql import SqlCatalog
 
         wh = self.settings.warehouse
-        catalog = SqlCatalog("mixtrain", uri=uri, warehouse=wh, **{"py-io-impl": HOME_IO, paths.WAREHOUSE: wh})
+        props = {"py-io-impl": HOME_IO, paths.WAREHOUSE: wh}
+        if self.settings.remote_warehouse:  # endpoint, region and keys passed explicitly (see objectstore)
+            from mixtrain import objectstore
+
+            props.update(objectstore.iceberg_properties(self.settings))
+        catalog = SqlCatalog("mixtrain", uri=uri, warehouse=wh, **props)
         translate_faults(catalog.engine)
         try:
             catalog.create_namespace_if_not_exists(NAMESPACE)
@@ -147,6 +152,14 @@ class DatasetStore:
         wh = self.settings.warehouse
         return Path(wh[len("file://") :]) if wh.startswith("file://") else None
 
+    def _where(self) -> Path | str:
+        """The warehouse as named in messages: its folder, or its URI."""
+        return self.warehouse_dir() or self.settings.warehouse
+
+    def image_warehouse(self) -> Path | str | None:
+        """Where stored images live: the local warehouse folder, or the ``s3://`` warehouse URI."""
+        return self.settings.warehouse.rstrip("/") if self.settings.remote_warehouse else self.warehouse_dir()
+
     def _check_catalog_file(self, db_file: Path) -> None:
         """A lost, emptied or corrupt catalog must never look like a fresh install with no datasets."""
         check_not_lost(db_file, "dataset catalog")
@@ -200,11 +213,12 @@ class DatasetStore:
         names = self.names()
         for name in names:
             try:
-                local = [p for p in referenced_files(self.get(name)) if p.startswith("/")]
+                refs = referenced_files(self.get(name))
+                local = [p for p in refs if p.startswith("/")]
+                missing = sorted(p for p in local if not Path(p).exists()) + self._missing_remote(name, refs)
             except MixtrainError as exc:
                 out.append(health.problem(exc.what, exc.fix or ""))
                 continue
-            missing = sorted(p for p in local if not Path(p).exists())
             corrupt = sorted(p for p in local if p.endswith(".parquet") and Path(p).exists() and not _parquet_ok(p))
             for files, state in ((missing, "missing"), (corrupt, "corrupt")):
                 if files:
@@ -217,6 +231,51 @@ class DatasetStore:
         if not out:
             out.append(health.ok(f"{len(names)} dataset(s): metadata and data files all present"))
         return out
+
+    def _missing_remote(self, name: str, refs: set[str]) -> list[str]:
+        """The object-storage files a table references that its folder does not hold (one listing)."""
+        remote = {r for r in refs if r.startswith("s3://")}
+        if not remote:
+            return []
+        from mixtrain import objectstore
+
+        held = {e.uri for e in objectstore.listing(self._location_from_catalog(name).rstrip("/") + "/")}
+        return sorted(remote - held)
+
+    def remote_orphans(self, older_than: float = ORPHAN_AGE) -> list:
+        """Objects in an ``s3://`` warehouse that no table, snapshot or dataset references, older than
+        ``older_than`` s — list and diff, as Iceberg's own orphan removal does: no lock spans machines, so
+        the age guard is what keeps a write in flight elsewhere (its files not yet committed) safe."""
+        from mixtrain import objectstore
+        from mixtrain.images.refs import IMAGES_DIR
+        from mixtrain.images.store import referenced_image_hashes
+
+        wh = self.settings.warehouse.rstrip("/")
+        catalog = self.catalog
+        keep: set[str] = set()
+        protected: list[str] = []  # folders of tables that cannot be read: kept whole
+        for ident in catalog.list_tables(NAMESPACE):
+            folder = self._location_from_catalog(ident[-1]).rstrip("/") + "/"
+            try:
+                keep |= referenced_files(catalog.load_table(ident))
+            except Exception as exc:
+                if objectstore.is_s3_error(exc):  # the store failed us: nothing can be called orphaned
+                    raise objectstore.translate(exc, wh, "reading the tables of") from None
+                protected.append(folder)
+        cutoff = time.time() - older_than
+        out = [
+            e
+            for e in objectstore.listing(f"{wh}/{NAMESPACE}/")
+            if e.uri not in keep and e.mtime <= cutoff and not any(e.uri.startswith(p) for p in protected)
+        ]
+        hashes = referenced_image_hashes(self)
+        if hashes is not None:
+            out += [
+                e
+                for e in objectstore.listing(f"{wh}/{IMAGES_DIR}/")
+                if e.uri.rsplit("/", 1)[-1].split(".", 1)[0] not in hashes and e.mtime <= cutoff
+            ]
+        return sorted(out, key=lambda e: e.uri)
 
     def orphan_files(self, older_than: float = ORPHAN_AGE) -> list[Path]:
         """Files in the local warehouse that no table or snapshot references, older than ``older_than`` s.
@@ -257,6 +316,8 @@ class DatasetStore:
     def _check_orphans(self, fix: bool, older_than: float) -> list[Finding]:
         from mixtrain.faults import human
 
+        if self.settings.remote_warehouse:
+            return self._check_remote_orphans(fix, older_than)
         found = self.orphan_files(older_than)
         if not found:
             return [health.ok("no orphan files in the warehouse")]
@@ -277,6 +338,24 @@ class DatasetStore:
         return [
             health.problem(
                 f"{len(found)} orphan file(s) ({human(size)}) in the warehouse that no dataset references (interrupted or failed writes)",
+                "run `mixtrain doctor --fix` to remove them",
+                fixed=fix,
+            )
+        ]
+
+    def _check_remote_orphans(self, fix: bool, older_than: float) -> list[Finding]:
+        from mixtrain import objectstore
+        from mixtrain.faults import human
+
+        found = self.remote_orphans(older_than)
+        if not found:
+            return [health.ok("no orphan files in the warehouse")]
+        if fix:
+            objectstore.delete([e.uri for e in found])
+        return [
+            health.problem(
+                f"{len(found)} orphan file(s) ({human(sum(e.size for e in found))}) in the warehouse "
+                f"{self.settings.warehouse} that no dataset references (interrupted or failed writes)",
                 "run `mixtrain doctor --fix` to remove them",
                 fixed=fix,
             )
@@ -330,9 +409,9 @@ class DatasetStore:
         from mixtrain.images.store import Ingest, ingest_batches
 
         src = open_source(file, fmt, image_root=image_root, prompt=prompt, progress=progress)
-        with Ingest(self.warehouse_dir(), self.settings.image_cache, src.base_dir, keep_refs=keep_image_refs) as ing:
+        with Ingest(self.image_warehouse(), self.settings.image_cache, src.base_dir, keep_refs=keep_image_refs) as ing:
             try:
-                with _storage(self.warehouse_dir(), "images"):
+                with _storage(self._where(), "images"):
                     data = ingest_batches(src.batches(), ing)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                 raise InvalidInput(
@@ -350,7 +429,7 @@ class DatasetStore:
         location = f"{NAMESPACE}/{name}.{uuid.uuid4().hex[:12]}"  # relative: the home can move (see fileio)
         committed = False
         try:
-            with _storage(self.warehouse_dir(), f"dataset {name!r}", data.nbytes):
+            with _storage(self._where(), f"dataset {name!r}", data.nbytes):
                 try:
                     txn = self.catalog.create_table_transaction(
                         ident, schema=data.schema, location=location, properties={DESCRIPTION: description}
@@ -369,7 +448,7 @@ class DatasetStore:
                     self.catalog.drop_table(ident)
                 except Exception:
                     pass
-            _remove_location(self.resolve(location))
+            _remove_location(self.resolve(location))  # this attempt's own folder (object storage too)
             raise
 
     def create_from_arrow(self, name: str, data, description: str = "", source: str = ""):
@@ -448,7 +527,7 @@ class DatasetStore:
                 "append a file whose columns hold the same kinds of values",
             ) from None
         location = self.resolve(table.location())
-        with self._write_lock(location), _storage(self.warehouse_dir(), f"rows to dataset {name!r}", data.nbytes):
+        with self._write_lock(location), _storage(self._where(), f"rows to dataset {name!r}", data.nbytes):
             before = _local_files(location)
             try:
                 for attempt in range(COMMIT_RETRIES):
@@ -462,7 +541,10 @@ class DatasetStore:
                     raise MixtrainError(f"could not append to {name!r}: too many concurrent writers", "try again")
             except BaseException:
                 # What this append wrote and no snapshot references (other mixtrain writers wait on the lock).
-                _remove_unreferenced(self.get(name), _local_files(location) - before)
+                # In object storage no lock spans machines: files of a failed append there are told apart
+                # from a concurrent writer's only by age, so `mixtrain doctor` sweeps them (list + diff).
+                if _local_path(location) is not None:
+                    _remove_unreferenced(self.get(name), _local_files(location) - before)
                 raise
         return table
 
@@ -501,6 +583,10 @@ class DatasetStore:
         except MixtrainError:
             raise
         except Exception as exc:  # the catalog knows it, but its metadata file is gone or unreadable
+            from mixtrain import objectstore
+
+            if objectstore.is_s3_error(exc):  # the store is unreachable or refuses us: not damage
+                raise objectstore.translate(exc, self.settings.warehouse, f"reading dataset {name!r} from") from None
             raise MixtrainError(
                 f"dataset {name!r} is damaged: its table metadata cannot be read ({_first_line(exc)})",
                 f"restore the warehouse folder from a backup, or `mixtrain dataset delete {name} -y`",
@@ -595,8 +681,7 @@ class DatasetStore:
                 self.catalog.drop_table(self._ident(name))
             except NoSuchTableError as exc2:
                 raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc2
-        wh = self.warehouse_dir()
-        if wh is not None and location.startswith(self.settings.warehouse.rstrip("/") + "/"):
+        if location.startswith(self.settings.warehouse.rstrip("/") + "/"):
             _remove_location(location)  # purge deletes the files it knows; this also takes orphans and folders
         with self.engine.begin() as conn:
             conn.execute(delete(datasets).where(datasets.c.name == name))
@@ -607,7 +692,7 @@ class DatasetStore:
         from mixtrain.images.store import referenced_image_hashes, remove_images, stored_images, sweep_lock
 
         wh = self.warehouse_dir()
-        if not candidates or wh is None:
+        if not candidates or wh is None:  # object storage: `mixtrain doctor` sweeps them, with an age guard
             return
         with sweep_lock(wh):
             keep = referenced_image_hashes(self)
@@ -685,7 +770,7 @@ def _check_compatible(current, new, name: str) -> None:
 class _storage:
     """Full disk / I/O failures while writing to the warehouse or catalog → one StorageError line."""
 
-    def __init__(self, where: Path | None, what: str, needed: int | None = None):
+    def __init__(self, where: Path | str | None, what: str, needed: int | None = None):
         self.where, self.what, self.needed = where, what, needed
 
     def __enter__(self):
@@ -694,6 +779,10 @@ class _storage:
     def __exit__(self, typ, exc, tb):
         if exc is None or isinstance(exc, MixtrainError) or not isinstance(exc, Exception):
             return False
+        from mixtrain import objectstore
+
+        if objectstore.is_s3_error(exc):
+            raise objectstore.translate(exc, str(self.where or "the warehouse"), f"writing {self.what} to") from None
         if isinstance(exc, OSError):
             raise StorageError.from_os_error(exc, self.where or "the warehouse", self.what, self.needed) from None
         if is_disk_full(exc):
@@ -725,6 +814,11 @@ def _remove_location(location: str) -> None:
     root = _local_path(location)
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
+    elif location.startswith("s3://"):
+        from mixtrain import objectstore
+
+        with contextlib.suppress(MixtrainError, OSError):  # best effort: doctor sweeps what stays
+            objectstore.delete_prefix(location.rstrip("/") + "/")
 
 
 def referenced_files(table) -> set[str]:

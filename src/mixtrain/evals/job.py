@@ -156,7 +156,7 @@ def load_rows(datasets, rec: Mapping) -> list[dict]:
 
 def _refs_of(datasets, source_dirs: list[str]):
     """Any image cell → references (``mixtrain.images.cell_refs``: strings, stored references, lists)."""
-    warehouse = datasets.warehouse_dir()
+    warehouse = datasets.image_warehouse()
     return lambda cell: cell_refs(cell, warehouse=warehouse, source_dirs=source_dirs)
 
 

@@ -7,7 +7,7 @@ imported inside functions: the CLI process imports this package and must stay fa
 """
 
 from mixtrain.images.decode import image_from_bytes, image_from_data_url
-from mixtrain.images.refs import IMAGES_DIR, cell_refs, is_ref, ref_label, ref_type, stored_path
+from mixtrain.images.refs import IMAGES_DIR, cell_refs, is_ref, ref_label, ref_type, stored_path, stored_ref
 from mixtrain.images.resolve import (
     _EXT,
     MAX_BYTES,
@@ -66,6 +66,7 @@ __all__ = [
     "ref_type",
     "resolve_image",
     "stored_path",
+    "stored_ref",
     "table_image_ref",
     "verify_images",
 ]

@@ -38,6 +38,14 @@ def stored_path(warehouse: Path | str, sha256: str, fmt: str) -> Path:
     return Path(warehouse) / IMAGES_DIR / sha256[:2] / f"{sha256}.{fmt}"
 
 
+def stored_ref(warehouse: Path | str, sha256: str, fmt: str) -> str:
+    """A stored image as a reference ``resolve_image`` takes: a local path, or in an object-storage
+    warehouse its ``s3://`` URI (downloaded once into the image cache and checked against its hash)."""
+    if isinstance(warehouse, str) and warehouse.startswith("s3://"):
+        return f"{warehouse.rstrip('/')}/{IMAGES_DIR}/{sha256[:2]}/{sha256}.{fmt}"
+    return str(stored_path(warehouse, sha256, fmt))
+
+
 def is_ref(value) -> bool:
     """A stored image reference (a dict with the contract's keys; a sha256 of None marks an image that did
     not decode at create and keeps its original source)."""
@@ -48,7 +56,7 @@ def cell_refs(cell, *, warehouse: Path | str | None, source_dirs: list[str]) -> 
     """Every image of a table cell as a string ``resolve_image`` / ``load_image`` accept.
 
     None or empty → ``[]``; a string → ``[that ref]``, a relative path looked up like ``table_image_ref``;
-    a stored reference → ``[absolute path of the stored file]`` (or its original source when it did not
+    a stored reference → ``[absolute path of the stored file]`` (its ``s3://`` URI in a team warehouse; or its original source when it did not
     decode at create, so the row's image check gives the reason); an HF Image struct with a path →
     that path; a list → the concatenation.
     """
@@ -66,7 +74,7 @@ def cell_refs(cell, *, warehouse: Path | str | None, source_dirs: list[str]) -> 
                         "a stored image reference needs the warehouse folder",
                         "read the dataset through mixtrain (a local warehouse)",
                     )
-                return [str(stored_path(warehouse, sha, fmt))]
+                return [stored_ref(warehouse, sha, fmt)]
             return cell_refs(cell.get("source"), warehouse=warehouse, source_dirs=source_dirs)
         if isinstance(cell.get("path"), str):  # an HF Image struct read as-is (e.g. a registered table)
             return cell_refs(cell["path"], warehouse=warehouse, source_dirs=source_dirs)

@@ -1,4 +1,4 @@
-"""Resolve (and cache) an image given by local path or http(s) URL — shared by training data prep and inference.
+"""Resolve (and cache) an image given by local path, http(s) URL or s3:// URI — shared by training data prep and inference.
 
 Every image is decoded before it is accepted, so a bad row fails in seconds during data prep rather
 than hours into training. Downloads land in a content-addressed cache (``<sha256>.<ext>``) plus a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -51,20 +52,17 @@ def resolve_image(
         raise InvalidInput(f"malformed image reference {ref!r}: {err}", "fix the URL") from err
     if scheme in ("http", "https"):
         return _download(ref, Path(cache_dir).expanduser().resolve(), timeout, max_bytes, max_pixels)
+    if scheme == "s3":
+        return _download_s3(ref, Path(cache_dir).expanduser().resolve(), max_bytes, max_pixels)
     if scheme == "file":
         parts = urlsplit(ref)
         if parts.netloc not in ("", "localhost"):
             raise InvalidInput(f"file URI {ref!r} names a remote host", "use a local path")
         path = Path(url2pathname(parts.path))
-    elif scheme == "s3" and not os.path.exists(ref):
-        raise InvalidInput(
-            f"unsupported image reference {_shown(ref)!r}: s3:// images cannot be read yet",
-            "copy them to local disk (e.g. `aws s3 sync`) or serve them over http(s), and use those paths",
-        )
     elif len(scheme) > 1 and not os.path.exists(ref):  # "c:" is a drive; "a:b.png" may be a file
         raise InvalidInput(
             f"unsupported image reference {_shown(ref)!r} (scheme {scheme!r})",
-            "use a local file path or an http(s) URL (copy other storage locally first)",
+            "use a local file path, an http(s) URL or an s3:// URI (copy other storage locally first)",
         )
     else:
         path = Path(ref).expanduser()
@@ -237,6 +235,49 @@ def _download(url: str, cache_dir: Path, timeout: float, max_bytes: int, max_pix
         raise InvalidInput(
             f"could not download {shown!r}: {type(err).__name__}: {err}", "check the URL and the network"
         ) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_STORED = re.compile(r"/images/[0-9a-f]{2}/([0-9a-f]{64})\.[a-z0-9]+$")
+
+
+def _download_s3(uri: str, cache_dir: Path, max_bytes: int, max_pixels: int) -> Path:
+    """Fetch an ``s3://`` object once into the cache, like an http(s) URL, through the configured object
+    store (``MIXTRAIN_S3_*`` + ``AWS_*`` keys). A stored image of a team warehouse (``…/images/ab/<sha256>.fmt``)
+    must hash to its name: a damaged object is refused, never cached."""
+    from mixtrain import objectstore
+
+    index = cache_dir / "urls" / hashlib.sha256(uri.encode()).hexdigest()
+    if index.is_file():
+        cached = cache_dir / index.read_text().strip()
+        if cached.is_file():
+            _inspect(cached, uri, max_pixels)
+            return cached
+    try:
+        if max_bytes:
+            size = objectstore.size(uri)
+            if size is not None and size > max_bytes:
+                raise ImageTooLarge(f"{uri!r} is over {max_bytes:,} bytes", "use a smaller image, or raise max_bytes")
+        tmp, digest = objectstore.get_file(uri, cache_dir)
+    except FileNotFoundError:
+        raise InvalidInput(f"image {uri!r} not found in the object store", "check the URI") from None
+    except InvalidInput:
+        raise
+    except MixtrainError as err:  # keys, permissions, an unreachable store: this image cannot be read
+        raise InvalidInput(f"could not read image {uri!r}: {err.what}", err.fix or "check the object store") from None
+    try:
+        stored = _STORED.search(uri)
+        if stored and stored.group(1) != digest:
+            raise InvalidInput(
+                f"stored image {uri!r} is damaged (its bytes do not match its sha256)",
+                "re-create the dataset from its source files",
+            )
+        fmt = _inspect(tmp, uri, max_pixels)
+        name = digest + _EXT.get(fmt, f".{(fmt or 'img').lower()}")
+        os.replace(tmp, cache_dir / name)
+        _write_atomic(index, name)
+        return cache_dir / name
     finally:
         tmp.unlink(missing_ok=True)
 

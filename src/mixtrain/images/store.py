@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixtrain.errors import InvalidInput, MixtrainError
+from mixtrain import objectstore
+from mixtrain.errors import InvalidInput, MixtrainError, StorageError
 from mixtrain.faults import folder_lock
 from mixtrain.images.decode import decode_every_byte
-from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_path
+from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_path, stored_ref
 from mixtrain.images.resolve import MAX_PIXELS, _bomb, _local_file, _shown, resolve_image, table_image_ref
 
 # image, images, image_path, img, photo, input_image, image_url… — not image_id or image_caption
@@ -76,9 +77,18 @@ def _check_bytes(data: bytes, shown: str, max_pixels: int) -> tuple[str, int, in
     return _ext(fmt), w, h
 
 
-def put_bytes(warehouse: Path, data: bytes, ext: str) -> str:
-    """Store ``data`` content-addressed (atomically; once however often it is put); its sha256."""
+def put_bytes(warehouse: Path | str, data: bytes, ext: str) -> str:
+    """Store ``data`` content-addressed (atomically; once however often it is put); its sha256.
+
+    In an object-storage warehouse (``s3://``) one PUT is atomic by itself (an object appears whole or
+    not at all); a HEAD first skips an image already stored.
+    """
     sha = hashlib.sha256(data).hexdigest()
+    if isinstance(warehouse, str) and objectstore.is_remote(warehouse):
+        uri = stored_ref(warehouse, sha, ext)
+        if not objectstore.exists(uri):
+            objectstore.put_bytes(data, uri)
+        return sha
     path = stored_path(warehouse, sha, ext)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +128,10 @@ def _store_one(payload: Payload, warehouse: str, cache: str, max_pixels: int) ->
         else:
             data = bytes(value)  # type: ignore[call-overload]
         ext, w, h = _check_bytes(data, source, max_pixels)
-        sha = put_bytes(Path(warehouse), data, ext)
+        sha = put_bytes(warehouse if objectstore.is_remote(warehouse) else Path(warehouse), data, ext)
         return {"sha256": sha, "format": ext, "width": w, "height": h, "source": source}, None
+    except StorageError:  # the warehouse refused the write (keys, permissions, unreachable): stop the ingest
+        raise
     except MixtrainError as err:
         return None, " ".join(str(err).split())
     except OSError as err:
@@ -204,7 +216,7 @@ class Ingest:
 
     def __init__(
         self,
-        warehouse: Path | None,
+        warehouse: Path | str | None,  # a local folder, or an ``s3://`` warehouse URI
         cache_dir: Path | str,
         base_dir: str,
         *,
@@ -238,7 +250,8 @@ class Ingest:
         return False
 
     def _lock(self) -> None:
-        if self._lock_fd is None and self.warehouse is not None:
+        """Local only: no lock spans machines; in object storage the sweep's age guard protects an ingest."""
+        if self._lock_fd is None and isinstance(self.warehouse, Path):
             folder = self.warehouse / IMAGES_DIR
             folder.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # the folder is the lock: no lock file
@@ -512,7 +525,8 @@ def table_image_hashes(table) -> set[str]:
                 continue
             if pa.types.is_list(t) or pa.types.is_large_list(t):
                 col = pa.chunked_array([c.flatten() for c in col.chunks], t.value_type)
-            shas = pa.chunked_array([c.field("sha256") for c in col.chunks], pa.string())
+            # (chunks of several data files may differ in string width: cast each to one type)
+            shas = pa.chunked_array([c.field("sha256").cast(pa.string()) for c in col.chunks], pa.string())
             out.update(s for s in shas.to_pylist() if s)
     return out
 

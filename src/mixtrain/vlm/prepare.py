@@ -314,7 +314,7 @@ def to_messages(image_path: str, prompt: str, response: str, *, image_column: bo
 
 def _refs_of(datasets, source_dirs: list[str]):
     """Any image cell → references (``mixtrain.images.cell_refs``: strings, stored references, lists)."""
-    warehouse = datasets.warehouse_dir()
+    warehouse = datasets.image_warehouse()
 
     def refs_of(cell) -> list[str]:
         try:
