@@ -25,6 +25,11 @@ CASES = [
     (["--seed", "-3"], "--seed"),
     (["--use_flash_attention", "maybe"], "--use_flash_attention"),
     (["--num_epochs", "2.5"], "--num_epochs"),
+    # Training modes (#19 §2): combinations that cannot train are refused before anything loads.
+    (["--adapter", "full", "--train_vision", "lora"], "--adapter full trains weights, not adapters"),
+    (["--adapter", "full", "--lora_r", "16"], "--lora_r set, but --adapter full trains no LoRA"),
+    (["--adapter", "qlora4"], "--adapter: Input should be 'lora', 'qlora' or 'full'"),
+    (["--train_vision", "tower"], "--train_vision: Input should be 'none', 'projector', 'lora' or 'full'"),
 ]
 
 

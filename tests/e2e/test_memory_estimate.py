@@ -105,3 +105,50 @@ def test_each_lever_moves_the_estimate_the_right_way(qwen):
     assert estimate(qwen, lora_rank=64, micro_batch=1, seq_len=2048).parts["lora+optimizer"] == pytest.approx(
         8 * base.parts["lora+optimizer"]
     )
+
+
+def _mode_estimate(adapter: str, train_vision: str = "none"):
+    """Qwen2-VL-7B, bf16, batch 1 × 2048 tokens, in one training mode, counted as the preflight counts it."""
+    from mixtrain.vlm import configure
+    from mixtrain.vlm.spec import parse_spec
+
+    fam = families.get_family("qwen2_vl")
+    lora = {} if adapter == "full" else {"lora_r": 8}
+    spec = parse_spec(
+        {"dataset_name": "d", "output_model_name": "m", "adapter": adapter, "train_vision": train_vision, **lora}
+    )
+    arch = architecture(
+        qwen2_vl_7b(),
+        configure.lora_target(spec, fam),
+        8,
+        full_trained=configure.full_trained(spec, fam),
+        unquantized=configure.unquantized(fam),
+    )
+    return arch, estimate(arch, lora_rank=8, micro_batch=1, seq_len=2048, adapter=adapter)
+
+
+def test_each_training_mode_moves_the_estimate_the_right_way():
+    from mixtrain.vlm.memory import remedies
+
+    arch, lora = _mode_estimate("lora")
+    _, qlora = _mode_estimate("qlora")
+    full_arch, full = _mode_estimate("full")
+    # QLoRA: the language model's Linear weights (6.5 of 8.3B parameters) at 4.127 bits instead of 16.
+    assert 6.0e9 < arch.quantized_params < 7.2e9
+    assert qlora.parts["weights"] == pytest.approx(
+        lora.parts["weights"] - arch.quantized_params * (2 - 4.127 / 8) / 2**30
+    )
+    assert qlora.parts["weights"] < 0.5 * lora.parts["weights"]
+    assert qlora.parts["lora+optimizer"] == lora.parts["lora+optimizer"]
+    # Full fine-tuning: every language-model weight keeps a gradient and two AdamW moments; no LoRA.
+    assert 7.0e9 < full_arch.full_params < 7.7e9  # Qwen2-VL-7B's language model + head, not its 0.68B ViT
+    assert "lora+optimizer" not in full.parts
+    assert full.parts["full-trained+optimizer"] == pytest.approx(full_arch.full_params * (2 + 8) / 2**30)
+    assert full.total > lora.total + 60 > qlora.total + 60
+    # The verdict moves with them: one 80 GiB GPU fits LoRA, not full fine-tuning; 16 GiB fits QLoRA only.
+    assert verdict(lora, 80)[0] == "fits" and verdict(full, 80)[1] is True
+    assert verdict(lora, 16)[1] is True and verdict(qlora, 16)[1] is False
+    assert "--adapter lora or qlora" in remedies("full") and "--adapter qlora" in remedies("lora")
+    # --train_vision: none < projector < LoRA on the tower too < the tower in full.
+    totals = [_mode_estimate("lora", tv)[1].total for tv in ("none", "projector", "lora", "full")]
+    assert totals == sorted(totals) and len(set(totals)) == 4

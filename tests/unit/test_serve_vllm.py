@@ -88,3 +88,51 @@ def test_api_key_reaches_the_child_by_environment_only(tmp_path):
     assert rc == 0
     assert "ARGS=serve /base" in text and "KEY=s3cr3t-key" in text
     assert "s3cr3t-key" not in text.split("KEY=")[0]
+
+
+def _weights(d: Path, names: list[str]) -> None:
+    """A real safetensors file (written by the safetensors library) holding ``names``."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({n: np.zeros((2, 2), dtype=np.float32) for n in names}, str(d / "adapter_model.safetensors"))
+
+
+LM_LORA = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"
+
+
+@pytest.mark.parametrize(
+    "extra,flag",
+    [
+        ([], False),  # language-model LoRA only: vLLM's default
+        (["base_model.model.model.vision_tower.encoder.layers.0.self_attn.q_proj.lora_A.weight"], True),
+        (["base_model.model.model.visual.blocks.0.attn.qkv.lora_B.weight"], True),  # Qwen's tower
+        (["base_model.model.model.multi_modal_projector.linear_1.weight"], True),  # --train_vision projector
+        (["base_model.model.model.visual.merger.mlp.0.weight"], True),  # Qwen's merger
+        (["base_model.model.model.connector.modality_projection.proj.weight"], True),  # SmolVLM's connector
+    ],
+)
+def test_tower_connector_lora_flag_follows_the_adapters_weights(tmp_path, extra, flag):
+    """--train_vision adapters carry tower/projector weights: vLLM must be told to apply them."""
+    a = _adapter(tmp_path, "x", 8)
+    _weights(Path(a), [LM_LORA, *extra])
+    cmd = vllm.vllm_command(pool.plan([_info("x", 1, "/base", a)]), "127.0.0.1", 8000, max_batch_size=4)
+    assert ("--enable-tower-connector-lora" in cmd) is flag
+    # one such adapter among several is enough
+    b = _adapter(tmp_path, "y", 8)
+    _weights(Path(b), [LM_LORA])
+    both = pool.plan([_info("y", 1, "/base", b), _info("x", 1, "/base", a)])
+    assert ("--enable-tower-connector-lora" in vllm.vllm_command(both, "127.0.0.1", 8000, max_batch_size=4)) is flag
+
+
+def test_full_finetune_is_served_as_its_own_model(tmp_path):
+    """--adapter full registers whole weights: vLLM serves that folder by name, with no LoRA arguments."""
+    d = tmp_path / "full"
+    d.mkdir()
+    (d / "config.json").write_text('{"model_type": "llava"}')
+    (d / "model.safetensors").write_bytes(b"")
+    bases = pool.plan([_info("whole", 2, "llava-hf/llava-1.5-7b-hf", str(d))])
+    assert [b.path for b in bases] == [str(d)] and bases[0].served[0].adapter_path is None
+    cmd = vllm.vllm_command(bases, "127.0.0.1", 8000, max_batch_size=4)
+    assert cmd[:3] == ["vllm", "serve", str(d)]
+    assert cmd[cmd.index("--served-model-name") + 1] == "whole" and "--enable-lora" not in cmd

@@ -86,6 +86,15 @@ CASES = [
     Case("a100_llava_zero3", "llava", A100, {"deepspeed_config": "zero3"}),
     Case("a100_llava_wandb_online", "llava", A100, {"wandb_project": "my-vlm-experiments"}, wandb_online=True),
     Case("a100_llava_wandb_offline", "llava", A100, {"wandb_project": "my-vlm-experiments"}, wandb_online=False),
+    # Training modes (#19 §2): QLoRA's 4-bit load with the vision side unquantized, full fine-tuning's unfrozen
+    # language model, and each --train_vision as LoRA targets / modules_to_save / unfrozen prefixes.
+    Case("cpu_llava_qlora", "llava", CPU, {"adapter": "qlora"}, warnings=(NO_CUDA,)),
+    Case("a100_qwen2_vl_qlora_vision_lora", "qwen2_vl", A100, {"adapter": "qlora", "train_vision": "lora"}),
+    Case("a100_llava_projector", "llava", A100, {"train_vision": "projector"}),
+    Case("a100_llava_vision_full", "llava", A100, {"train_vision": "full"}),
+    Case("a100_llava_full", "llava", A100, {"adapter": "full"}),
+    Case("a100_qwen2_vl_full_projector", "qwen2_vl", A100, {"adapter": "full", "train_vision": "projector"}),
+    Case("a100_llava_full_vision_full", "llava", A100, {"adapter": "full", "train_vision": "full"}),
     # The spec's "Advanced Example (with DeepSpeed and W&B)", word for word.
     Case(
         "a100_spec_advanced_example",
@@ -215,7 +224,13 @@ def test_multimodal_essentials_in_every_config(case):
     ]
     assert cfg["dataset_prepared_path"] == "/runs/1/prepared"  # else Axolotl litters the CWD
     assert cfg["output_dir"] == "/runs/1/output"
-    assert cfg["lora_target_modules"] == LM_ONLY  # language model only, every family
+    spec = case.spec()
+    if spec.adapter == "full":
+        assert "lora_target_modules" not in cfg and "adapter" not in cfg
+    elif spec.train_vision == "lora":
+        assert cfg["lora_target_modules"].startswith(f"(?:{LM_ONLY})|")
+    else:
+        assert cfg["lora_target_modules"] == LM_ONLY  # language model only, every family
     # Left unset, Axolotl auto-enables its fused LoRA kernels on GPU, which cannot load these models.
     assert (cfg["lora_mlp_kernel"], cfg["lora_qkv_kernel"], cfg["lora_o_kernel"]) == (False, False, False)
     assert cfg["trust_remote_code"] is False

@@ -72,7 +72,18 @@ def get(
     when = f"registered {fmt_time(m['created_at'])} by {shown_user(m['created_by'])}"
     console.print(f"[bold]{m['name']}[/] version {m['version']}  ({m['model_type']}, {when})")
     console.print(f"base model:   {m['base_model']}")
-    console.print(f"adapter:      {m['adapter_path']}")
+    training = lin.get("training") or {}
+    full = training.get("adapter") == "full"
+    console.print(f"{'weights:' if full else 'adapter:'}      {m['adapter_path']}")
+    if training:
+        counts = (
+            f" — {training['trainable_params']:,} of {training['total_params']:,} parameters trained"
+            if training.get("trainable_params") is not None
+            else ""
+        )
+        console.print(
+            f"training:     --adapter {training['adapter']} --train_vision {training['train_vision']}{counts}"
+        )
     ds = lin.get("dataset") or {}
     console.print(f"dataset:      {ds.get('name')} @ snapshot {ds.get('snapshot_id')} ({ds.get('rows_used')} rows)")
     run = lin.get("workflow_run") or {}

@@ -14,6 +14,7 @@ from pathlib import Path
 from mixtrain.errors import InvalidInput
 from mixtrain.hardware import detect
 from mixtrain.models.generate import Generation, generate_batch, image_prompt, placeholders
+from mixtrain.models.weights import is_full_weights
 
 GENERATION_DEFAULTS = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0, "do_sample": None}
 
@@ -105,6 +106,9 @@ class LoadedModel:
             return None, base, base
         if merged_dir is not None:  # the adapter is already merged into these weights
             return None, Path(merged_dir), Path(merged_dir)
+        if is_full_weights(adapter):  # --adapter full: the folder is the model
+            has_processor = any((adapter / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+            return None, adapter, (adapter if has_processor else base)
         if not (adapter / "adapter_config.json").is_file():
             raise InvalidInput(
                 f"adapter files of {self.info['name']} v{self.info['version']} are missing at {adapter}",
@@ -203,7 +207,8 @@ def export_merged(info: Mapping, settings, out_dir: Path) -> Path:
         raise InvalidInput(f"{info['name']} v{info['version']} is a base model without an adapter", "nothing to merge")
     try:
         loaded = LoadedModel(info, settings)
-        merged = loaded.model.merge_and_unload()
+        # --adapter full: the weights are the model already; nothing to merge.
+        merged = loaded.model if is_full_weights(info["adapter_path"]) else loaded.model.merge_and_unload()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mixtrain.errors import InvalidInput
+from mixtrain.models.weights import is_full_weights
 
 
 @dataclass
@@ -76,11 +77,14 @@ def plan(infos: Sequence[Mapping]) -> list[Base]:
             raise InvalidInput(f"model {info['name']!r} is given twice", "serve each model once (one version per name)")
         names.add(info["name"])
         adapter = info["adapter_path"] or None
+        base_path = info["base_model"]
+        if is_full_weights(adapter):  # --adapter full: its folder is a model of its own, served as a base
+            base_path, adapter = str(adapter), None
         if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
             raise InvalidInput(
                 f"adapter files of {info['name']} v{info['version']} are missing at {adapter}", "re-run the fine-tune"
             )
-        base = bases.setdefault(_base_key(info["base_model"]), Base(path=info["base_model"]))
+        base = bases.setdefault(_base_key(base_path), Base(path=base_path))
         s = Served(info["name"], info["version"], info["base_model"], adapter, info.get("model_type", ""), base=base)
         if adapter is not None:
             s.adapter_id = f"a{sum(x.adapter_id is not None for x in base.served)}"

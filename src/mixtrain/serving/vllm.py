@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
+from mixtrain.models.weights import adapter_touches_vision
 from mixtrain.serving.pool import Base
 
 # --max-lora-rank accepts only these values; the adapters' largest rank is rounded up to one of them.
@@ -72,6 +73,10 @@ def vllm_command(
             "--max-loras",
             str(len(adapters)),
         ]
+        if any(adapter_touches_vision(s.adapter_path or "") for s in adapters):
+            # vLLM applies LoRA (and trained modules) to the language model only unless told otherwise:
+            # an adapter trained with --train_vision would be served without its vision part.
+            cmd.append("--enable-tower-connector-lora")
         template = Path(adapters[0].adapter_path or "") / "chat_template.jinja"
         if template.is_file():  # the template the adapters were trained with
             cmd += ["--chat-template", str(template)]

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mixtrain.hardware import Hardware
-from mixtrain.vlm.families import Family
+from mixtrain.vlm.families import Family, module_entries
 from mixtrain.vlm.spec import FinetuneSpec
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -31,6 +31,7 @@ def build_config(
     wandb_run_name: str = "",
     wandb_online: bool = False,
     warn=print,
+    base_config: dict | None = None,
 ) -> dict:
     cfg: dict = {
         "base_model": spec.base_model,
@@ -47,11 +48,7 @@ def build_config(
         "dataset_prepared_path": str(run_dir / "prepared"),
         "val_set_size": 0,
         "output_dir": str(output_dir),
-        "adapter": "lora",
-        "lora_r": spec.lora_r,
-        "lora_alpha": spec.lora_alpha,
-        "lora_dropout": spec.lora_dropout,
-        "lora_target_modules": family.lora_target,
+        **mode_settings(spec, family, base_config or {}),
         "sequence_len": spec.max_seq_length,
         "micro_batch_size": spec.batch_size,
         "gradient_accumulation_steps": spec.gradient_accumulation_steps,
@@ -107,6 +104,61 @@ def build_config(
             }
         )
     return cfg
+
+
+def lora_target(spec: FinetuneSpec, family: Family) -> str:
+    """The LoRA target regex: the language model, and the vision tower's blocks with --train_vision lora."""
+    if spec.train_vision == "lora":
+        return f"(?:{family.lora_target})|(?:{family.vision_lora_target})"
+    return family.lora_target
+
+
+def full_trained(spec: FinetuneSpec, family: Family) -> tuple[str, ...]:
+    """Module paths trained in full (every weight): LoRA's modules_to_save, or full fine-tuning's unfrozen part."""
+    vision = {
+        "none": (),
+        "projector": family.projector,
+        "lora": family.projector,  # LoRA on the tower's blocks; the small projector in full
+        "full": (family.vision_tower, *family.projector),
+    }[spec.train_vision]
+    paths = (family.language_model, "lm_head", *vision) if spec.adapter == "full" else vision
+    # A module inside another one listed (Qwen's merger inside its tower) is already covered: wrapping it
+    # twice in modules_to_save would train a copy inside the copy.
+    return tuple(p for p in paths if not any(p.startswith(q + ".") for q in paths))
+
+
+def unquantized(family: Family) -> tuple[str, ...]:
+    """What QLoRA leaves at full precision: the vision tower, the projector and the output head."""
+    return (family.vision_tower, *family.projector, "lm_head")
+
+
+def mode_settings(spec: FinetuneSpec, family: Family, base_config: dict) -> dict:
+    """--adapter and --train_vision as Axolotl settings.
+
+    lora/qlora: PEFT LoRA on ``lora_target``; what trains in full (the projector, or the whole tower) is PEFT's
+    ``modules_to_save`` (saved with the adapter). qlora adds Axolotl's 4-bit bitsandbytes load with the vision
+    tower, projector and head kept out of quantization. full: no adapter; Axolotl's ``unfrozen_parameters``
+    (prefixes) freezes everything else — the vision tower stays frozen unless --train_vision says otherwise.
+    """
+    trained = full_trained(spec, family)
+    if spec.adapter == "full":
+        out: dict = {}
+        if spec.train_vision != "full":  # with the tower too, every weight trains: nothing to freeze
+            out["unfrozen_parameters"] = [f"{p}." for p in trained]
+        return out
+    out = {
+        "adapter": spec.adapter,
+        "lora_r": spec.lora_r,
+        "lora_alpha": spec.lora_alpha,
+        "lora_dropout": spec.lora_dropout,
+        "lora_target_modules": lora_target(spec, family),
+    }
+    if trained:
+        out["lora_modules_to_save"] = module_entries(family, base_config, trained)
+    if spec.adapter == "qlora":
+        out["load_in_4bit"] = True
+        out["bnb_config_kwargs"] = {"llm_int8_skip_modules": list(unquantized(family))}
+    return out
 
 
 def chat_template_settings(family: Family) -> dict:

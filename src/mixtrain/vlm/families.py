@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,12 @@ from pathlib import Path
 from mixtrain.errors import InvalidInput
 
 LM_LINEAR = r"(mlp|self_attn)\.(up|down|gate|q|k|v|o)_proj"
+# The Linear layers of a vision tower's transformer blocks (CLIP/SigLIP, Pixtral, Qwen's ViT, InternViT, Mllama):
+# attention and MLP projections only — never the patch embedding, a pooling head or the projector.
+VISION_BLOCK_LINEAR = (
+    r"(?:[a-z_]+\.)*(?:layers|layer|blocks)\.\d+\.(?:self_attn|attention|attn|mlp|feed_forward)\."
+    r"(?:q_proj|k_proj|v_proj|o_proj|out_proj|qkv|proj|projection_layer|fc1|fc2|linear_fc1|linear_fc2|gate_proj|up_proj|down_proj)"
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,18 @@ class Family:
     no_system_with_image: bool = False
     supported: bool = True
     unsupported_reason: str = ""
+    # Module paths (training modes, --train_vision): the language model, the vision tower, the projector/merger.
+    language_model: str = "model.language_model"
+    vision_tower: str = "model.vision_tower"
+    projector: tuple[str, ...] = ("model.multi_modal_projector",)
+    # Projector parts that are a ModuleList, with the vision_config key whose length is the list's: PEFT's
+    # modules_to_save must wrap each entry (the model indexes the list), not the list.
+    projector_lists: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def vision_lora_target(self) -> str:
+        """LoRA target over the vision tower's blocks (--train_vision lora)."""
+        return re.escape(self.vision_tower) + r"\." + VISION_BLOCK_LINEAR
 
 
 FAMILIES: dict[str, Family] = {
@@ -65,6 +84,8 @@ FAMILIES: dict[str, Family] = {
         chat_template="qwen2_vl",
         lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
         max_pixels=True,
+        vision_tower="model.visual",
+        projector=("model.visual.merger",),
     ),
     "qwen3_vl": Family(
         name="qwen3_vl",
@@ -75,6 +96,10 @@ FAMILIES: dict[str, Family] = {
         chat_template="qwen2_vl",
         lora_target=rf"model\.language_model\.layers\.\d+\.{LM_LINEAR}",
         max_pixels=True,
+        vision_tower="model.visual",
+        # The deepstack mergers feed intermediate vision features into the language model: projector too.
+        projector=("model.visual.merger", "model.visual.deepstack_merger_list"),
+        projector_lists=(("model.visual.deepstack_merger_list", "deepstack_visual_indexes"),),
     ),
     "gemma3": Family(
         name="gemma3",
@@ -91,6 +116,7 @@ FAMILIES: dict[str, Family] = {
         # The image enters through cross-attention layers: they are language-model layers to adapt too.
         lora_target=r"model\.language_model\.layers\.\d+\.(mlp|self_attn|cross_attn)\.(up|down|gate|q|k|v|o)_proj",
         no_system_with_image=True,
+        vision_tower="model.vision_model",
     ),
     "smolvlm": Family(
         name="smolvlm",
@@ -99,6 +125,9 @@ FAMILIES: dict[str, Family] = {
         # Axolotl has no SmolVLM template: the model's own. Its strategy is ours (vlm/axolotl_support.py).
         chat_template="tokenizer_default",
         lora_target=rf"model\.text_model\.layers\.\d+\.{LM_LINEAR}",
+        language_model="model.text_model",
+        vision_tower="model.vision_model",
+        projector=("model.connector",),
     ),
     "internvl": Family(
         name="internvl",
@@ -217,6 +246,19 @@ ALIASES = {
     "glm4.5v": "glm4v_moe",
     "lfm2-vl": "lfm2_vl",
 }
+
+
+def module_entries(family: Family, config: dict, paths: tuple[str, ...]) -> list[str]:
+    """``paths`` as PEFT ``modules_to_save`` entries: a ModuleList (see ``projector_lists``) becomes its entries."""
+    lists = dict(family.projector_lists)
+    out: list[str] = []
+    for path in paths:
+        if path in lists:
+            n = len((config.get("vision_config") or {}).get(lists[path]) or [])
+            out += [f"{path}.{i}" for i in range(n)]
+        else:
+            out.append(path)
+    return out
 
 
 def get_family(model_type: str) -> Family:

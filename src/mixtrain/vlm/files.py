@@ -20,6 +20,13 @@ HF_TRAINER_CHECKPOINT = CheckpointLayout(
     step_key="global_step",
 )
 
+# --adapter full: the checkpoint holds the model's own weights, not an adapter.
+HF_TRAINER_FULL_CHECKPOINT = CheckpointLayout(
+    files=("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"),
+    state_file="trainer_state.json",
+    step_key="global_step",
+)
+
 
 class FinetuneFolder(RunFolder):
     """A fine-tune's run folder (the Axolotl YAML's folder: the training process finds its requests beside it)."""
@@ -29,6 +36,7 @@ class FinetuneFolder(RunFolder):
     PREFLIGHT_REQUEST = "preflight_request.json"
     PREFLIGHT_RESULT = "preflight.json"
     AXOLOTL_DEBUG = "axolotl_debug.log"
+    MODEL_REPORT = "trained_parameters.json"  # what the training process really trained (track.py)
 
     @classmethod
     def of_config(cls, config_path: Path | str) -> FinetuneFolder:
@@ -54,6 +62,10 @@ class FinetuneFolder(RunFolder):
     @property
     def axolotl_debug(self) -> Path:
         return self.path / self.AXOLOTL_DEBUG
+
+    @property
+    def model_report(self) -> Path:
+        return self.path / self.MODEL_REPORT
 
     def deepspeed(self, preset: str) -> Path:
         return self.path / f"deepspeed_{preset}.json"

@@ -4,9 +4,14 @@ Parameters are counted exactly by building the model from its ``config.json`` on
 device (shapes, no weights, no memory). The rest is arithmetic, part by part, so a user sees what
 to change:
   weights       every parameter at the training dtype (bf16/fp16 on GPU: 2 bytes; fp32 on CPU: 4),
-                divided over the processes under ZeRO-3;
+                divided over the processes under ZeRO-3; QLoRA (--adapter qlora): the quantized Linear
+                weights at NF4 with double quantization (4.127 bits = 0.516 bytes each), the rest as before;
   lora          LoRA A/B matrices in fp32 (PEFT keeps adapters in fp32) + their grads + AdamW's two
                 moments = 16 bytes per LoRA parameter; grads and moments sharded by ZeRO-2/3;
+  full-trained  what trains in full (--adapter full: the language model; --train_vision projector/full: the
+                projector, the tower): its gradient at the training dtype + AdamW's two fp32 moments
+                (dtype + 8 bytes per parameter), sharded by ZeRO-2/3; under LoRA PEFT also keeps a trainable
+                copy of such modules (modules_to_save): + dtype bytes per parameter;
   activations   per micro-batch of the longest measured sequence: with gradient checkpointing, each
                 decoder layer's input (L·h) is kept plus one layer recomputed at a time (~34·L·h bytes
                 and the MLP's intermediate, Korthikanti et al. 2022, without the attention-score term
@@ -22,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 GiB = 1024**3
+NF4_BYTES = 4.127 / 8  # bitsandbytes NF4 with double quantization: 4 bits + 0.127 bits of scales per weight
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class Architecture:
     hidden: int
     intermediate: int
     vocab: int
+    full_params: int = 0  # parameters trained in full (what --adapter full / --train_vision unfreeze)
+    quantized_params: int = 0  # Linear weights QLoRA stores in 4-bit (outside the unquantized modules)
 
 
 @dataclass
@@ -53,8 +61,13 @@ def _text_config(config):
     return getattr(config, "text_config", None) or config
 
 
-def architecture(config, lora_target: str, lora_rank: int) -> Architecture:
-    """Count parameters exactly from a transformers config (no weights are read or allocated)."""
+def architecture(
+    config, lora_target: str, lora_rank: int, *, full_trained: tuple[str, ...] = (), unquantized: tuple[str, ...] = ()
+) -> Architecture:
+    """Count parameters exactly from a transformers config (no weights are read or allocated).
+
+    ``full_trained``: module paths trained in full; ``unquantized``: module paths QLoRA keeps at full precision.
+    """
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -66,6 +79,16 @@ def architecture(config, lora_target: str, lora_rank: int) -> Architecture:
         for name, m in model.named_modules()
         if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name)
     )
+
+    def under(name: str, prefixes) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    full = sum(p.numel() for n, p in model.named_parameters() if under(n, full_trained))
+    quantized = sum(
+        m.weight.numel()
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and not under(name, unquantized)
+    )
     text = _text_config(config)
     return Architecture(
         params=sum(p.numel() for p in model.parameters()),
@@ -75,6 +98,8 @@ def architecture(config, lora_target: str, lora_rank: int) -> Architecture:
         hidden=text.hidden_size,
         intermediate=text.intermediate_size,
         vocab=text.vocab_size,
+        full_params=full,
+        quantized_params=quantized,
     )
 
 
@@ -89,11 +114,19 @@ def estimate(
     zero_stage: int = 0,
     processes: int = 1,
     cuda: bool = True,
+    adapter: str = "lora",
 ) -> Estimate:
     n = max(1, processes)
-    lora = arch.lora_params * lora_rank / arch.lora_rank
-    weights = arch.params * dtype_bytes / (n if zero_stage == 3 else 1)
+    lora = 0.0 if adapter == "full" else arch.lora_params * lora_rank / arch.lora_rank
+    stored: float = arch.params * dtype_bytes
+    if adapter == "qlora":  # NF4 + double-quantized scales: 4.127 bits per quantized weight
+        stored -= arch.quantized_params * (dtype_bytes - NF4_BYTES)
+    weights = stored / (n if zero_stage == 3 else 1)
     lora_bytes = lora * 4 + lora * 12 / (n if zero_stage >= 2 else 1)  # fp32 weights; grads + 2 Adam moments sharded
+    full = arch.full_params
+    full_bytes = full * (dtype_bytes + 8) / (n if zero_stage >= 2 else 1)  # grads + 2 fp32 Adam moments, sharded
+    if adapter != "full":
+        full_bytes += full * dtype_bytes  # PEFT's modules_to_save: a trainable copy beside the frozen original
     tokens = micro_batch * seq_len
     per_layer = (
         tokens * (34 * arch.hidden + 4 * arch.intermediate) * dtype_bytes / 2
@@ -103,13 +136,12 @@ def estimate(
     else:
         acts = arch.layers * per_layer
     logits = 2 * tokens * arch.vocab * 4
-    parts = {
-        "weights": weights,
-        "lora+optimizer": lora_bytes,
-        "activations": acts,
-        "logits": logits,
-        "overhead": GiB if cuda else 0,
-    }
+    parts = {"weights": weights}
+    if adapter != "full":
+        parts["lora+optimizer"] = lora_bytes
+    if full:
+        parts["full-trained+optimizer"] = full_bytes
+    parts.update({"activations": acts, "logits": logits, "overhead": GiB if cuda else 0})
     parts = {k: v / GiB for k, v in parts.items()}
     return Estimate(parts, sum(parts.values()))
 
@@ -126,6 +158,16 @@ def verdict(est: Estimate, available_gib: float | None) -> tuple[str, bool]:
 
 
 REMEDIES = "lower --batch_size, lower --max_pixels (Qwen2-VL) or --max_seq_length, or use --deepspeed_config zero3 over more GPUs"
+
+
+def remedies(adapter: str = "lora") -> str:
+    """What to change when the estimate does not fit, for this training mode."""
+    mode = {
+        "full": "--adapter lora or qlora (full fine-tuning keeps gradients and AdamW state for every weight)",
+        "lora": "--adapter qlora (a 4-bit base)",
+        "qlora": "",
+    }.get(adapter, "")
+    return REMEDIES + (f", or {mode}" if mode else "")
 
 
 class PeakMeter:

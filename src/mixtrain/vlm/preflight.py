@@ -166,17 +166,24 @@ def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
     import torch
     from transformers import AutoConfig
 
-    from mixtrain.vlm.memory import REMEDIES, architecture, estimate, verdict
+    from mixtrain.vlm.memory import architecture, estimate, remedies, verdict
 
     config = AutoConfig.from_pretrained(cfg.base_model, trust_remote_code=bool(cfg.trust_remote_code))
-    arch = architecture(config, request["lora_target"], int(cfg.lora_r))
+    lora_r = int(cfg.lora_r or 8)  # --adapter full has no rank (no LoRA parameters are counted)
+    arch = architecture(
+        config,
+        request["lora_target"],
+        lora_r,
+        full_trained=tuple(request.get("full_trained") or ()),
+        unquantized=tuple(request.get("unquantized") or ()),
+    )
     zero = 0
     if cfg.deepspeed:
         zero = json.loads(Path(cfg.deepspeed).read_text())["zero_optimization"]["stage"]
     cuda = torch.cuda.is_available()
     est = estimate(
         arch,
-        lora_rank=int(cfg.lora_r),
+        lora_rank=lora_r,
         micro_batch=int(cfg.micro_batch_size),
         seq_len=longest,
         dtype_bytes=2 if (cfg.bf16 or cfg.fp16) else 4,
@@ -184,6 +191,7 @@ def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
         zero_stage=zero,
         processes=int(request.get("processes") or 1),
         cuda=cuda,
+        adapter=request.get("adapter", "lora"),
     )
     gpu = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else None
     word, refuse = verdict(est, gpu)
@@ -198,7 +206,7 @@ def _memory(cfg, raw: dict, request: dict, longest: int) -> dict:
     )
     if refuse:
         raise SystemExit(
-            f"mixtrain: the estimated {est.total:.1f} GiB per GPU does not fit in {gpu:.0f} GiB — {REMEDIES}"
+            f"mixtrain: the estimated {est.total:.1f} GiB per GPU does not fit in {gpu:.0f} GiB — {remedies(request.get('adapter', 'lora'))}"
         )
     return {
         "total_gib": round(est.total, 4),

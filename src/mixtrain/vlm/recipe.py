@@ -22,7 +22,7 @@ from pathlib import Path
 from mixtrain.errors import InvalidInput
 from mixtrain.settings import Settings
 from mixtrain.vlm import configure, families, family_rows, gang, launch, register
-from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, FinetuneFolder
+from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, HF_TRAINER_FULL_CHECKPOINT, FinetuneFolder
 from mixtrain.vlm.prepare import PreparedData, prepare
 from mixtrain.vlm.spec import FinetuneSpec
 from mixtrain.workflows.context import RunContext, current_run
@@ -101,6 +101,7 @@ def setup(spec: FinetuneSpec, ctx: RunContext | None = None) -> Setup:
     check_family(families.get_family(spec.model_type), spec)  # what the user asked for, before any download
     family, base_config = families.resolve(spec.model_type, spec.base_model, log)
     check_family(family, spec)  # what the base model really is
+    check_modes(spec, family, base_config)
     return Setup(spec, ctx, settings, FinetuneFolder(ctx.run_dir), family, base_config, resumed_from(settings, ctx))
 
 
@@ -156,6 +157,7 @@ def configure_training(run: Setup, data: PreparedData) -> Training:
         wandb_run_name=f"{spec.output_model_name}-run{ctx.number}",
         wandb_online=wandb_online,
         warn=lambda m: log(f"warning: {m}"),
+        base_config=run.base_config,
     )
     if run.origin:
         cfg["resume_from_checkpoint"] = run.origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
@@ -167,7 +169,11 @@ def configure_training(run: Setup, data: PreparedData) -> Training:
             {
                 "id": uuid.uuid4().hex,  # the node's other training processes wait for this request's result
                 "on_long_row": spec.on_long_row,
-                "lora_target": run.family.lora_target,
+                "lora_target": configure.lora_target(spec, run.family),
+                "adapter": spec.adapter,
+                "full_trained": list(configure.full_trained(spec, run.family)),
+                "unquantized": list(configure.unquantized(run.family)),
+                "vision_tower": run.family.vision_tower,
                 "processes": spec.num_processes or max(1, hw.n_gpu),
             }
         )
@@ -213,14 +219,15 @@ def launch_training(run: Setup, data: PreparedData, training: Training) -> int:
     output_dir = training.output_dir
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
-    run.folder.declare_checkpoints(output_dir, HF_TRAINER_CHECKPOINT, dataset_snapshot_id=data.snapshot_id)
+    layout = HF_TRAINER_FULL_CHECKPOINT if run.spec.adapter == "full" else HF_TRAINER_CHECKPOINT
+    run.folder.declare_checkpoints(output_dir, layout, dataset_snapshot_id=data.snapshot_id)
     cmd = launch.command(
         training.config_path, dist, cuda=training.cuda, n_gpu=training.n_gpu, num_processes=run.spec.num_processes
     )
     try:
         launch.run(cmd, training.env, run.folder.path, log)
     except BaseException:
-        _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}")
+        _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}", layout)
         raise
     if dist is not None and dist.machine_rank != 0:
         log("training finished on this node; machine rank 0 registers the model")
@@ -237,7 +244,8 @@ def launch_gang(run: Setup, data: PreparedData, training: Training) -> int:
     output_dir = training.output_dir
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
-    run.folder.declare_checkpoints(output_dir, HF_TRAINER_CHECKPOINT, dataset_snapshot_id=data.snapshot_id)
+    layout = HF_TRAINER_FULL_CHECKPOINT if run.spec.adapter == "full" else HF_TRAINER_CHECKPOINT
+    run.folder.declare_checkpoints(output_dir, layout, dataset_snapshot_id=data.snapshot_id)
     secret_names = [n for n in os.environ.get(NAMES_VAR, "").split(",") if n]
     reports: list[dict] = []
     try:
@@ -256,7 +264,7 @@ def launch_gang(run: Setup, data: PreparedData, training: Training) -> int:
             log,
         )
     except BaseException:
-        _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}")
+        _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}", layout)
         raise
     for report in reports:
         log(gang.done_line(report))
@@ -268,7 +276,9 @@ def register_adapter(run: Setup, data: PreparedData, training: Training) -> Fine
     from mixtrain.models.registry import ModelRegistry
 
     ctx, output_dir = run.ctx, training.output_dir
-    state = register.finalize_outputs(output_dir)
+    state = register.finalize_outputs(output_dir, full=run.spec.adapter == "full")
+    report = run.folder.model_report
+    trained = json.loads(report.read_text()) if report.is_file() else None
     record: dict[str, object] = {
         "workflow": ctx.workflow if ctx.id is not None else None,
         "number": ctx.number,
@@ -288,9 +298,11 @@ def register_adapter(run: Setup, data: PreparedData, training: Training) -> Fine
         state=state,
         run=record,
         eval_info={k: v for k, v in data.eval.items() if k != "held_out_rows"} if data.eval else None,
+        trained=trained,
     )
     log(
-        f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — adapter at {output_dir}"
+        f"registered model {model['name']} version {model['version']} (train loss {model['train_loss']}) — "
+        f"{'full weights' if run.spec.adapter == 'full' else 'adapter'} at {output_dir}"
     )
     return FinetuneResult(
         data.snapshot_id,
@@ -317,6 +329,21 @@ def check_family(family, spec) -> None:
         )
 
 
+def check_modes(spec: FinetuneSpec, family: families.Family, base_config: dict) -> None:
+    """--adapter/--train_vision against this base model and this install, before any weight loads."""
+    quant = (base_config.get("quantization_config") or {}).get("quant_method")
+    if quant and spec.adapter != "lora":
+        raise InvalidInput(
+            f"{spec.base_model} is already quantized ({quant}): --adapter {spec.adapter} needs its unquantized weights",
+            "pass the unquantized base model, or --adapter lora",
+        )
+    if spec.adapter == "qlora":
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise InvalidInput("--adapter qlora needs bitsandbytes, which is not installed", "pip install bitsandbytes")
+
+
 def track_env(ctx: RunContext) -> dict:
     """What the training process's metrics tracker (vlm/track.py) needs to know about this run."""
     out = {"MIXTRAIN_RUN_DIR": str(ctx.run_dir)}
@@ -334,12 +361,12 @@ def resumed_from(settings, ctx: RunContext) -> dict | None:
     return WorkflowRegistry(settings).run_by_id(ctx.id).get("resumed_from")
 
 
-def _keep_checkpoints(output_dir: Path, folder: FinetuneFolder, log, run: str) -> None:
+def _keep_checkpoints(output_dir: Path, folder: FinetuneFolder, log, run: str, layout=HF_TRAINER_CHECKPOINT) -> None:
     """A failed training keeps its checkpoints (to resume) and drops the rest; Axolotl's debug log moves to the run folder."""
     debug = output_dir / "debug.log"
     if debug.is_file():
         shutil.move(str(debug), str(folder.axolotl_debug))
-    kept = HF_TRAINER_CHECKPOINT.checkpoints(output_dir)
+    kept = layout.checkpoints(output_dir)
     if not kept:
         shutil.rmtree(output_dir, ignore_errors=True)
         return

@@ -11,12 +11,15 @@ from pathlib import Path
 from mixtrain.errors import WorkflowFailed
 
 REQUIRED = ("adapter_model.safetensors", "adapter_config.json")
+REQUIRED_FULL = ("config.json",)  # --adapter full: the model's own weights (one file or index + shards) beside it
 VERSIONED = ("axolotl", "transformers", "peft", "torch", "accelerate", "mixtrain")
 
 
-def finalize_outputs(output_dir: Path) -> dict:
+def finalize_outputs(output_dir: Path, full: bool = False) -> dict:
     """Check the artifacts and copy the last checkpoint's trainer_state.json to the top."""
-    missing = [f for f in REQUIRED if not (output_dir / f).is_file()]
+    missing = [f for f in (REQUIRED_FULL if full else REQUIRED) if not (output_dir / f).is_file()]
+    if full and not any(output_dir.glob("model*.safetensors")):
+        missing.append("model.safetensors")
     if missing:
         raise WorkflowFailed(
             f"training finished but {', '.join(missing)} is missing in {output_dir}", "see the run log"
@@ -74,9 +77,25 @@ def register_model(
     state: dict,
     run: dict,
     eval_info: dict | None = None,
+    trained: dict | None = None,
 ) -> dict:
     loss = final_train_loss(state)
     lineage = {
+        # What trained (--adapter, --train_vision) and, from the loaded model itself, how many parameters.
+        "training": {
+            "adapter": spec.adapter,
+            "train_vision": spec.train_vision,
+            **(
+                {
+                    "trainable_params": trained["trainable_params"],
+                    "total_params": trained["total_params"],
+                    "trainable_by_part": trained["trainable_by_part"],
+                    "linear4bit_layers": len(trained["linear4bit"]),
+                }
+                if trained
+                else {}
+            ),
+        },
         "dataset": {"name": spec.dataset_name, "snapshot_id": snapshot_id, "rows_used": rows},
         "workflow_run": run,
         "params": spec.model_dump(),

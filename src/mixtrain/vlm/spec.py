@@ -31,6 +31,16 @@ class FinetuneSpec(BaseModel):
         description="Architecture: llava, llava_next, qwen2_vl, qwen3_vl, gemma3, mllama, smolvlm, internvl, mistral3, "
         "pixtral, glm4v, lfm2_vl (phi3_v is refused); corrected from the base model's config.json",
     )
+    adapter: Literal["lora", "qlora", "full"] = Field(
+        "lora",
+        description="What trains: lora (LoRA adapter on the language model), qlora (LoRA over a 4-bit base through "
+        "bitsandbytes; the vision tower stays unquantized), full (every language-model weight; registers full weights)",
+    )
+    train_vision: Literal["none", "projector", "lora", "full"] = Field(
+        "none",
+        description="The vision side: none (frozen), projector (projector/merger trained in full), lora (LoRA on the "
+        "vision tower's blocks too, plus the projector), full (vision tower and projector trained in full)",
+    )
     num_epochs: int = Field(3, ge=1, description="Number of training epochs")
     batch_size: int = Field(2, ge=1, description="Batch size per GPU")
     learning_rate: float = Field(2e-5, gt=0, description="Learning rate")
@@ -119,6 +129,25 @@ class FinetuneSpec(BaseModel):
             raise ValueError(
                 f"--messages_column and {'/'.join(plain)} both say what a row is — pass a conversation column or prompt/response columns"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _modes(self):
+        if self.adapter == "full" and self.train_vision == "lora":
+            raise ValueError(
+                "--train_vision lora adds LoRA to a frozen tower, but --adapter full trains weights, not adapters — "
+                "use --train_vision full (or projector) with --adapter full, or --adapter lora"
+            )
+        if self.adapter == "full":
+            lora = [
+                f"--{f}"
+                for f in ("lora_r", "lora_alpha", "lora_dropout")
+                if getattr(self, f) != type(self).model_fields[f].default
+            ]
+            if lora:
+                raise ValueError(
+                    f"{'/'.join(lora)} set, but --adapter full trains no LoRA — drop them or use --adapter lora/qlora"
+                )
         return self
 
     @model_validator(mode="after")

@@ -39,6 +39,8 @@ class RunTracker(TrainerCallback):
             else f"{state.max_steps} steps to train"
         )
         print(phase_line(f"load model and data: {todo}", self.t_begin - self.started), flush=True)
+        if kwargs.get("model") is not None and self.run_dir:
+            write_model_report(kwargs["model"], self.run_dir)
         self._progress(state, {})
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -118,6 +120,62 @@ class RunTracker(TrainerCallback):
                 **last,
             },
         )
+
+
+def model_report(model) -> dict:
+    """What the loaded model really trains: parameter counts by part, and which Linear layers are 4-bit.
+
+    Read from the model the trainer was handed (after PEFT and Axolotl's freezing), so a wrong YAML cannot hide
+    behind a right-looking config: the counts and the bitsandbytes ``Linear4bit`` layers (with their quant state)
+    are the truth the tests and the lineage use.
+    """
+    from collections import Counter
+
+    total = trainable = 0
+    parts: Counter = Counter()
+    for name, p in model.named_parameters():
+        n = p.numel()
+        total += n
+        if not p.requires_grad:
+            continue
+        trainable += n
+        bare = name.removeprefix("base_model.model.")
+        head = ".".join(bare.split(".")[:2]) if bare.startswith("model.") else bare.split(".")[0]
+        kind = "lora" if ".lora_" in bare else ("modules_to_save" if ".modules_to_save." in bare else "weights")
+        parts[f"{kind}:{head}"] += n
+    four_bit = {}
+    for name, m in model.named_modules():
+        if type(m).__name__ == "Linear4bit":
+            q = getattr(m.weight, "quant_state", None)
+            four_bit[name.removeprefix("base_model.model.")] = {
+                "quant_type": getattr(q, "quant_type", None),
+                "storage": str(m.weight.dtype).removeprefix("torch."),
+                "shape": list(getattr(q, "shape", None) or []),
+            }
+    return {
+        "total_params": total,
+        "trainable_params": trainable,
+        "trainable_by_part": dict(sorted(parts.items())),
+        "linear4bit": four_bit,
+    }
+
+
+def write_model_report(model, run_dir: str) -> None:
+    import json
+    from pathlib import Path
+
+    from mixtrain.vlm.files import FinetuneFolder
+
+    report = model_report(model)
+    FinetuneFolder(Path(run_dir)).model_report.write_text(json.dumps(report, indent=1))
+    four = len(report["linear4bit"])
+    print(
+        phase_line(
+            f"trainable parameters: {report['trainable_params']:,} of {report['total_params']:,}"
+            + (f"; {four} Linear layers in 4-bit" if four else "")
+        ),
+        flush=True,
+    )
 
 
 def make_tracker(started: float | None = None) -> RunTracker:
