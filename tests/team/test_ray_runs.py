@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from harness import Mix, wait_for, write
+from harness.cli import home_env
 
 SECRET = "s3cr3t-Ray-VALUE-7f1e"
 
@@ -88,7 +89,7 @@ def test_run_is_a_ray_job_with_logs_and_its_secret_kept_out_of_the_jobs_api(team
     assert "hello cluster" in logs
 
 
-def test_cancel_stops_the_job_and_a_job_stopped_behind_our_back_fails_the_run_with_rays_reason(team, ray_cluster):
+def test_cancel_stops_the_job_and_a_stopped_or_vanished_job_fails_the_run_with_the_reason(team, ray_cluster):
     team("workflow", "create", "sleeper.py", "--name", "sleeper", check=0)
     team("workflow", "run", "sleeper", "-d", check=0)
     wait_for(lambda: "sleeping" in team("workflow", "logs", "sleeper", "1").stdout, timeout=120, what="run 1 to start")
@@ -108,3 +109,21 @@ def test_cancel_stops_the_job_and_a_job_stopped_behind_our_back_fails_the_run_wi
     run = team.json("workflow", "runs", "sleeper")[0]
     assert run["status"] == "failed" and "was stopped outside mixtrain" in run["error"], run
     assert sid in run["error"]
+
+    # A job the cluster no longer knows (its head restarted and forgot it): the run fails saying so.
+    team("workflow", "run", "sleeper", "-d", check=0)
+    wait_for(lambda: "sleeping" in team("workflow", "logs", "sleeper", "3").stdout, timeout=120, what="run 3 to start")
+    run = team.json("workflow", "runs", "sleeper")[0]
+    with home_env(team.home):
+        from mixtrain.settings import load_settings
+        from mixtrain.workflows.registry import WorkflowRegistry
+
+        WorkflowRegistry(load_settings()).record_placement(run["id"], {**run["placement"], "job": "mixtrain-forgotten"})
+    run3 = team.json("workflow", "runs", "sleeper")[0]
+    assert (
+        run3["status"] == "failed"
+        and "mixtrain-forgotten" in run3["error"]
+        and "is gone from the cluster" in run3["error"]
+    )
+    req = urllib.request.Request(f"{ray_cluster.dashboard_url}/api/jobs/{run['placement']['job']}/stop", method="POST")
+    urllib.request.urlopen(req, timeout=30).close()
