@@ -261,3 +261,17 @@ def test_a_vanished_data_file_fails_prepare_eval_and_dashboard_with_the_same_lin
             eval_rows(client.datasets, rec)
         page = TestClient(create_app(client), base_url="http://127.0.0.1").get("/datasets/tr")
         assert page.status_code in (400, 404, 409, 500) and "is damaged" in page.text and "Traceback" not in page.text
+
+
+@pytest.mark.parametrize("fault", ["vanished", "garbled"])
+def test_a_vanished_or_garbled_table_metadata_file_is_one_damaged_line(mix, fault):
+    """The table's metadata JSON (read without PyArrow, see datasets/fileio) fails every read the same way."""
+    (mix.root / "rows.csv").write_text("image,text\na.png,one\n")
+    mix("dataset", "create", "tr", mix.root / "rows.csv", check=0)
+    for f in (mix.home / "warehouse" / "mixtrain").glob("tr.*/metadata/*.metadata.json"):
+        f.unlink() if fault == "vanished" else f.write_text('{"garb')
+    state = ".metadata.json is missing" if fault == "vanished" else "its table metadata cannot be read"
+    for args in (["dataset", "list"], ["dataset", "get", "tr"], ["dataset", "head", "tr"]):
+        clean_error(mix(*args), "dataset 'tr' is damaged", state, "mixtrain dataset delete tr -y")
+    mix("dataset", "delete", "tr", "-y", check=0)
+    assert "No datasets yet" in mix("dataset", "list", check=0).stdout

@@ -16,67 +16,91 @@ Tried and not taken: rewriting every metadata file and manifest (Avro) on a move
 path-rewrite API, a half-done rewrite is worse than none, and a copy would still need it twice.
 A relative location is not portable to other Iceberg engines; mixtrain reads its tables only through
 this FileIO (`dataset create --iceberg` tables keep their own absolute paths untouched).
+
+Start-up: loading a table reads only its metadata JSON, which for a local warehouse is read here with
+plain Python. PyArrow (and the pandas it pulls in, ~0.4 s) is imported on the first data, manifest or
+object-storage file, so `dataset list/get/versions` start without it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from pyiceberg.io.pyarrow import BUFFER_SIZE, ONE_MEGABYTE, PyArrowFile, PyArrowFileIO
+from pyiceberg.io import FileIO, InputFile, OutputFile
 from pyiceberg.typedef import EMPTY_DICT, Properties
 
 from mixtrain.datasets.paths import dataset_of, resolve
 from mixtrain.errors import Damaged
 
 
-class HomeFileIO(PyArrowFileIO):
-    """PyArrow's FileIO with paths resolved against the home; a vanished file is one "damaged" line."""
+class HomeFileIO(FileIO):
+    """PyArrow's FileIO with paths resolved against the home; a vanished file is one "damaged" line.
 
-    @staticmethod
-    def parse_location(location: str, properties: Properties = EMPTY_DICT) -> tuple[str, str, str]:
-        return PyArrowFileIO.parse_location(resolve(location, properties), properties)
+    A local table's metadata JSON is read without PyArrow; everything else goes to ``arrow`` (built on
+    first use), a ``PyArrowFileIO`` with the same resolution and checks."""
 
-    def new_input(self, location: str) -> PyArrowFile:
-        scheme, netloc, path = self.parse_location(location, self.properties)
-        return _File(
-            fs=self.fs_by_scheme(scheme, netloc),
-            location=location,
-            path=path,
-            buffer_size=int(self.properties.get(BUFFER_SIZE, ONE_MEGABYTE)),
-        )
+    def __init__(self, properties: Properties = EMPTY_DICT):
+        super().__init__(properties=properties)
+        self._arrow: Any = None
+
+    @property
+    def arrow(self) -> Any:
+        if self._arrow is None:
+            from mixtrain.datasets.arrowio import ArrowHomeFileIO
+
+            self._arrow = ArrowHomeFileIO(self.properties)
+        return self._arrow
+
+    def new_input(self, location: str) -> InputFile:
+        path = _local_path(resolve(location, self.properties))
+        if path is not None and path.endswith(".metadata.json"):
+            return LocalMetadataFile(location, path)
+        return self.arrow.new_input(location)
+
+    def new_output(self, location: str) -> OutputFile:
+        return self.arrow.new_output(location)
+
+    def delete(self, location: str | InputFile | OutputFile) -> None:
+        if isinstance(location, LocalMetadataFile):
+            location = location.location
+        self.arrow.delete(location)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrow": None}
 
 
-class _File(PyArrowFile):
+def _local_path(location: str) -> str | None:
+    """The file a local location names (``file://`` URI or absolute path), None for object storage."""
+    if location.startswith("file://"):
+        return location[len("file://") :]
+    if location.startswith("/"):
+        return location
+    return None
+
+
+class LocalMetadataFile(InputFile):
+    """A table's metadata JSON in a local warehouse, read with plain Python (PyIceberg reads it whole)."""
+
+    def __init__(self, location: str, path: str):
+        super().__init__(location)
+        self._path = path
+
+    def __len__(self) -> int:
+        return os.path.getsize(self._path)
+
+    def exists(self) -> bool:
+        return os.path.isfile(self._path)
+
     def open(self, seekable: bool = True) -> Any:
         try:
-            stream = super().open(seekable)
+            return open(self._path, "rb")  # PyIceberg closes the stream it is handed
         except FileNotFoundError:
             raise damaged(self._path, "is missing") from None
         except PermissionError:
             raise damaged(self._path, "cannot be read (permission denied)") from None
-        if seekable and self._path.endswith((".parquet", ".avro")) and not _intact(stream, self._path):
-            stream.close()
-            raise damaged(self._path, "is corrupt (truncated or overwritten)")
-        return stream
-
-
-def _intact(stream: Any, path: str) -> bool:
-    """The format's magic bytes where they belong: a truncated or garbled file is caught before a
-    decoder meets it (PyArrow and PyIceberg's Avro reader would raise anything from ArrowInvalid to
-    SystemError). Two small reads of a file about to be read anyway."""
-    try:
-        size = stream.size()
-        if path.endswith(".avro"):
-            ok = size >= 4 and stream.read(4) == b"Obj\x01"
-        else:
-            ok = size >= 12 and stream.read(4) == b"PAR1"
-            if ok:
-                stream.seek(size - 4)
-                ok = stream.read(4) == b"PAR1"
-        stream.seek(0)
-        return ok
-    except OSError:
-        return False
+        except IsADirectoryError:
+            raise damaged(self._path, "is not a file") from None
 
 
 def damaged(path: str, state: str) -> Damaged:

@@ -650,7 +650,7 @@ class DatasetStore:
     def delete(self, name: str) -> None:
         import logging
 
-        from pyiceberg.exceptions import NoSuchTableError
+        from pyiceberg.exceptions import NoSuchTableError, ValidationError
 
         inside = self.settings.warehouse.rstrip("/") + "/"
         mine: set[str] = set()
@@ -672,10 +672,10 @@ class DatasetStore:
                 quiet.setLevel(level)
         except NoSuchTableError as exc:
             raise NotFound(f"dataset {name!r} not found", "see `mixtrain dataset list`") from exc
-        except (MixtrainError, OSError, ValueError):
+        except (MixtrainError, OSError, ValueError, ValidationError):
             if not self._exists(name):
                 raise
-            # A damaged table (its metadata gone): forget it, and remove its folder, found from the catalog row.
+            # A damaged table (its metadata gone or garbled): forget it, and remove its folder, found from the catalog row.
             location = self._location_from_catalog(name)
             try:
                 self.catalog.drop_table(self._ident(name))
