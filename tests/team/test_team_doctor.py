@@ -41,6 +41,12 @@ def test_doctor_says_every_team_service_is_reachable(tmp_path, team_env, ray_clu
     assert f"bucket {team_env['MIXTRAIN_WAREHOUSE']} reachable, readable and writable" in text
     assert f"Ray cluster {ray_cluster.dashboard_url} reachable (Ray 2.60.0, 2 node(s) alive)" in text
     assert team_env["AWS_SECRET_ACCESS_KEY"] not in text
+    # a home in use on those services: the store checks run too, and pass
+    mix = Mix(tmp_path, tmp_path / "home", cli_env(tmp_path / "home", **team_env))
+    (tmp_path / "d.csv").write_text("a,b\n1,x\n")
+    mix("dataset", "create", "d", "--file", "d.csv", check=0)
+    proc = mix("doctor")
+    assert proc.returncode == 0 and "✖" not in proc.stdout and "home" in proc.stdout, proc.stdout + proc.stderr
 
 
 def _closed_port() -> int:

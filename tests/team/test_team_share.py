@@ -7,11 +7,20 @@ No browser: the real app in-process (FastAPI's TestClient), over real stores wri
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
 
 from harness import Mix, cli_env
+
+
+def colour_pictures(root) -> str:
+    """A small image-text CSV (the colour task's images), whose images `dataset create` stores."""
+    from mixtrain.testing.colour_task import make_task
+
+    return make_task(root, n_train=3, n_test=1, size=32)["train_csv"]
+
 
 WHOAMI_FLOW = '''
 from mixtrain import MixFlow, mixparam
@@ -28,15 +37,14 @@ class Hello(MixFlow):
 '''
 
 
-@pytest.fixture(params=["postgres+shared-folder"])
+@pytest.fixture(params=["postgres+s3", "postgres+shared-folder"])
 def shared(request, tmp_path, pg_url) -> dict[str, str]:
-    """What the two homes share: the metadata DB and the catalog on PostgreSQL, and the warehouse (a shared
-    folder, as an NFS mount would be)."""
-    return {
-        "MIXTRAIN_DATABASE_URL": pg_url,
-        "MIXTRAIN_CATALOG_URL": pg_url,
-        "MIXTRAIN_WAREHOUSE": (tmp_path / "shared-warehouse").as_uri(),
-    }
+    """What the two homes share: the metadata DB and the catalog on PostgreSQL, and the warehouse — an S3
+    bucket (the session's SeaweedFS), or a shared folder as an NFS mount would be."""
+    db = {"MIXTRAIN_DATABASE_URL": pg_url, "MIXTRAIN_CATALOG_URL": pg_url}
+    if request.param == "postgres+s3":
+        return {**db, **request.getfixturevalue("s3_env")}
+    return {**db, "MIXTRAIN_WAREHOUSE": (tmp_path / "shared-warehouse").as_uri()}
 
 
 def _first_machine(tmp_path, shared) -> Mix:
@@ -47,6 +55,8 @@ def _first_machine(tmp_path, shared) -> Mix:
     (tmp_path / "fake-llava").mkdir()
     (tmp_path / "fake-llava" / "config.json").write_text('{"model_type": "llava"}')
     alice("dataset", "create", "team-notes", "--file", "notes.csv", "--description", "shared notes", check=0)
+    pictures = colour_pictures(tmp_path / "pictures")
+    alice("dataset", "create", "team-pictures", "--file", pictures, check=0)  # images stored in the warehouse
     alice("workflow", "create", "hello.py", "--name", "hello", check=0)
     alice("workflow", "run", "hello", "--who", "bob", check=0)
     alice("model", "register", "team-base", "--base_model", str(tmp_path / "fake-llava"), check=0)
@@ -72,6 +82,12 @@ def test_a_second_home_sees_the_first_ones_work_in_the_dashboard(tmp_path, share
         page = c.get("/datasets/team-notes")
         assert page.status_code == 200 and "a square" in page.text and "shared notes" in page.text
         assert 'id="dataset-user">alice<' in page.text
+        page = c.get("/datasets/team-pictures")
+        thumbs = re.findall(r'src="(/thumb/dataset/[^"]+)"', page.text)
+        assert page.status_code == 200 and len(thumbs) == 3, page.text[-2000:]
+        for url in thumbs:  # the stored images, read back from the shared warehouse
+            thumb = c.get(url.replace("&amp;", "&"))
+            assert thumb.status_code == 200 and thumb.headers["content-type"].startswith("image/"), url
 
         page = c.get("/workflows/hello")
         assert page.status_code == 200 and "#1" in page.text and "completed" in page.text and ">alice<" in page.text
