@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, OFFLINE_ENV, REPO, Mix, build_tiny_models, write
+from harness import BIN, OFFLINE_ENV, REPO, Mix, build_tiny_models, prefetch, write
 from harness.cli import STORE_VARS
 
 CLI = Mix  # the old name of the runner (tests that build one for a module-scoped home)
@@ -35,18 +35,36 @@ def mix(home, tmp_path) -> Mix:
     return Mix(tmp_path, home)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prefetch(request, tmp_path_factory):
+    """Start the slow session fixtures the selected tests need in the background (tests/harness/prefetch.py)."""
+    prefetch.start(request.session.items, tmp_path_factory)
+    yield
+    prefetch.join()
+
+
+@prefetch.job("tiny_models")
+def _tiny_models(tmp) -> dict[str, Path]:
+    return build_tiny_models(tmp.mktemp("tiny"), env=prefetch.environ())
+
+
+@prefetch.job("newer_models")
+def _newer_models(tmp) -> dict[str, Path]:
+    from mixtrain.testing.tiny_vlm import NEWER
+
+    return build_tiny_models(tmp.mktemp("newer"), NEWER, env=prefetch.environ())
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random models of all four families, built once per session (the one tiny-model cache)."""
-    return build_tiny_models(tmp_path_factory.mktemp("tiny"))
+    return prefetch.result("tiny_models", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def newer_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random models of the newer families (the family gate's), built once per session."""
-    from mixtrain.testing.tiny_vlm import NEWER
-
-    return build_tiny_models(tmp_path_factory.mktemp("newer"), NEWER)
+    return prefetch.result("newer_models", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import Mix
+from harness import Mix, prefetch
 from harness.trainings import FamilyTrainings
 
 
@@ -16,8 +16,16 @@ def e2e(tmp_path_factory) -> Mix:
     return env
 
 
+@prefetch.job("families", needs=("tiny_models",))
+def _families(tmp) -> FamilyTrainings:
+    env = prefetch.mix(tmp.mktemp("families"))
+    env.register_finetune()
+    trainings = FamilyTrainings(env, prefetch.result("tiny_models", tmp))
+    trainings.train_all()
+    return trainings
+
+
 @pytest.fixture(scope="session")
 def families(tmp_path_factory, tiny_models) -> FamilyTrainings:
-    env = Mix(tmp_path_factory.mktemp("families"))
-    env.register_finetune()
-    return FamilyTrainings(env, tiny_models)
+    """Every family fine-tuned once (3 steps) in one home; started early in the background (harness/prefetch.py)."""
+    return prefetch.result("families", tmp_path_factory)

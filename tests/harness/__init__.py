@@ -6,6 +6,7 @@ Imported normally (`from harness import Mix, wait_for`): pytest puts tests/ on t
 
 from __future__ import annotations
 
+from harness import prefetch
 from harness.cli import BIN, EXAMPLES, OFFLINE_ENV, REPO, Mix, cli_env, home_env
 from harness.data import colour_dataset, write
 from harness.models import FAMILIES, TRAIN_ARGS, build_tiny_models, finetune_args
@@ -25,6 +26,7 @@ __all__ = [
     "finetune_args",
     "gone",
     "home_env",
+    "prefetch",
     "registry",
     "wait_for",
     "write",

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,13 +58,14 @@ def _inherited(key: str) -> bool:
     return not key.startswith("MIXTRAIN_") or key == "MIXTRAIN_LEAN_IMPORTS" or key.startswith("MIXTRAIN_TEST_")
 
 
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a CLI child: this one, minus other stores and distributed variables, plus the home.
+def cli_env(home: Path, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a CLI child: this one (or ``base``), minus other stores and distributed variables,
+    plus the home.
 
     One torch thread: tiny models train and generate several times faster that way on 2 cores, and a
     single-threaded CPU run is reproducible (the learning test's accuracy does not wander).
     """
-    env = {k: v for k, v in os.environ.items() if _inherited(k)}
+    env = {k: v for k, v in (os.environ if base is None else base).items() if _inherited(k)}
     env.update(
         OFFLINE_ENV,
         MIXTRAIN_HOME=str(home),
