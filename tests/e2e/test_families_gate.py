@@ -3,7 +3,7 @@
 prepare → preflight (image tokens = the processor's) → training → registration → `model run` →
 `model serve` (greedy answer = `model run`) → `eval` → `model export --merged` (same greedy answer).
 
-Each family trains once (session fixture, one after the other); every check below reuses it. Serving is
+Each family trains once (session fixture, two at a time); every check below reuses it. Serving is
 batched: one server holds every trained adapter and every merged export. The per-family costs are
 printed (`-s`) so the suite's budget can be watched.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from test_family_checks import GATED, IMAGE_TOKENS, PROMPT
 
-from harness import REPO, Mix, colour_dataset
+from harness import REPO, Mix, colour_dataset, prefetch
+from harness.parallel import run_all, run_number
 
 GEN = {"max_new_tokens": 4}
 TRAIN = ["--max_steps", "2", "--batch_size", "2", "--gradient_accumulation_steps", "1"]
@@ -53,8 +54,25 @@ def _name(family: str) -> str:
 @pytest.fixture(scope="session")
 def gate(tmp_path_factory, newer_models) -> dict:
     """Train, register, run, export: each family once. Failures are recorded per family, not raised."""
-    root = tmp_path_factory.mktemp("gate")
-    env = Mix(root)
+    return prefetch.result("gate", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def served(gate, tmp_path_factory) -> dict:
+    return prefetch.result("served", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def evaluated(gate, tmp_path_factory) -> dict:
+    return prefetch.result("evaluated", tmp_path_factory)
+
+
+# The work of those fixtures, started early in the background when selected tests need it (harness/prefetch.py).
+@prefetch.job("gate", needs=("newer_models",))
+def _gate(tmp) -> dict:
+    newer_models = prefetch.result("newer_models", tmp)
+    root = tmp.mktemp("gate")
+    env = prefetch.mix(root)
     seconds: dict[str, dict[str, float]] = {f: {} for f in GATED}
     env.mix(
         "workflow",
@@ -68,9 +86,8 @@ def gate(tmp_path_factory, newer_models) -> dict:
     colour_dataset(env, "gate-shapes", n=8)
     image = sorted((root / "task-gate-shapes" / "images").glob("test_*.png"))[0]
     out: dict = {"env": env, "image": image, "families": {}, "seconds": seconds}
-    for fam in GATED:
-        rec: dict = {"base": newer_models[fam]}
-        out["families"][fam] = rec
+
+    def train(fam: str):
         t = time.monotonic()
         proc = env.mix(
             "workflow",
@@ -81,34 +98,46 @@ def gate(tmp_path_factory, newer_models) -> dict:
             "--output_model_name",
             f"gate-{_name(fam)}",
             "--base_model",
-            rec["base"],
+            newer_models[fam],
             "--model_type",
             fam,
             *TRAIN,
         )
         seconds[fam]["train"] = time.monotonic() - t
+        return proc
+
+    # The families train two at a time (independent runs in one home); each run is read by its own number.
+    for fam, proc in zip(GATED, run_all([lambda f=f: train(f) for f in GATED]), strict=True):
+        rec: dict = {"base": newer_models[fam]}
+        out["families"][fam] = rec
         rec["train_rc"], rec["train_out"] = proc.returncode, proc.stdout[-4000:] + proc.stderr[-2000:]
-        rec["log"] = env.run_log()
         if proc.returncode:
             continue
+        rec["log"] = env.run_log(number=run_number(proc.stdout))
         rec["info"] = env.json("model", "get", f"gate-{_name(fam)}")
-    # `model run` and `model export --merged` through the SDK calls those commands make, every family in one
-    # process (one interpreter start instead of two per family).
+    # `model run` and `model export --merged` through the SDK calls those commands make, several families in
+    # one process (one interpreter start instead of two per family), two such processes at a time.
     trained = [f for f in GATED if out["families"][f]["train_rc"] == 0]
+    halves = [h for h in (trained[0::2], trained[1::2]) if h]
     t = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN_AND_EXPORT, str(image), PROMPT, json.dumps(GEN), str(root / "merged")]
-        + [f"gate-{_name(f)}" for f in trained],
-        capture_output=True,
-        text=True,
-        env=env.env,
-        timeout=1200,
-    )
-    print(f"[gate] run + merged export of {len(trained)} families in one process: {time.monotonic() - t:.1f}s")
+
+    def run_and_export(fams: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", RUN_AND_EXPORT, str(image), PROMPT, json.dumps(GEN), str(root / "merged")]
+            + [f"gate-{_name(f)}" for f in fams],
+            capture_output=True,
+            text=True,
+            env=env.env,
+            timeout=1200,
+        )
+
+    procs = run_all([lambda h=h: run_and_export(h) for h in halves])
+    proc_of = {f: p for h, p in zip(halves, procs, strict=True) for f in h}
+    print(f"[gate] run + merged export of {len(trained)} families in two processes: {time.monotonic() - t:.1f}s")
     for fam in trained:
         rec = out["families"][fam]
         path = root / "merged" / f"gate-{_name(fam)}.json"
-        rec.update(json.loads(path.read_text()) if path.is_file() else {"error": proc.stderr[-3000:]})
+        rec.update(json.loads(path.read_text()) if path.is_file() else {"error": proc_of[fam].stderr[-3000:]})
         if "merged" in rec:
             env.mix(
                 "model", "register", f"merged-{_name(fam)}", "--base_model", rec["merged"], "--model_type", fam, check=0
@@ -118,11 +147,12 @@ def gate(tmp_path_factory, newer_models) -> dict:
     return out
 
 
-@pytest.fixture(scope="session")
-def served(gate) -> dict:
+@prefetch.job("served", needs=("gate",))
+def _served(tmp) -> dict:
     """One `model serve` for every trained adapter and merged export; each answers the gate's question once."""
     from harness.serve import Server, data_url
 
+    gate = prefetch.result("gate", tmp)
     env: Mix = gate["env"]
     names = [f"gate-{_name(f)}" for f, r in gate["families"].items() if "answer" in r]
     names += [f"merged-{_name(f)}" for f, r in gate["families"].items() if "merged" in r]
@@ -155,9 +185,10 @@ def served(gate) -> dict:
     return answers
 
 
-@pytest.fixture(scope="session")
-def evaluated(gate) -> dict:
+@prefetch.job("evaluated", needs=("gate",))
+def _evaluated(tmp) -> dict:
     """One eval over every trained family's model on the colour task's held-out rows."""
+    gate = prefetch.result("gate", tmp)
     env: Mix = gate["env"]
     names = [f"gate-{_name(f)}" for f, r in gate["families"].items() if "answer" in r]
     if not names:
