@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness import prefetch
+from harness.parallel import run_all
 from mixtrain.testing.colour_task import make_task
 
 # Documented in the README ("How the demo learns"); the same as `make demo`.
@@ -41,16 +43,27 @@ GEN = '{"max_new_tokens": 8}'
 CHANCE = 1 / 6
 
 
-@pytest.mark.e2e
-def test_finetune_learns_colour_from_the_image(e2e, tiny_models):
+def _eval(e2e, name: str, dataset: str, models: str):
+    return e2e.mix("eval", "create", name, "--dataset", dataset, "--models", models, "--config", GEN, check=0)
+
+
+@prefetch.job("learned", needs=("tiny_models",))
+def _learned(tmp) -> dict:
+    """The training and the three evals (started early in the background when this test is selected)."""
+    tiny_models = prefetch.result("tiny_models", tmp)
+    e2e = prefetch.mix(tmp.mktemp("learning"))
+    e2e.register_finetune()
     task = make_task(e2e.root / "learn", n_train=192, n_test=48, size=64, seed=1)
     e2e.mix("dataset", "create", "colours", "--file", task["train_csv"], check=0)
-    e2e.mix("dataset", "create", "held-out", "--file", task["test_csv"], check=0)
-    e2e.mix("dataset", "create", "held-out-blank", "--file", task["blank_csv"], check=0)
-    e2e.mix("dataset", "create", "held-out-shuffled", "--file", task["shuffled_csv"], check=0)
-    e2e.mix("model", "register", "base-llava", "--base_model", tiny_models["llava"], "--model_type", "llava", check=0)
 
-    e2e.mix(
+    def held_out_sets():  # created while the model trains (independent CLI calls, one home)
+        e2e.mix("dataset", "create", "held-out", "--file", task["test_csv"], check=0)
+        e2e.mix("dataset", "create", "held-out-blank", "--file", task["blank_csv"], check=0)
+        e2e.mix("dataset", "create", "held-out-shuffled", "--file", task["shuffled_csv"], check=0)
+        base = tiny_models["llava"]
+        e2e.mix("model", "register", "base-llava", "--base_model", base, "--model_type", "llava", check=0)
+
+    train = [
         "workflow",
         "run",
         "vlm-finetune",
@@ -61,20 +74,27 @@ def test_finetune_learns_colour_from_the_image(e2e, tiny_models):
         "--base_model",
         tiny_models["llava"],
         *HYPER,
-        check=0,
+    ]
+    run_all([lambda: e2e.mix(*train, check=0), held_out_sets])
+    # The eval and its two controls (same prompts and answers, images that do not show the answer), two at a time.
+    run_all(
+        [
+            lambda: _eval(e2e, "learned", "held-out", "base-llava,colour-llava"),
+            lambda: _eval(e2e, "control-blank", "held-out-blank", "colour-llava"),
+            lambda: _eval(e2e, "control-shuffled", "held-out-shuffled", "colour-llava"),
+        ]
     )
-    e2e.mix(
-        "eval",
-        "create",
-        "learned",
-        "--dataset",
-        "held-out",
-        "--models",
-        "base-llava,colour-llava",
-        "--config",
-        GEN,
-        check=0,
-    )
+    return {"env": e2e, "task": task}
+
+
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("learned", tmp_path_factory)
+
+
+@pytest.mark.e2e
+def test_finetune_learns_colour_from_the_image(learned):
+    e2e, task = learned["env"], learned["task"]
     rec = e2e.json("eval", "get", "learned")
     before, after = rec["scores"]["base-llava_v1"], rec["scores"]["colour-llava_v1"]
     print(f"held-out colour accuracy: before {before['mean']:.0%} -> after {after['mean']:.0%}")
@@ -97,18 +117,6 @@ def test_finetune_learns_colour_from_the_image(e2e, tiny_models):
 
     # The control: same prompts and answers, images that do not show the answer.
     for control in ("blank", "shuffled"):
-        e2e.mix(
-            "eval",
-            "create",
-            f"control-{control}",
-            "--dataset",
-            f"held-out-{control}",
-            "--models",
-            "colour-llava",
-            "--config",
-            GEN,
-            check=0,
-        )
         score = e2e.json("eval", "get", f"control-{control}")["scores"]["colour-llava_v1"]["mean"]
         print(f"{control}-image control: {score:.0%} (chance {CHANCE:.0%})")
         assert score <= 0.30, f"{control} images still give {score:.0%}: the answers do not come from the image"
