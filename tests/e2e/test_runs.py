@@ -2,7 +2,7 @@
 
 Short trainings with the same inputs: A (attached: the compact view, recorded metrics), C (same seed,
 SIGKILLed after its first checkpoint: its steps so far equal A's) and its resume D (ends at A's step with
-A's losses, no gap, no duplicate step); E adds an eval dataset.
+A's losses, no gap, no duplicate step); E adds an eval dataset (it trains beside A, two at a time).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import colour_dataset, wait_for
+from harness import Mix, colour_dataset, prefetch, wait_for
+from harness.parallel import run_all, run_number
 
 STEPS = 24
 ARGS = [
@@ -43,20 +44,64 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained(e2e, tiny_models):
-    """Run A, attached, as a user would; its output and metrics."""
+@prefetch.job("runs_trained", needs=("tiny_models",))
+def _runs_trained(tmp) -> dict:
+    """Run A, attached, as a user would; its output and metrics. Run E (A's inputs plus an eval dataset)
+    trains beside it, at the same time (two independent runs in one home), and is checked by its own test.
+    Started early in the background when these tests are selected (harness/prefetch.py)."""
+    e2e = prefetch.mix(tmp.mktemp("runs"))
+    e2e.register_finetune()
     colour_dataset(e2e, "runs-colours")
-    base = ["--base_model", str(tiny_models["qwen2_vl"])]
-    res = e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *base, "--output_model_name", "runs-a", check=0)
-    run = e2e.last_run()
+    colour_dataset(e2e, "runs-eval", n=4)
+    base = ["--base_model", str(prefetch.result("tiny_models", tmp)["qwen2_vl"])]
+    a, e = run_all(
+        [
+            lambda: e2e.mix("workflow", "run", "vlm-finetune", *ARGS, *base, "--output_model_name", "runs-a", check=0),
+            lambda: e2e.mix(
+                "workflow",
+                "run",
+                "vlm-finetune",
+                *ARGS[ARGS.index("--model_type") :],
+                *base,
+                "--dataset_name",
+                "runs-colours",
+                "--output_model_name",
+                "runs-e",
+                "--eval_dataset_name",
+                "runs-eval",
+                "--eval_steps",
+                "8",
+                check=0,
+            ),
+        ]
+    )
+    number = run_number(a.stdout)
+    run = next(r for r in e2e.json("workflow", "runs", "vlm-finetune") if r["number"] == number)
     return {
-        "out": res.stdout,
-        "err": res.stderr,
+        "env": e2e,
+        "out": a.stdout,
+        "err": a.stderr,
         "run": run,
         "base": base,
-        "metrics": e2e.json("workflow", "metrics", "vlm-finetune", str(run["number"])),
+        "metrics": e2e.json("workflow", "metrics", "vlm-finetune", str(number)),
+        "eval_run": run_number(e.stdout),
     }
+
+
+@pytest.fixture(scope="module")
+def runs_trained(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("runs_trained", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained(runs_trained) -> dict:
+    return runs_trained
+
+
+@pytest.fixture(scope="module")
+def e2e(trained) -> Mix:
+    """This module's home: the one runs A and E trained in (C and its resume D follow them there)."""
+    return trained["env"]
 
 
 def losses(rows):
@@ -164,24 +209,8 @@ def _trainer_pid(worker: int) -> int:
 
 @pytest.mark.e2e
 def test_eval_loss_on_a_separate_dataset_is_recorded_and_in_the_lineage(e2e, trained):
-    colour_dataset(e2e, "runs-eval", n=4)
-    e2e.mix(
-        "workflow",
-        "run",
-        "vlm-finetune",
-        *ARGS[ARGS.index("--model_type") :],
-        *trained["base"],
-        "--dataset_name",
-        "runs-colours",
-        "--output_model_name",
-        "runs-e",
-        "--eval_dataset_name",
-        "runs-eval",
-        "--eval_steps",
-        "8",
-        check=0,
-    )
-    rows = e2e.json("workflow", "metrics", "vlm-finetune", str(e2e.last_run()["number"]))
+    """Run E (trained by the fixture, beside A)."""
+    rows = e2e.json("workflow", "metrics", "vlm-finetune", str(trained["eval_run"]))
     evals = [r["step"] for r in rows if "eval_loss" in r]
     assert evals == [0, 8, 16, 24], evals  # Axolotl evaluates once before the first step: the baseline
     info = e2e.json("model", "get", "runs-e")
