@@ -1,8 +1,9 @@
 """The dashboard in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-One home for the module, built through the real CLI: a dataset of images, a completed fine-tune
-(real Axolotl, a few steps, metrics recorded), a second (base) model, an eval of both, a cheap
-printing workflow for live runs, and a planted secret. `mixtrain ui` serves it from a subprocess.
+One home for the module, built through the real CLI: the session's shared family trainings' home
+(`families`: a dataset of images and a completed LLaVA fine-tune — real Axolotl, a few steps, metrics
+recorded), to which this module adds a second (base) model, an eval of both, a cheap printing workflow
+for live runs, and a planted secret. `mixtrain ui` serves it from a subprocess.
 Screenshots of every page land in test-artifacts/ui/ (or $MIXTRAIN_TEST_ARTIFACTS).
 """
 
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, colour_dataset, finetune_args
+from harness import REPO, TRAIN_ARGS, prefetch
 from harness.ui import PLANTED, SLEEPY, crawl
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(os.environ.get("MIXTRAIN_TEST_ARTIFACTS") or REPO / "test-artifacts") / "ui"
-TRAIN_ARGS = finetune_args(steps=6)
+STEPS = int(TRAIN_ARGS[TRAIN_ARGS.index("--max_steps") + 1])  # the shared trainings' steps
 PROMPT = "What colour is the shape?"
 GEN = '{"max_new_tokens": 6}'
 
@@ -49,29 +50,33 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def home(e2e, tiny_models):
-    """The fixture home (built once): returns the Env plus what the tests need to know about it."""
-    tiny = tiny_models["llava"]
-    colour_dataset(e2e, "colours")
-    e2e.mix(
-        "workflow",
-        "run",
-        "vlm-finetune",
-        "--dataset_name",
-        "colours",
-        "--output_model_name",
-        "colour-a",
-        "--base_model",
-        tiny,
-        "--model_type",
-        "llava",
-        *TRAIN_ARGS,
-        check=0,
-    )
+def trained(families):
+    """The session's LLaVA fine-tune (dataset, run, model), shared with the other e2e tests."""
+    return families["llava"]
+
+
+@pytest.fixture(scope="module")
+def browser_home(families, tmp_path_factory):
+    return prefetch.result("browser_home", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def home(browser_home, trained):
+    """The fixture home (built once): the families' home plus what the dashboard tests need in it."""
+    return browser_home
+
+
+@prefetch.job("browser_home", needs=("families",))
+def _browser_home(tmp):
+    """What the dashboard tests add to the families' home (started early in the background, harness/prefetch.py)."""
+    families = prefetch.result("families", tmp)
+    trained = families["llava"]
+    e2e, tiny = families.env, families.tiny_models["llava"]
+    assert trained.run["status"] == "completed", trained.log[-3000:]
     e2e.mix("model", "register", "base-llava", "--base_model", tiny, "--model_type", "llava", check=0)
-    # An eval set whose reference is colour-a's own answer on even rows: colour-a is right there and the
+    # An eval set whose reference is the fine-tune's own answer on even rows: it is right there and the
     # base model only where it happens to answer alike, so the two disagree on some rows but not all.
-    with open(e2e.root / "task-colours" / "train.csv", newline="") as fh:
+    with open(e2e.root / f"task-{trained.dataset}" / "train.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     (e2e.root / "ask.jsonl").write_text(
         "".join(json.dumps({"image": r["image_path"], "prompt": r["prompt"]}) + "\n" for r in rows)
@@ -79,7 +84,7 @@ def home(e2e, tiny_models):
     e2e.mix(
         "model",
         "run",
-        "colour-a",
+        trained.model,
         "--inputs-file",
         e2e.root / "ask.jsonl",
         "-c",
@@ -96,7 +101,8 @@ def home(e2e, tiny_models):
             (r["image_path"], r["prompt"], answers[i] if i % 2 == 0 else r["response"]) for i, r in enumerate(rows)
         )
     e2e.mix("dataset", "create", "colours-eval", "--file", e2e.root / "evalset.csv", check=0)
-    e2e.mix("eval", "create", "ev", "--dataset", "colours-eval", "--models", "colour-a,base-llava", "-c", GEN, check=0)
+    models = f"{trained.model},base-llava"
+    e2e.mix("eval", "create", "ev", "--dataset", "colours-eval", "--models", models, "-c", GEN, check=0)
     e2e.mix("workflow", "create", SLEEPY, "--name", "sleepy", "--description", "prints lines slowly", check=0)
     e2e.mix("workflow", "run", "sleepy", "--label", "first", "--lines", "3", check=0)
     e2e.mix("secret", "create", "PLANTED_KEY", PLANTED, check=0)
@@ -194,24 +200,25 @@ def wait_images(page, selector="img.thumb"):
     return page.eval_on_selector_all(selector, "els => els.map(e => e.naturalWidth)")
 
 
-PAGES = [
-    ("datasets", "/datasets"),
-    ("dataset", "/datasets/colours"),
-    ("workflows", "/workflows"),
-    ("workflow", "/workflows/vlm-finetune"),
-    ("run", "/runs/vlm-finetune/1"),
-    ("run-form", "/workflows/sleepy/run"),
-    ("models", "/models"),
-    ("model", "/models/colour-a"),
-    ("evals", "/evals"),
-    ("eval", "/evals/ev"),
-    ("playground", "/playground"),
-    ("secrets", "/secrets"),
-]
+def _pages(trained) -> list[tuple[str, str]]:
+    return [
+        ("datasets", "/datasets"),
+        ("dataset", f"/datasets/{trained.dataset}"),
+        ("workflows", "/workflows"),
+        ("workflow", "/workflows/vlm-finetune"),
+        ("run", f"/runs/vlm-finetune/{trained.run['number']}"),
+        ("run-form", "/workflows/sleepy/run"),
+        ("models", "/models"),
+        ("model", f"/models/{trained.model}"),
+        ("evals", "/evals"),
+        ("eval", "/evals/ev"),
+        ("playground", "/playground"),
+        ("secrets", "/secrets"),
+    ]
 
 
-def test_every_page_renders_without_errors_or_secrets(web):
-    for name, path in PAGES:
+def test_every_page_renders_without_errors_or_secrets(web, trained):
+    for name, path in _pages(trained):
         page = web.go(path)
         wait_images(page)
         assert page.locator("header nav a").count() == 6, path
@@ -233,27 +240,28 @@ def test_every_linked_page_answers_and_holds_no_secret(server):
     assert not [u for u, body in pages.items() if PLANTED in body]
 
 
-def test_thumbnails_load_in_the_browser(web):
-    widths = wait_images(web.go("/datasets/colours"))
+def test_thumbnails_load_in_the_browser(web, trained):
+    widths = wait_images(web.go(f"/datasets/{trained.dataset}"))
     assert len(widths) == 16 and all(w > 0 for w in widths)
     widths = wait_images(web.go("/evals/ev"))
     assert len(widths) == 16 and all(w > 0 for w in widths)
     assert web.problems == []
 
 
-def test_run_page_chart_has_one_point_per_recorded_step(web, home):
-    metrics = home.json("workflow", "metrics", "vlm-finetune", "1")
+def test_run_page_chart_has_one_point_per_recorded_step(web, home, trained):
+    number = trained.run["number"]
+    metrics = home.json("workflow", "metrics", "vlm-finetune", str(number))
     steps = [m["step"] for m in metrics if m.get("loss") is not None]
-    assert len(steps) == 6
-    page = web.go("/runs/vlm-finetune/1")
+    assert len(steps) == STEPS
+    page = web.go(f"/runs/vlm-finetune/{number}")
     assert page.locator("#chart svg #series-loss use").count() == len(steps)
     assert page.locator("#run-status").inner_text() == "completed"
     assert "chat_template" in page.locator("#axolotl-yaml").inner_text()
     assert "rows_used" in page.locator("#data-report").inner_text()
-    model = web.go("/models/colour-a")
+    model = web.go(f"/models/{trained.model}")
     model.locator("#lineage-run").click()
-    model.wait_for_url("**/runs/vlm-finetune/1")
-    model = web.go("/models/colour-a")
+    model.wait_for_url(f"**/runs/vlm-finetune/{number}")
+    model = web.go(f"/models/{trained.model}")
     model.locator("#lineage-dataset").click()
     assert "snapshot=" in model.url and model.locator("#rows").count() == 1
     assert web.problems == []
@@ -300,10 +308,10 @@ def test_live_log_streams_and_cancel_cancels(web, home):
     assert web.problems == []
 
 
-def test_playground_answers_equal_model_run(web, home):
-    image = min((home.root / "task-colours" / "images").glob("test_*.png"))
+def test_playground_answers_equal_model_run(web, home, trained):
+    image = trained.test_image(home)
     page = web.go("/playground")
-    page.select_option("#model_a", "colour-a")
+    page.select_option("#model_a", trained.model)
     page.select_option("#model_b", "base-llava")
     page.set_input_files("#image_file", str(image))
     page.fill("#prompt", PROMPT)
@@ -312,7 +320,7 @@ def test_playground_answers_equal_model_run(web, home):
     shown = {el.get_attribute("data-model"): el.text_content() for el in page.query_selector_all(".answer")}
     assert page.eval_on_selector("#play-image", "e => e.naturalWidth") > 0
     web.shot("playground-answer")
-    for model in ("colour-a", "base-llava"):
+    for model in (trained.model, "base-llava"):
         cli = json.loads(
             home.mix("model", "run", model, "--image", image, "--prompt", PROMPT, "--json", check=0).stdout
         )
