@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import colour_dataset
+from harness import colour_dataset, prefetch
 
 
 def _free_port() -> int:
@@ -17,8 +17,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.e2e
-def test_two_process_ddp_on_loopback(e2e, tiny_models):
+@prefetch.job("ddp_home", needs=("tiny_models",))
+def _ddp_home(tmp):
+    """The two-process training, in a home of its own (started early in the background, harness/prefetch.py)."""
+    e2e = prefetch.mix(tmp.mktemp("ddp"))
+    e2e.register_finetune()
+    tiny_models = prefetch.result("tiny_models", tmp)
     colour_dataset(e2e, "ddp-shapes", n=8)
     port = _free_port()
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
@@ -47,6 +51,17 @@ def test_two_process_ddp_on_loopback(e2e, tiny_models):
         env=env,
         check=0,
     )
+    return e2e
+
+
+@pytest.fixture(scope="module")
+def ddp_home(tmp_path_factory, tiny_models):
+    return prefetch.result("ddp_home", tmp_path_factory)
+
+
+@pytest.mark.e2e
+def test_two_process_ddp_on_loopback(ddp_home):
+    e2e = ddp_home
     log = e2e.run_log()
     assert "🌐 Detected distributed environment - using accelerate launch" in log
     assert "MASTER_ADDR: 127.0.0.1" in log and "WORLD_SIZE: 1" in log

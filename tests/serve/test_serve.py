@@ -16,18 +16,30 @@ import openai
 import pytest
 from openai import OpenAI
 
-from harness import BIN, cli_env
+from harness import BIN, cli_env, prefetch
 from harness.serve import ImageHost, Server, data_url, png, setup_models
 
 PROMPT = "What colour is the shape?"
 PIXEL_LIMIT = 128 * 128
 
 
+@prefetch.job("serve_models", needs=("tiny_models",))
+def _serve_models(tmp):
+    """The home and its adapters (started early in the background when these tests are selected)."""
+    root = tmp.mktemp("serve")
+    env = cli_env(root / "home", base=prefetch.environ())
+    setup_models(root, env, prefetch.result("tiny_models", tmp)["llava"])
+    return root, env
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_models):
-    root = tmp_path_factory.mktemp("serve")
-    env = cli_env(root / "home")
-    setup_models(root, env, tiny_models["llava"])
+def serve_models(tmp_path_factory, tiny_models):
+    return prefetch.result("serve_models", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def world(serve_models, tiny_models):
+    root, env = serve_models
     images = {
         "red.png": png((220, 30, 30)),
         "blue.png": png((30, 60, 220)),
