@@ -20,11 +20,19 @@ WORKERS = max(1, int(os.environ.get("MIXTRAIN_TEST_WORKERS", "2")))
 def run_all(calls: list[Callable[[], T]], workers: int | None = None) -> list[T]:
     """Call every zero-argument ``calls`` (``workers`` at a time); their results in order. Raises the first error.
 
-    In the background thread of harness/prefetch.py, one at a time: pytest's own test has the other core.
+    In the background thread of harness/prefetch.py, each call takes a slot (``prefetch.slot``): one at a time
+    while pytest runs a test on the other core, two at a time while a test waits for the background.
     """
-    from harness.prefetch import in_background
+    from harness import prefetch
 
-    workers = workers or (1 if in_background() else WORKERS)
+    if prefetch.in_background() and WORKERS > 1 and len(calls) > 1:
+
+        def slotted(call: Callable[[], T]) -> T:
+            with prefetch.slot():
+                return call()
+
+        calls = [lambda c=c: slotted(c) for c in calls]
+    workers = workers or WORKERS
     if workers <= 1 or len(calls) <= 1:
         return [c() for c in calls]
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ class _Job:
 
 
 _JOBS: dict[str, _Job] = {}
-_STATE: dict[str, Any] = {"factory": None, "thread": None, "stop": False, "environ": None}
+_STATE: dict[str, Any] = {"factory": None, "thread": None, "stop": False, "environ": None, "waiting": 0, "active": 0}
 THREAD = "mixtrain-test-prefetch"
 
 
@@ -49,16 +50,52 @@ def job(name: str, needs: tuple[str, ...] = ()):
     return register
 
 
+_SLOTS = threading.Condition()
+
+
+def _waiting(delta: int) -> None:
+    with _SLOTS:
+        _STATE["waiting"] += delta
+        _SLOTS.notify_all()
+
+
+@contextmanager
+def slot() -> Iterator[None]:
+    """A child-process slot for the background thread: one while pytest runs tests, two while a test waits
+    for a job (then the core pytest would use is idle)."""
+    with _SLOTS:
+        while _STATE["active"] >= (2 if _STATE["waiting"] else 1):
+            _SLOTS.wait(0.5)
+        _STATE["active"] += 1
+    try:
+        yield
+    finally:
+        with _SLOTS:
+            _STATE["active"] -= 1
+            _SLOTS.notify_all()
+
+
 def result(name: str, factory=None):
     """The value of job ``name``: computed once per session, here or by the background thread."""
     j = _JOBS[name]
-    with j.lock:  # held by the background thread while it works on this job: wait for it
+    if not j.lock.acquire(blocking=False):  # the background thread is on it: wait (and let it use both cores)
+        waits = not in_background()
+        if waits:
+            _waiting(+1)
+        try:
+            j.lock.acquire()
+        finally:
+            if waits:
+                _waiting(-1)
+    try:
         if not j.done:
             try:
                 j.value = j.fn(factory or _STATE["factory"])
             except BaseException as exc:  # kept, and raised to every fixture that asks for it
                 j.error = exc
             j.done = True
+    finally:
+        j.lock.release()
     if j.error is not None:
         raise j.error
     return j.value
