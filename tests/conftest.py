@@ -102,7 +102,7 @@ def s3_server():
     server = WeedServer(Path(tempfile.mkdtemp(prefix="mixtrain-weed-")))
     server.start()
     yield server
-    server.stop()
+    server.stop(kill=True)  # its data goes with it: no graceful shutdown to wait for
     shutil.rmtree(server.root, ignore_errors=True)
 
 

@@ -157,12 +157,13 @@ class WeedServer:
             request_timeout=10,
         )
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (a graceful stop, ~3-9 s) or, with ``kill``, SIGKILL when the data is thrown away anyway."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
             except ProcessLookupError:
                 pass
             try:

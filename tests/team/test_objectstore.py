@@ -4,6 +4,7 @@ one-line errors for wrong keys, a read-only identity and a stopped server; setti
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,45 @@ def test_bad_warehouse_uri_is_one_line(mix):
     mix.env["MIXTRAIN_WAREHOUSE"] = "gs://bucket/wh"
     r = mix("dataset", "list", check=1)
     assert "unsupported scheme 'gs'" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_registry_uploads_the_adapter_and_consumers_get_a_local_copy(s3, tmp_path):
+    """No model is loaded: the registry's side of artifacts (upload first, URI recorded, one download)."""
+    from mixtrain.models.registry import ModelRegistry, local_adapter
+
+    src = _adapter(tmp_path / "out")
+    (src / "checkpoint-3").mkdir()
+    (src / "checkpoint-3" / "optimizer.pt").write_bytes(b"resumable state, not the artifact")
+    reg = ModelRegistry(s3)
+    v = reg.register(
+        "colour", base_model="/base", model_type="llava", adapter_path=str(src), train_loss=None, lineage={}
+    )
+    assert v.adapter_path.startswith(s3.warehouse + "/models/colour/")
+    assert reg.get("colour").adapter_path == v.adapter_path  # the URI is what is recorded
+    names = {e.uri.rsplit("/", 1)[1] for e in objectstore.listing(v.adapter_path)}
+    assert "adapter_model.safetensors" in names and "optimizer.pt" not in names
+    assert all(f.ok for f in reg.check())
+    local = Path(local_adapter(v.adapter_path, s3))
+    assert (local / "adapter_model.safetensors").read_bytes() == (src / "adapter_model.safetensors").read_bytes()
+    objectstore.delete([objectstore.join(v.adapter_path, objectstore.MANIFEST)])
+    assert not reg.check()[0].ok  # a lost upload is reported by doctor
+    reg.delete("colour")
+    assert objectstore.listing(v.adapter_path) == []
+
+
+def test_a_failed_upload_registers_nothing(s3, tmp_path, monkeypatch):
+    from mixtrain.models.registry import ModelRegistry
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READER[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READER[1])
+    reg = ModelRegistry(s3)
+    with pytest.raises(StorageError, match="access denied"):
+        reg.register(
+            "m",
+            base_model="/b",
+            model_type="llava",
+            adapter_path=str(_adapter(tmp_path / "a")),
+            train_loss=None,
+            lineage={},
+        )
+    assert reg.list() == []

@@ -196,7 +196,7 @@ def test_server_stopped_mid_append(tmp_path, pg_url):
         mix("dataset", "append", "d", "--file", big, check=0)
         assert _rows(mix, "d") == 402
     finally:
-        server.stop()
+        server.stop(kill=True)
 
 
 def test_s3_image_references_read_like_urls(tmp_path, pg_url, s3_env, s3_server, s3_bucket):

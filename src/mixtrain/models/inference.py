@@ -101,7 +101,10 @@ class LoadedModel:
     def _sources(self, merged_dir: Path | None) -> tuple[Path | None, Path, Path]:
         """(adapter to apply or None, folder of the weights, folder of the processor)."""
         base = Path(self.info["base_model"])
-        adapter = Path(self.info["adapter_path"]) if self.info["adapter_path"] else None
+        from mixtrain.models.registry import local_adapter
+
+        stored = self.info["adapter_path"]
+        adapter = Path(local_adapter(stored, self.settings if stored.startswith("s3://") else None)) if stored else None
         if adapter is None:  # a base model registered without an adapter
             return None, base, base
         if merged_dir is not None:  # the adapter is already merged into these weights
@@ -208,7 +211,10 @@ def export_merged(info: Mapping, settings, out_dir: Path) -> Path:
     try:
         loaded = LoadedModel(info, settings)
         # --adapter full: the weights are the model already; nothing to merge.
-        merged = loaded.model if is_full_weights(info["adapter_path"]) else loaded.model.merge_and_unload()
+        from mixtrain.models.registry import local_adapter
+
+        full = is_full_weights(local_adapter(info["adapter_path"], settings))  # s3://: the copy LoadedModel fetched
+        merged = loaded.model if full else loaded.model.merge_and_unload()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,14 +1,22 @@
-"""Registered models: named, versioned LoRA adapters with their lineage."""
+"""Registered models: named, versioned LoRA adapters with their lineage.
+
+Team mode (an ``s3://`` warehouse): registering uploads the adapter (or full weights) to
+``<warehouse>/models/<name>/<random>/`` first and records that URI; a failed upload registers nothing.
+Every consumer (model run, serve, eval, export) turns the recorded path into a local one with
+:func:`local_adapter`, which downloads it once into ``<home>/cache/artifacts`` (content-checked).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import uuid
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from mixtrain import health
+from mixtrain import health, objectstore
 from mixtrain.errors import MixtrainError, NotFound
 from mixtrain.health import Finding
 from mixtrain.metadata.db import get_engine, inserted_id, now
@@ -16,6 +24,13 @@ from mixtrain.metadata.schema import model_versions, models
 from mixtrain.names import check_name
 from mixtrain.records import ModelVersion
 from mixtrain.settings import Settings
+
+CHECKPOINTS = r"checkpoint-\d+"  # a fine-tune's resumable checkpoints stay out of the uploaded artifact
+
+
+def local_adapter(path: str, settings: Settings | None = None) -> str:
+    """A registered adapter path as a local folder: ``s3://`` downloaded once (content-checked)."""
+    return objectstore.local_path(path, settings) if path else path
 
 
 class ModelRegistry:
@@ -31,11 +46,7 @@ class ModelRegistry:
                     models, models.c.id == model_versions.c.model_id
                 )
             ).all()
-        missing = [
-            f"{r.name} v{r.version}"
-            for r in rows
-            if r.adapter_path and not Path(self.settings.home_path(r.adapter_path)).is_dir()
-        ]
+        missing = [f"{r.name} v{r.version}" for r in rows if r.adapter_path and not self._present(r.adapter_path)]
         if missing:
             return [
                 health.problem(
@@ -44,6 +55,23 @@ class ModelRegistry:
                 )
             ]
         return [health.ok(f"{len(rows)} model version(s): adapter folders present")]
+
+    def _present(self, stored: str) -> bool:
+        if objectstore.is_remote(stored):
+            return objectstore.exists(objectstore.join(stored, objectstore.MANIFEST), self.settings)
+        return Path(self.settings.home_path(stored)).is_dir()
+
+    def _upload(self, name: str, adapter_path: str) -> str:
+        """The adapter folder in the team warehouse (uploaded whole before anything is recorded)."""
+        if not adapter_path or objectstore.is_remote(adapter_path) or not self.settings.remote_warehouse:
+            return adapter_path
+        uri = objectstore.join(self.settings.warehouse, "models", name, uuid.uuid4().hex[:12])
+        try:
+            return objectstore.put_dir(adapter_path, uri, self.settings, skip_dirs=CHECKPOINTS)
+        except BaseException:
+            with contextlib.suppress(MixtrainError, OSError):
+                objectstore.delete_prefix(uri + "/", self.settings)
+            raise
 
     def _version(self, row, name: str | None = None) -> ModelVersion:
         """A version record with its adapter folder found from this home (stored relative to it)."""
@@ -56,6 +84,7 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Add a version (1 for a new name); concurrent registrations get distinct versions."""
         check_name(name, "model")
+        adapter_path = self._upload(name, adapter_path)
         for _ in range(20):
             try:
                 with self.engine.begin() as conn:
@@ -154,6 +183,11 @@ class ModelRegistry:
             conn.execute(delete(model_versions).where(model_versions.c.model_id == model_id))
             conn.execute(delete(models).where(models.c.id == model_id))
         workspace = (self.settings.workspace / "output").resolve()
-        for p in paths:  # only delete adapters we own (under the workspace)
-            if Path(p).resolve().is_relative_to(workspace):
+        ours = objectstore.join(self.settings.warehouse, "models", name) + "/"
+        for p in paths:  # only delete adapters we own (under the workspace, or uploaded by register)
+            if objectstore.is_remote(p):
+                if p.startswith(ours):
+                    with contextlib.suppress(MixtrainError, OSError):
+                        objectstore.delete_prefix(p.rstrip("/") + "/", self.settings)
+            elif Path(p).resolve().is_relative_to(workspace):
                 shutil.rmtree(p, ignore_errors=True)

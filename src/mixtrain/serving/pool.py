@@ -77,6 +77,10 @@ def plan(infos: Sequence[Mapping]) -> list[Base]:
             raise InvalidInput(f"model {info['name']!r} is given twice", "serve each model once (one version per name)")
         names.add(info["name"])
         adapter = info["adapter_path"] or None
+        if adapter is not None and adapter.startswith("s3://"):  # team mode: downloaded once (content-checked)
+            from mixtrain.models.registry import local_adapter
+
+            adapter = local_adapter(adapter)
         base_path = info["base_model"]
         if is_full_weights(adapter):  # --adapter full: its folder is a model of its own, served as a base
             base_path, adapter = str(adapter), None
