@@ -173,7 +173,9 @@ def test_server_stopped_mid_append(tmp_path, pg_url):
         from pyarrow.fs import FileSelector
 
         deadline = time.monotonic() + 120
-        while len(fs.get_file_info(FileSelector(images, recursive=True))) <= 4:  # 2 stored + their folders
+        while (
+            sum(i.size is not None and i.size > 0 for i in fs.get_file_info(FileSelector(images, recursive=True))) <= 2
+        ):
             assert proc.poll() is None, "the append finished before the server could be stopped"
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -188,11 +190,18 @@ def test_server_stopped_mid_append(tmp_path, pg_url):
         assert _rows(mix, "d") == 2 and len(mix.json("dataset", "versions", "d")) == 1  # nothing half-committed
         mix.home.mkdir(parents=True, exist_ok=True)
         assert mix("doctor", check=0).returncode == 0  # the age guard: a write in flight elsewhere is never touched
+        with _s3(env):  # a data file of a failed commit, beside the table's own files
+            table_dir = objectstore.listing(f"{env['MIXTRAIN_WAREHOUSE']}/mixtrain/")[0].uri.split("/metadata/")[0]
+            table_dir = table_dir.split("/data/")[0]
+            objectstore.put_bytes(b"PAR1 never committed PAR1", f"{table_dir}/data/00000-0-stray.parquet")
+            uploaded = len(objectstore.listing(f"s3://{images}/")) - 2
         r = mix("doctor", "--older-than", "0", check=1)
-        assert "orphan file(s)" in r.stdout
+        assert f"{uploaded + 1} orphan file(s)" in " ".join(r.stdout.split())
         mix("doctor", "--older-than", "0", "--fix", check=0)
         with _s3(env):
             assert len(objectstore.listing(f"s3://{images}/")) == 2  # the committed dataset's two stay
+            assert not [e for e in objectstore.listing(table_dir + "/") if "stray" in e.uri]
+        assert _rows(mix, "d") == 2 and "c1" in mix("dataset", "head", "d", check=0).stdout  # its files all stay
         mix("dataset", "append", "d", "--file", big, check=0)
         assert _rows(mix, "d") == 402
     finally:
