@@ -127,6 +127,16 @@ def test_registry_uploads_the_adapter_and_consumers_get_a_local_copy(s3, tmp_pat
     assert all(f.ok for f in reg.check())
     local = Path(local_adapter(v.adapter_path, s3))
     assert (local / "adapter_model.safetensors").read_bytes() == (src / "adapter_model.safetensors").read_bytes()
+    # the consumers' seams (no model loaded): model run / eval / export, and the server's plan
+    from mixtrain.models.inference import LoadedModel
+    from mixtrain.serving.pool import plan
+
+    info = {"name": "colour", "version": 1, "base_model": str(tmp_path), "adapter_path": v.adapter_path}
+    loaded = LoadedModel.__new__(LoadedModel)
+    loaded.info, loaded.settings = info, s3
+    assert loaded._sources(None)[0] == local
+    (served,) = plan([{**info, "model_type": "llava"}])[0].served
+    assert served.adapter_path == str(local) and served.rank == 8
     objectstore.delete([objectstore.join(v.adapter_path, objectstore.MANIFEST)])
     assert not reg.check()[0].ok  # a lost upload is reported by doctor
     reg.delete("colour")
