@@ -50,8 +50,27 @@ PRELOAD = (
     "pandas",
     "pyiceberg.io.pyarrow",
     "mixtrain.datasets.files",
+    "mixtrain.datasets.fileio",
+    "mixtrain.datasets.arrowio",
     "mixtrain.images",
+    "mixtrain.images.store",
+    "sqlite3",
+    "cryptography.fernet",
+    "mixtrain.secrets.store",
+    "mixtrain.models.registry",
+    "mixtrain.evals.store",
+    "mixtrain.evals.create",
+    "mixtrain.evals.spec",
+    "mixtrain.workflows.registry",
+    "mixtrain.workflows.runner",
+    "mixtrain.workflows.supervisor",
+    "mixtrain.workflows.worker",
+    "mixtrain.workflows.loader",
+    "mixtrain.workflows.spec",
+    "mixtrain.cli.live",
+    "mixtrain.doctor",
 )
+NEVER = ("torch", "transformers", "axolotl", "peft", "accelerate")  # a CLI process never imports these
 
 
 def _preload() -> None:
@@ -60,6 +79,8 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception:  # a module that fails to import fails the same way in the child, loudly
             pass
+    loaded = [m for m in NEVER if m in sys.modules]
+    assert not loaded, f"the fork server imported {loaded}: the CLI process must not"
 
 
 def _child(req: dict, conn: socket.socket, listener: socket.socket, wake: int) -> None:
