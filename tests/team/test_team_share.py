@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -60,6 +62,18 @@ def _first_machine(tmp_path, shared) -> Mix:
     alice("workflow", "create", "hello.py", "--name", "hello", check=0)
     alice("workflow", "run", "hello", "--who", "bob", check=0)
     alice("model", "register", "team-base", "--base_model", str(tmp_path / "fake-llava"), check=0)
+    adapter = tmp_path / "adapter"  # what a fine-tune registers: an adapter folder (never loaded here)
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 64)
+    code = (
+        "import sys; from mixtrain.models.registry import ModelRegistry; from mixtrain.settings import load_settings\n"
+        "ModelRegistry(load_settings()).register('team-tuned', base_model=sys.argv[1], model_type='llava',"
+        " adapter_path=sys.argv[2], train_loss=0.5, lineage={})\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "fake-llava"), str(adapter)], env=alice.env, check=True, timeout=120
+    )
     return alice
 
 
@@ -98,3 +112,7 @@ def test_a_second_home_sees_the_first_ones_work_in_the_dashboard(tmp_path, share
         assert page.status_code == 200 and "team-base" in page.text and ">alice<" in page.text
         page = c.get("/models/team-base")
         assert page.status_code == 200 and 'id="model-user">alice<' in page.text
+        page = c.get("/models/team-tuned")
+        assert page.status_code == 200 and 'id="model-user">alice<' in page.text
+        if shared["MIXTRAIN_WAREHOUSE"].startswith("s3://"):  # the adapter went to the bucket, not home A
+            assert f"{shared['MIXTRAIN_WAREHOUSE']}/models/team-tuned/" in page.text
