@@ -14,14 +14,19 @@ import time
 
 import pytest
 
-from harness import wait_for
+from harness import prefetch, wait_for
 from mixtrain.testing.colour_task import make_task
 
 GEN = '{"max_new_tokens": 6}'
 
 
-@pytest.fixture(scope="module")
-def setup(e2e, tiny_models):
+@prefetch.job("eval_setup", needs=("tiny_models",))
+def _eval_setup(tmp) -> dict:
+    """The module's home, its eval set, two base models and the first eval — started early in the background
+    when these tests are selected (harness/prefetch.py)."""
+    e2e = prefetch.mix(tmp.mktemp("evals"))
+    e2e.register_finetune()  # as the shared e2e home has it
+    tiny_models = prefetch.result("tiny_models", tmp)
     task = make_task(e2e.root / "evaltask", n_train=6, n_test=12, size=48, seed=3)
     with open(task["test_csv"]) as fh:
         rows = list(csv.DictReader(fh))
@@ -54,7 +59,23 @@ def setup(e2e, tiny_models):
         "4",
         check=0,
     )
-    return {"rows": rows, "stdout": proc.stdout}
+    return {"rows": rows, "stdout": proc.stdout, "env": e2e}
+
+
+@pytest.fixture(scope="module")
+def eval_setup(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("eval_setup", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def e2e(eval_setup):
+    """This module's home (the one the background job set up)."""
+    return eval_setup["env"]
+
+
+@pytest.fixture(scope="module")
+def setup(eval_setup) -> dict:
+    return eval_setup
 
 
 @pytest.mark.e2e

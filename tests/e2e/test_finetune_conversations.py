@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import prefetch
 from mixtrain.testing.colour_task import make_task
 
 # Axolotl's processing strategy and multimodal collator, built with the arguments its trainer builder
@@ -89,8 +90,7 @@ def _run(e2e, tiny_models, family: str, dataset: str, *extra: str, check=0):
     return e2e.mix(*args, check=check)
 
 
-@pytest.fixture(scope="module")
-def llava_conversations(e2e, tiny_models):
+def _llava_conversations(e2e, tiny_models):
     """(a) LLaVA-Instruct as it is downloaded: a JSON array (``.json``), ``image`` relative to an image
     folder (``--image_root``), multi-turn ``conversations`` lists with ``<image>``. The same rows as JSONL
     (absolute paths) get the dry run; the training reads the JSON array."""
@@ -126,8 +126,7 @@ def llava_conversations(e2e, tiny_models):
     }
 
 
-@pytest.fixture(scope="module")
-def two_images(e2e, tiny_models):
+def _two_images(e2e, tiny_models):
     """(b) Two images per row in a Hugging Face Parquet: written by `datasets` with a ``Sequence(Image())``
     column holding the image bytes (the Hub's shape), the prompt placing them; Qwen2-VL."""
     import datasets
@@ -160,6 +159,37 @@ def two_images(e2e, tiny_models):
     dry_dir = Path(e2e.last_run()["run_dir"])
     trained = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--image_column", "images", "--max_steps", "2")
     return {"dry": dry, "dry_dir": dry_dir, "train": trained, "run": e2e.last_run(), "pairs": pairs}
+
+
+@prefetch.job("conversations_home", needs=("tiny_models",))
+def _conversations_home(tmp) -> dict:
+    """The module's home with both trainings done (a) then (b) — started early in the background when these
+    tests are selected (harness/prefetch.py)."""
+    e2e = prefetch.mix(tmp.mktemp("conversations"))
+    e2e.register_finetune()
+    tiny_models = prefetch.result("tiny_models", tmp)
+    return {"env": e2e, "llava": _llava_conversations(e2e, tiny_models), "pairs": _two_images(e2e, tiny_models)}
+
+
+@pytest.fixture(scope="module")
+def conversations_home(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("conversations_home", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def e2e(conversations_home):
+    """This module's home: the one both trainings ran in."""
+    return conversations_home["env"]
+
+
+@pytest.fixture(scope="module")
+def llava_conversations(conversations_home) -> dict:
+    return conversations_home["llava"]
+
+
+@pytest.fixture(scope="module")
+def two_images(conversations_home) -> dict:
+    return conversations_home["pairs"]
 
 
 @pytest.mark.e2e
