@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import FAMILIES, colour_dataset
+from harness import FAMILIES, colour_dataset, prefetch
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -63,17 +63,51 @@ def test_length_pass_equals_the_processor_on_every_row(tmp_path, tiny_models, fa
     assert min(full.image_tokens) > 0 and len(set(full.lengths)) > 3
 
 
-@pytest.mark.e2e
-def test_image_size_pads_every_image_as_axolotl_does(e2e, tiny_models):
+# Axolotl's own processing strategy on a dry run's training file: the image size and its image tokens.
+AXOLOTL_IMAGES = (
+    "import json, sys, yaml\nfrom transformers import AutoProcessor\n"
+    "from axolotl.processing_strategies import get_processing_strategy\n"
+    "raw = yaml.safe_load(open(sys.argv[1] + '/axolotl.yml'))\n"
+    "proc = AutoProcessor.from_pretrained(raw['base_model'], **(raw.get('processor_kwargs') or {}))\n"
+    "row = json.loads(open(sys.argv[1] + '/train.jsonl').readline())\n"
+    "st = get_processing_strategy(proc, raw.get('chat_template_jinja'), raw.get('chat_template'), image_size=raw['image_size'])\n"
+    "msgs = st([row])[0]['messages']\n"
+    "ids = proc.apply_chat_template([msgs], chat_template=raw.get('chat_template_jinja'), tokenize=True, return_dict=True)['input_ids'][0]\n"
+    "ids = ids.tolist() if hasattr(ids, 'tolist') else ids\n"
+    "print('AXOLOTL', msgs[0]['content'][0]['image'].size, ids.count(proc.image_token_id))\n"
+)
+
+
+@prefetch.job("image_size_runs", needs=("tiny_models",))
+def _image_size_runs(tmp) -> dict:
+    """The two dry runs, in a home of their own (started early in the background, harness/prefetch.py)."""
+    e2e = prefetch.mix(tmp.mktemp("sized"))
+    e2e.register_finetune()
     colour_dataset(e2e, "sized", n=4, size=96)
     args = ["workflow", "run", "vlm-finetune", "--dataset_name", "sized", "--output_model_name", "sized"]
-    args += ["--base_model", str(tiny_models["qwen2_vl"]), "--model_type", "qwen2_vl", "--dry_run", "true"]
+    args += ["--base_model", str(prefetch.result("tiny_models", tmp)["qwen2_vl"]), "--model_type", "qwen2_vl"]
+    args += ["--dry_run", "true"]
     plain = e2e.mix(*args, check=0)
+    sized = e2e.mix(*args, "--image_size", "300", "--verbose", check=0)
+    run = e2e.last_run()
+    axolotl = subprocess.run(
+        [sys.executable, "-c", AXOLOTL_IMAGES, run["run_dir"]], capture_output=True, text=True, env=e2e.env, timeout=300
+    )
+    return {"env": e2e, "plain": plain, "sized": sized, "run": run, "axolotl": axolotl}
+
+
+@pytest.fixture(scope="module")
+def image_size_runs(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("image_size_runs", tmp_path_factory)
+
+
+@pytest.mark.e2e
+def test_image_size_pads_every_image_as_axolotl_does(image_size_runs):
+    plain, sized = image_size_runs["plain"], image_size_runs["sized"]
     assert "image tokens 16/16/16" in plain.stdout  # 96-px images at the processor's own resolution
     assert "adapter: lora" not in plain.stdout  # no YAML dump without --verbose
-    sized = e2e.mix(*args, "--image_size", "300", "--verbose", check=0)
     assert "image tokens 9/9/9" in sized.stdout, sized.stdout  # padded to 300x300, then the processor's cap
-    run_dir = Path(e2e.last_run()["run_dir"])
+    run_dir = Path(image_size_runs["run"]["run_dir"])
     yaml_text = (run_dir / "axolotl.yml").read_text()
     assert "image_size: 300" in yaml_text
     # --verbose: the generated YAML, whole, in the output
@@ -81,19 +115,5 @@ def test_image_size_pads_every_image_as_axolotl_does(e2e, tiny_models):
     report = json.loads((run_dir / "data_report.json").read_text())["preflight"]
     assert report["image_size"] == 300 and report["image_pixels"] == {"min": 90000, "median": 90000, "max": 90000}
     # Axolotl's own processing strategy, on the training file as written, gives the images the preflight counted.
-    code = (
-        "import json, sys, yaml\nfrom transformers import AutoProcessor\n"
-        "from axolotl.processing_strategies import get_processing_strategy\n"
-        "raw = yaml.safe_load(open(sys.argv[1] + '/axolotl.yml'))\n"
-        "proc = AutoProcessor.from_pretrained(raw['base_model'], **(raw.get('processor_kwargs') or {}))\n"
-        "row = json.loads(open(sys.argv[1] + '/train.jsonl').readline())\n"
-        "st = get_processing_strategy(proc, raw.get('chat_template_jinja'), raw.get('chat_template'), image_size=raw['image_size'])\n"
-        "msgs = st([row])[0]['messages']\n"
-        "ids = proc.apply_chat_template([msgs], chat_template=raw.get('chat_template_jinja'), tokenize=True, return_dict=True)['input_ids'][0]\n"
-        "ids = ids.tolist() if hasattr(ids, 'tolist') else ids\n"
-        "print('AXOLOTL', msgs[0]['content'][0]['image'].size, ids.count(proc.image_token_id))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, env=e2e.env, timeout=300
-    )
+    out = image_size_runs["axolotl"]
     assert "AXOLOTL (300, 300) 9" in out.stdout, out.stderr[-2000:]
