@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import colour_dataset
+from harness import colour_dataset, prefetch
 
 
 def _csv(path, rows, header=("image_path", "prompt", "response")):
@@ -162,10 +162,13 @@ def test_skip_policy_drops_bad_rows_and_dry_run_stops(e2e, bad):
     assert all(m["name"] != "dry" for m in e2e.json("model", "list"))
 
 
-@pytest.mark.e2e
-def test_rows_longer_than_max_seq_length_with_their_image_tokens(e2e, tiny_models):
+@prefetch.job("long_rows_runs", needs=("tiny_models",))
+def _long_rows_runs(tmp) -> dict:
+    """The three dry runs, in a home of their own (started early in the background, harness/prefetch.py)."""
     from mixtrain.testing.colour_task import make_task
 
+    e2e = prefetch.mix(tmp.mktemp("long"))
+    e2e.register_finetune()
     task = make_task(e2e.root / "long", n_train=4, n_test=1, size=448)
     e2e.mix("dataset", "create", "long-rows", "--file", task["train_csv"], check=0)
     args = [
@@ -177,7 +180,7 @@ def test_rows_longer_than_max_seq_length_with_their_image_tokens(e2e, tiny_model
         "--output_model_name",
         "long",
         "--base_model",
-        tiny_models["qwen2_vl"],
+        prefetch.result("tiny_models", tmp)["qwen2_vl"],
         "--model_type",
         "qwen2_vl",
         "--max_seq_length",
@@ -186,15 +189,28 @@ def test_rows_longer_than_max_seq_length_with_their_image_tokens(e2e, tiny_model
         "true",
     ]
     short = e2e.mix(*args, check=0)  # the processor's default resolution: 16 image tokens, rows fit
+    long = e2e.mix(*args, "--max_pixels", "100000", check=1)  # more pixels → 121 image tokens per image
+    preflight = json.loads((Path(e2e.last_run()["run_dir"]) / "preflight.json").read_text())
+    skip = e2e.mix(*args, "--max_pixels", "100000", "--on_long_row", "skip", check=1)
+    return {"short": short, "long": long, "preflight": preflight, "skip": skip}
+
+
+@pytest.fixture(scope="module")
+def long_rows_runs(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("long_rows_runs", tmp_path_factory)
+
+
+@pytest.mark.e2e
+def test_rows_longer_than_max_seq_length_with_their_image_tokens(long_rows_runs):
+    short, res = long_rows_runs["short"], long_rows_runs["long"]
     assert "image tokens 16/16/16" in short.stdout
-    res = e2e.mix(*args, "--max_pixels", "100000", check=1)  # more pixels → 121 image tokens per image
     assert "image tokens 121/121/121" in res.stdout
     assert "4 rows are longer than --max_seq_length 64 with their image tokens: row 0 (" in res.stderr
-    preflight = json.loads((Path(e2e.last_run()["run_dir"]) / "preflight.json").read_text())
+    preflight = long_rows_runs["preflight"]
     assert [r["row"] for r in preflight["long_rows"]] == [0, 1, 2, 3] and all(
         r["tokens"] > 64 for r in preflight["long_rows"]
     )
-    res = e2e.mix(*args, "--max_pixels", "100000", "--on_long_row", "skip", check=1)
+    res = long_rows_runs["skip"]
     assert "every row is longer than --max_seq_length 64" in res.stderr
 
 
