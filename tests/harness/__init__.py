@@ -2,6 +2,11 @@
 
 Imported normally (`from harness import Mix, wait_for`): pytest puts tests/ on the path
 (`pythonpath` in pyproject.toml). The fixtures that use these pieces live in tests/conftest.py.
+
+Slow session/module fixtures (tiny-model builds, shared trainings, dry runs) register their work as
+``prefetch.job``s: it starts in a background thread once collection is done, while the CLI tests run on the
+other core (harness/prefetch.py); independent child processes of one fixture run two at a time
+(``parallel.run_all``). A new training that other tests could share belongs in such a job.
 """
 
 from __future__ import annotations
