@@ -21,17 +21,18 @@ import io
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mixtrain import objectstore
 from mixtrain.errors import InvalidInput, MixtrainError, StorageError
 from mixtrain.faults import folder_lock
 from mixtrain.images.decode import decode_every_byte
-from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_path, stored_ref
+from mixtrain.images.refs import IMAGES_DIR, REF_FIELDS, is_ref, stored_ref
 from mixtrain.images.resolve import MAX_PIXELS, _bomb, _local_file, _shown, resolve_image, table_image_ref
 
 # image, images, image_path, img, photo, input_image, image_url… — not image_id or image_caption
@@ -77,11 +78,21 @@ def _check_bytes(data: bytes, shown: str, max_pixels: int) -> tuple[str, int, in
     return _ext(fmt), w, h
 
 
+_WRITER = os.urandom(4).hex()  # this process's temp-file tag: unique across hosts sharing one warehouse
+_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def put_bytes(warehouse: Path | str, data: bytes, ext: str) -> str:
     """Store ``data`` content-addressed (atomically; once however often it is put); its sha256.
 
     In an object-storage warehouse (``s3://``) one PUT is atomic by itself (an object appears whole or
     not at all); a HEAD first skips an image already stored.
+
+    On local disk the bytes go to a temp file only this writer can have opened (``O_EXCL``, tagged with
+    the process and thread) in the image's own folder, then are renamed onto the final name: a reader, a
+    crash or a concurrent writer of the same image never sees half an image under it. No fsync per image
+    (there never was): the table commit is what makes a dataset exist, and doctor sweeps what no table
+    holds. Plain ``os`` calls on strings — about five syscalls per new image; this runs once per image.
     """
     sha = hashlib.sha256(data).hexdigest()
     if isinstance(warehouse, str) and objectstore.is_remote(warehouse):
@@ -89,18 +100,28 @@ def put_bytes(warehouse: Path | str, data: bytes, ext: str) -> str:
         if not objectstore.exists(uri):
             objectstore.put_bytes(data, uri)
         return sha
-    path = stored_path(warehouse, sha, ext)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+    folder = os.path.join(warehouse, IMAGES_DIR, sha[:2])
+    path = os.path.join(folder, f"{sha}.{ext}")
+    if os.path.exists(path):
+        return sha
+    tmp = os.path.join(folder, f".{sha[:16]}.{_WRITER}.{threading.get_ident()}.part")
+    try:
+        fd = os.open(tmp, _PART_FLAGS, 0o600)
+    except FileNotFoundError:  # the folder's first image
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, _PART_FLAGS, 0o600)
+    try:
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return sha
 
 
@@ -207,6 +228,17 @@ class IngestReport:
     kept_as_text: list[str] = field(default_factory=list)  # image columns none of whose images could be read
 
 
+@dataclass
+class _Pending:
+    """A batch whose images are being stored: what :meth:`Ingest.finish` needs to build its references."""
+
+    batch: Any  # pyarrow.RecordBatch (pyarrow is imported on use)
+    row0: int  # the batch's first row in the whole input (bad rows are reported by it)
+    skipped: frozenset  # text columns given up on when the batch was planned: kept as they are
+    plans: dict
+    collect: Callable[[], list[Outcome]]
+
+
 class Ingest:
     """Turn record batches holding images in any form into batches holding image references.
 
@@ -260,22 +292,25 @@ class Ingest:
     # -- per batch ---------------------------------------------------------------------------------
     def convert(self, batch):
         """One record batch in, the same rows out with every image column as references."""
+        return self.finish(self.start(batch))
+
+    def start(self, batch) -> _Pending:
+        """Plan ``batch`` and hand its images to the pool; :meth:`finish` collects them. Starting the next
+        batch before finishing this one lets the reader and the planner run while the pool decodes."""
         import pyarrow as pa
 
-        from mixtrain.images.refs import ref_type
-
-        rows = None
         if self._columns is None:
             rows = batch.slice(0, 64).to_pylist()
             self._columns = detect_image_columns(batch.schema, rows)
             self.report.columns = dict(self._columns)
+        row0, skipped = self._row, frozenset(self.given_up)
+        self._row += batch.num_rows
         if not self._columns:
-            self._row += batch.num_rows
-            return batch
+            return _Pending(batch, row0, skipped, {}, lambda: [])
         payloads: list[Payload] = []
         plans: dict[str, list] = {}
         for name, kind in self._columns.items():
-            if name in self.given_up:  # its text is kept as written (see ingest_batches)
+            if name in skipped:  # its text is kept as written (see ingest_batches)
                 self.text_columns[name].append(batch.column(name))
                 continue
             values = batch.column(name).to_pylist()
@@ -289,17 +324,33 @@ class Ingest:
                 plans[name] = [self._plan_messages(v, payloads) for v in values]
             else:
                 plans[name] = [self._plan_cell(v, payloads) for v in values]
-        outcomes = self._run(payloads)
+        return _Pending(batch, row0, skipped, plans, self._submit(payloads))
+
+    def may_overlap(self) -> bool:
+        """Whether the next batch may be planned before the last one's images are in: not while a text image
+        column has had none stored (its first GIVE_UP_AFTER rows decide whether it is looked up at all)."""
+        return self.keep_refs or all(self.stored_in.get(n) or n in self.given_up for n in self.text_columns)
+
+    def finish(self, pending: _Pending):
+        import pyarrow as pa
+
+        from mixtrain.images.refs import ref_type
+
+        batch, plans = pending.batch, pending.plans
+        if not self._columns:
+            return batch
+        outcomes = pending.collect()
         arrays, names = [], []
         for name, plan in plans.items():
             self.tried[name] = self.tried.get(name, 0) + len(plan)
         for name in batch.schema.names:
             col_kind = self._columns.get(name)
-            if col_kind is None or name in self.given_up:
+            if col_kind is None or name in pending.skipped:
                 arrays.append(batch.column(name))
                 names.append(name)
                 continue
-            filled = [self._fill(p, outcomes, name, i) for i, p in enumerate(plans[name])]
+            row0 = pending.row0
+            filled = [self._fill(p, outcomes, name, row0 + i) for i, p in enumerate(plans[name])]
             if col_kind == "messages":
                 arrays.append(pa.array([None if v is None else json.dumps(v) for v in filled], pa.string()))
             elif self.keep_refs and self._all_text(filled):
@@ -310,7 +361,6 @@ class Ingest:
                 filled = [self._as_ref(v) if col_kind == "one" else [self._as_ref(x) for x in v or []] for v in filled]
                 arrays.append(pa.array(filled, pa.list_(typ) if col_kind == "list" else typ))
             names.append(name)
-        self._row += batch.num_rows
         for name in self.text_columns:
             if not self.keep_refs and not self.stored_in.get(name) and self.tried.get(name, 0) >= GIVE_UP_AFTER:
                 self.given_up.add(name)  # not one of its first images is readable: stop looking them up
@@ -400,25 +450,26 @@ class Ingest:
 
         return walk(value)
 
-    def _fill(self, plan, outcomes: list[Outcome], column: str, i: int):
+    def _fill(self, plan, outcomes: list[Outcome], column: str, row: int):
         if isinstance(plan, tuple) and len(plan) == 3 and plan[0] == "slot":
             ref, reason = outcomes[plan[1]]
             if ref is not None:
                 self.stored_in[column] = self.stored_in.get(column, 0) + 1
             if ref is None:
-                self.report.bad.append((self._row + i, column, plan[2], reason or "unusable"))
+                self.report.bad.append((row, column, plan[2], reason or "unusable"))
                 return plan[2] if self.keep_refs else self._as_ref(plan[2])
             return ref
         if isinstance(plan, list):
-            return [self._fill(p, outcomes, column, i) for p in plan]
+            return [self._fill(p, outcomes, column, row) for p in plan]
         if isinstance(plan, dict):
-            return {k: self._fill(v, outcomes, column, i) for k, v in plan.items()}
+            return {k: self._fill(v, outcomes, column, row) for k, v in plan.items()}
         return plan
 
     # -- the work ----------------------------------------------------------------------------------
-    def _run(self, payloads: list[Payload]) -> list[Outcome]:
+    def _submit(self, payloads: list[Payload]) -> Callable[[], list[Outcome]]:
+        """Start storing ``payloads`` in the pool; the returned call waits for their outcomes, in order."""
         if not payloads:
-            return []
+            return lambda: []
         if self.warehouse is None and any(p[0] != "keep" for p in payloads):
             raise InvalidInput("storing images needs a local warehouse", "use --keep_image_refs with object storage")
         self._lock()
@@ -440,27 +491,32 @@ class Ingest:
             for i in keep:
                 ref = str(payloads[i][1])
                 out[i] = (ref, None) if ref in good else (None, reasons.get(ref, "unusable"))  # type: ignore[assignment]
-        if store:
-            wh, cache = str(self.warehouse), self.cache
-            chunks = [store[j : j + CHUNK] for j in range(0, len(store), CHUNK)]
+        chunks = [store[j : j + CHUNK] for j in range(0, len(store), CHUNK)]
+        futures = []
+        if chunks:
             if self._pool is None:
                 # Threads, not processes: PIL decodes, hashlib hashes and file writes all release the GIL,
                 # so threads use every core without pickling each image's bytes to a worker process.
                 self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * self.workers))
-            results = list(
-                self._pool.map(_store_chunk, [([payloads[i] for i in c], wh, cache, self.max_pixels) for c in chunks])
-            )
-            for c, res in zip(chunks, results, strict=True):
-                for i, outcome in zip(c, res, strict=True):
+            wh, cache = str(self.warehouse), self.cache
+            futures = [
+                self._pool.submit(_store_chunk, ([payloads[i] for i in c], wh, cache, self.max_pixels)) for c in chunks
+            ]
+
+        def collect() -> list[Outcome]:
+            for c, fut in zip(chunks, futures, strict=True):
+                for i, outcome in zip(c, fut.result(), strict=True):
                     out[i] = outcome
                     if outcome[0] is not None and outcome[0]["sha256"] not in self._shas:
                         self._shas.add(outcome[0]["sha256"])
                         self.report.images += 1
-        for i in todo:
-            p = payloads[i]
-            if p[0] in ("path", "url", "keep"):
-                self._memo[(p[0], str(p[1]))] = out[i]  # type: ignore[assignment]
-        return out  # type: ignore[return-value]
+            for i in todo:
+                p = payloads[i]
+                if p[0] in ("path", "url", "keep"):
+                    self._memo[(p[0], str(p[1]))] = out[i]  # type: ignore[assignment]
+            return out  # type: ignore[return-value]
+
+        return collect
 
 
 def _cpus() -> int:
@@ -474,7 +530,17 @@ def ingest_batches(batches: Iterator, ingest: Ingest):
     """Convert a stream of record batches; the converted (small: references only) table."""
     import pyarrow as pa
 
-    out = [ingest.convert(b) for b in batches]
+    out, pending = [], None
+    for batch in batches:  # batch n+1 is read and planned while the pool decodes batch n
+        if pending is not None and not ingest.may_overlap():
+            out.append(ingest.finish(pending))
+            pending = None
+        started = ingest.start(batch)
+        if pending is not None:
+            out.append(ingest.finish(pending))
+        pending = started
+    if pending is not None:
+        out.append(ingest.finish(pending))
     if not out:
         return None
     names = out[0].schema.names
