@@ -1,8 +1,9 @@
 """What a workflow file declares: its input spec, read by importing it in a time-limited child process.
 
 Split from the workflow store: registering a file checks and inspects it here first, and only then
-writes anything. The child is ``python -m mixtrain.workflows.inspect_flow``; a broken file cannot hang
-or crash the caller, and whatever it starts at import time is killed with it.
+writes anything. The child is ``inspect_flow.main`` in a fork of the CLI (a new interpreter,
+``python -m mixtrain.workflows.inspect_flow``, from a threaded caller); a broken file cannot hang or
+crash the caller, and whatever it starts at import time is killed with it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from mixtrain.errors import InvalidInput
@@ -61,16 +63,28 @@ def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.Comple
     reaper = procs.set_subreaper(True)  # a daemon that escapes the group (setsid) is re-parented to us
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            child = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(main_file.parent), start_new_session=True
-            )
-            try:
-                code = child.wait(timeout=INSPECT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                procs.kill_group(child.pid, signal.SIGKILL)  # the inspector and whatever the import started
-                child.wait()
+            if threading.active_count() == 1:  # the CLI: fork, reusing its imports (~0.5 s less than a new interpreter)
+                pid = _fork_inspector(main_file, entrypoint, out.fileno(), err.fileno())
+                code = _wait(pid, INSPECT_TIMEOUT)
+                procs.kill_group(pid, signal.SIGKILL)  # the inspector and whatever the import started
+                if code is None:
+                    os.waitpid(pid, 0)
+            else:  # a threaded program (the dashboard, a user's SDK call): forking it is not safe
+                child = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    cwd=str(main_file.parent),
+                    start_new_session=True,
+                )
+                try:
+                    code = child.wait(timeout=INSPECT_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    code = None
+                finally:
+                    procs.kill_group(child.pid, signal.SIGKILL)  # the inspector and whatever the import started
+                    child.wait()
         finally:
             if reaper:
                 procs.kill_adopted(before)
@@ -84,6 +98,58 @@ def _run_inspector(main_file: Path, entrypoint: str | None) -> subprocess.Comple
         return subprocess.CompletedProcess(
             cmd, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
         )
+
+
+def _fork_inspector(main_file: Path, entrypoint: str | None, out: int, err: int) -> int:
+    """``inspect_flow.main`` in a forked child leading its own session, output to ``out``/``err``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        # Our own streams on fds 1 and 2, whatever the caller had made of sys.stdout (a capture, a console).
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
+        os.chdir(main_file.parent)
+        sys.argv = [sys.executable, str(main_file), entrypoint or ""]
+        from mixtrain.workflows.inspect_flow import main
+
+        code = main([str(main_file), entrypoint or ""])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    """The child's exit code, or None if it is still running after ``timeout`` s (not reaped then)."""
+    import time
+
+    end = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= end:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def inspect_files(files: list[Path], entrypoint: str | None) -> dict:
