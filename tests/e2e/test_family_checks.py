@@ -19,7 +19,7 @@ import pytest
 # Families proven end to end here (the original four are gated by test_finetune_families.py), with the token
 # that closes an assistant turn in each (it must carry loss, or the model never learns to stop) and the
 # prefix of its language model's modules (what the LoRA target must cover, and nothing outside it).
-GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl")
+GATED = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl", "qwen3_5")
 CLOSE = {
     "qwen3_vl": "<|im_end|>",
     "gemma3": "<end_of_turn>",
@@ -30,7 +30,11 @@ CLOSE = {
     "pixtral": "</s>",
     "glm4v": "<|endoftext|>",
     "lfm2_vl": "<|im_end|>",
+    "qwen3_5": "<|im_end|>",
 }
+# Qwen3.5's template writes the answer of the last turn after an (empty) think block: part of the assistant turn,
+# and what the model must produce after its generation prompt's "<think>\n\n".
+ANSWER_PREFIX = {"qwen3_5": "<think>\n\n</think>\n\n"}
 LANGUAGE_MODEL = dict.fromkeys(GATED, "model.language_model.") | {"smolvlm": "model.text_model."}
 # Image tokens in the text for the gate's 64x64 image: Qwen3-VL 2x2 merged 16-px patches; Gemma 3 its pooled
 # soft tokens (not the begin-of-image marker); Llama 3.2 Vision one <|image|> (features enter by cross-attention).
@@ -48,6 +52,7 @@ IMAGE_TOKENS = {
     "pixtral": 20,
     "glm4v": 4,
     "lfm2_vl": 16,
+    "qwen3_5": 4,
 }
 PROMPT = "What colour is the shape?"
 
@@ -82,7 +87,8 @@ def test_only_the_answer_and_its_closing_token_carry_loss(labels, family):
     assert family in labels, sorted(labels)
     rec = labels[family]
     assert "error" not in rec, rec.get("error")
-    assert rec["trained_text"].strip() == "red circle" + CLOSE[family], (rec["strategy"], rec["row_text"])
+    expected = ANSWER_PREFIX.get(family, "") + "red circle" + CLOSE[family]
+    assert rec["trained_text"].strip() == expected, (rec["strategy"], rec["row_text"])
 
 
 @pytest.mark.e2e

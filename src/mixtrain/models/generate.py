@@ -32,9 +32,16 @@ def model_inputs(processor, conversations: list[list[dict]], images: list[list])
     per conversation when each has some: Gemma 3, Llama 3.2 Vision and SmolVLM2 processors check a batch that
     way (a flat list of 4 images beside 4 texts is "inconsistently sized"); the others flatten it themselves
     (same tensors as a flat list: checked for every family in tests/e2e/test_family_checks.py).
+
+    ``enable_thinking=False``: a thinking template (Qwen3.5) then opens the answer after an empty think block,
+    exactly as it wrote the training rows (``<think>\n\n</think>\n\n`` + answer), so the model answers directly
+    instead of emitting ``</think>`` into the text; templates without the switch ignore it.
     """
     tok = processor.tokenizer
-    texts = [processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False) for conv in conversations]
+    texts = [
+        processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+        for conv in conversations
+    ]
     flat = [img for row in images for img in row]
     bos = getattr(tok, "bos_token", None)
     own_bos = bool(bos) and all(t.startswith(bos) for t in texts)

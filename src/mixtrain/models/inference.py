@@ -138,7 +138,9 @@ class LoadedModel:
         self.model = model.to(self.device).eval()
 
     def prompt_text(self, prompt: str) -> str:
-        return self.processor.apply_chat_template(image_prompt(prompt), add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(
+            image_prompt(prompt), add_generation_prompt=True, tokenize=False, enable_thinking=False
+        )
 
     def generate(self, conversations: list[list[dict]], images: list[list], **config) -> list[Generation]:
         """Chat conversations (with their PIL images) in, one batched ``generate``, answers out."""

@@ -141,7 +141,9 @@ class ChatHandler:
         proc, lock = self._counter(target)
         with lock:
             try:
-                text = proc.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+                text = proc.apply_chat_template(
+                    conversation, add_generation_prompt=True, tokenize=False, enable_thinking=False
+                )
                 ids = proc(images=images or None, text=[text], return_tensors="np")["input_ids"]
             except Exception as err:  # the processor's own refusal of this input (image shape, template)
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

@@ -38,9 +38,10 @@ FAMILIES = (
     "pixtral",
     "glm4v",
     "lfm2_vl",
+    "qwen3_5",
 )
 # Families built by the table-driven builder below (one function each, _NEWER_BUILDERS) rather than the original branches.
-NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl")
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl", "qwen3_5")
 
 # Words our synthetic task and the chat templates use; each gets whole-word tokens.
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -109,6 +110,7 @@ _DEFAULT_IMAGE_SIZE = {
     "pixtral": 32,
     "glm4v": 32,
     "lfm2_vl": 32,
+    "qwen3_5": 64,
 }
 _CLIP_PATCH = 16
 _QWEN_PATCH, _QWEN_MERGE = 14, 2
@@ -490,6 +492,7 @@ _NEWER_STEP = {
     "pixtral": 8,
     "glm4v": 16,
     "lfm2_vl": 16,
+    "qwen3_5": 32,
 }  # image_size granularity: patch (x merge) of the vision tower
 
 
@@ -1128,6 +1131,81 @@ def _lfm2_vl(sizes: dict[str, int]):
     return processor, model, [tokenizer.eos_token_id]
 
 
+def _qwen3_5(sizes: dict[str, int]):
+    """Qwen3.5: Qwen3-VL's tower and processor; the language model interleaves Gated-DeltaNet linear-attention
+    layers (``linear_attn.in_proj_qkv/z/b/a``, ``out_proj``; torch fallback kernels on CPU) with full attention."""
+    import transformers
+
+    tokenizer = _byte_level_tokenizer(
+        list(_QWEN_SPECIALS),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
+    tokenizer.add_tokens(["<think>", "</think>"])  # ordinary added tokens, as in Qwen's own tokenizer (not special)
+    img, patch = sizes["image_size"], 16
+    pixels = dict(
+        size={"shortest_edge": img * img, "longest_edge": 4 * img * img},
+        patch_size=patch,
+        temporal_patch_size=2,
+        merge_size=2,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    processor = transformers.Qwen3VLProcessor(
+        image_processor=_image_processor("Qwen2VLImageProcessor", **pixels),
+        tokenizer=tokenizer,
+        video_processor=transformers.Qwen3VLVideoProcessor(**pixels),
+        chat_template=axolotl_template("qwen3_5"),
+    )
+    tid = tokenizer.convert_tokens_to_ids
+    text = _text_sizes(tokenizer, sizes)
+    layers = text["num_hidden_layers"] = max(2, sizes["num_hidden_layers"])
+    text.update(
+        num_key_value_heads=max(1, sizes["num_attention_heads"] // 2),
+        layer_types=["linear_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)],
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+    )
+    rotated = int(text["head_dim"] * 0.25) // 2  # partial rotary 1/4; M-RoPE sections over its frequencies
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 10_000_000.0,
+        "partial_rotary_factor": 0.25,
+        "mrope_section": [rotated - 2 * (rotated // 3), rotated // 3, rotated // 3],
+        "mrope_interleaved": True,
+    }
+    vision = dict(
+        depth=sizes["vision_num_hidden_layers"],
+        hidden_size=sizes["vision_hidden_size"],
+        intermediate_size=sizes["vision_intermediate_size"],
+        num_heads=sizes["vision_num_attention_heads"],
+        out_hidden_size=sizes["hidden_size"],
+        patch_size=patch,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=(img // patch) ** 2,
+    )
+    config = transformers.Qwen3_5Config(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tid("<|image_pad|>"),
+        video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"),
+        vision_end_token_id=tid("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    model = transformers.Qwen3_5ForConditionalGeneration(config)
+    return processor, model, [tokenizer.eos_token_id, tid("<|endoftext|>")]
+
+
 _NEWER_BUILDERS = {
     "mistral3": _mistral3,
     "pixtral": _pixtral,
@@ -1138,6 +1216,7 @@ _NEWER_BUILDERS = {
     "internvl": _internvl,
     "glm4v": _glm4v,
     "lfm2_vl": _lfm2_vl,
+    "qwen3_5": _qwen3_5,
 }
 
 

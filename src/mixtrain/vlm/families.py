@@ -189,6 +189,18 @@ FAMILIES: dict[str, Family] = {
             r"(self_attn\.(q|k|v|out)_proj|conv\.(in|out)_proj|feed_forward\.w[123])"
         ),
     ),
+    "qwen3_5": Family(
+        name="qwen3_5",
+        description="Qwen3.5 (dense; Gated-DeltaNet linear attention + full attention)",
+        hf_model_types=("qwen3_5",),
+        chat_template="qwen3_5",  # Axolotl's template and strategy (ChatML boundaries; the answer's think block)
+        # Linear-attention layers (in_proj_qkv/z/b/a, out_proj) are language-model layers too.
+        lora_target=(
+            r"model\.language_model\.layers\.\d+\."
+            r"(mlp\.(gate|up|down)_proj|self_attn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|b|a)|out_proj))"
+        ),
+        max_pixels=True,
+    ),
     # Detected, but refused until they pass the family gate (tests/e2e/test_families_gate.py) — each says why.
     "glm4v_moe": Family(
         name="glm4v_moe",
@@ -215,11 +227,12 @@ FAMILIES: dict[str, Family] = {
             unsupported_reason=why,
         )
         for name, desc, why in (
-            ("gemma4", "Gemma 4", "not verified by mixtrain's family gate yet (processor with audio parts)"),
             (
-                "qwen3_5",
-                "Qwen3.5",
-                "not verified by mixtrain's family gate yet (its linear-attention layers need their own LoRA target)",
+                "gemma4",
+                "Gemma 4",
+                "not verified by mixtrain's family gate yet: no tiny offline build of it exists (its processor needs an "
+                "audio feature extractor and a video processor beside the image one — no audio weights — and its text "
+                "layers add per-layer-input projections, and MoE experts on the 26B, that the LoRA target does not cover)",
             ),
             (
                 "llama4",
@@ -245,6 +258,7 @@ ALIASES = {
     "glm-4.1v": "glm4v",
     "glm4.5v": "glm4v_moe",
     "lfm2-vl": "lfm2_vl",
+    "qwen3.5": "qwen3_5",
 }
 
 
