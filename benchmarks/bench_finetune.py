@@ -79,7 +79,7 @@ RAW_TRAIN = (
 # The newer families (one row each). Where Axolotl 0.19's own processing strategy crashes (SmolVLM2, InternVL)
 # or claims no role boundaries (Mistral 3 with our fixed-date template, GLM-4.1V, LFM2-VL), B registers mixtrain's
 # strategies (vlm/axolotl_support.py) before running Axolotl's main, as our trainer does: same YAML, same labels.
-NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl")
+NEWER = ("qwen3_vl", "gemma3", "mllama", "smolvlm", "internvl", "mistral3", "pixtral", "glm4v", "lfm2_vl", "qwen3_5")
 OUR_STRATEGY = ("smolvlm", "internvl", "mistral3", "glm4v", "lfm2_vl")
 RAW_TRAIN_OUR_STRATEGY = "from mixtrain.vlm import axolotl_support\naxolotl_support.register()\n" + RAW_TRAIN
 # Keys of our YAML that only our template path uses; the raw LLaVA side uses Axolotl's own template.
