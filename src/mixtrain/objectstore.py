@@ -227,6 +227,17 @@ def exists(uri: str, settings: Settings | None = None) -> bool:
         return filesystem(settings).get_file_info(path_of(uri)).type != FileType.NotFound
 
 
+def entry(uri: str, settings: Settings | None = None) -> Entry | None:
+    """One object's size and modification time (None when it is not there)."""
+    from pyarrow.fs import FileType
+
+    with errors(uri, "looking up"):
+        info = filesystem(settings).get_file_info(path_of(uri))
+    if info.type == FileType.NotFound:
+        return None
+    return Entry(uri, info.size or 0, info.mtime.timestamp() if info.mtime else 0.0)
+
+
 def size(uri: str, settings: Settings | None = None) -> int | None:
     """An object's size in bytes (None when it is not there)."""
     from pyarrow.fs import FileType

@@ -159,3 +159,23 @@ def test_a_failed_upload_registers_nothing(s3, tmp_path, monkeypatch):
             lineage={},
         )
     assert reg.list() == []
+
+
+def test_an_old_stored_image_is_made_young_again_by_an_ingest_that_uses_it(s3, monkeypatch):
+    """doctor spares unreferenced images only by age (no lock spans machines): an ingest that finds its
+    image already stored but old re-writes it, so a sweep cannot take it before that ingest commits."""
+    import time
+
+    from mixtrain.images import store
+
+    data = b"\\x89PNG pretend image bytes"
+    sha = store.put_bytes(s3.warehouse, data, "png")
+    uri = store.stored_ref(s3.warehouse, sha, "png")
+    first = objectstore.entry(uri)
+    assert first is not None and objectstore.read_bytes(uri) == data
+    time.sleep(1.1)  # S3 modification times have one-second resolution
+    store.put_bytes(s3.warehouse, data, "png")
+    assert objectstore.entry(uri).mtime == first.mtime  # young enough: stored once, not rewritten
+    monkeypatch.setattr(store, "REFRESH_AFTER", 0)
+    store.put_bytes(s3.warehouse, data, "png")
+    assert objectstore.entry(uri).mtime > first.mtime

@@ -41,6 +41,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 MESSAGE_COLUMNS = ("messages", "conversations")
 FORMAT_EXT = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff"}
 CHUNK = 32  # payloads per pool task
+REFRESH_AFTER = 1800  # s: half doctor's orphan age guard (ORPHAN_AGE) — see put_bytes
 GIVE_UP_AFTER = 256  # rows of a text image column tried before an all-unreadable column is kept as text
 
 
@@ -86,7 +87,9 @@ def put_bytes(warehouse: Path | str, data: bytes, ext: str) -> str:
     """Store ``data`` content-addressed (atomically; once however often it is put); its sha256.
 
     In an object-storage warehouse (``s3://``) one PUT is atomic by itself (an object appears whole or
-    not at all); a HEAD first skips an image already stored.
+    not at all); a HEAD first skips an image already stored — unless it is older than ``REFRESH_AFTER``:
+    no lock spans machines, so `mixtrain doctor`'s sweep spares an image only by its age, and an ingest
+    about to commit a reference to an old, currently unreferenced image must make it young again.
 
     On local disk the bytes go to a temp file only this writer can have opened (``O_EXCL``, tagged with
     the process and thread) in the image's own folder, then are renamed onto the final name: a reader, a
@@ -96,8 +99,11 @@ def put_bytes(warehouse: Path | str, data: bytes, ext: str) -> str:
     """
     sha = hashlib.sha256(data).hexdigest()
     if isinstance(warehouse, str) and objectstore.is_remote(warehouse):
+        import time
+
         uri = stored_ref(warehouse, sha, ext)
-        if not objectstore.exists(uri):
+        found = objectstore.entry(uri)
+        if found is None or found.mtime < time.time() - REFRESH_AFTER:
             objectstore.put_bytes(data, uri)
         return sha
     folder = os.path.join(warehouse, IMAGES_DIR, sha[:2])
