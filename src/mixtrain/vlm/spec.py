@@ -146,7 +146,7 @@ class FinetuneSpec(BaseModel):
             ]
             if lora:
                 raise ValueError(
-                    f"{'/'.join(lora)} set, but --adapter full trains no LoRA — drop them or use --adapter lora/qlora"
+                    f"{'/'.join(lora)} set, but --adapter full trains no LoRA — drop {'it' if len(lora) == 1 else 'them'} or use --adapter lora/qlora"
                 )
         return self
 

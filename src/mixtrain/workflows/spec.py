@@ -191,9 +191,10 @@ def validate_model(model, data: dict):
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "input"
+            where = ".".join(str(p) for p in err["loc"])
             msg = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"--{where}: {msg}")
+            # A check across parameters (a model validator) names its flags itself.
+            problems.append(f"--{where}: {msg}" if where else msg)
         raise InvalidInput("; ".join(problems), "fix the parameters listed") from None
 
 
