@@ -3,8 +3,8 @@
     flock /tmp/mixtrain-train.lock .venv/bin/python benchmarks/bench_team.py [--rows 100000] [--images 300]
         [--artifact-mb 64] [--reps 3] [--steps 4] [--skip-finetune]
 
-It starts the same loopback services the tests use (scripts/pg_server.sh, SeaweedFS ``weed mini`` and a
-2-node ``ray.cluster_utils`` cluster from tests/harness) and measures:
+It starts loopback services the way the tests and the README's recipe do (scripts/pg_server.sh, SeaweedFS
+``weed mini`` from tests/harness, a 2-node cluster with ``ray start --block`` on free ports) and measures:
 
 1. datasets: ``mixtrain dataset create`` (a fresh CLI process, as a user runs it) of a text CSV and of an
    image CSV (images stored content-addressed), and a full scan to Arrow (timed inside a fresh process),
@@ -75,7 +75,6 @@ class Services:
     """PostgreSQL, SeaweedFS and a 2-node Ray cluster on loopback, started as the tests start them."""
 
     def __init__(self, root: Path, ray: bool):
-        from harness import ray_cluster
         from harness.s3 import WeedServer
 
         self.root = root
@@ -90,7 +89,7 @@ class Services:
         self.pg = proc.stdout.strip()
         self.weed = WeedServer(root / "weed")
         self.weed.start()
-        self.ray = ray_cluster.start(root / "ray") if ray else None
+        self.ray = RayStart(root / "ray") if ray else None
 
     def database(self) -> str:
         """A fresh database on the server."""
@@ -112,6 +111,73 @@ class Services:
         self.weed.stop()
         subprocess.run(["bash", str(REPO / "scripts/pg_server.sh"), "stop", str(self.pg_dir)], capture_output=True)
         shutil.rmtree(self.pg_dir, ignore_errors=True)
+
+
+class RayStart:
+    """A 2-node Ray cluster started the README's way (`ray start --block`, one process group per node), with
+    every port explicit and free — the agent ports too: Ray's default agent port (52365) is taken as soon as
+    another Ray runs on the machine, and a head without its agent refuses jobs ("No available agent")."""
+
+    def __init__(self, root: Path):
+        from harness.s3 import free_ports
+
+        root.mkdir(parents=True, exist_ok=True)
+        ray = str(Path(sys.executable).parent / "ray")
+        gcs, dash, *agent = free_ports(10)
+        lo = 20000 + (os.getpid() % 200) * 200  # a worker-port block of our own per node
+        common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=2"]
+        nodes = [
+            [ray, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+             f"--temp-dir={root}"],
+            [ray, "start", f"--address=127.0.0.1:{gcs}"],
+        ]  # fmt: skip
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.procs = []
+        for i, argv in enumerate(nodes):
+            a = agent[i * 4 : i * 4 + 4]
+            argv += [
+                *common,
+                f"--min-worker-port={lo + i * 100}",
+                f"--max-worker-port={lo + i * 100 + 99}",
+                f"--dashboard-agent-listen-port={a[0]}",
+                f"--dashboard-agent-grpc-port={a[1]}",
+                f"--metrics-export-port={a[2]}",
+                f"--runtime-env-agent-port={a[3]}",
+            ]
+            log = open(root / f"node{i}.log", "ab")
+            self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True))
+            if i == 0:
+                self._wait(f"http://127.0.0.1:{dash}/api/version", 1)
+        self.dashboard_url = f"http://127.0.0.1:{dash}"
+        self._wait(f"{self.dashboard_url}/nodes?view=summary", 2)
+
+    def _wait(self, url: str, nodes: int, timeout: float = 180) -> None:
+        import urllib.request
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    data = json.loads(resp.read())
+                alive = [
+                    n for n in data.get("data", {}).get("summary", []) if n.get("raylet", {}).get("state") == "ALIVE"
+                ]
+                if "ray_version" in data or len(alive) >= nodes:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(1)
+        raise SystemExit(f"the Ray cluster did not come up within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        import signal
+
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # a --block head outlives SIGTERM for a while
+            except ProcessLookupError:
+                pass
+            p.wait(10)
 
 
 def env_for(tmp: Path, store: str, svc: Services) -> dict[str, str]:
