@@ -6,7 +6,8 @@ verified once, then stored at ``<warehouse>/images/<sha256[:2]>/<sha256>.<format
 file and renamed: a reader never sees half an image; the same image twice is stored once). The table
 cell becomes a reference struct (``refs.ref_type()``) or a list of them: image bytes never go into the
 Parquet rows. Ingest streams record batches and decodes in a thread pool (PIL, hashlib and file writes
-release the GIL), so memory stays bounded by a few batches whatever the dataset's size. An image that does not decode is reported by row with its
+release the GIL), reading the next batch while the pool stores this one's images, so memory stays bounded
+by two batches whatever the dataset's size. An image that does not decode is reported by row with its
 reason (never its bytes) and stored as a reference without a hash that keeps its source, so training
 reports it as a bad row, as it always did.
 """
