@@ -195,4 +195,8 @@ def serve(path: str) -> None:
 
 
 if __name__ == "__main__":
+    # Run as a script, its folder (tests/harness: cli.py, models.py, ui.py…) heads sys.path; a `mixtrain`
+    # process has no such folder, so no module of the harness may shadow a top-level one in the children.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     serve(sys.argv[1])
