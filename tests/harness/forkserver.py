@@ -150,9 +150,13 @@ def serve(path: str) -> None:
     sel.register(listener, selectors.EVENT_READ, "accept")
     sel.register(rfd, selectors.EVENT_READ, "child")
     waiting: dict[int, socket.socket] = {}  # child pid -> the connection that asked for it
+    parent = os.getppid()
     print("ready", flush=True)
     while True:
-        for key, _ in sel.select():
+        events = sel.select(timeout=2.0)
+        if not events and os.getppid() != parent:  # the test session died without stopping us
+            return
+        for key, _ in events:
             if key.data == "accept":
                 conn, _ = listener.accept()
                 data = b""
