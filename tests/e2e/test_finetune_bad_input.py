@@ -95,6 +95,11 @@ CASES = [
         "runs model code downloaded from the model hub",
     ),
     (
+        "qlora on a quantized base",
+        ["--dataset_name", "good-shapes", "--adapter", "qlora", "--base_model", "QUANT"],
+        "is already quantized (awq): --adapter qlora needs its unquantized weights",
+    ),
+    (
         "unreachable hub model",
         ["--dataset_name", "good-shapes", "--base_model", "llava-hf/llava-1.5-7b-hf"],
         "cannot read base model 'llava-hf/llava-1.5-7b-hf'",
@@ -110,6 +115,10 @@ def test_bad_input_fails_before_training(e2e, bad, why, args, message, tmp_path)
     if "PHI3" in args:  # a local folder that claims to be Phi-3-Vision
         (tmp_path / "config.json").write_text('{"model_type": "phi3_v"}')
         args = [a if a != "PHI3" else str(tmp_path) for a in args]
+        base = None
+    if "QUANT" in args:  # a local LLaVA folder whose weights are already AWQ-quantized
+        (tmp_path / "config.json").write_text('{"model_type": "llava", "quantization_config": {"quant_method": "awq"}}')
+        args = [a if a != "QUANT" else str(tmp_path) for a in args]
         base = None
     argv = ["workflow", "run", "vlm-finetune", "--output_model_name", "never-registered", *args]
     if base and "--base_model" not in args:

@@ -145,7 +145,8 @@ def model_report(model) -> dict:
         parts[f"{kind}:{head}"] += n
     four_bit = {}
     for name, m in model.named_modules():
-        if type(m).__name__ == "Linear4bit":
+        # bitsandbytes' own layer (PEFT's LoRA wrapper around it is also called Linear4bit: not counted twice)
+        if type(m).__name__ == "Linear4bit" and type(m).__module__.startswith("bitsandbytes"):
             q = getattr(m.weight, "quant_state", None)
             four_bit[name.removeprefix("base_model.model.")] = {
                 "quant_type": getattr(q, "quant_type", None),
