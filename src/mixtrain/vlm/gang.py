@@ -142,7 +142,7 @@ def _node_main(cfg: dict) -> None:
     where = launch.Distributed(master, int(port[0]), rank, world, 0)
     cmd = launch.command(Path(cfg["config"]), where, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=cfg["num_processes"])
     env = {**cfg["env"], **_secrets(cfg["home"])}
-    launch._run(cmd, env, Path(cfg["cwd"]))  # raises TrainingFailed with the trainer's last line
+    launch._run(cmd, env, Path(cfg["cwd"]), on_start=_watchdog)  # raises TrainingFailed with the trainer's last line
     report = {
         "rank": rank,
         "world": world,
@@ -154,6 +154,31 @@ def _node_main(cfg: dict) -> None:
     everyone: list = [None] * world
     dist.all_gather_object(everyone, report)
     ray.train.report({"nodes": json.dumps(everyone)})
+
+
+def _watchdog(proc) -> None:
+    """The node's trainers die with this Ray worker, however it ends.
+
+    Ray kills a failed gang's workers (and a killed worker is just gone): without this their
+    ``accelerate launch`` and its training processes would live on as orphans — and, in step with the
+    other node's orphans, train to the end. The trainer leads a process group of its own; a small
+    watcher in its own session ends that group once this worker is gone (Ray's job supervisor watches
+    a job's driver the same way).
+    """
+    import subprocess
+
+    subprocess.Popen(
+        [
+            "/bin/sh",
+            "-c",
+            f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 -{proc.pid} 2>/dev/null; do sleep 1; done; "
+            f"kill -9 -{proc.pid} 2>/dev/null",
+        ],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _secrets(home: str) -> dict[str, str]:

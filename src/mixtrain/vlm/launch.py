@@ -149,15 +149,24 @@ def run_logged(train, log=print) -> None:
         log(SECTION_END)
 
 
-def _run(cmd: list[str], env: dict, cwd: Path) -> None:
+def _run(cmd: list[str], env: dict, cwd: Path, on_start=None) -> None:
+    """``on_start(proc)``: called once the trainer started in a process group of its own (the Ray gang's watchdog)."""
     tail: collections.deque[str] = collections.deque(maxlen=40)
     env = {
         **env,
         "PYTHONUNBUFFERED": "1",
     }  # else a traceback (stderr) overtakes buffered stdout and the "last line" is wrong
     proc = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=on_start is not None,
     )
+    if on_start is not None:
+        on_start(proc)
     assert proc.stdout is not None
     stdout: Any = proc.stdout  # a BufferedReader: read1 returns what is there without waiting for 64 KiB
     out = sys.stdout.buffer
