@@ -77,7 +77,7 @@ def cluster_env(temp_dir: Path) -> dict[str, str]:
     return env
 
 
-def start(temp_dir: Path, timeout: float = 120) -> RayCluster:
+def start(temp_dir: Path, timeout: float = 300) -> RayCluster:
     """Start the 2-node cluster in its own session; returns once both nodes are up."""
     temp_dir = Path(temp_dir)
     if len(str(temp_dir)) > SOCKET_PATH_MAX:  # Ray's sockets live under it: keep the path short
@@ -173,21 +173,30 @@ def _serve(temp_dir: str) -> None:
     cluster.shutdown()
 
 
-def _wait_for_jobs_api(url: str, timeout: float = 60) -> None:
-    """The dashboard's job module answers a moment after the nodes are up."""
+def _wait_for_jobs_api(url: str, timeout: float = 180) -> None:
+    """Ready means a job runs: the head's job agent registers well after the nodes are up on a loaded machine."""
     import urllib.request
 
     end = time.monotonic() + timeout
+    body = json.dumps({"entrypoint": "true", "submission_id": f"warm-up-{os.getpid()}"}).encode()
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/api/jobs/", timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
+            req = urllib.request.Request(
+                f"{url}/api/jobs/", data=body, method="POST", headers={"Content-Type": "application/json"}
+            )
+            urllib.request.urlopen(req, timeout=10).close()
+            break
+        except OSError:  # connection refused, or HTTP 500 "No available agent to submit job"
             pass
         if time.monotonic() > end:
-            raise RuntimeError(f"the Ray Jobs API at {url} did not answer within {timeout}s")
+            raise RuntimeError(f"the Ray Jobs API at {url} accepted no job within {timeout}s")
+        time.sleep(0.5)
+    while time.monotonic() < end:
+        with urllib.request.urlopen(f"{url}/api/jobs/warm-up-{os.getpid()}", timeout=10) as resp:
+            if json.load(resp).get("status") in ("SUCCEEDED", "FAILED", "STOPPED"):
+                return
         time.sleep(0.2)
+    raise RuntimeError(f"the Ray test cluster's warm-up job did not finish within {timeout}s")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from mixtrain.settings import KEYS, Settings
 BACKEND = "ray"
 ENTRY_MODULE = "mixtrain.workflows.rayjob"
 TIMEOUT = 30.0  # seconds per Jobs API request
-SUBMIT_PATIENCE = 30.0  # seconds a submission waits for a just-started head's job agent
+SUBMIT_PATIENCE = 60.0  # seconds a submission waits for a just-started head's job agent
 RAY_PREAMBLE = ("Runtime env is setting up", "Running entrypoint for job ")
 RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+INFO job_manager\.py")  # Ray's own timestamped lines
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
