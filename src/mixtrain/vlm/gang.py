@@ -22,7 +22,6 @@ config where the dashboard can show it): each worker reads the secrets from the 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -61,6 +60,11 @@ def train(
     per_worker = {"GPU": gpus} if gpus else {"CPU": 1}
     log(f"gang: {nodes} Ray nodes, one worker each ({f'{gpus} GPU(s)' if gpus else 'CPU, gloo'}), STRICT_SPREAD")
     safe_env = {k: v for k, v in env.items() if k not in set(secret_names)}
+    from ray.util.queue import Queue
+
+    done = Queue(
+        actor_options={"num_cpus": 0}
+    )  # each node reports how it ended (Ray Train keeps no metrics-only report)
     trainer = TorchTrainer(
         _node_main,
         train_loop_config={
@@ -69,6 +73,7 @@ def train(
             "env": safe_env,
             "num_processes": num_processes,
             "home": os.environ.get("MIXTRAIN_HOME", ""),
+            "done": done,
         },
         scaling_config=ScalingConfig(
             num_workers=nodes, use_gpu=bool(gpus), placement_strategy="STRICT_SPREAD", resources_per_worker=per_worker
@@ -81,10 +86,12 @@ def train(
         ),
     )
     try:
-        result = trainer.fit()
+        trainer.fit()
     except Exception as exc:  # Ray's TrainingFailedError (or a worker-group error): say which node and why
         raise TrainingFailed(f"the {nodes}-node training failed: {_failure(exc)}", _FIX) from None
-    return json.loads((result.metrics or {}).get("nodes", "[]"))
+    reports = [done.get(timeout=10) for _ in range(done.qsize())]
+    done.shutdown()
+    return sorted(reports, key=lambda r: r["rank"])
 
 
 def done_line(report: dict) -> str:
@@ -151,9 +158,7 @@ def _node_main(cfg: dict) -> None:
         "node_id": node_id,
         "ip": ray.util.get_node_ip_address(),
     }
-    everyone: list = [None] * world
-    dist.all_gather_object(everyone, report)
-    ray.train.report({"nodes": json.dumps(everyone)})
+    cfg["done"].put(report)
 
 
 def _watchdog(proc) -> None:
