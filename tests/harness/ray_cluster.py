@@ -61,7 +61,11 @@ class RayCluster:
 
 
 def cluster_env(temp_dir: Path) -> dict[str, str]:
-    """The cluster's environment: this one, minus any mixtrain setting or distributed variable, with the code under test first on the path."""
+    """The cluster's environment: this one, minus any mixtrain setting or distributed variable, with the code under test first on the path.
+
+    The nodes hold the session S3 server's keys, the way a real cluster's nodes get theirs (environment or
+    instance role): a run's Ray job never carries them (its ``runtime_env`` is shown to dashboard readers)."""
+    from harness.s3 import ADMIN
     from mixtrain.hardware import DIST_VARS
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXTRAIN_") and k not in DIST_VARS}
@@ -73,6 +77,8 @@ def cluster_env(temp_dir: Path) -> dict[str, str]:
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
+        AWS_ACCESS_KEY_ID=ADMIN[0],
+        AWS_SECRET_ACCESS_KEY=ADMIN[1],
     )
     return env
 
@@ -139,17 +145,6 @@ def _free_range(n: int, taken: set[int]) -> tuple[int, int]:
     raise RuntimeError(f"no free block of {n} ports")
 
 
-def _agent_ports() -> dict[str, int]:
-    """Each node's agent ports, free and explicit: with Ray's defaults (52365 …) the second node's agent, or
-    any other Ray on the machine, takes the head's port and the head refuses jobs ("No available agent")."""
-    return {
-        "dashboard_agent_listen_port": _free_port(),
-        "metrics_agent_port": _free_port(),
-        "metrics_export_port": _free_port(),
-        "runtime_env_agent_port": _free_port(),
-    }
-
-
 def _serve(temp_dir: str) -> None:
     from ray.cluster_utils import Cluster
 
@@ -168,13 +163,12 @@ def _serve(temp_dir: str) -> None:
             "dashboard_port": dashboard,
             "min_worker_port": lo,
             "max_worker_port": hi,
-            **_agent_ports(),
         },
     )
     nodes = [cluster.head_node]
     for _ in range(NODES - 1):
         lo, hi = _free_range(PORTS_PER_NODE, taken)
-        nodes.append(cluster.add_node(**common, **_agent_ports(), min_worker_port=lo, max_worker_port=hi))
+        nodes.append(cluster.add_node(**common, min_worker_port=lo, max_worker_port=hi))
     cluster.wait_for_nodes()
     url = f"http://127.0.0.1:{dashboard}"
     _wait_for_jobs_api(url)

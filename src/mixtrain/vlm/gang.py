@@ -41,9 +41,21 @@ def num_nodes() -> int:
 
 
 def train(
-    config_path: Path, env: dict, cwd: Path, nodes: int, num_processes: int, secret_names: list[str], log
+    config_path: Path,
+    env: dict,
+    cwd: Path,
+    nodes: int,
+    num_processes: int,
+    secret_names: list[str],
+    log,
+    remote: dict | None = None,
 ) -> list[dict]:
-    """Train on ``nodes`` Ray nodes; returns each node's report (rank order). Raises TrainingFailed with the failing node's reason."""
+    """Train on ``nodes`` Ray nodes; returns each node's report (rank order). Raises TrainingFailed with the failing node's reason.
+
+    ``remote`` (an ``s3://`` warehouse; URIs only, no secret): ``inputs`` — the uploaded config, rows and
+    images each worker fetches first (``vlm.remote``); ``resume`` — the checkpoint each worker downloads
+    (to the cache path the config names); ``checkpoints`` + ``layout`` — where rank 0 uploads each
+    complete checkpoint while it trains."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -74,6 +86,7 @@ def train(
             "num_processes": num_processes,
             "home": os.environ.get("MIXTRAIN_HOME", ""),
             "done": done,
+            "remote": remote or {},
         },
         scaling_config=ScalingConfig(
             num_workers=nodes, use_gpu=bool(gpus), placement_strategy="STRICT_SPREAD", resources_per_worker=per_worker
@@ -149,7 +162,18 @@ def _node_main(cfg: dict) -> None:
     where = launch.Distributed(master, int(port[0]), rank, world, 0)
     cmd = launch.command(Path(cfg["config"]), where, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=cfg["num_processes"])
     env = {**cfg["env"], **_secrets(cfg["home"])}
-    launch._run(cmd, env, Path(cfg["cwd"]), on_start=_watchdog)  # raises TrainingFailed with the trainer's last line
+    with _team_mode(cfg.get("remote") or {}, rank, world, Path(cfg["cwd"])):
+        # raises TrainingFailed with the trainer's last line
+        launch._run(cmd, env, Path(cfg["cwd"]), on_start=_watchdog)
+    remote = cfg.get("remote") or {}
+    if rank == 0 and remote.get("output"):  # the trainer wrote the adapter on this node: the run registers it
+        from mixtrain.settings import load_settings
+        from mixtrain.vlm.remote import upload_output
+
+        print(
+            f"node 0 of {world}: trained output uploaded to {upload_output(Path(remote['output_dir']), remote['output'], load_settings())}",
+            flush=True,
+        )
     report = {
         "rank": rank,
         "world": world,
@@ -159,6 +183,38 @@ def _node_main(cfg: dict) -> None:
         "ip": ray.util.get_node_ip_address(),
     }
     cfg["done"].put(report)
+
+
+def _team_mode(remote: dict, rank: int, world: int, cwd: Path):
+    """Before training: this node's inputs and resume checkpoint from the object store; during it (rank 0):
+    each complete checkpoint uploaded. A context manager; a no-op without ``remote`` (a local warehouse)."""
+    import contextlib
+
+    if not remote:
+        return contextlib.nullcontext()
+    from mixtrain import objectstore
+    from mixtrain.settings import load_settings
+    from mixtrain.vlm import remote as team
+    from mixtrain.workflows.runfolder import CheckpointLayout
+
+    settings = load_settings()
+    if remote.get("inputs"):
+        placed = team.fetch_inputs(remote["inputs"], settings)
+        print(f"node {rank} of {world}: inputs from {remote['inputs']} ({placed} file(s) placed here)", flush=True)
+    cwd.mkdir(parents=True, exist_ok=True)
+    if remote.get("resume"):
+        local = objectstore.get_dir(remote["resume"], settings)
+        print(f"node {rank} of {world}: checkpoint {remote['resume']} in {local}", flush=True)
+    if rank != 0 or not remote.get("checkpoints"):
+        return contextlib.nullcontext()
+    output_dir = Path(remote["output_dir"])
+    return team.CheckpointUploader(
+        output_dir, CheckpointLayout.from_json(remote["layout"]), remote["checkpoints"], _say, settings
+    )
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
 
 
 def _watchdog(proc) -> None:

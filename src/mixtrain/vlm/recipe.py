@@ -16,12 +16,14 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mixtrain import objectstore
 from mixtrain.errors import InvalidInput
 from mixtrain.settings import Settings
-from mixtrain.vlm import configure, families, family_rows, gang, launch, register
+from mixtrain.vlm import configure, families, family_rows, gang, launch, register, remote
 from mixtrain.vlm.files import HF_TRAINER_CHECKPOINT, HF_TRAINER_FULL_CHECKPOINT, FinetuneFolder
 from mixtrain.vlm.prepare import PreparedData, prepare
 from mixtrain.vlm.spec import FinetuneSpec
@@ -160,7 +162,12 @@ def configure_training(run: Setup, data: PreparedData) -> Training:
         base_config=run.base_config,
     )
     if run.origin:
-        cfg["resume_from_checkpoint"] = run.origin["checkpoint"]  # weights, optimizer, scheduler, RNG, data position
+        ckpt = run.origin["checkpoint"]
+        if objectstore.is_remote(ckpt):  # uploaded by the run it continues (team mode): fetched once, checked
+            local = objectstore.get_dir(ckpt, run.settings)
+            log(f"checkpoint {ckpt} downloaded to {local}")
+            ckpt = str(local)
+        cfg["resume_from_checkpoint"] = ckpt  # weights, optimizer, scheduler, RNG, data position
     config_path = configure.write_yaml(cfg, folder.axolotl_config)
     folder.declare("config", FinetuneFolder.AXOLOTL_CONFIG)
     # What the training process's preflight (vlm/preflight.py) needs beyond the YAML.
@@ -220,12 +227,14 @@ def launch_training(run: Setup, data: PreparedData, training: Training) -> int:
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     layout = HF_TRAINER_FULL_CHECKPOINT if run.spec.adapter == "full" else HF_TRAINER_CHECKPOINT
-    run.folder.declare_checkpoints(output_dir, layout, dataset_snapshot_id=data.snapshot_id)
+    # Machine rank 0's trainer saves the checkpoints (a hand-started node of another rank only declares them).
+    uploads = declare_checkpoints(run, output_dir, layout, data, upload=dist is None or dist.machine_rank == 0)
     cmd = launch.command(
         training.config_path, dist, cuda=training.cuda, n_gpu=training.n_gpu, num_processes=run.spec.num_processes
     )
     try:
-        launch.run(cmd, training.env, run.folder.path, log)
+        with remote.CheckpointUploader(output_dir, layout, uploads, log, run.settings) if uploads else nullcontext():
+            launch.run(cmd, training.env, run.folder.path, log)
     except BaseException:
         _keep_checkpoints(output_dir, run.folder, log, f"{run.ctx.workflow} {run.ctx.number}", layout)
         raise
@@ -245,7 +254,23 @@ def launch_gang(run: Setup, data: PreparedData, training: Training) -> int:
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     layout = HF_TRAINER_FULL_CHECKPOINT if run.spec.adapter == "full" else HF_TRAINER_CHECKPOINT
-    run.folder.declare_checkpoints(output_dir, layout, dataset_snapshot_id=data.snapshot_id)
+    uploads = declare_checkpoints(run, output_dir, layout, data)
+    team: dict = {}
+    if uploads:  # no shared disk assumed: the workers fetch their inputs, rank 0 uploads the checkpoints
+        prefix = team_prefix(run)
+        assert prefix is not None
+        inputs = [training.config_path, run.folder.preflight_request, *run.folder.path.glob("deepspeed_*.json")]
+        jsonls = [p for p in (data.jsonl, data.eval_jsonl) if p]
+        team = {
+            "inputs": remote.upload_inputs(inputs, jsonls, objectstore.join(prefix, "inputs"), run.settings),
+            "checkpoints": uploads,
+            "layout": asdict(layout),
+            "output_dir": str(output_dir),
+            "output": objectstore.join(prefix, "output"),
+        }
+        log(f"team mode: training inputs uploaded to {team['inputs']}; checkpoints go to {uploads}")
+        if run.origin and objectstore.is_remote(run.origin["checkpoint"]):
+            team["resume"] = run.origin["checkpoint"]
     secret_names = [n for n in os.environ.get(NAMES_VAR, "").split(",") if n]
     reports: list[dict] = []
     try:
@@ -259,6 +284,7 @@ def launch_gang(run: Setup, data: PreparedData, training: Training) -> int:
                     run.spec.num_processes,
                     secret_names,
                     log,
+                    team,
                 )
             ),
             log,
@@ -268,7 +294,30 @@ def launch_gang(run: Setup, data: PreparedData, training: Training) -> int:
         raise
     for report in reports:
         log(gang.done_line(report))
+    if team:  # rank 0's node wrote the adapter; this machine may not share its disk
+        placed = remote.fetch_output(team["output"], output_dir, run.settings)
+        log(f"trained output from {team['output']}: {placed} file(s) fetched (the rest were here)")
     return 0
+
+
+def team_prefix(run: Setup) -> str | None:
+    """``<warehouse>/runs/<run id>`` with an ``s3://`` warehouse (team mode); None on the single-machine default."""
+    from mixtrain.workflows.resume import run_prefix
+
+    if not run.settings.remote_warehouse or run.ctx.id is None:
+        return None
+    return run_prefix(run.settings.warehouse, run.ctx.id)
+
+
+def declare_checkpoints(run: Setup, output_dir: Path, layout, data: PreparedData, upload: bool = True) -> str | None:
+    """Declare where the checkpoints go; in team mode also where they are uploaded (returned), with the
+    declaration itself uploaded beside them so `workflow resume` on any machine finds them."""
+    prefix = team_prefix(run) if upload else None
+    uploads = objectstore.join(prefix, "checkpoints") if prefix else None
+    run.folder.declare_checkpoints(output_dir, layout, uploaded_to=uploads, dataset_snapshot_id=data.snapshot_id)
+    if prefix:
+        objectstore.put_file(run.folder.checkpoints, objectstore.join(prefix, run.folder.CHECKPOINTS), run.settings)
+    return uploads
 
 
 # -- 4. register ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from mixtrain.errors import Conflict, InvalidInput
 from mixtrain.records import RunStatus
-from mixtrain.workflows.runfolder import UNDECLARED_CHECKPOINTS, CheckpointLayout, RunFolder
+from mixtrain.workflows.runfolder import UNDECLARED_CHECKPOINTS, UPLOADED_TO, CheckpointLayout, RunFolder
 
 
 def in_this_home(path: str, run_dir: str) -> str:
@@ -33,8 +33,37 @@ def in_this_home(path: str, run_dir: str) -> str:
     return str(here) if here.exists() else path
 
 
-def plan(run: Mapping) -> dict:
-    """Where ``run`` can be resumed from, or a one-line error saying why it cannot."""
+def run_prefix(warehouse: str, run_id: int) -> str:
+    """Where a run keeps what other machines need (team mode): ``<warehouse>/runs/<run id>``."""
+    from mixtrain import objectstore
+
+    return objectstore.join(warehouse, "runs", str(run_id))
+
+
+def declaration(run: Mapping, warehouse: str | None = None) -> dict | None:
+    """The run's checkpoint declaration: its run folder's, else (an ``s3://`` warehouse) the uploaded copy —
+    `workflow resume` on a machine that never had the run's folder."""
+    info = RunFolder(run["run_dir"]).checkpoint_declaration()
+    if info is not None or not warehouse or not warehouse.startswith("s3://") or run.get("id") is None:
+        return info
+    import json
+
+    from mixtrain import objectstore
+
+    try:
+        data = json.loads(
+            objectstore.read_bytes(objectstore.join(run_prefix(warehouse, run["id"]), RunFolder.CHECKPOINTS))
+        )
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def plan(run: Mapping, warehouse: str | None = None) -> dict:
+    """Where ``run`` can be resumed from, or a one-line error saying why it cannot.
+
+    ``warehouse``: an ``s3://`` team warehouse, where a run's checkpoints (and their declaration) are
+    also uploaded; the newest complete checkpoint, local or uploaded, is the one resumed."""
     label = f"run #{run['number']} of {run['workflow']!r}"
     if RunStatus(run["status"]).is_active:
         raise Conflict(
@@ -45,7 +74,7 @@ def plan(run: Mapping) -> dict:
         raise InvalidInput(
             f"{label} completed; there is nothing to resume", "start a new run with `mixtrain workflow run`"
         )
-    info = RunFolder(run["run_dir"]).checkpoint_declaration()
+    info = declaration(run, warehouse)
     if info is None:
         raise InvalidInput(
             f"{label} never started training, so it has no checkpoint", "start a new run with `mixtrain workflow run`"
@@ -58,14 +87,22 @@ def plan(run: Mapping) -> dict:
     if isinstance(output_dir, str) and output_dir:
         output_dir = in_this_home(output_dir, run["run_dir"])
     ckpt = layout.latest_complete(output_dir) if layout and isinstance(output_dir, str) and output_dir else None
-    if layout is None or ckpt is None:
+    found: tuple[str, int] | None = (str(ckpt), layout.step(ckpt)) if layout and ckpt else None
+    uploaded = info.get(UPLOADED_TO)
+    if layout is not None and isinstance(uploaded, str) and uploaded:
+        # Team mode: every complete checkpoint was also uploaded. This machine may not have the run's
+        # folder (another node trained it) or may have fewer checkpoints: the newest one wins, local on a tie.
+        remote = layout.latest_uploaded(uploaded)
+        if remote and (found is None or remote[1] > found[1]):
+            found = remote
+    if layout is None or found is None:
         raise InvalidInput(
             f"{label} left no complete checkpoint (it failed before its first save)",
             "start a new run; pass --save_steps N to checkpoint every N steps",
         )
     return {
-        **{k: v for k, v in info.items() if k not in ("output_dir", "layout")},
+        **{k: v for k, v in info.items() if k not in ("output_dir", "layout", UPLOADED_TO)},
         "run": run["number"],
-        "step": layout.step(ckpt),
-        "checkpoint": str(ckpt),
+        "step": found[1],
+        "checkpoint": found[0],
     }

@@ -20,6 +20,9 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+#: The declaration's key for where checkpoints are uploaded (object storage), if they are.
+UPLOADED_TO = "uploaded_to"
+
 #: What a generic face (the dashboard's run page) may show of a run, if the workflow declares it.
 ROLES = ("report", "config")
 
@@ -61,6 +64,23 @@ class CheckpointLayout:
 
     def latest_complete(self, output_dir: Path | str) -> Path | None:
         return next((c for c in reversed(self.checkpoints(output_dir)) if self.is_complete(c)), None)
+
+    def latest_uploaded(self, uri: str) -> tuple[str, int] | None:
+        """The newest checkpoint uploaded under ``uri`` (object storage) and its step, or None.
+
+        Only complete checkpoints are uploaded, and ``objectstore.put_dir`` writes a folder's manifest
+        last: a ``<prefix><N>/`` with its manifest is a whole checkpoint, one without is an unfinished upload.
+        """
+        from mixtrain import objectstore
+
+        pattern = re.compile(re.escape(self.prefix) + r"(\d+)/" + re.escape(objectstore.MANIFEST))
+        base = uri.rstrip("/") + "/"
+        found = []
+        for e in objectstore.listing(base):
+            m = pattern.fullmatch(e.uri[len(base) :])
+            if m:
+                found.append((objectstore.join(uri, f"{self.prefix}{m.group(1)}"), int(m.group(1))))
+        return max(found, key=lambda f: f[1]) if found else None
 
     @classmethod
     def from_json(cls, data: dict) -> CheckpointLayout:
@@ -142,9 +162,17 @@ class RunFolder:
             return None
         return self.path / name
 
-    def declare_checkpoints(self, output_dir: Path | str, layout: CheckpointLayout, **extra: object) -> None:
-        """Where this run's checkpoints go and what one is, so `workflow resume` can find them if the run dies."""
-        write_atomic(self.checkpoints, json.dumps({"output_dir": str(output_dir), "layout": asdict(layout), **extra}))
+    def declare_checkpoints(
+        self, output_dir: Path | str, layout: CheckpointLayout, uploaded_to: str | None = None, **extra: object
+    ) -> None:
+        """Where this run's checkpoints go and what one is, so `workflow resume` can find them if the run dies.
+
+        ``uploaded_to``: the object-storage prefix each complete checkpoint is also uploaded under (team
+        mode), so a resume on another machine — or after the local folder is gone — finds them there."""
+        declared = {"output_dir": str(output_dir), "layout": asdict(layout), **extra}
+        if uploaded_to:
+            declared[UPLOADED_TO] = uploaded_to
+        write_atomic(self.checkpoints, json.dumps(declared))
 
     def checkpoint_declaration(self) -> dict | None:
         try:
