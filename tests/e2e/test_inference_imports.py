@@ -12,14 +12,13 @@ benchmarks/bench_inference.py (no timed assertions in tests).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness import FAMILIES, REPO
+from harness import FAMILIES, REPO, parallel, prefetch
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +45,7 @@ print(json.dumps({"text": out["generated_text"], "peft": type(m.model).__name__,
 
 
 def _probe(tmp_path, base, adapter, lean: str) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), MIXTRAIN_LEAN_IMPORTS=lean)
+    env = dict(prefetch.environ(), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), MIXTRAIN_LEAN_IMPORTS=lean)
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path), str(base), str(adapter)],
         env=env,
@@ -58,21 +57,50 @@ def _probe(tmp_path, base, adapter, lean: str) -> dict:
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
 
+def _probes(root: Path, base, adapter) -> dict:
+    """One family's three loads in a fresh folder: full imports, lean (writes the distributions cache), lean again."""
+    root.mkdir(parents=True)
+    full = _probe(root, base, adapter, "0")
+    lean = _probe(root, base, adapter, "1")
+    cache = root / "home" / "cache" / "packages-distributions.json"
+    written = cache.stat().st_mtime_ns if cache.is_file() else None
+    again = _probe(root, base, adapter, "1")
+    rewritten = cache.stat().st_mtime_ns if cache.is_file() else None
+    return {"full": full, "lean": lean, "again": again, "cache": written, "cache_after_again": rewritten}
+
+
+@prefetch.job("lean_probes", needs=("families", "tiny_models"))
+def _lean_probes(tmp) -> dict:
+    """Every family's probes (each a fresh process loading the session's trained adapter), two families at a time,
+    started early in the background (harness/prefetch.py). A family whose probe failed keeps its error."""
+    families = prefetch.result("families", tmp)
+    tiny_models = prefetch.result("tiny_models", tmp)
+    root = tmp.mktemp("lean")
+
+    def one(family: str):
+        try:
+            adapter = families.env.json("model", "get", families[family].model)["adapter_path"]
+            return {"adapter": adapter, **_probes(root / family, tiny_models[family], adapter)}
+        except BaseException as exc:  # raised by that family's test
+            return {"error": exc}
+
+    return dict(zip(FAMILIES, parallel.run_all([lambda f=f: one(f) for f in FAMILIES]), strict=True))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lean_load_skips_optional_integrations_and_answers_the_same(families, tiny_models, tmp_path, family):
-    base = tiny_models[family]
+def test_lean_load_skips_optional_integrations_and_answers_the_same(families, tiny_models, tmp_path_factory, family):
+    probes = prefetch.result("lean_probes", tmp_path_factory)[family]
+    if "error" in probes:
+        raise probes["error"]
     # The session's trained LoRA adapter of this family (real Axolotl, what `model run` loads): its weights
     # are non-zero after training, so the adapter is on the answer path.
     adapter = families.env.json("model", "get", families[family].model)["adapter_path"]
+    assert adapter == probes["adapter"]
     assert (Path(adapter) / "adapter_model.safetensors").is_file()
 
-    full = _probe(tmp_path, base, adapter, "0")
-    lean = _probe(tmp_path, base, adapter, "1")
-    cache = tmp_path / "home" / "cache" / "packages-distributions.json"
-    assert cache.is_file()  # written by the first lean load ...
-    written = cache.stat().st_mtime_ns
-    again = _probe(tmp_path, base, adapter, "1")
-    assert cache.stat().st_mtime_ns == written  # ... and read, not rewritten, by the next one
+    full, lean, again = probes["full"], probes["lean"], probes["again"]
+    assert probes["cache"] is not None  # written by the first lean load ...
+    assert probes["cache_after_again"] == probes["cache"]  # ... and read, not rewritten, by the next one
 
     assert lean["peft"] == full["peft"] and lean["peft"].startswith("Peft")  # the adapter is applied on both paths
     assert full["loaded"], "control: the full import path loads none of them here, so this test proves nothing"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Mix, colour_dataset
+from harness import Mix, colour_dataset, prefetch
 
 GEN = {"max_new_tokens": 4}
 TRAIN = ["--max_steps", "2", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--num_epochs", "1"]
@@ -27,10 +27,12 @@ TRAIN += ["--learning_rate", "0.001", "--max_seq_length", "512"]
 PROMPT = "What colour is the shape?"
 
 
-@pytest.fixture(scope="module")
-def modes(tmp_path_factory, tiny_models) -> dict:
-    env = Mix(tmp_path_factory.mktemp("modes"))
+@prefetch.job("modes", needs=("tiny_models",))
+def _modes(tmp) -> dict:
+    """Both trainings in one home, started early in the background (harness/prefetch.py)."""
+    env = prefetch.mix(tmp.mktemp("modes"))
     env.register_finetune()
+    tiny_models = prefetch.result("tiny_models", tmp)
     colour_dataset(env, "modes-shapes", n=8)
     out: dict = {"env": env, "image": sorted((env.root / "task-modes-shapes" / "images").glob("test_*.png"))[0]}
     for name, args in (
@@ -62,6 +64,11 @@ def modes(tmp_path_factory, tiny_models) -> dict:
     return out
 
 
+@pytest.fixture(scope="module")
+def modes(tmp_path_factory, tiny_models) -> dict:
+    return prefetch.result("modes", tmp_path_factory)
+
+
 def _ok(modes, name) -> dict:
     rec = modes[name]
     assert rec["rc"] == 0, rec["out"]
@@ -90,11 +97,12 @@ PARTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def counted(tiny_models, newer_models, tmp_path_factory) -> list[dict]:
-    """Every family in PARTS × every mode, made trainable by Axolotl's own loaders (tests/e2e/modes_count.py)."""
-    out = tmp_path_factory.mktemp("counts") / "counts.json"
-    bases = {**tiny_models, **newer_models}
+@prefetch.job("modes_counted", needs=("tiny_models", "newer_models"))
+def _counted(tmp) -> dict:
+    """Every family in PARTS × every mode, made trainable by Axolotl's own loaders (tests/e2e/modes_count.py);
+    started early in the background (harness/prefetch.py)."""
+    out = tmp.mktemp("counts") / "counts.json"
+    bases = {**prefetch.result("tiny_models", tmp), **prefetch.result("newer_models", tmp)}
     t = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("modes_count.py")), str(out), json.dumps(PARTS)]
@@ -102,10 +110,17 @@ def counted(tiny_models, newer_models, tmp_path_factory) -> list[dict]:
         capture_output=True,
         text=True,
         timeout=600,
+        env=prefetch.environ(),
     )
     print(f"[modes] counts of {len(PARTS)} families × 7 modes: {time.monotonic() - t:.1f}s")
-    assert proc.returncode == 0 and out.is_file(), proc.stderr[-4000:]
-    return json.loads(out.read_text())
+    return {"rc": proc.returncode, "stderr": proc.stderr[-4000:], "out": out}
+
+
+@pytest.fixture(scope="module")
+def counted(tiny_models, newer_models, tmp_path_factory) -> list[dict]:
+    res = prefetch.result("modes_counted", tmp_path_factory)
+    assert res["rc"] == 0 and res["out"].is_file(), res["stderr"]
+    return json.loads(res["out"].read_text())
 
 
 @pytest.mark.e2e

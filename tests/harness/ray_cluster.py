@@ -145,6 +145,17 @@ def _free_range(n: int, taken: set[int]) -> tuple[int, int]:
     raise RuntimeError(f"no free block of {n} ports")
 
 
+def _agent_ports() -> dict[str, int]:
+    """Each node's agent ports, free and explicit: with Ray's defaults (52365 …) the second node's agent, or
+    any other Ray on the machine, takes the head's port and the head refuses jobs ("No available agent")."""
+    return {
+        "dashboard_agent_listen_port": _free_port(),
+        "metrics_agent_port": _free_port(),
+        "metrics_export_port": _free_port(),
+        "runtime_env_agent_port": _free_port(),
+    }
+
+
 def _serve(temp_dir: str) -> None:
     from ray.cluster_utils import Cluster
 
@@ -163,12 +174,13 @@ def _serve(temp_dir: str) -> None:
             "dashboard_port": dashboard,
             "min_worker_port": lo,
             "max_worker_port": hi,
+            **_agent_ports(),
         },
     )
     nodes = [cluster.head_node]
     for _ in range(NODES - 1):
         lo, hi = _free_range(PORTS_PER_NODE, taken)
-        nodes.append(cluster.add_node(**common, min_worker_port=lo, max_worker_port=hi))
+        nodes.append(cluster.add_node(**common, **_agent_ports(), min_worker_port=lo, max_worker_port=hi))
     cluster.wait_for_nodes()
     url = f"http://127.0.0.1:{dashboard}"
     _wait_for_jobs_api(url)
