@@ -120,6 +120,10 @@ def start(items, factory) -> list[str]:
     """Start the background thread on the jobs the collected ``items`` need; returns their names, in order."""
     _STATE["factory"] = factory
     _STATE["environ"] = dict(os.environ)
+    # The session's base temp folder is made lazily by its first user: made here, before the thread starts, so the
+    # thread's first mktemp and the first test's tmp_path cannot both make one (the loser's mktemp then fails with
+    # "… is not a normalized and relative path").
+    factory.getbasetemp()
     if os.environ.get("MIXTRAIN_TEST_PREFETCH", "1") == "0" or _STATE["thread"] is not None:
         return []
     # In the order the tests will first need them (dependencies first).
