@@ -8,6 +8,7 @@ with the table as a property. The metadata DB keeps where each dataset came from
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -241,6 +242,11 @@ class DatasetStore:
 
         held = {e.uri for e in objectstore.listing(self._location_from_catalog(name).rstrip("/") + "/")}
         return sorted(remote - held)
+
+    def table_loaders(self) -> list[Callable[[], Any]]:
+        """One loader per dataset table (what the image sweeps read their references from)."""
+        catalog = self.catalog
+        return [functools.partial(catalog.load_table, ident) for ident in catalog.list_tables(NAMESPACE)]
 
     def remote_orphans(self, older_than: float = ORPHAN_AGE) -> list:
         """Objects in an ``s3://`` warehouse that no table, snapshot or dataset references, older than

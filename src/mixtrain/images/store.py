@@ -606,13 +606,12 @@ def table_image_hashes(table) -> set[str]:
 
 def referenced_image_hashes(datasets) -> set[str] | None:
     """The hashes every dataset of a ``DatasetStore`` references; None when a table cannot be read
-    (then no image may be called unreferenced)."""
-    from mixtrain.datasets.store import NAMESPACE
-
+    (then no image may be called unreferenced). The store hands over its tables' loaders, so this layer
+    needs to know nothing of how the catalog names them."""
     out: set[str] = set()
-    for ident in datasets.catalog.list_tables(NAMESPACE):
+    for load in datasets.table_loaders():
         try:
-            out |= table_image_hashes(datasets.catalog.load_table(ident))
+            out |= table_image_hashes(load())
         except Exception:
             return None
     return out
