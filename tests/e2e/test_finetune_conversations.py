@@ -126,34 +126,43 @@ def _llava_conversations(e2e, tiny_models):
     }
 
 
+# Runs in a child process: this file is built by a background job (harness/prefetch.py), and `datasets`
+# peeks at sys.modules["transformers"] while pickling — a foreground test importing transformers in the
+# same process at that moment hands it a half-initialised module.
+_PAIRS_WRITER = """
+import json, sys
+from pathlib import Path
+import datasets
+
+spec = json.loads(sys.argv[1])
+def image(p):
+    return {"bytes": Path(p).read_bytes(), "path": Path(p).name}
+features = datasets.Features({
+    "images": datasets.Sequence(datasets.Image()),
+    "prompt": datasets.Value("string"),
+    "response": datasets.Value("string"),
+})
+rows = spec["rows"]
+ds = datasets.Dataset.from_dict({
+    "images": [[image(a), image(b)] for a, b, _ in rows],
+    "prompt": ["First: <image> Second: <image> What are the two colours?"] * len(rows),
+    "response": [r for _, _, r in rows],
+}, features=features)
+ds.to_parquet(spec["path"])
+"""
+
+
 def _two_images(e2e, tiny_models):
     """(b) Two images per row in a Hugging Face Parquet: written by `datasets` with a ``Sequence(Image())``
     column holding the image bytes (the Hub's shape), the prompt placing them; Qwen2-VL."""
-    import datasets
-
     rows = _task(e2e, "pairs", 8)
     pairs = [(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)] * 2
-
-    def image(r: dict) -> dict:
-        return {"bytes": Path(r["image_path"]).read_bytes(), "path": Path(r["image_path"]).name}
-
-    features = datasets.Features(
-        {
-            "images": datasets.Sequence(datasets.Image()),
-            "prompt": datasets.Value("string"),
-            "response": datasets.Value("string"),
-        }
-    )
-    ds = datasets.Dataset.from_dict(
-        {
-            "images": [[image(a), image(b)] for a, b in pairs],
-            "prompt": ["First: <image> Second: <image> What are the two colours?"] * len(pairs),
-            "response": [f"{a['response']} and {b['response']}" for a, b in pairs],
-        },
-        features=features,
-    )
     path = e2e.root / "pairs.parquet"
-    ds.to_parquet(str(path))
+    spec = {
+        "path": str(path),
+        "rows": [[a["image_path"], b["image_path"], f"{a['response']} and {b['response']}"] for a, b in pairs],
+    }
+    subprocess.run([sys.executable, "-c", _PAIRS_WRITER, json.dumps(spec)], check=True, env=prefetch.environ())
     e2e.mix("dataset", "create", "pairs", "--file", path, check=0)
     dry = _run(e2e, tiny_models, "qwen2_vl", "pairs", "--image_column", "images", "--dry_run", "true")
     dry_dir = Path(e2e.last_run()["run_dir"])
