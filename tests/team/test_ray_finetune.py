@@ -22,7 +22,7 @@ from PIL import Image
 
 from harness import Mix, cli_env, colour_dataset, finetune_args, wait_for
 
-STEPS = 10
+STEPS = 40  # long enough that the kill, made once a checkpoint is in S3, lands mid-training (10 finished first on a quiet machine)
 MANIFEST = ".mixtrain-manifest.json"
 
 
@@ -38,7 +38,7 @@ def test_two_node_finetune_on_s3_killed_node_fails_the_run_and_resume_continues_
     colour_dataset(team, "gang-colours", n=8)
     args = [
         "--dataset_name", "gang-colours", "--output_model_name", "gang-llava", "--base_model", tiny_models["llava"],
-        *finetune_args(steps=STEPS, batch_size=1, max_seq_length=256), "--save_steps", "2",
+        *finetune_args(steps=STEPS, batch_size=1, max_seq_length=256), "--save_steps", "4",
     ]  # fmt: skip
     team("workflow", "run", "vlm-finetune", *args, "--num_nodes", "2", "-d", check=0)
     run = team.last_run()
