@@ -27,8 +27,9 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
+# Two pytest sessions side by side, one per core (scripts/run_tests.py); MIXTRAIN_TEST_LANES=1 runs one.
 test: lint
-	$(PY) -m pytest tests -q -rs --durations=15
+	$(PY) scripts/run_tests.py $(ARGS)
 
 test-fast: setup
 	$(PY) -m pytest tests/unit tests/cli -q -rs

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, OFFLINE_ENV, REPO, Mix, build_tiny_models, prefetch, write
+from harness import BIN, OFFLINE_ENV, REPO, Mix, prefetch, write
 from harness.cli import STORE_VARS
+from harness.models import shared_tiny_models
 
 CLI = Mix  # the old name of the runner (tests that build one for a module-scoped home)
 __all__ = ["BIN", "CLI", "REPO", "write"]
@@ -45,14 +46,14 @@ def _prefetch(request, tmp_path_factory):
 
 @prefetch.job("tiny_models")
 def _tiny_models(tmp) -> dict[str, Path]:
-    return build_tiny_models(tmp.mktemp("tiny"), env=prefetch.environ())
+    return shared_tiny_models("tiny", tmp.mktemp("tiny"), env=prefetch.environ())
 
 
 @prefetch.job("newer_models")
 def _newer_models(tmp) -> dict[str, Path]:
     from mixtrain.testing.tiny_vlm import NEWER
 
-    return build_tiny_models(tmp.mktemp("newer"), NEWER, env=prefetch.environ())
+    return shared_tiny_models("newer", tmp.mktemp("newer"), NEWER, env=prefetch.environ())
 
 
 @pytest.fixture(scope="session")

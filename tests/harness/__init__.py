@@ -7,6 +7,9 @@ Slow session/module fixtures (tiny-model builds, shared trainings, dry runs) reg
 ``prefetch.job``s: it starts in a background thread once collection is done, while the CLI tests run on the
 other core (harness/prefetch.py); independent child processes of one fixture run two at a time
 (``parallel.run_all``). A new training that other tests could share belongs in such a job.
+
+`make test` runs two such sessions side by side (scripts/run_tests.py): tests/e2e in one, the rest in the
+other; they share only the tiny models (``models.shared_tiny_models``).
 """
 
 from __future__ import annotations

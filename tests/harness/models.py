@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +51,23 @@ def build_tiny_models(root: Path, families=FAMILIES, env: dict | None = None) ->
     )
     assert proc.returncode == 0, f"building tiny models failed:\n{proc.stderr[-3000:]}"
     return {f: root / f for f in families}
+
+
+def shared_tiny_models(name: str, fresh: Path, families=FAMILIES, env: dict | None = None) -> dict[str, Path]:
+    """The tiny ``families`` for this session: built in ``fresh``, or — when ``make test`` runs the suite as
+    two sessions (scripts/run_tests.py sets ``MIXTRAIN_TEST_SHARED``) — built once for both under a lock in
+    that folder, the second session reading what the first built. No test writes into a base model."""
+    shared = os.environ.get("MIXTRAIN_TEST_SHARED")
+    if not shared:
+        return build_tiny_models(fresh, families, env)
+    root = Path(shared) / name
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the session dies)
+        done = root / "built.json"
+        if done.is_file() and json.loads(done.read_text()) == list(families):
+            return {f: root / f for f in families}
+        shutil.rmtree(root, ignore_errors=True)  # a build that died half way
+        models = build_tiny_models(root, families, env)
+        done.write_text(json.dumps(list(families)))  # last: marks the build whole
+        return models
