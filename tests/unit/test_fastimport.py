@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 
 import pytest
@@ -203,3 +204,36 @@ def test_distribution_map_untouched_when_not_ours_or_transformers_already_has_it
     with _fastimport.cached_distributions(tmp_path):
         assert md.packages_distributions is standard
     assert not (tmp_path / _fastimport.DISTRIBUTIONS_CACHE).exists()
+
+
+TRAINING_PROBE = r"""
+import gc, importlib.util, json, sys
+from mixtrain.models import _fastimport
+_fastimport.enable()  # as mixtrain.vlm.axolotl_main does
+_fastimport.import_training_stack()
+import axolotl.utils.config  # what the training process imports first (load): already imported when lean
+names = ("sklearn", "scipy")
+print(json.dumps({"loaded": [n for n in names if n in sys.modules], "gc": gc.isenabled(),
+                  "findable": [n for n in names if importlib.util.find_spec(n) is not None]}))
+"""
+
+
+def test_training_process_imports_axolotl_without_sklearn_and_scipy():
+    """The trick of `import_training_stack` (every training and dry run): Axolotl's entry points import with
+    scikit-learn and scipy hidden, both stay installed for later imports, and the collector runs again. The
+    control (``MIXTRAIN_LEAN_IMPORTS=0``) shows Axolotl's stack does import them otherwise: when an upgrade
+    stops importing them, the control fails and this trick can go."""
+    from harness import parallel, prefetch
+
+    def probe(flag: str) -> dict:
+        env = dict(prefetch.environ(), MIXTRAIN_LEAN_IMPORTS=flag, OMP_NUM_THREADS="1")
+        proc = subprocess.run(
+            [sys.executable, "-c", TRAINING_PROBE], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    lean, full = parallel.run_all([lambda: probe("1"), lambda: probe("0")])
+    assert full["loaded"] == ["sklearn", "scipy"], "control: Axolotl's stack no longer imports them"
+    assert lean["loaded"] == [] and lean["gc"]
+    assert lean["findable"] == full["findable"] == ["sklearn", "scipy"]  # hidden only during the import

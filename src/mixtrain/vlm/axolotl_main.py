@@ -115,6 +115,10 @@ def seed_everything(seed) -> None:
 
 def main(argv: list[str]) -> int:
     mode, paths = argv[0], argv[1:]
+    from mixtrain.models import _fastimport
+
+    _fastimport.enable()  # this process is ours: Axolotl's stack without the integrations training never uses
+    _fastimport.import_training_stack()
     if mode == "validate":
         import json
 
