@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +238,25 @@ def test_training_process_imports_axolotl_without_sklearn_and_scipy():
     assert full["loaded"] == ["sklearn", "scipy"], "control: Axolotl's stack no longer imports them"
     assert lean["loaded"] == [] and lean["gc"]
     assert lean["findable"] == full["findable"] == ["sklearn", "scipy"]  # hidden only during the import
+
+
+def test_one_lean_import_serves_several_models_only_when_they_need_the_same(tmp_path):
+    """An eval loads several models in one process: the first import's hidden packages stay unavailable to
+    transformers, so lean only when every model needs the same ones."""
+
+    def folder(name: str, tokenizer_class: str, **config) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        _model_dir(d, **config)
+        (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": tokenizer_class}))
+        return d
+
+    plain = [folder("a", "LlamaTokenizerFast"), folder("b", "Qwen2TokenizerFast")]
+    quant = folder("q", "LlamaTokenizerFast", quantization_config={"quant_method": "bitsandbytes"})
+    mistral = folder("m", "LlamaTokenizerFast")
+    (mistral / "tekken.json").write_text("{}")
+    assert _fastimport.one_stack(plain)
+    assert _fastimport.one_stack([quant, quant])
+    assert not _fastimport.one_stack([*plain, quant])
+    assert not _fastimport.one_stack([plain[0], mistral])
+    assert not _fastimport.one_stack([plain[0], "org/hub-model"])  # unknown needs: not lean

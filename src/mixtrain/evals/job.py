@@ -71,6 +71,7 @@ def _evaluate(settings: Settings, rec: Mapping, store: EvalStore) -> dict:
     for f in failures:
         print(f"  row {f['row_id']}: {f['reason']} — counted as failed", flush=True)
     ok = [i for i, img in enumerate(images) if img is not None]  # images[i]: the row's decoded images
+    _lean_if_one_stack(settings, rec["models"])
     outputs: dict[str, list] = {}
     scores: dict[str, dict] = {}
     finished = store.finished_models(rec["name"])  # by an earlier run of this eval (`eval resume`)
@@ -189,6 +190,17 @@ def load_images(rows: list[dict], settings: Settings) -> tuple[list, list[dict]]
                 {"row_id": r["row_id"], "image": current or r["image"], "reason": str(exc).splitlines()[0][:300]}
             )
     return images, failures
+
+
+def _lean_if_one_stack(settings: Settings, models: list[Mapping]) -> None:
+    """This process is the eval's own worker (evals/eval_flow.py): its models load without the integrations
+    inference never uses (models/_fastimport.py), when one lean import suits them all."""
+    from mixtrain.models import _fastimport
+    from mixtrain.models.registry import ModelRegistry
+
+    registry = ModelRegistry(settings)
+    if _fastimport.one_stack([registry.get(m["name"], m["version"])["base_model"] for m in models]):
+        _fastimport.enable()
 
 
 def generate_all(

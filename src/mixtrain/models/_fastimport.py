@@ -130,6 +130,14 @@ def hidden_modules(model_dir: str | Path, tokenizer_dir: str | Path | None = Non
     return [n for n in names if n not in sys.modules]  # already imported: hiding it would change nothing
 
 
+def one_stack(model_dirs: list[str | Path]) -> bool:
+    """Whether one lean import suits every model in ``model_dirs`` (local folders that agree on quantized and
+    on Mistral-format): a process that loads several models imports the stack once, and transformers keeps
+    the availability answers of that first import, so a later model must not need what the first hid."""
+    needs = {(is_quantized(d), needs_mistral_common(d)) for d in model_dirs if Path(d).is_dir()}
+    return len(needs) == 1 and all(Path(d).is_dir() for d in model_dirs)
+
+
 @contextlib.contextmanager
 def hiding(names: list[str]):
     """Make ``names`` look uninstalled to ``find_spec``/``import`` inside the block, and only there."""
