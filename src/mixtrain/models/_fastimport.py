@@ -56,6 +56,7 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from mixtrain.hardware import nvidia_driver_present
@@ -130,7 +131,7 @@ def hidden_modules(model_dir: str | Path, tokenizer_dir: str | Path | None = Non
     return [n for n in names if n not in sys.modules]  # already imported: hiding it would change nothing
 
 
-def one_stack(model_dirs: list[str | Path]) -> bool:
+def one_stack(model_dirs: Sequence[str | Path]) -> bool:
     """Whether one lean import suits every model in ``model_dirs`` (local folders that agree on quantized and
     on Mistral-format): a process that loads several models imports the stack once, and transformers keeps
     the availability answers of that first import, so a later model must not need what the first hid."""

@@ -102,12 +102,24 @@ def _base_key(base_model: str) -> str:
     return str(p.resolve()) if p.exists() else base_model
 
 
-def load(bases: list[Base]) -> None:
+def load(bases: list[Base], cache_dir: Path | None = None) -> None:
     """Load each base once, attach its adapters, and load a processor per served name.
 
     Device, dtype and processor choice match ``LoadedModel`` so a served model answers exactly like
-    ``mixtrain model run`` (tested).
+    ``mixtrain model run`` (tested). In the server's own process (``enable``d) the stack imports lean when
+    one lean import suits every base (models/_fastimport.py), as ``model run`` does for its one model.
     """
+    from contextlib import nullcontext
+
+    from mixtrain.models import _fastimport
+
+    paths = [b.path for b in bases]
+    with _fastimport.lean_imports(paths[0], paths[0], cache_dir) if _fastimport.one_stack(paths) else nullcontext():
+        _fastimport.import_inference_stack(with_peft=any(s.adapter_id for b in bases for s in b.served))
+        _load(bases)
+
+
+def _load(bases: list[Base]) -> None:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -43,7 +43,7 @@ def serve(spec: ServeSpec) -> None:
         _say(f"Starting vLLM for {', '.join(s.name for b in bases for s in b.served)}: {' '.join(cmd)}")
         sys.exit(vllm.run_vllm(cmd, api_key))
     sock = _bind(spec.host, spec.port)
-    _serve_transformers(sock, bases, spec, client.settings.image_cache, api_key)
+    _serve_transformers(sock, bases, spec, client.settings.image_cache, api_key, client.settings.home / "cache")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -65,7 +65,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_transformers(sock, bases, spec: ServeSpec, image_cache, api_key) -> None:
+def _serve_transformers(sock, bases, spec: ServeSpec, image_cache, api_key, cache_dir=None) -> None:
     import uvicorn
 
     from mixtrain.serving import pool
@@ -74,7 +74,10 @@ def _serve_transformers(sock, bases, spec: ServeSpec, image_cache, api_key) -> N
 
     names = [s.name for b in bases for s in b.served]
     _say(f"Loading {', '.join(names)} ({len(bases)} base model{'s' if len(bases) > 1 else ''}) ...")
-    pool.load(bases)
+    from mixtrain.models import _fastimport
+
+    _fastimport.enable()  # this process is ours: the models load without the integrations serving never uses
+    pool.load(bases, cache_dir)
     batcher = Batcher(bases, max_batch_size=spec.max_batch_size, max_wait_ms=spec.max_wait_ms)
     opts = ServeOptions(
         spec.limits(),
