@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LANE_1 = ("tests/e2e", "tests/gpu", "tests/serve")  # the shared trainings, the tests that use them, the server
+LANE_1 = ("tests/e2e", "tests/gpu")  # the shared trainings and the tests that use them
 COMMON = ["-q", "-rs", "--durations=15", "-p", "no:cacheprovider"]
 
 

@@ -37,6 +37,14 @@ def mix(home, tmp_path) -> Mix:
     return Mix(tmp_path, home)
 
 
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Test files on the session's Ray cluster run last (whole files, in their collected order): the cluster
+    (two nodes' raylets, GCS, dashboard and agents) starts with its first test and stops only at the session's
+    end, and its idle processes took CPU from every test that came after it."""
+    late = {i.path for i in items if "ray_cluster" in getattr(i, "fixturenames", ())}
+    items[:] = [i for i in items if i.path not in late] + [i for i in items if i.path in late]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _prefetch(request, tmp_path_factory):
     """Start the slow session fixtures the selected tests need in the background (tests/harness/prefetch.py)."""
