@@ -37,12 +37,35 @@ def mix(home, tmp_path) -> Mix:
     return Mix(tmp_path, home)
 
 
+RAY = "ray_cluster"
+_RAY: dict = {}  # the session's cluster once started, and the last selected test that uses it
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Test files on the session's Ray cluster run last (whole files, in their collected order): the cluster
-    (two nodes' raylets, GCS, dashboard and agents) starts with its first test and stops only at the session's
-    end, and its idle processes took CPU from every test that came after it."""
-    late = {i.path for i in items if "ray_cluster" in getattr(i, "fixturenames", ())}
-    items[:] = [i for i in items if i.path not in late] + [i for i in items if i.path in late]
+    """Test files on the session's Ray cluster run first (whole files, in their collected order), and the
+    cluster stops right after the last test that uses it (``pytest_runtest_teardown``): its idle processes (two
+    nodes' raylets, GCS, dashboard, agents) took CPU from every later test, and its tests, which mostly wait,
+    overlap best with the other lane's trainings (scripts/run_tests.py)."""
+    early = {i.path for i in items if RAY in getattr(i, "fixturenames", ())}
+    items[:] = [i for i in items if i.path in early] + [i for i in items if i.path not in early]
+
+
+def pytest_collection_finish(session) -> None:
+    users = [i for i in session.items if RAY in getattr(i, "fixturenames", ())]
+    _RAY["last"] = users[-1].nodeid if users else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if item.nodeid == _RAY.get("last") and "cluster" in _RAY:
+        _stop_ray(_RAY.pop("cluster"), _RAY["factory"])
+
+
+def _stop_ray(cluster, tmp_path_factory) -> None:
+    cluster.stop()
+    if not cluster.temp_dir.is_relative_to(tmp_path_factory.getbasetemp()):  # a short folder of its own (/tmp)
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -141,11 +164,12 @@ def pg_url(pg_server) -> str:
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    """ONE real 2-node Ray cluster on loopback for the session (tests/harness/ray_cluster.py); torn down by process group."""
+    """ONE real 2-node Ray cluster on loopback for the session (tests/harness/ray_cluster.py); torn down by process
+    group after the last test that uses it."""
     from harness import ray_cluster as rc
 
-    cluster = rc.start(tmp_path_factory.mktemp("ray"))
+    _RAY["factory"] = tmp_path_factory
+    cluster = _RAY["cluster"] = rc.start(tmp_path_factory.mktemp("ray"))
     yield cluster
-    cluster.stop()
-    if not cluster.temp_dir.is_relative_to(tmp_path_factory.getbasetemp()):  # a short folder of its own (/tmp)
-        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+    if _RAY.pop("cluster", None) is cluster:  # not stopped yet after its last test (e.g. the session was cut short)
+        _stop_ray(cluster, tmp_path_factory)
