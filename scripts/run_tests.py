@@ -61,6 +61,30 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ, MIXTRAIN_TEST_SHARED=str(shared / "shared"))
     started = time.monotonic()
     procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def stop(signum, _frame) -> None:
+        """Ctrl-C / CI cancel: each lane gets the Ctrl-C pytest handles (its fixtures' teardown stops the servers
+        it started), then whatever of it is left is killed; no lane outlives the runner."""
+        for _, p, _ in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        deadline = time.monotonic() + 60
+        for _, p, _ in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        for name, _, log in procs:  # where each lane stood
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
+            print(f"\n===== {name} — interrupted =====", *tail, sep="\n", flush=True)
+        shutil.rmtree(shared, ignore_errors=True)
+        raise SystemExit(128 + signum)
+
+    # Before the lanes start: a Ctrl-C handler (not "ignored", as a background job inherits it) makes each
+    # lane's pytest start with the default one, so the SIGINT below reaches it.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
     for i, args in enumerate(lanes(argv), start=1):
         log = shared / f"lane{i}.log"
         cmd = [sys.executable, "-m", "pytest", *args, *COMMON, f"--basetemp={shared / f'lane{i}'}"]
@@ -71,14 +95,6 @@ def main(argv: list[str]) -> int:
         procs.append((f"lane {i}: {' '.join(args)}", proc, log))
         print(f"started {procs[-1][0]}", flush=True)
 
-    def stop(signum, _frame) -> None:  # Ctrl-C / CI cancel: no lane outlives the runner
-        for _, p, _ in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     codes: list[int] = []
     pending = list(procs)
     while pending:  # each lane's whole output as soon as it ends (the first to finish first)
