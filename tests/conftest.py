@@ -78,14 +78,14 @@ def _prefetch(request, tmp_path_factory):
 
 @prefetch.job("tiny_models")
 def _tiny_models(tmp) -> dict[str, Path]:
-    return shared_tiny_models("tiny", tmp.mktemp("tiny"), env=prefetch.environ())
+    return shared_tiny_models("tiny", tmp, env=prefetch.environ())
 
 
 @prefetch.job("newer_models")
 def _newer_models(tmp) -> dict[str, Path]:
     from mixtrain.testing.tiny_vlm import NEWER
 
-    return shared_tiny_models("newer", tmp.mktemp("newer"), NEWER, env=prefetch.environ())
+    return shared_tiny_models("newer", tmp, NEWER, env=prefetch.environ())
 
 
 @pytest.fixture(scope="session")

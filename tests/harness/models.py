@@ -53,13 +53,14 @@ def build_tiny_models(root: Path, families=FAMILIES, env: dict | None = None) ->
     return {f: root / f for f in families}
 
 
-def shared_tiny_models(name: str, fresh: Path, families=FAMILIES, env: dict | None = None) -> dict[str, Path]:
-    """The tiny ``families`` for this session: built in ``fresh``, or — when ``make test`` runs the suite as
-    two sessions (scripts/run_tests.py sets ``MIXTRAIN_TEST_SHARED``) — built once for both under a lock in
-    that folder, the second session reading what the first built. No test writes into a base model."""
+def shared_tiny_models(name: str, tmp, families=FAMILIES, env: dict | None = None) -> dict[str, Path]:
+    """The tiny ``families`` for this session: built in a new folder of ``tmp`` (a tmp_path_factory), or —
+    when ``make test`` runs the suite as two sessions (scripts/run_tests.py sets ``MIXTRAIN_TEST_SHARED``) —
+    built once for both under a lock in that folder, the second session reading what the first built. No
+    test writes into a base model."""
     shared = os.environ.get("MIXTRAIN_TEST_SHARED")
     if not shared:
-        return build_tiny_models(fresh, families, env)
+        return build_tiny_models(tmp.mktemp(name), families, env)
     root = Path(shared) / name
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f"{name}.lock", "w") as lock:

@@ -78,13 +78,13 @@ def test_complete_checkpoints_are_uploaded_and_resume_finds_the_newest_without_t
     shutil.rmtree(run_dir)  # "another machine": neither the run folder nor its checkpoints are here
     shutil.rmtree(output_dir)
     failed = {"number": 1, "workflow": "ft", "status": "failed", "run_dir": str(run_dir), "id": 41}
-    origin = resume.plan(failed, settings.warehouse)
+    origin = resume.plan(failed, settings)
     assert origin == {"dataset_snapshot_id": 7, "run": 1, "step": 4, "checkpoint": f"{uploads}/checkpoint-4"}
     local = objectstore.get_dir(origin["checkpoint"], settings)
     assert (local / "optimizer.pt").read_bytes() == b"optimizer.pt at step 4"
     assert json.loads((local / "trainer_state.json").read_text()) == {"global_step": 4}
     with pytest.raises(InvalidInput, match="never started training"):
-        resume.plan({**failed, "id": 42}, settings.warehouse)  # nothing uploaded for that run
+        resume.plan({**failed, "id": 42}, settings)  # nothing uploaded for that run
 
 
 def test_a_local_checkpoint_as_new_as_the_uploaded_one_wins(tmp_path, settings):
@@ -95,11 +95,11 @@ def test_a_local_checkpoint_as_new_as_the_uploaded_one_wins(tmp_path, settings):
     remote.CheckpointUploader(_checkpoint(output_dir, 2).parent, HF_TRAINER_CHECKPOINT, uploads, print).sweep()
     _checkpoint(output_dir, 3)
     run = {"number": 1, "workflow": "ft", "status": "failed", "run_dir": str(run_dir), "id": 5}
-    assert resume.plan(run, settings.warehouse)["checkpoint"] == str(output_dir / "checkpoint-3")
+    assert resume.plan(run, settings)["checkpoint"] == str(output_dir / "checkpoint-3")
     shutil.rmtree(output_dir / "checkpoint-3")
-    assert resume.plan(run, settings.warehouse)["checkpoint"] == str(output_dir / "checkpoint-2")  # a tie: local
+    assert resume.plan(run, settings)["checkpoint"] == str(output_dir / "checkpoint-2")  # a tie: local
     shutil.rmtree(output_dir)
-    assert resume.plan(run, settings.warehouse)["checkpoint"] == f"{uploads}/checkpoint-2"
+    assert resume.plan(run, settings)["checkpoint"] == f"{uploads}/checkpoint-2"
 
 
 def test_gang_inputs_come_back_at_their_paths_on_a_node_without_them(tmp_path, settings):

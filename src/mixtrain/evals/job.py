@@ -71,19 +71,26 @@ def _evaluate(settings: Settings, rec: Mapping, store: EvalStore) -> dict:
     for f in failures:
         print(f"  row {f['row_id']}: {f['reason']} — counted as failed", flush=True)
     ok = [i for i, img in enumerate(images) if img is not None]  # images[i]: the row's decoded images
-    _lean_if_one_stack(settings, rec["models"])
     outputs: dict[str, list] = {}
     scores: dict[str, dict] = {}
     finished = store.finished_models(rec["name"])  # by an earlier run of this eval (`eval resume`)
+    from mixtrain.models.registry import ModelRegistry
+
+    kept = {lab for lab, earlier in finished.items() if len(earlier["rows"]["outputs"]) == len(rows)}  # whole
+    registry = ModelRegistry(settings)  # the records of the models still to run, read once
+    infos = {m["label"]: registry.get(m["name"], m["version"]) for m in rec["models"] if m["label"] not in kept}
+    _lean_if_one_stack([info["base_model"] for info in infos.values()])
     for m in rec["models"]:
         lab = m["label"]
-        earlier = finished.get(lab)
-        if earlier is not None and len(earlier["rows"]["outputs"]) == len(rows):
+        if lab in kept:
+            earlier = finished[lab]
             outputs[lab], per_row = earlier["rows"]["outputs"], earlier["rows"]["scores"]
             scores[lab] = {**earlier["summary"], "_rows": per_row}
             print(f"[{lab}] finished in an earlier run: its {len(rows)} results are kept", flush=True)
             continue
-        out, seconds = generate_all(settings, m, [rows[i]["prompt"] for i in ok], [images[i] for i in ok], cfg)
+        out, seconds = generate_all(
+            settings, infos[lab], lab, [rows[i]["prompt"] for i in ok], [images[i] for i in ok], cfg
+        )
         column: list = [None] * len(rows)
         for i, text in zip(ok, out, strict=False):
             column[i] = text
@@ -192,25 +199,21 @@ def load_images(rows: list[dict], settings: Settings) -> tuple[list, list[dict]]
     return images, failures
 
 
-def _lean_if_one_stack(settings: Settings, models: list[Mapping]) -> None:
+def _lean_if_one_stack(base_models: list[str]) -> None:
     """This process is the eval's own worker (evals/eval_flow.py): its models load without the integrations
     inference never uses (models/_fastimport.py), when one lean import suits them all."""
     from mixtrain.models import _fastimport
-    from mixtrain.models.registry import ModelRegistry
 
-    registry = ModelRegistry(settings)
-    if _fastimport.one_stack([registry.get(m["name"], m["version"])["base_model"] for m in models]):
+    if _fastimport.one_stack(base_models):
         _fastimport.enable()
 
 
 def generate_all(
-    settings: Settings, model_ref: dict, prompts: list[str], images: list, cfg: dict
+    settings: Settings, info: Mapping, lab: str, prompts: list[str], images: list, cfg: dict
 ) -> tuple[list[str], float]:
-    """Load the model once, generate in batches with progress (rows/s, ETA), free it; returns (texts, seconds)."""
-    from mixtrain.models.registry import ModelRegistry
-
-    info = ModelRegistry(settings).get(model_ref["name"], model_ref["version"])
-    lab, n, bs = model_ref["label"], len(prompts), cfg["batch_size"]
+    """Load model ``info`` (labelled ``lab``) once, generate in batches with progress (rows/s, ETA), free it;
+    returns (texts, seconds)."""
+    n, bs = len(prompts), cfg["batch_size"]
     if n == 0:
         print(f"[{lab}] no readable rows: not loading the model", flush=True)
         return [], 0.0

@@ -135,8 +135,9 @@ def one_stack(model_dirs: Sequence[str | Path]) -> bool:
     """Whether one lean import suits every model in ``model_dirs`` (local folders that agree on quantized and
     on Mistral-format): a process that loads several models imports the stack once, and transformers keeps
     the availability answers of that first import, so a later model must not need what the first hid."""
-    needs = {(is_quantized(d), needs_mistral_common(d)) for d in model_dirs if Path(d).is_dir()}
-    return len(needs) == 1 and all(Path(d).is_dir() for d in model_dirs)
+    if not model_dirs or not all(Path(d).is_dir() for d in model_dirs):
+        return False
+    return len({(is_quantized(d), needs_mistral_common(d)) for d in model_dirs}) == 1
 
 
 @contextlib.contextmanager

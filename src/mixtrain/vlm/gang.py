@@ -74,9 +74,8 @@ def train(
     safe_env = {k: v for k, v in env.items() if k not in set(secret_names)}
     from ray.util.queue import Queue
 
-    done = Queue(
-        actor_options={"num_cpus": 0}
-    )  # each node reports how it ended (Ray Train keeps no metrics-only report)
+    # Each node reports how it ended here (Ray Train keeps no metrics-only report).
+    done = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _node_main,
         train_loop_config={
@@ -162,18 +161,16 @@ def _node_main(cfg: dict) -> None:
     where = launch.Distributed(master, int(port[0]), rank, world, 0)
     cmd = launch.command(Path(cfg["config"]), where, cuda=hw.cuda, n_gpu=hw.n_gpu, num_processes=cfg["num_processes"])
     env = {**cfg["env"], **_secrets(cfg["home"])}
-    with _team_mode(cfg.get("remote") or {}, rank, world, Path(cfg["cwd"])):
+    remote = cfg.get("remote") or {}
+    with _team_mode(remote, rank, world, Path(cfg["cwd"])):
         # raises TrainingFailed with the trainer's last line
         launch._run(cmd, env, Path(cfg["cwd"]), on_start=_watchdog)
-    remote = cfg.get("remote") or {}
     if rank == 0 and remote.get("output"):  # the trainer wrote the adapter on this node: the run registers it
         from mixtrain.settings import load_settings
         from mixtrain.vlm.remote import upload_output
 
-        print(
-            f"node 0 of {world}: trained output uploaded to {upload_output(Path(remote['output_dir']), remote['output'], load_settings())}",
-            flush=True,
-        )
+        uploaded = upload_output(Path(remote["output_dir"]), remote["output"], load_settings())
+        print(f"node 0 of {world}: trained output uploaded to {uploaded}", flush=True)
     report = {
         "rank": rank,
         "world": world,

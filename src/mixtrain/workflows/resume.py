@@ -40,11 +40,11 @@ def run_prefix(warehouse: str, run_id: int) -> str:
     return objectstore.join(warehouse, "runs", str(run_id))
 
 
-def declaration(run: Mapping, warehouse: str | None = None) -> dict | None:
+def declaration(run: Mapping, settings=None) -> dict | None:
     """The run's checkpoint declaration: its run folder's, else (an ``s3://`` warehouse) the uploaded copy —
     `workflow resume` on a machine that never had the run's folder."""
     info = RunFolder(run["run_dir"]).checkpoint_declaration()
-    if info is not None or not warehouse or not warehouse.startswith("s3://") or run.get("id") is None:
+    if info is not None or settings is None or not settings.remote_warehouse or run.get("id") is None:
         return info
     import json
 
@@ -52,17 +52,19 @@ def declaration(run: Mapping, warehouse: str | None = None) -> dict | None:
 
     try:
         data = json.loads(
-            objectstore.read_bytes(objectstore.join(run_prefix(warehouse, run["id"]), RunFolder.CHECKPOINTS))
+            objectstore.read_bytes(
+                objectstore.join(run_prefix(settings.warehouse, run["id"]), RunFolder.CHECKPOINTS), settings
+            )
         )
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def plan(run: Mapping, warehouse: str | None = None) -> dict:
+def plan(run: Mapping, settings=None) -> dict:
     """Where ``run`` can be resumed from, or a one-line error saying why it cannot.
 
-    ``warehouse``: an ``s3://`` team warehouse, where a run's checkpoints (and their declaration) are
+    ``settings``: with an ``s3://`` team warehouse, where a run's checkpoints (and their declaration) are
     also uploaded; the newest complete checkpoint, local or uploaded, is the one resumed."""
     label = f"run #{run['number']} of {run['workflow']!r}"
     if RunStatus(run["status"]).is_active:
@@ -74,7 +76,7 @@ def plan(run: Mapping, warehouse: str | None = None) -> dict:
         raise InvalidInput(
             f"{label} completed; there is nothing to resume", "start a new run with `mixtrain workflow run`"
         )
-    info = declaration(run, warehouse)
+    info = declaration(run, settings)
     if info is None:
         raise InvalidInput(
             f"{label} never started training, so it has no checkpoint", "start a new run with `mixtrain workflow run`"
@@ -92,7 +94,7 @@ def plan(run: Mapping, warehouse: str | None = None) -> dict:
     if layout is not None and isinstance(uploaded, str) and uploaded:
         # Team mode: every complete checkpoint was also uploaded. This machine may not have the run's
         # folder (another node trained it) or may have fewer checkpoints: the newest one wins, local on a tie.
-        remote = layout.latest_uploaded(uploaded)
+        remote = layout.latest_uploaded(uploaded, settings)
         if remote and (found is None or remote[1] > found[1]):
             found = remote
     if layout is None or found is None:

@@ -65,7 +65,7 @@ class CheckpointLayout:
     def latest_complete(self, output_dir: Path | str) -> Path | None:
         return next((c for c in reversed(self.checkpoints(output_dir)) if self.is_complete(c)), None)
 
-    def latest_uploaded(self, uri: str) -> tuple[str, int] | None:
+    def latest_uploaded(self, uri: str, settings=None) -> tuple[str, int] | None:
         """The newest checkpoint uploaded under ``uri`` (object storage) and its step, or None.
 
         Only complete checkpoints are uploaded, and ``objectstore.put_dir`` writes a folder's manifest
@@ -76,7 +76,7 @@ class CheckpointLayout:
         pattern = re.compile(re.escape(self.prefix) + r"(\d+)/" + re.escape(objectstore.MANIFEST))
         base = uri.rstrip("/") + "/"
         found = []
-        for e in objectstore.listing(base):
+        for e in objectstore.listing(base, settings):
             m = pattern.fullmatch(e.uri[len(base) :])
             if m:
                 found.append((objectstore.join(uri, f"{self.prefix}{m.group(1)}"), int(m.group(1))))

@@ -112,7 +112,7 @@ def resume(settings: Settings, name: str, number: int, *, fork: bool = False) ->
 
     reg = WorkflowRegistry(settings)
     old = _current(reg, name, number)
-    origin = resuming.plan(old, settings.warehouse)
+    origin = resuming.plan(old, settings)
     num_nodes = (old.placement or {}).get("num_nodes", 1)
     check_num_nodes(settings, num_nodes)
     run = reg.new_run(name, old["version"], old["inputs"], resumed_from=origin, resumes=old)
